@@ -1,0 +1,282 @@
+"""The `taskq` command. Errors print one readable line and exit non-zero, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from taskq.client import Client, connect
+from taskq.errors import InvalidArgumentError, TaskqError
+from taskq.models import BackoffPolicy, QueueSettings, TaskRequest
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    pass
+
+
+def _print_json(value: Any) -> None:
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    print(json.dumps(value, indent=2, default=str))
+
+
+def _payload(text: str | None, field: str = "payload") -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InvalidArgumentError(field, f"not valid JSON: {error.msg} at position {error.pos}") from None
+
+
+def _queue_settings(args: argparse.Namespace) -> QueueSettings:
+    backoff = BackoffPolicy(kind=args.backoff, base_seconds=args.backoff_base,
+                            max_seconds=args.backoff_max, jitter=args.backoff_jitter)
+    return QueueSettings(
+        default_priority=args.default_priority, max_attempts=args.max_attempts, backoff=backoff,
+        timeout_seconds=args.timeout, payload_limit_bytes=args.payload_limit,
+        retention_succeeded_seconds=args.retention_succeeded,
+        retention_dead_seconds=args.retention_dead, rate_limit_per_second=args.rate_limit,
+        rate_burst=args.rate_burst, concurrency_limit=args.concurrency_limit, paused=args.paused,
+    )
+
+
+async def _migrate(client: Client, _args: argparse.Namespace) -> None:
+    applied = await client.migrate()
+    print(f"applied {', '.join(applied)}" if applied else "schema is up to date")
+
+
+async def _queue_create(client: Client, args: argparse.Namespace) -> None:
+    info = await client.ensure_queue(args.queue, _queue_settings(args))
+    _print_json(info)
+
+
+async def _queue_drop(client: Client, args: argparse.Namespace) -> None:
+    if not args.yes:
+        raise CliError(f"dropping {args.queue} deletes all its tasks: repeat with --yes")
+    dropped = await client.drop_queue(args.queue)
+    print(f"dropped {args.queue}" if dropped else f"{args.queue} did not exist")
+
+
+async def _queue_stats(client: Client, args: argparse.Namespace) -> None:
+    stats = await client.queue_stats(args.queue)
+    _print_json({**stats.model_dump(mode="json"),
+                 "oldest_ready_age_seconds": stats.oldest_ready_age_seconds})
+
+
+async def _queue_list(client: Client, _args: argparse.Namespace) -> None:
+    for info in await client.list_queues():
+        print(info.full_name)
+
+
+async def _enqueue(client: Client, args: argparse.Namespace) -> None:
+    if args.jsonl:
+        requests = [
+            TaskRequest(args.task, _payload(line, f"{args.jsonl} line {n}"), args.priority,
+                        args.delay, None, args.max_attempts, args.task_timeout)
+            for n, line in enumerate(_read_lines(args.jsonl), start=1) if line.strip()
+        ]
+        results = await client.enqueue_many(args.queue, requests)
+        print(f"enqueued {sum(r.created for r in results)} tasks "
+              f"({len(results) - sum(r.created for r in results)} already existed)")
+        return
+    result = await client.enqueue(
+        args.queue, args.task, _payload(args.payload), priority=args.priority, delay=args.delay,
+        idempotency_key=args.idempotency_key, max_attempts=args.max_attempts,
+        timeout=args.task_timeout, correlation_id=args.correlation_id,
+    )
+    _print_json({"id": result.id, "created": result.created})
+
+
+def _read_lines(path: str) -> list[str]:
+    try:
+        with (sys.stdin if path == "-" else open(path, encoding="utf-8")) as f:  # noqa: SIM115
+            return f.read().splitlines()
+    except OSError as error:
+        raise CliError(f"cannot read {path}: {error.strerror}") from None
+
+
+async def _tasks_show(client: Client, args: argparse.Namespace) -> None:
+    task = await client.get_task(args.id)
+    attempts = await client.task_attempts(args.id)
+    _print_json({**task.model_dump(mode="json"),
+                 "history": [a.model_dump(mode="json") for a in attempts]})
+
+
+async def _tasks_cancel(client: Client, args: argparse.Namespace) -> None:
+    result = await client.cancel(args.id)
+    if result.state == "running" and result.cancel_requested:
+        print(f"task {args.id} is running: asked its worker to stop it")
+    elif result.state == "canceled":
+        print(f"task {args.id} canceled")
+    else:
+        print(f"task {args.id} already finished ({result.state}); nothing to cancel")
+
+
+async def _dead_list(client: Client, args: argparse.Namespace) -> None:
+    for task in await client.list_dead(args.queue, args.limit):
+        error = task.error or {}
+        print(f"{task.id}\t{task.task_name}\t{task.finished_at}\t{error.get('type')}: "
+              f"{error.get('message')}")
+
+
+async def _dead_replay(client: Client, args: argparse.Namespace) -> None:
+    if not args.ids and not args.all:
+        raise CliError("name the dead task ids to replay, or pass --all")
+    result = await client.replay_dead(args.queue, None if args.all else args.ids)
+    print(f"replayed {result.replayed} dead tasks"
+          + (f"; {result.skipped} skipped (their idempotency key is held by a newer task)"
+             if result.skipped else ""))
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from taskq.worker.main import run_worker
+    from taskq.worker.settings import WorkerSettings
+
+    overrides = {k: v for k, v in (("dsn", args.dsn), ("queues", args.queues), ("app", args.app),
+                                   ("concurrency", args.concurrency)) if v is not None}
+    try:
+        settings = WorkerSettings(**overrides)
+    except ValidationError as error:
+        raise CliError(_settings_error(error)) from None
+    if args.path:
+        sys.path.insert(0, args.path)
+    asyncio.run(run_worker(settings))
+    return 0
+
+
+def _settings_error(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        field = "TASKQ_" + "_".join(str(p) for p in item["loc"][:1]).upper()
+        problems.append(f"{field}: {item['msg']}")
+    return "; ".join(problems)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="taskq", description="Postgres-backed task queue")
+    parser.add_argument("--dsn", help="PostgreSQL DSN (default: $TASKQ_DSN)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("migrate", help="install or upgrade the taskq schema").set_defaults(run=_migrate)
+
+    queue = sub.add_parser("queue", help="create, drop, list and inspect queues")
+    qsub = queue.add_subparsers(dest="queue_command", required=True)
+    create = qsub.add_parser("create", help="create a queue or update its settings")
+    create.add_argument("queue", help="NAMESPACE/NAME")
+    d = QueueSettings()
+    create.add_argument("--default-priority", type=int, default=d.default_priority)
+    create.add_argument("--max-attempts", type=int, default=d.max_attempts)
+    create.add_argument("--backoff", choices=["exponential", "linear", "fixed"],
+                        default=d.backoff.kind)
+    create.add_argument("--backoff-base", type=float, default=d.backoff.base_seconds)
+    create.add_argument("--backoff-max", type=float, default=d.backoff.max_seconds)
+    create.add_argument("--backoff-jitter", type=float, default=d.backoff.jitter)
+    create.add_argument("--timeout", type=float, default=d.timeout_seconds,
+                        help="execution timeout in seconds")
+    create.add_argument("--payload-limit", type=int, default=d.payload_limit_bytes)
+    create.add_argument("--retention-succeeded", type=int, default=d.retention_succeeded_seconds)
+    create.add_argument("--retention-dead", type=int, default=d.retention_dead_seconds)
+    create.add_argument("--rate-limit", type=float, help="tasks per second, across workers")
+    create.add_argument("--rate-burst", type=float)
+    create.add_argument("--concurrency-limit", type=int, help="most running at once")
+    create.add_argument("--paused", action="store_true")
+    create.set_defaults(run=_queue_create)
+    drop = qsub.add_parser("drop", help="drop a queue with all its tasks")
+    drop.add_argument("queue")
+    drop.add_argument("--yes", action="store_true")
+    drop.set_defaults(run=_queue_drop)
+    stats = qsub.add_parser("stats", help="depth of a queue")
+    stats.add_argument("queue")
+    stats.set_defaults(run=_queue_stats)
+    qsub.add_parser("list", help="list queues").set_defaults(run=_queue_list)
+
+    enqueue = sub.add_parser("enqueue", help="enqueue a task (or many from JSON lines)")
+    enqueue.add_argument("queue")
+    enqueue.add_argument("task", help="task name (the handler's key)")
+    enqueue.add_argument("payload", nargs="?", help="JSON payload")
+    enqueue.add_argument("--jsonl", metavar="FILE", help="one JSON payload per line ('-': stdin)")
+    enqueue.add_argument("--priority", help="0..100 or urgent/high/normal/low")
+    enqueue.add_argument("--delay", type=float, help="seconds before it may run")
+    enqueue.add_argument("--idempotency-key")
+    enqueue.add_argument("--max-attempts", type=int)
+    enqueue.add_argument("--timeout", dest="task_timeout", type=float)
+    enqueue.add_argument("--correlation-id")
+    enqueue.set_defaults(run=_enqueue)
+
+    worker = sub.add_parser("worker", help="run a worker (settings from TASKQ_* variables)")
+    worker.add_argument("--queues", help="overrides TASKQ_QUEUES")
+    worker.add_argument("--app", help="overrides TASKQ_APP")
+    worker.add_argument("--concurrency", type=int, help="overrides TASKQ_CONCURRENCY")
+    worker.add_argument("--path", help="directory to import the app from")
+    worker.set_defaults(run=None)
+
+    tasks = sub.add_parser("tasks", help="inspect or cancel a task")
+    tsub = tasks.add_subparsers(dest="tasks_command", required=True)
+    show = tsub.add_parser("show", help="a task and its tries history")
+    show.add_argument("id", type=int)
+    show.set_defaults(run=_tasks_show)
+    cancel = tsub.add_parser("cancel", help="cancel a waiting or running task")
+    cancel.add_argument("id", type=int)
+    cancel.set_defaults(run=_tasks_cancel)
+
+    dead = sub.add_parser("dead", help="the dead letters: tasks out of attempts")
+    dsub = dead.add_subparsers(dest="dead_command", required=True)
+    dlist = dsub.add_parser("list")
+    dlist.add_argument("queue")
+    dlist.add_argument("--limit", type=int, default=100)
+    dlist.set_defaults(run=_dead_list)
+    replay = dsub.add_parser("replay", help="send dead tasks back to ready")
+    replay.add_argument("queue")
+    replay.add_argument("ids", type=int, nargs="*")
+    replay.add_argument("--all", action="store_true")
+    replay.set_defaults(run=_dead_replay)
+    return parser
+
+
+async def _with_client(
+    dsn: str, run: Callable[[Client, argparse.Namespace], Awaitable[None]],
+    args: argparse.Namespace,
+) -> None:
+    async with await connect(dsn, min_size=1, max_size=2) as client:
+        await run(client, args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "worker":
+            return _worker(args)
+        dsn = args.dsn or os.environ.get("TASKQ_DSN")
+        if not dsn:
+            raise CliError("no database: set TASKQ_DSN or pass --dsn postgresql://...")
+        asyncio.run(_with_client(dsn, args.run, args))
+    except (TaskqError, CliError) as error:
+        print(f"taskq: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except ValidationError as error:
+        print(f"taskq: error: {_validation_message(error)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _validation_message(error: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in item['loc'])}: {item['msg']}" for item in error.errors()
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""The taskq client: produce tasks and administer queues.
+
+    async with await taskq.connect(dsn) as client:
+        await client.enqueue("default/emails", "send_email", {"to": "a@example.com"})
+
+Every producing call accepts `connection=`: pass a connection inside your own transaction and
+the task exists only if that transaction commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, Self
+
+import asyncpg
+
+from taskq.errors import DatabaseUnavailableError, UnknownQueueError, UnknownTaskError
+from taskq.models import (
+    AttemptInfo,
+    CancelResult,
+    EnqueueResult,
+    QueueInfo,
+    QueueSettings,
+    QueueStats,
+    ReplayResult,
+    TaskInfo,
+    TaskRequest,
+)
+from taskq.names import QueueName
+from taskq.store import queues as queue_store
+from taskq.store import tasks as task_store
+from taskq.store.dberrors import CONNECTION_ERRORS, describe_connection_error, translated
+from taskq.store.migrations import migrate
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """A connection pool, or DatabaseUnavailableError naming why the database is unreachable."""
+    try:
+        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, timeout=10)
+    except CONNECTION_ERRORS as error:
+        raise DatabaseUnavailableError(describe_connection_error(error)) from None
+    except ValueError as error:  # a malformed DSN
+        raise DatabaseUnavailableError(f"invalid database DSN: {error}") from None
+    assert pool is not None
+    return pool
+
+
+class Client:
+    def __init__(self, pool: asyncpg.Pool, *, owns_pool: bool = False) -> None:
+        self.pool = pool
+        self._owns_pool = owns_pool
+
+    async def close(self) -> None:
+        if self._owns_pool:
+            await self.pool.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- schema and queues ------------------------------------------------------------------
+
+    async def migrate(self) -> list[str]:
+        with translated():
+            async with self.pool.acquire() as conn:
+                return await migrate(conn)
+
+    async def ensure_queue(self, queue: str, settings: QueueSettings | None = None) -> QueueInfo:
+        name = QueueName.parse(queue)
+        with translated(queue):
+            async with self.pool.acquire() as conn:
+                return await queue_store.ensure_queue(conn, name, settings or QueueSettings())
+
+    async def drop_queue(self, queue: str) -> bool:
+        with translated(queue):
+            return await queue_store.drop_queue(self.pool, QueueName.parse(queue))
+
+    async def get_queue(self, queue: str) -> QueueInfo:
+        with translated(queue):
+            info = await queue_store.get_queue(self.pool, QueueName.parse(queue))
+        if info is None:
+            raise UnknownQueueError(queue)
+        return info
+
+    async def list_queues(self) -> list[QueueInfo]:
+        with translated():
+            return await queue_store.list_queues(self.pool)
+
+    async def queue_stats(self, queue: str) -> QueueStats:
+        info = await self.get_queue(queue)
+        with translated(queue):
+            return await queue_store.queue_stats(self.pool, info.id)
+
+    # -- producing --------------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        queue: str,
+        task_name: str,
+        payload: Any = None,
+        *,
+        priority: int | str | None = None,
+        delay: float | timedelta | None = None,
+        idempotency_key: str | None = None,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+        correlation_id: str | None = None,
+        connection: asyncpg.Connection | None = None,
+    ) -> EnqueueResult:
+        request = TaskRequest(
+            task_name, payload, priority, delay, idempotency_key, max_attempts, timeout,
+            correlation_id,
+        )
+        (result,) = await self.enqueue_many(queue, [request], connection=connection)
+        return result
+
+    async def enqueue_many(
+        self, queue: str, tasks: Sequence[TaskRequest], *,
+        connection: asyncpg.Connection | None = None,
+    ) -> list[EnqueueResult]:
+        """All or nothing: one transaction (the caller's, if `connection` is in one)."""
+        QueueName.parse(queue)
+        if not tasks:
+            return []
+        with translated(queue):
+            if connection is not None:
+                return await task_store.enqueue_many(connection, queue, tasks)
+            async with self.pool.acquire() as conn:
+                return await task_store.enqueue_many(conn, queue, tasks)
+
+    # -- tasks ------------------------------------------------------------------------------
+
+    async def get_task(self, task_id: int) -> TaskInfo:
+        with translated():
+            task = await task_store.get_task(self.pool, task_id)
+        if task is None:
+            raise UnknownTaskError(task_id)
+        return task
+
+    async def task_attempts(self, task_id: int) -> list[AttemptInfo]:
+        with translated():
+            return await task_store.task_attempts(self.pool, task_id)
+
+    async def cancel(self, task_id: int) -> CancelResult:
+        """Waiting tasks are canceled at once; a running one is asked to stop (cooperatively)."""
+        with translated():
+            result = await task_store.cancel_task(self.pool, task_id)
+        if result is None:
+            raise UnknownTaskError(task_id)
+        return result
+
+    async def list_dead(self, queue: str, limit: int = 100) -> list[TaskInfo]:
+        info = await self.get_queue(queue)
+        with translated(queue):
+            return await task_store.list_dead(self.pool, info.id, limit)
+
+    async def replay_dead(self, queue: str, task_ids: Sequence[int] | None = None) -> ReplayResult:
+        info = await self.get_queue(queue)
+        with translated(queue):
+            return await task_store.replay_dead(self.pool, info.id, task_ids)
+
+
+async def connect(dsn: str, *, min_size: int = 1, max_size: int = 10) -> Client:
+    """A client with its own pool; close it (or use `async with`) when done."""
+    return Client(await create_pool(dsn, min_size=min_size, max_size=max_size), owns_pool=True)

@@ -1,0 +1,41 @@
+"""Errors a taskq user can act on. Each message names what was wrong and how to fix it."""
+
+from __future__ import annotations
+
+
+class TaskqError(Exception):
+    """Base of every error taskq raises on purpose."""
+
+
+class InvalidArgumentError(TaskqError, ValueError):
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"invalid {field}: {problem}")
+        self.field = field
+
+
+class UnknownQueueError(TaskqError, LookupError):
+    def __init__(self, queue: str) -> None:
+        super().__init__(
+            f"unknown queue {queue!r}: create it first "
+            "(taskq queue create NAMESPACE/NAME, or apply a TaskQueue resource)"
+        )
+        self.queue = queue
+
+
+class PayloadTooLargeError(TaskqError, ValueError):
+    pass
+
+
+class UnknownTaskError(TaskqError, LookupError):
+    def __init__(self, task_id: int) -> None:
+        super().__init__(f"no task with id {task_id}")
+        self.task_id = task_id
+
+
+class DatabaseUnavailableError(TaskqError, ConnectionError):
+    """The database cannot be reached or refused us; the message names the cause."""
+
+
+class SchemaMissingError(TaskqError):
+    def __init__(self) -> None:
+        super().__init__("the taskq schema is not installed in this database: run `taskq migrate`")

@@ -1,0 +1,80 @@
+-- Named queries of the taskq client and worker. Each starts with "-- name: NAME".
+-- Parameters are positional ($1...); no value is ever formatted into SQL text.
+
+-- name: provision_queue
+SELECT taskq.provision_queue($1, $2) AS id
+
+-- name: configure_queue
+UPDATE taskq.queues
+   SET default_priority = $2, max_attempts = $3, backoff_kind = $4, backoff_base_s = $5,
+       backoff_max_s = $6, backoff_jitter = $7, timeout_s = $8, payload_limit_bytes = $9,
+       retention_succeeded_s = $10, retention_dead_s = $11, rate_limit_per_s = $12,
+       rate_burst = $13, concurrency_limit = $14, paused = $15,
+       -- a changed rate limit starts from a full bucket
+       rate_tokens = CASE WHEN rate_limit_per_s IS DISTINCT FROM $12 THEN NULL ELSE rate_tokens END
+ WHERE id = $1
+
+-- name: drop_queue
+SELECT taskq.drop_queue($1, $2) AS dropped
+
+-- name: get_queue
+SELECT * FROM taskq.queues WHERE namespace = $1 AND name = $2
+
+-- name: list_queues
+SELECT * FROM taskq.queues ORDER BY namespace, name
+
+-- name: queue_stats
+SELECT * FROM taskq.queue_stats($1)
+
+-- name: enqueue_many
+SELECT ord, id, created FROM taskq.enqueue_many($1, $2, $3::jsonb[], $4, $5, $6, $7, $8, $9)
+
+-- name: get_task
+SELECT t.id, q.namespace || '/' || q.name AS queue, t.task_name, t.state, t.priority, t.payload,
+       t.run_at, t.idempotency_key, t.correlation_id, t.attempts, t.total_attempts,
+       t.max_attempts, t.worker_id, t.attempt_id::text AS attempt_id, t.lease_expires_at,
+       t.cancel_requested, t.result, t.error, t.progress, t.created_at, t.started_at,
+       t.finished_at
+  FROM taskq.tasks t JOIN taskq.queues q ON q.id = t.queue_id
+ WHERE t.id = $1
+
+-- name: task_attempts
+SELECT attempt, attempt_id::text AS attempt_id, worker_id, started_at, finished_at, outcome, error
+  FROM taskq.attempts WHERE task_id = $1 ORDER BY attempt
+
+-- name: cancel_task
+SELECT state, cancel_requested FROM taskq.cancel($1)
+
+-- name: list_dead
+SELECT t.id, q.namespace || '/' || q.name AS queue, t.task_name, t.state, t.priority, t.payload,
+       t.run_at, t.idempotency_key, t.correlation_id, t.attempts, t.total_attempts,
+       t.max_attempts, t.worker_id, t.attempt_id::text AS attempt_id, t.lease_expires_at,
+       t.cancel_requested, t.result, t.error, t.progress, t.created_at, t.started_at,
+       t.finished_at
+  FROM taskq.tasks t JOIN taskq.queues q ON q.id = t.queue_id
+ WHERE t.queue_id = $1 AND t.state = 'dead'
+ ORDER BY t.finished_at DESC, t.id DESC
+ LIMIT $2
+
+-- name: replay_dead
+SELECT replayed, skipped FROM taskq.replay_dead($1, $2)
+
+-- name: claim
+SELECT id, task_name, payload, priority, attempt, attempt_id, max_attempts, timeout_s,
+       correlation_id, idempotency_key, created_at
+  FROM taskq.claim($1, $2, $3, $4)
+
+-- name: complete
+SELECT id, state FROM taskq.complete($1, $2, $3, $4, $5, $6::jsonb[], $7::jsonb[])
+
+-- name: heartbeat
+SELECT id, cancel_requested FROM taskq.heartbeat($1, $2, $3, $4::jsonb[], $5)
+
+-- name: release
+SELECT taskq.release($1, $2, $3, $4) AS released
+
+-- name: rescue_expired
+SELECT taskq.rescue_expired($1, $2) AS rescued
+
+-- name: purge_finished
+SELECT taskq.purge_finished($1, $2) AS purged

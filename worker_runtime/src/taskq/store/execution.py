@@ -1,0 +1,102 @@
+"""The worker's side of the store: claim, complete, heartbeat, release, and maintenance."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+import asyncpg
+
+from taskq.store.sqlfiles import query
+
+Executor = asyncpg.Connection | asyncpg.Pool
+Outcome = Literal["succeeded", "failed", "fatal", "timed_out", "canceled"]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedTask:
+    queue_id: int
+    queue: str
+    id: int
+    task_name: str
+    payload_json: str
+    priority: int
+    attempt: int
+    attempt_id: uuid.UUID
+    max_attempts: int
+    timeout_s: float
+    correlation_id: str | None
+    idempotency_key: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """The outcome of one attempt; result and error are JSON text (or None)."""
+
+    queue_id: int
+    id: int
+    attempt_id: uuid.UUID
+    outcome: Outcome
+    result_json: str | None = None
+    error_json: str | None = None
+
+
+async def claim(
+    db: Executor, queue_id: int, queue: str, worker_id: str, limit: int, lease_s: float
+) -> list[ClaimedTask]:
+    rows = await db.fetch(query("claim"), queue_id, worker_id, limit, lease_s)
+    return [ClaimedTask(queue_id, queue, *row) for row in rows]
+
+
+async def complete(db: Executor, worker_id: str, done: Sequence[Completion]) -> dict[int, str]:
+    """Record outcomes (any mix of queues); returns the new state of each task that was still
+    held by that attempt. A task missing from the result had lost its lease."""
+    states: dict[int, str] = {}
+    by_queue: dict[int, list[Completion]] = {}
+    for item in done:
+        by_queue.setdefault(item.queue_id, []).append(item)
+    for queue_id, items in by_queue.items():
+        rows = await db.fetch(
+            query("complete"), queue_id, worker_id,
+            [c.id for c in items], [c.attempt_id for c in items], [c.outcome for c in items],
+            [c.result_json for c in items], [c.error_json for c in items],
+        )
+        states.update((row["id"], row["state"]) for row in rows)
+    return states
+
+
+async def heartbeat(
+    db: Executor, queue_id: int, held: Sequence[tuple[int, uuid.UUID, str | None]], lease_s: float
+) -> dict[int, bool]:
+    """Renew leases of (task id, attempt id, progress JSON); returns task id -> cancel requested
+    for the attempts still held."""
+    rows = await db.fetch(
+        query("heartbeat"), queue_id, [h[0] for h in held], [h[1] for h in held],
+        [h[2] for h in held], lease_s,
+    )
+    return {row["id"]: row["cancel_requested"] for row in rows}
+
+
+async def release(
+    db: Executor, queue_id: int, worker_id: str, held: Sequence[tuple[int, uuid.UUID]]
+) -> int:
+    released: int = await db.fetchval(
+        query("release"), queue_id, worker_id, [h[0] for h in held], [h[1] for h in held]
+    )
+    return released
+
+
+async def rescue_expired(db: Executor, queue_id: int, limit: int = 1000) -> int:
+    rescued: int = await db.fetchval(query("rescue_expired"), queue_id, limit)
+    return rescued
+
+
+async def purge_finished(db: Executor, queue_id: int, limit: int = 10_000) -> int:
+    purged: int = await db.fetchval(query("purge_finished"), queue_id, limit)
+    return purged
+
+

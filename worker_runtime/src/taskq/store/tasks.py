@@ -1,0 +1,116 @@
+"""Producing tasks and looking after them: enqueue, inspect, cancel, dead letters, replay."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+
+from taskq import jsonutil
+from taskq.errors import InvalidArgumentError
+from taskq.models import (
+    MAX_IDEMPOTENCY_KEY,
+    MAX_TASK_NAME,
+    AttemptInfo,
+    CancelResult,
+    EnqueueResult,
+    ReplayResult,
+    TaskInfo,
+    TaskRequest,
+    resolve_priority,
+)
+from taskq.store.sqlfiles import query
+
+Executor = asyncpg.Connection | asyncpg.Pool
+
+# Tasks per statement: bounds statement size and memory; one transaction spans all chunks.
+ENQUEUE_CHUNK = 5_000
+
+
+def _delay_seconds(delay: float | timedelta | None, position: int) -> float | None:
+    if delay is None:
+        return None
+    seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+    if seconds < 0 or seconds != seconds:  # NaN
+        raise InvalidArgumentError(f"tasks[{position}].delay", f"{delay!r} must be >= 0 seconds")
+    return seconds
+
+
+def _columns(tasks: Sequence[TaskRequest]) -> list[list[Any] | None]:
+    """Validate requests and lay them out as the SQL function's arrays (None: all defaults)."""
+    names, payloads, priorities, delays, keys, attempts, timeouts, correlations = (
+        [], [], [], [], [], [], [], []
+    )  # type: tuple[list[Any], ...]
+    for i, t in enumerate(tasks):
+        if not isinstance(t.task_name, str) or not 1 <= len(t.task_name) <= MAX_TASK_NAME:
+            raise InvalidArgumentError(
+                f"tasks[{i}].task_name", f"{t.task_name!r} must be 1..{MAX_TASK_NAME} characters"
+            )
+        if t.idempotency_key is not None and not 1 <= len(t.idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+            raise InvalidArgumentError(
+                f"tasks[{i}].idempotency_key", f"must be 1..{MAX_IDEMPOTENCY_KEY} characters"
+            )
+        if t.max_attempts is not None and not 1 <= t.max_attempts <= 1000:
+            raise InvalidArgumentError(f"tasks[{i}].max_attempts", "must be 1..1000")
+        if t.timeout is not None and not t.timeout > 0:
+            raise InvalidArgumentError(f"tasks[{i}].timeout", "must be > 0 seconds")
+        names.append(t.task_name)
+        payloads.append(jsonutil.dumps(t.payload, f"tasks[{i}].payload"))
+        priorities.append(resolve_priority(t.priority, f"tasks[{i}].priority"))
+        delays.append(_delay_seconds(t.delay, i))
+        keys.append(t.idempotency_key)
+        attempts.append(t.max_attempts)
+        timeouts.append(t.timeout)
+        correlations.append(t.correlation_id)
+    # An all-NULL column is sent as NULL: less to encode, and the function reads it as defaults.
+    optional = [priorities, delays, keys, attempts, timeouts, correlations]
+    return [names, payloads, *(c if any(v is not None for v in c) else None for c in optional)]
+
+
+async def enqueue_many(
+    conn: asyncpg.Connection, queue: str, tasks: Sequence[TaskRequest]
+) -> list[EnqueueResult]:
+    """Enqueue in the caller's transaction if one is open, else in one of our own."""
+    results: list[EnqueueResult] = []
+    async with conn.transaction():
+        for start in range(0, len(tasks), ENQUEUE_CHUNK):
+            columns = _columns(tasks[start : start + ENQUEUE_CHUNK])
+            rows = await conn.fetch(query("enqueue_many"), queue, *columns)
+            results.extend(EnqueueResult(row["id"], row["created"]) for row in rows)
+    return results
+
+
+def _task_from_row(row: asyncpg.Record) -> TaskInfo:
+    data = dict(row)
+    for key in ("payload", "result", "error", "progress"):
+        data[key] = jsonutil.loads(data[key])
+    return TaskInfo(**data)
+
+
+async def get_task(db: Executor, task_id: int) -> TaskInfo | None:
+    row = await db.fetchrow(query("get_task"), task_id)
+    return None if row is None else _task_from_row(row)
+
+
+async def task_attempts(db: Executor, task_id: int) -> list[AttemptInfo]:
+    rows = await db.fetch(query("task_attempts"), task_id)
+    return [AttemptInfo(**{**dict(r), "error": jsonutil.loads(r["error"])}) for r in rows]
+
+
+async def cancel_task(db: Executor, task_id: int) -> CancelResult | None:
+    row = await db.fetchrow(query("cancel_task"), task_id)
+    return None if row is None else CancelResult(row["state"], row["cancel_requested"])
+
+
+async def list_dead(db: Executor, queue_id: int, limit: int) -> list[TaskInfo]:
+    return [_task_from_row(row) for row in await db.fetch(query("list_dead"), queue_id, limit)]
+
+
+async def replay_dead(db: Executor, queue_id: int, task_ids: Sequence[int] | None) -> ReplayResult:
+    row = await db.fetchrow(
+        query("replay_dead"), queue_id, None if task_ids is None else list(task_ids)
+    )
+    assert row is not None
+    return ReplayResult(row["replayed"], row["skipped"])

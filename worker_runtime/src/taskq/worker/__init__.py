@@ -1,0 +1,1 @@
+"""The worker runtime: handlers registered by name, and the loop that runs them."""

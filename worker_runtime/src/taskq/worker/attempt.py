@@ -1,0 +1,130 @@
+"""Runs one attempt of a task: hooks, the handler under its timeout, and the outcome record."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import enum
+import json
+import logging
+import traceback
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+from taskq import jsonutil
+from taskq.errors import InvalidArgumentError
+from taskq.store.execution import ClaimedTask, Completion, Outcome
+from taskq.worker.context import TaskCanceledError, TaskContext, current_task
+from taskq.worker.registry import Registry, call_hook
+
+log = logging.getLogger("taskq.worker")
+
+_MAX_TRACEBACK = 8_000
+
+
+class StopReason(enum.Enum):
+    CANCELED = "canceled"      # the user canceled the task
+    LEASE_LOST = "lease_lost"  # another worker may hold it now: drop without recording
+    SHUTDOWN = "shutdown"      # grace period over: give the task back
+
+
+@dataclass(slots=True)
+class Attempt:
+    claimed: ClaimedTask
+    ctx: TaskContext
+    started: float
+    task: asyncio.Task[Completion | None] | None = None
+    stop_reason: StopReason | None = field(default=None)
+
+    def stop(self, reason: StopReason) -> None:
+        """Ask the attempt to stop: sync handlers see ctx.cancel_requested, async ones a
+        CancelledError at their next await."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self.ctx.request_cancel()
+        if self.task is not None:
+            self.task.cancel()
+
+
+def error_json(error: BaseException, *, with_traceback: bool = True) -> str:
+    entry: dict[str, Any] = {"type": type(error).__name__, "message": str(error)}
+    if with_traceback:
+        entry["traceback"] = "".join(traceback.format_exception(error))[-_MAX_TRACEBACK:]
+    return json.dumps(entry)
+
+
+async def run_attempt(
+    attempt: Attempt, registry: Registry, threads: Executor
+) -> Completion | None:
+    """The completion to record, or None when the attempt must not be recorded by us
+    (lease lost, or given back at shutdown)."""
+    claimed, ctx = attempt.claimed, attempt.ctx
+    token = current_task.set(ctx)
+    try:
+        outcome, result, error = await _run(claimed, ctx, registry, threads)
+    except asyncio.CancelledError:
+        reason = attempt.stop_reason
+        if reason is None:
+            raise  # not ours: the worker itself is being torn down
+        if reason is not StopReason.CANCELED:
+            return None
+        outcome, result, error = "canceled", None, None
+    finally:
+        current_task.reset(token)
+    if attempt.stop_reason is StopReason.LEASE_LOST or attempt.stop_reason is StopReason.SHUTDOWN:
+        return None
+    return Completion(claimed.queue_id, claimed.id, claimed.attempt_id, outcome, result, error)
+
+
+async def _run(
+    claimed: ClaimedTask, ctx: TaskContext, registry: Registry, threads: Executor
+) -> tuple[Outcome, str | None, str | None]:
+    handler = registry.handlers.get(claimed.task_name)
+    if handler is None:
+        # Retrying would not help this worker; the task goes to the dead letters, from where
+        # it can be replayed once a worker knows the task.
+        known = ", ".join(sorted(registry.handlers)) or "none"
+        return "fatal", None, json.dumps({
+            "type": "UnknownTask",
+            "message": f"no handler registered for task {claimed.task_name!r} "
+                       f"on worker {ctx.worker_id} (registered: {known})",
+        })
+    timeout = handler.timeout or claimed.timeout_s
+    try:
+        for hook in registry.before:
+            await call_hook(hook, ctx)
+        if handler.is_async:
+            async with asyncio.timeout(timeout):
+                value = await handler.func(ctx)
+        else:
+            call = contextvars.copy_context().run
+            future = asyncio.get_running_loop().run_in_executor(threads, call, handler.func, ctx)
+            value = await asyncio.wait_for(future, timeout)
+        result = None if value is None else jsonutil.dumps(value, "result")
+        for after in registry.after:
+            await call_hook(after, ctx, value)
+    except TimeoutError as error:
+        ctx.request_cancel()  # a sync handler's thread cannot be killed: tell it to stop
+        log.warning("task timed out after %ss", timeout)
+        await _error_hooks(registry, ctx, error)
+        return "timed_out", None, json.dumps({
+            "type": "Timeout", "message": f"handler ran longer than its timeout of {timeout}s"})
+    except TaskCanceledError:
+        return "canceled", None, None
+    except InvalidArgumentError as error:  # the handler returned something that is not JSON
+        await _error_hooks(registry, ctx, error)
+        return "failed", None, error_json(error, with_traceback=False)
+    except Exception as error:
+        log.warning("task failed: %s: %s", type(error).__name__, error)
+        await _error_hooks(registry, ctx, error)
+        return "failed", None, error_json(error)
+    return "succeeded", result, None
+
+
+async def _error_hooks(registry: Registry, ctx: TaskContext, error: BaseException) -> None:
+    for hook in registry.on_error:
+        try:
+            await call_hook(hook, ctx, error)
+        except Exception:
+            log.exception("on_task_error hook failed")

@@ -1,0 +1,67 @@
+"""LISTEN for wake-ups on a dedicated connection, reconnecting with backoff.
+
+Notifications are hints only: the claim loop also polls, so a lost notification or a
+connection behind PgBouncer's transaction pooling (no LISTEN) costs latency, never tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import asyncpg
+
+from taskq.store.dberrors import CONNECTION_ERRORS, describe_connection_error
+
+log = logging.getLogger("taskq.worker")
+
+READY_CHANNEL = "taskq_ready"
+CANCEL_CHANNEL = "taskq_cancel"
+
+
+class Listener:
+    def __init__(
+        self, dsn: str, on_ready: Callable[[int], None], on_cancel: Callable[[int], None]
+    ) -> None:
+        self._dsn = dsn
+        self._on_ready = on_ready
+        self._on_cancel = on_cancel
+        self._lost = asyncio.Event()
+
+    def _ready(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        if payload.isdigit():
+            self._on_ready(int(payload))
+
+    def _cancel(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        if payload.isdigit():
+            self._on_cancel(int(payload))
+
+    async def run(self) -> None:
+        delay = 0.1
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(self._dsn, timeout=10)
+                self._lost.clear()
+                conn.add_termination_listener(lambda _c: self._lost.set())
+                await conn.add_listener(READY_CHANNEL, self._ready)
+                await conn.add_listener(CANCEL_CHANNEL, self._cancel)
+                delay = 0.1
+                # Something may have become ready while we were not listening.
+                self._on_ready(-1)
+                # A half-open TCP connection never reports its loss: probe it now and then.
+                while not self._lost.is_set():
+                    try:
+                        await asyncio.wait_for(self._lost.wait(), 30)
+                    except TimeoutError:
+                        await conn.execute("SELECT 1", timeout=10)
+                log.warning("listen connection lost; polling until it is back")
+            except CONNECTION_ERRORS as error:
+                log.warning("listen connection failed (%s); retrying in %.1fs",
+                            describe_connection_error(error), delay)
+            finally:
+                if conn is not None and not conn.is_closed():
+                    conn.terminate()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

@@ -1,0 +1,346 @@
+"""The worker loop: claim in batches, run handlers concurrently, acknowledge in batches, keep
+leases alive, and shut down gracefully.
+
+Concurrent pieces, each an asyncio task on one event loop:
+  claim loop      claims up to the free capacity when woken (notification, poll, freed slots)
+  attempts        one asyncio task per running attempt (sync handlers run in threads)
+  ack loop        records finished attempts in batches; keeps them until the database has them
+  heartbeat loop  renews leases of long attempts, learns of cancellations and lost leases
+  maintenance     rescues expired leases and applies retention for the served queues
+  listener        LISTEN connection that wakes the claim loop (optional: polling also works)
+Every database call survives the database going away: it is retried, and a finished attempt
+is kept in memory until its outcome is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import asyncpg
+
+from taskq import jsonutil
+from taskq.errors import UnknownQueueError
+from taskq.names import QueueName
+from taskq.store import execution as store
+from taskq.store import queues as queue_store
+from taskq.store.dberrors import CONNECTION_ERRORS, describe_connection_error
+from taskq.worker.attempt import Attempt, StopReason, run_attempt
+from taskq.worker.context import TaskContext
+from taskq.worker.listener import Listener
+from taskq.worker.metrics import WorkerMetrics
+from taskq.worker.registry import Registry
+from taskq.worker.settings import WorkerSettings
+
+log = logging.getLogger("taskq.worker")
+T = TypeVar("T")
+
+
+class Worker:
+    def __init__(
+        self, pool: asyncpg.Pool, registry: Registry, settings: WorkerSettings, worker_id: str,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
+        self.pool = pool
+        self.registry = registry
+        self.settings = settings
+        self.worker_id = worker_id
+        self.metrics = metrics or WorkerMetrics()
+        self.queue_ids: dict[str, int] = {}
+        self.attempts: dict[int, Attempt] = {}
+        self._acks: list[store.Completion] = []
+        self._acks_pending = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._stopping = False
+        self._threads = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="taskq-task")
+        self.last_loop_at = time.monotonic()
+        self.last_db_ok_at = 0.0
+
+    # -- health ------------------------------------------------------------------------------
+
+    def is_live(self) -> bool:
+        return time.monotonic() - self.last_loop_at < max(30.0, 3 * self.settings.poll_interval)
+
+    def is_ready(self) -> bool:
+        return time.monotonic() - self.last_db_ok_at < max(30.0, 2 * self.settings.lease_seconds)
+
+    # -- running -----------------------------------------------------------------------------
+
+    async def resolve_queues(self) -> None:
+        """Map queue names to ids; an unknown queue is an error the user must fix."""
+        for name in self.settings.queues:
+            info = await queue_store.get_queue(self.pool, QueueName.parse(name))
+            if info is None:
+                raise UnknownQueueError(name)
+            self.queue_ids[name] = info.id
+        self.last_db_ok_at = time.monotonic()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until `stop` is set, then shut down gracefully."""
+        await self.resolve_queues()
+        log.info("worker started", extra={"worker_id": self.worker_id,
+                                          "queues": self.settings.queues,
+                                          "concurrency": self.settings.concurrency})
+        background = [
+            asyncio.create_task(self._ack_loop(), name="taskq-ack"),
+            asyncio.create_task(self._heartbeat_loop(), name="taskq-heartbeat"),
+            asyncio.create_task(self._maintenance_loop(), name="taskq-maintenance"),
+        ]
+        if self.settings.listen:
+            listener = Listener(self.settings.dsn.get_secret_value(), self._on_ready,
+                                self._on_cancel)
+            background.append(asyncio.create_task(listener.run(), name="taskq-listen"))
+        claimer = asyncio.create_task(self._claim_loop(), name="taskq-claim")
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait([claimer, stopper], return_when=asyncio.FIRST_COMPLETED)
+        if claimer.done():
+            claimer.result()  # a bug in the claim loop: surface it
+        try:
+            await self._shutdown(claimer)
+        finally:
+            stopper.cancel()
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            self._threads.shutdown(wait=False, cancel_futures=True)
+        log.info("worker stopped", extra={"worker_id": self.worker_id})
+
+    async def _shutdown(self, claimer: asyncio.Task[None]) -> None:
+        self._stopping = True
+        claimer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await claimer
+        running = [a.task for a in self.attempts.values() if a.task is not None]
+        if running:
+            log.info("stopping: waiting up to %ss for %d running tasks",
+                     self.settings.shutdown_grace, len(running))
+            await asyncio.wait(running, timeout=self.settings.shutdown_grace)
+        leftovers = list(self.attempts.values())
+        for attempt in leftovers:
+            attempt.stop(StopReason.SHUTDOWN)
+        await asyncio.gather(*(a.task for a in leftovers if a.task), return_exceptions=True)
+        await self._flush_acks_until_done()
+        if leftovers:
+            await self._release(leftovers)
+
+    async def _release(self, leftovers: list[Attempt]) -> None:
+        by_queue: dict[int, list[tuple[int, object]]] = {}
+        for a in leftovers:
+            by_queue.setdefault(a.claimed.queue_id, []).append((a.claimed.id, a.claimed.attempt_id))
+        for queue_id, held in by_queue.items():
+            released = await self._retrying(
+                "release",
+                lambda q=queue_id, h=held: store.release(self.pool, q, self.worker_id, h),  # type: ignore[misc]
+                give_up_after=10.0,
+            )
+            log.info("gave back %s unfinished tasks", released)
+
+    # -- claiming ----------------------------------------------------------------------------
+
+    def _on_ready(self, queue_id: int) -> None:
+        if queue_id < 0 or queue_id in self.queue_ids.values():
+            self._wake.set()
+
+    def _free(self) -> int:
+        return self.settings.concurrency - len(self.attempts)
+
+    async def _claim_loop(self) -> None:
+        names = list(self.queue_ids)
+        turn = 0
+        while True:
+            self.last_loop_at = time.monotonic()
+            if self._free() <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            self._wake.clear()  # before claiming: a notification during the claim is kept
+            full_batch = False
+            for name in names[turn:] + names[:turn]:
+                free = self._free()
+                if free <= 0:
+                    break
+                want = min(free, self.settings.batch_size)
+                claimed = await self._claim(name, want)
+                full_batch = full_batch or len(claimed) == want
+                for task in claimed:
+                    self._start(task)
+            turn = (turn + 1) % len(names)
+            if full_batch:
+                # A backlog: claim again once enough slots are free to make a batch worthwhile.
+                if self._free() < min(self.settings.batch_size, self.settings.concurrency) // 2:
+                    self._slot_freed.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._slot_freed.wait(), self.settings.poll_interval)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+
+    async def _claim(self, name: str, want: int) -> list[store.ClaimedTask]:
+        try:
+            claimed = await store.claim(self.pool, self.queue_ids[name], name, self.worker_id,
+                                        want, self.settings.lease_seconds)
+        except CONNECTION_ERRORS as error:
+            self.metrics.db_errors.labels("claim").inc()
+            log.warning("claim failed: %s", describe_connection_error(error))
+            await asyncio.sleep(min(1.0, self.settings.poll_interval))
+            return []
+        self.last_db_ok_at = time.monotonic()
+        return claimed
+
+    def _start(self, claimed: store.ClaimedTask) -> None:
+        ctx = TaskContext(
+            queue=claimed.queue, task_id=claimed.id, task_name=claimed.task_name,
+            payload=jsonutil.loads(claimed.payload_json), attempt=claimed.attempt,
+            attempt_id=claimed.attempt_id, max_attempts=claimed.max_attempts,
+            correlation_id=claimed.correlation_id, idempotency_key=claimed.idempotency_key,
+            created_at=claimed.created_at, worker_id=self.worker_id,
+        )
+        attempt = Attempt(claimed, ctx, time.monotonic())
+        self.attempts[claimed.id] = attempt
+        self.metrics.started(claimed.queue, claimed.task_name)
+        attempt.task = asyncio.create_task(run_attempt(attempt, self.registry, self._threads))
+        attempt.task.add_done_callback(lambda t, a=attempt: self._finished(a, t))  # type: ignore[misc]
+
+    def _finished(self, attempt: Attempt, task: asyncio.Task[store.Completion | None]) -> None:
+        claimed = attempt.claimed
+        if self.attempts.get(claimed.id) is attempt:
+            del self.attempts[claimed.id]
+        completion = None if task.cancelled() else task.result()
+        outcome = completion.outcome if completion else (
+            attempt.stop_reason.value if attempt.stop_reason else "aborted")
+        self.metrics.finished(claimed.queue, claimed.task_name, outcome,
+                              time.monotonic() - attempt.started)
+        if completion is not None:
+            self._acks.append(completion)
+            self._acks_pending.set()
+        if not self._stopping:
+            self._slot_freed.set()
+
+    # -- acknowledging -----------------------------------------------------------------------
+
+    async def _ack_loop(self) -> None:
+        while True:
+            await self._acks_pending.wait()
+            if len(self._acks) < self.settings.batch_size and self.settings.ack_interval:
+                await asyncio.sleep(self.settings.ack_interval)
+            await self._flush_acks()
+
+    async def _flush_acks(self) -> bool:
+        batch, self._acks = self._acks, []
+        self._acks_pending.clear()
+        if not batch:
+            return True
+        try:
+            states = await store.complete(self.pool, self.worker_id, batch)
+        except CONNECTION_ERRORS as error:
+            # Keep them: recording an outcome twice is harmless (guarded by attempt id).
+            self._acks[:0] = batch
+            self._acks_pending.set()
+            self.metrics.db_errors.labels("complete").inc()
+            log.warning("recording %d outcomes failed (%s); retrying", len(batch),
+                        describe_connection_error(error))
+            await asyncio.sleep(0.5)
+            return False
+        self.last_db_ok_at = time.monotonic()
+        counts: dict[tuple[str, str], int] = {}
+        for item in batch:
+            state = states.get(item.id)
+            if state is not None:
+                key = (self._queue_name(item.queue_id), state)
+                counts[key] = counts.get(key, 0) + 1
+        for (queue, state), count in counts.items():
+            self.metrics.settled(queue, state, count)
+        return True
+
+    async def _flush_acks_until_done(self, give_up_after: float = 30.0) -> None:
+        deadline = time.monotonic() + give_up_after
+        while self._acks and time.monotonic() < deadline:
+            await self._flush_acks()
+        if self._acks:
+            log.error("could not record %d outcomes before exiting; their leases will expire "
+                      "and the tasks run again", len(self._acks))
+
+    def _queue_name(self, queue_id: int) -> str:
+        for name, qid in self.queue_ids.items():
+            if qid == queue_id:
+                return name
+        return str(queue_id)
+
+    # -- leases and cancellation -------------------------------------------------------------
+
+    def _on_cancel(self, task_id: int) -> None:
+        attempt = self.attempts.get(task_id)
+        if attempt is not None:
+            log.info("task %s canceled while running", task_id)
+            attempt.stop(StopReason.CANCELED)
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.settings.heartbeat_interval
+        while True:
+            await asyncio.sleep(interval)
+            self.last_loop_at = time.monotonic()
+            # Attempts younger than an interval still hold the lease their claim gave them.
+            due = [a for a in self.attempts.values()
+                   if time.monotonic() - a.started >= interval and a.stop_reason is None]
+            by_queue: dict[int, list[Attempt]] = {}
+            for a in due:
+                by_queue.setdefault(a.claimed.queue_id, []).append(a)
+            for queue_id, attempts in by_queue.items():
+                held = [(a.claimed.id, a.claimed.attempt_id, a.ctx.take_progress())
+                        for a in attempts]
+                try:
+                    alive = await store.heartbeat(self.pool, queue_id, held,
+                                                  self.settings.lease_seconds)
+                except CONNECTION_ERRORS as error:
+                    self.metrics.db_errors.labels("heartbeat").inc()
+                    log.warning("lease renewal failed: %s", describe_connection_error(error))
+                    continue
+                self.last_db_ok_at = time.monotonic()
+                for a in attempts:
+                    if a.claimed.id not in alive:
+                        self.metrics.lost_leases.inc()
+                        log.warning("lease of task %s lost; stopping it", a.claimed.id)
+                        a.stop(StopReason.LEASE_LOST)
+                    elif alive[a.claimed.id]:
+                        a.stop(StopReason.CANCELED)
+
+    # -- maintenance -------------------------------------------------------------------------
+
+    async def _maintenance_loop(self) -> None:
+        while True:
+            # jitter spreads the work of many workers over the interval
+            await asyncio.sleep(self.settings.maintenance_interval * random.uniform(0.5, 1.5))  # noqa: S311
+            for name, queue_id in self.queue_ids.items():
+                try:
+                    rescued = await store.rescue_expired(self.pool, queue_id)
+                    purged = await store.purge_finished(self.pool, queue_id)
+                except CONNECTION_ERRORS as error:
+                    self.metrics.db_errors.labels("maintenance").inc()
+                    log.warning("maintenance failed: %s", describe_connection_error(error))
+                    break
+                if rescued:
+                    log.info("rescued %d tasks with expired leases in %s", rescued, name)
+                    self._wake.set()
+                if purged:
+                    log.info("deleted %d finished tasks past retention in %s", purged, name)
+
+    async def _retrying(
+        self, operation: str, call: Callable[[], Awaitable[T]], give_up_after: float
+    ) -> T | None:
+        deadline = time.monotonic() + give_up_after
+        while True:
+            try:
+                return await call()
+            except CONNECTION_ERRORS as error:
+                self.metrics.db_errors.labels(operation).inc()
+                if time.monotonic() > deadline:
+                    log.error("%s failed: %s", operation, describe_connection_error(error))
+                    return None
+                await asyncio.sleep(0.5)

@@ -1,0 +1,39 @@
+"""`taskq worker`: the process a worker pod runs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from taskq.client import create_pool
+from taskq.worker.app import load_registry
+from taskq.worker.http import HealthServer
+from taskq.worker.logs import setup_logging
+from taskq.worker.loop import Worker
+from taskq.worker.metrics import WorkerMetrics
+from taskq.worker.settings import WorkerSettings, new_worker_id
+
+log = logging.getLogger("taskq.worker")
+
+
+async def run_worker(settings: WorkerSettings) -> None:
+    setup_logging(settings.log_level)
+    registry = load_registry(settings.app)
+    # claim, ack, heartbeat and maintenance each hold at most one connection at a time
+    pool = await create_pool(settings.dsn.get_secret_value(), min_size=2, max_size=4)
+    metrics = WorkerMetrics()
+    worker = Worker(pool, registry, settings, new_worker_id(settings.pod_uid), metrics)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    server = HealthServer(metrics.registry, worker.is_live, worker.is_ready)
+    try:
+        if settings.metrics_port:
+            port = await server.start(settings.metrics_host, settings.metrics_port)
+            log.info("serving /metrics, /healthz, /readyz on %s:%d", settings.metrics_host, port)
+        await worker.run(stop)
+    finally:
+        await server.stop()
+        await pool.close()

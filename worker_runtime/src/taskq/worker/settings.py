@@ -1,0 +1,72 @@
+"""The worker pod contract: every setting comes from a TASKQ_* environment variable.
+
+The operator configures worker pods only through these variables, and `taskq worker` run by hand
+with the same variables behaves exactly as the pod does. Documented in docs/worker.md.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from taskq.names import QueueName
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TASKQ_", extra="ignore", frozen=True)
+
+    dsn: SecretStr = Field(description="PostgreSQL DSN (from a Secret in pods)")
+    queues: Annotated[list[str], NoDecode] = Field(
+        description="comma-separated queues to serve, as NAMESPACE/NAME"
+    )
+    app: str = Field(description="module that registers handlers, e.g. myapp.tasks (or mod:registry)")
+    concurrency: int = Field(default=10, ge=1, le=10_000, description="tasks run at once")
+    batch_size: int = Field(default=100, ge=1, le=5_000, description="most tasks per claim")
+    lease_seconds: float = Field(default=30.0, ge=1, description="lease renewed by heartbeats")
+    poll_interval: float = Field(default=1.0, gt=0, le=300, description="claim poll when idle")
+    listen: bool = Field(default=True, description="LISTEN for wake-ups (off behind PgBouncer)")
+    shutdown_grace: float = Field(default=25.0, ge=0, description="SIGTERM: finish in-flight")
+    ack_interval: float = Field(default=0.005, ge=0, le=1, description="ack batching delay")
+    maintenance_interval: float = Field(default=5.0, gt=0, description="lease rescue, retention")
+    metrics_port: int = Field(default=9090, ge=0, le=65535, description="0 disables the server")
+    metrics_host: str = Field(default="127.0.0.1", description="bind address of /metrics")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    pod_uid: str | None = Field(default=None, description="set by the operator (downward API)")
+
+    @field_validator("queues", mode="before")
+    @classmethod
+    def _split_queues(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("queues")
+    @classmethod
+    def _valid_queues(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("name at least one queue, e.g. TASKQ_QUEUES=default/emails")
+        for name in value:
+            QueueName.parse(name)
+        if len(set(value)) != len(value):
+            raise ValueError("a queue is listed twice")
+        return value
+
+    @model_validator(mode="after")
+    def _lease_allows_heartbeats(self) -> WorkerSettings:
+        if self.poll_interval >= self.lease_seconds:
+            raise ValueError("poll_interval must be shorter than lease_seconds")
+        return self
+
+    @property
+    def heartbeat_interval(self) -> float:
+        return self.lease_seconds / 3
+
+
+def new_worker_id(pod_uid: str | None) -> str:
+    """Unique per process: the pod (or host), the pid, and a nonce against pid reuse."""
+    return f"{pod_uid or socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
