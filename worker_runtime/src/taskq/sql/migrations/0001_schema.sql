@@ -104,9 +104,10 @@ CREATE TABLE taskq.tasks (
 -- Every index leads with queue_id although a partition holds one queue: the planner then
 -- matches the `queue_id = $1` qual to the index and walks it in order even before a new
 -- partition has statistics (without it, a fresh partition's claim sorted the whole backlog).
--- The claim index: ready tasks in claim order. run_at is included so depth and the
--- oldest ready age are answered from the index alone.
-CREATE INDEX tasks_ready_idx ON taskq.tasks (queue_id, priority DESC, id) INCLUDE (run_at)
+-- The claim index: ready tasks in claim order (FIFO by run_at within a priority; ids only
+-- break ties, since a cached sequence hands each producer session its own block of ids).
+-- run_at is a key column, so depth and the oldest ready age are answered from the index alone.
+CREATE INDEX tasks_ready_idx ON taskq.tasks (queue_id, priority DESC, run_at, id)
     WHERE state = 'ready';
 -- Tasks waiting for their time (delayed, or failed and awaiting a retry).
 CREATE INDEX tasks_waiting_idx ON taskq.tasks (queue_id, run_at) WHERE state IN ('scheduled', 'retrying');

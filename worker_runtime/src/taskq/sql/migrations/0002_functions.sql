@@ -276,7 +276,7 @@ BEGIN
     WITH picked AS (
         SELECT r.id FROM taskq.tasks r
          WHERE r.queue_id = p_queue_id AND r.state = 'ready'
-         ORDER BY r.priority DESC, r.id
+         ORDER BY r.priority DESC, r.run_at, r.id
          LIMIT v_n FOR UPDATE SKIP LOCKED
     )
     UPDATE taskq.tasks t
@@ -511,7 +511,7 @@ END $$;
 
 -- Replay dead tasks (all of a queue's, or the listed ids): back to ready with a fresh budget of
 -- attempts; their history stays. A dead task whose idempotency key is held by a newer
--- unfinished task is left dead and counted as skipped.
+-- unfinished task, or by a newer dead task replayed with it, is left dead and counted as skipped.
 CREATE FUNCTION taskq.replay_dead(p_queue_id integer, p_ids bigint[] DEFAULT NULL)
 RETURNS TABLE (replayed integer, skipped integer)
 LANGUAGE plpgsql SET plan_cache_mode = force_custom_plan AS $$
@@ -521,10 +521,19 @@ DECLARE
 BEGIN
     SELECT count(*) INTO v_dead FROM taskq.tasks t
      WHERE t.queue_id = p_queue_id AND t.state = 'dead' AND (p_ids IS NULL OR t.id = ANY(p_ids));
+    -- Of dead tasks sharing an idempotency key only the newest comes back: replaying them all
+    -- would make several unfinished tasks hold one key (a unique violation).
     UPDATE taskq.tasks t
        SET state = 'ready', attempts = 0, run_at = now(), finished_at = NULL, result = NULL,
            cancel_requested = false
-     WHERE t.queue_id = p_queue_id AND t.state = 'dead' AND (p_ids IS NULL OR t.id = ANY(p_ids))
+      FROM (SELECT DISTINCT ON (d.idempotency_key IS NULL, coalesce(d.idempotency_key, d.id::text))
+                   d.id
+              FROM taskq.tasks d
+             WHERE d.queue_id = p_queue_id AND d.state = 'dead'
+               AND (p_ids IS NULL OR d.id = ANY(p_ids))
+             ORDER BY d.idempotency_key IS NULL, coalesce(d.idempotency_key, d.id::text),
+                      d.finished_at DESC, d.id DESC) newest
+     WHERE t.queue_id = p_queue_id AND t.id = newest.id AND t.state = 'dead'
        AND (t.idempotency_key IS NULL OR NOT EXISTS (
            SELECT 1 FROM taskq.tasks u
             WHERE u.queue_id = p_queue_id AND u.idempotency_key = t.idempotency_key

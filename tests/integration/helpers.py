@@ -1,0 +1,86 @@
+"""Shared helpers of the integration tests: wait on database state, drive the store directly."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+
+from taskq.models import QueueInfo
+from taskq.store import execution as store
+from taskq.store.execution import ClaimedTask, Completion, Outcome
+
+T = TypeVar("T")
+
+WORKER = "test-worker"
+
+
+async def wait_for(
+    probe: Callable[[], Awaitable[T]], predicate: Callable[[T], bool],
+    limit: float = 15.0, interval: float = 0.05, what: str = "a condition",
+) -> T:
+    """Poll `probe` until `predicate` holds of its value; fail with the last value seen."""
+    deadline = time.monotonic() + limit
+    while True:
+        value = await probe()
+        if predicate(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {limit}s waiting for {what}; last: {value!r}")
+        await asyncio.sleep(interval)
+
+
+async def claim(
+    db: asyncpg.Pool | asyncpg.Connection, queue: QueueInfo, limit: int = 10,
+    lease: float = 30.0, worker: str = WORKER,
+) -> list[ClaimedTask]:
+    return await store.claim(db, queue.id, queue.full_name, worker, limit, lease)
+
+
+async def finish(
+    db: asyncpg.Pool, task: ClaimedTask, outcome: Outcome, *, result: Any = None,
+    error: dict[str, Any] | None = None, worker: str = WORKER,
+) -> str | None:
+    """Record one attempt's outcome; returns the task's new state (None: the attempt was stale)."""
+    if error is None and outcome != "succeeded":
+        error = {"type": "Boom", "message": f"{outcome} on purpose"}
+    states = await store.complete(db, worker, [Completion(
+        task.queue_id, task.id, task.attempt_id, outcome,
+        None if result is None else json.dumps(result),
+        None if error is None else json.dumps(error),
+    )])
+    return states.get(task.id)
+
+
+async def expire_lease(pool: asyncpg.Pool, task_id: int) -> None:
+    """Make a running task's lease lapse now (as if its worker had stopped renewing it)."""
+    await pool.execute(
+        "UPDATE taskq.tasks SET lease_expires_at = now() - interval '1 second' "
+        "WHERE id = $1 AND state = 'running'", task_id)
+
+
+async def make_due(pool: asyncpg.Pool, task_id: int) -> None:
+    """Bring a waiting (scheduled or retrying) task's run_at to now."""
+    await pool.execute(
+        "UPDATE taskq.tasks SET run_at = now() WHERE id = $1 "
+        "AND state IN ('scheduled', 'retrying')", task_id)
+
+
+async def task_row(pool: asyncpg.Pool, task_id: int) -> asyncpg.Record:
+    row = await pool.fetchrow("SELECT * FROM taskq.tasks WHERE id = $1", task_id)
+    assert row is not None, f"task {task_id} not found"
+    return row
+
+
+async def attempt_rows(pool: asyncpg.Pool, task_id: int) -> list[asyncpg.Record]:
+    return list(await pool.fetch(
+        "SELECT * FROM taskq.attempts WHERE task_id = $1 ORDER BY attempt", task_id))
+
+
+def new_attempt_id() -> uuid.UUID:
+    return uuid.uuid4()
