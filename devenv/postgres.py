@@ -18,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,11 +72,26 @@ class LocalPostgres:
     def _user(self) -> str | None:
         return "postgres" if os.geteuid() == 0 else None
 
+    @classmethod
+    def temporary(cls, durable: bool = False) -> LocalPostgres:
+        """A server in a new temp directory that the server's user owns (as root, the
+        `postgres` user cannot enter root's private temp directories)."""
+        base = Path(tempfile.mkdtemp(prefix="taskq-pg-"))
+        if os.geteuid() == 0:
+            entry = pwd.getpwnam("postgres")
+            os.chown(base, entry.pw_uid, entry.pw_gid)
+        return cls(base / "data", free_port(), durable)
+
     def _run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
+        result = subprocess.run(
             [str(find_bindir() / argv[0]), *argv[1:]],
-            user=self._user, capture_output=True, text=True, check=check,
+            user=self._user, capture_output=True, text=True, check=False,
         )
+        if check and result.returncode != 0:
+            raise PostgresUnavailableError(
+                f"{argv[0]} failed ({result.returncode}): {result.stderr.strip()}"
+            )
+        return result
 
     def init(self) -> None:
         if (self.datadir / "PG_VERSION").exists():
@@ -118,8 +134,10 @@ class LocalPostgres:
             self._run("pg_ctl", "stop", "-w", "-m", mode, "-D", str(self.datadir), check=False)
 
     def destroy(self) -> None:
+        """Stop and delete the data directory (and the temp directory holding it)."""
         self.stop("immediate")
-        shutil.rmtree(self.datadir, ignore_errors=True)
+        temp_parent = self.datadir.parent.name.startswith("taskq-pg-")
+        shutil.rmtree(self.datadir.parent if temp_parent else self.datadir, ignore_errors=True)
 
 
 def _port_file(datadir: Path) -> Path:

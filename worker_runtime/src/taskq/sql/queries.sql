@@ -65,10 +65,10 @@ SELECT id, task_name, payload, priority, attempt, attempt_id, max_attempts, time
   FROM taskq.claim($1, $2, $3, $4)
 
 -- name: complete
-SELECT id, state FROM taskq.complete($1, $2, $3, $4, $5, $6::jsonb[], $7::jsonb[])
+SELECT id, state FROM taskq.complete($1, $2, $3, $4, $5, $6::jsonb)
 
 -- name: heartbeat
-SELECT id, cancel_requested FROM taskq.heartbeat($1, $2, $3, $4::jsonb[], $5)
+SELECT id, cancel_requested FROM taskq.heartbeat($1, $2, $3, $4::jsonb, $5)
 
 -- name: release
 SELECT taskq.release($1, $2, $3, $4) AS released

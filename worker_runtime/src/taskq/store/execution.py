@@ -52,31 +52,52 @@ async def claim(
     return [ClaimedTask(queue_id, queue, *row) for row in rows]
 
 
+# Most outcomes recorded per statement: bounds statement size and lock time.
+COMPLETE_CHUNK = 1_000
+
+
+def _details(items: Sequence[Completion]) -> str | None:
+    """{"<task id>": {"result": ..., "error": ...}} for the tasks that have either; None if none.
+    Built from JSON text already encoded, so results are not decoded and encoded again."""
+    parts = []
+    for c in items:
+        if c.result_json is not None or c.error_json is not None:
+            fields = []
+            if c.result_json is not None:
+                fields.append(f'"result":{c.result_json}')
+            if c.error_json is not None:
+                fields.append(f'"error":{c.error_json}')
+            parts.append(f'"{c.id}":{{{",".join(fields)}}}')
+    return "{" + ",".join(parts) + "}" if parts else None
+
+
 async def complete(db: Executor, worker_id: str, done: Sequence[Completion]) -> dict[int, str]:
-    """Record outcomes (any mix of queues); returns the new state of each task that was still
-    held by that attempt. A task missing from the result had lost its lease."""
+    """Record outcomes (any mix of queues and outcomes); returns the new state of each task
+    still held by that attempt. A task missing from the result had lost its lease."""
     states: dict[int, str] = {}
-    by_queue: dict[int, list[Completion]] = {}
+    groups: dict[tuple[int, Outcome], list[Completion]] = {}
     for item in done:
-        by_queue.setdefault(item.queue_id, []).append(item)
-    for queue_id, items in by_queue.items():
-        rows = await db.fetch(
-            query("complete"), queue_id, worker_id,
-            [c.id for c in items], [c.attempt_id for c in items], [c.outcome for c in items],
-            [c.result_json for c in items], [c.error_json for c in items],
-        )
-        states.update((row["id"], row["state"]) for row in rows)
+        groups.setdefault((item.queue_id, item.outcome), []).append(item)
+    for (queue_id, outcome), items in groups.items():
+        for start in range(0, len(items), COMPLETE_CHUNK):
+            chunk = items[start : start + COMPLETE_CHUNK]
+            rows = await db.fetch(
+                query("complete"), queue_id, worker_id, outcome, [c.id for c in chunk],
+                [c.attempt_id for c in chunk], _details(chunk),
+            )
+            states.update((row["id"], row["state"]) for row in rows)
     return states
 
 
 async def heartbeat(
     db: Executor, queue_id: int, held: Sequence[tuple[int, uuid.UUID, str | None]], lease_s: float
 ) -> dict[int, bool]:
-    """Renew leases of (task id, attempt id, progress JSON); returns task id -> cancel requested
-    for the attempts still held."""
+    """Renew leases of (task id, attempt id, progress JSON or None); returns task id -> cancel
+    requested, for the attempts still held."""
+    progress = [f'"{task_id}":{p}' for task_id, _, p in held if p is not None]
     rows = await db.fetch(
         query("heartbeat"), queue_id, [h[0] for h in held], [h[1] for h in held],
-        [h[2] for h in held], lease_s,
+        "{" + ",".join(progress) + "}" if progress else None, lease_s,
     )
     return {row["id"]: row["cancel_requested"] for row in rows}
 

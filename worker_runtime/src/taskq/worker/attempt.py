@@ -25,6 +25,7 @@ _MAX_TRACEBACK = 8_000
 
 class StopReason(enum.Enum):
     CANCELED = "canceled"      # the user canceled the task
+    TIMEOUT = "timed_out"      # ran past its deadline
     LEASE_LOST = "lease_lost"  # another worker may hold it now: drop without recording
     SHUTDOWN = "shutdown"      # grace period over: give the task back
 
@@ -34,6 +35,8 @@ class Attempt:
     claimed: ClaimedTask
     ctx: TaskContext
     started: float
+    deadline: float  # monotonic; the worker's watchdog stops the attempt past it
+    timeout: float
     task: asyncio.Task[Completion | None] | None = None
     stop_reason: StopReason | None = field(default=None)
 
@@ -67,9 +70,15 @@ async def run_attempt(
         reason = attempt.stop_reason
         if reason is None:
             raise  # not ours: the worker itself is being torn down
-        if reason is not StopReason.CANCELED:
+        if reason is StopReason.TIMEOUT:
+            log.warning("task timed out after %ss", attempt.timeout)
+            timeout_error = TimeoutError(f"handler ran longer than its timeout of {attempt.timeout}s")
+            await _error_hooks(registry, ctx, timeout_error)
+            outcome, result, error = "timed_out", None, error_json(timeout_error, with_traceback=False)
+        elif reason is StopReason.CANCELED:
+            outcome, result, error = "canceled", None, None
+        else:
             return None
-        outcome, result, error = "canceled", None, None
     finally:
         current_task.reset(token)
     if attempt.stop_reason is StopReason.LEASE_LOST or attempt.stop_reason is StopReason.SHUTDOWN:
@@ -90,26 +99,18 @@ async def _run(
             "message": f"no handler registered for task {claimed.task_name!r} "
                        f"on worker {ctx.worker_id} (registered: {known})",
         })
-    timeout = handler.timeout or claimed.timeout_s
     try:
         for hook in registry.before:
             await call_hook(hook, ctx)
         if handler.is_async:
-            async with asyncio.timeout(timeout):
-                value = await handler.func(ctx)
+            value = await handler.func(ctx)
         else:
             call = contextvars.copy_context().run
-            future = asyncio.get_running_loop().run_in_executor(threads, call, handler.func, ctx)
-            value = await asyncio.wait_for(future, timeout)
+            value = await asyncio.get_running_loop().run_in_executor(
+                threads, call, handler.func, ctx)
         result = None if value is None else jsonutil.dumps(value, "result")
         for after in registry.after:
             await call_hook(after, ctx, value)
-    except TimeoutError as error:
-        ctx.request_cancel()  # a sync handler's thread cannot be killed: tell it to stop
-        log.warning("task timed out after %ss", timeout)
-        await _error_hooks(registry, ctx, error)
-        return "timed_out", None, json.dumps({
-            "type": "Timeout", "message": f"handler ran longer than its timeout of {timeout}s"})
     except TaskCanceledError:
         return "canceled", None, None
     except InvalidArgumentError as error:  # the handler returned something that is not JSON

@@ -17,6 +17,9 @@ current_task: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVa
 )
 
 
+_event_lock = threading.Lock()
+
+
 class TaskCanceledError(Exception):
     """Raise from a handler to end the attempt as canceled (after seeing ctx.cancel_requested)."""
 
@@ -29,20 +32,21 @@ class TaskContext:
     """
 
     __slots__ = (
-        "_cancel", "_progress", "_progress_dirty", "attempt", "attempt_id", "correlation_id",
-        "created_at", "idempotency_key", "max_attempts", "payload", "queue", "task_id",
-        "task_name", "worker_id",
+        "_cancel_event", "_canceled", "_payload", "_payload_json", "_progress", "_progress_dirty",
+        "attempt", "attempt_id", "correlation_id", "created_at", "idempotency_key",
+        "max_attempts", "queue", "task_id", "task_name", "worker_id",
     )
 
     def __init__(
-        self, *, queue: str, task_id: int, task_name: str, payload: Any, attempt: int,
+        self, *, queue: str, task_id: int, task_name: str, payload_json: str, attempt: int,
         attempt_id: uuid.UUID, max_attempts: int, correlation_id: str | None,
         idempotency_key: str | None, created_at: datetime, worker_id: str,
     ) -> None:
         self.queue = queue
         self.task_id = task_id
         self.task_name = task_name
-        self.payload = payload
+        self._payload_json: str | None = payload_json
+        self._payload: Any = None
         self.attempt = attempt
         self.attempt_id = attempt_id
         self.max_attempts = max_attempts
@@ -50,19 +54,34 @@ class TaskContext:
         self.idempotency_key = idempotency_key
         self.created_at = created_at
         self.worker_id = worker_id
-        self._cancel = threading.Event()
+        # Most attempts are never canceled: the threading.Event is made only when waited on.
+        self._canceled = False
+        self._cancel_event: threading.Event | None = None
         self._progress: str | None = None
         self._progress_dirty = False
+
+    @property
+    def payload(self) -> Any:
+        """The task's JSON payload, decoded on first use."""
+        if self._payload_json is not None:
+            self._payload = jsonutil.loads(self._payload_json)
+            self._payload_json = None
+        return self._payload
 
     @property
     def cancel_requested(self) -> bool:
         """True once the task was canceled, timed out, or the worker is shutting down past its
         grace period. Long-running sync handlers should check it and stop."""
-        return self._cancel.is_set()
+        return self._canceled
 
     def wait_canceled(self, timeout: float | None = None) -> bool:
         """For sync handlers: sleep up to `timeout`, waking early on cancellation."""
-        return self._cancel.wait(timeout)
+        with _event_lock:
+            if self._cancel_event is None:
+                self._cancel_event = threading.Event()
+                if self._canceled:
+                    self._cancel_event.set()
+        return self._cancel_event.wait(timeout)
 
     def report_progress(self, progress: Any) -> None:
         """Record progress (any JSON value); stored with the next lease renewal. Thread-safe."""
@@ -76,4 +95,7 @@ class TaskContext:
         return self._progress
 
     def request_cancel(self) -> None:
-        self._cancel.set()
+        with _event_lock:
+            self._canceled = True
+            if self._cancel_event is not None:
+                self._cancel_event.set()

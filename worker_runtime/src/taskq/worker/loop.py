@@ -25,7 +25,6 @@ from typing import TypeVar
 
 import asyncpg
 
-from taskq import jsonutil
 from taskq.errors import UnknownQueueError
 from taskq.names import QueueName
 from taskq.store import execution as store
@@ -41,6 +40,8 @@ from taskq.worker.settings import WorkerSettings
 log = logging.getLogger("taskq.worker")
 T = TypeVar("T")
 
+WATCHDOG_TICK = 0.1  # seconds
+
 
 class Worker:
     def __init__(
@@ -52,6 +53,7 @@ class Worker:
         self.settings = settings
         self.worker_id = worker_id
         self.metrics = metrics or WorkerMetrics()
+        self.metrics.in_flight = lambda: len(self.attempts)
         self.queue_ids: dict[str, int] = {}
         self.attempts: dict[int, Attempt] = {}
         self._acks: list[store.Completion] = []
@@ -59,6 +61,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._stopping = False
+        self._acks_closing = False
         self._threads = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="taskq-task")
         self.last_loop_at = time.monotonic()
         self.last_db_ok_at = 0.0
@@ -88,10 +91,12 @@ class Worker:
         log.info("worker started", extra={"worker_id": self.worker_id,
                                           "queues": self.settings.queues,
                                           "concurrency": self.settings.concurrency})
+        ack_task = asyncio.create_task(self._ack_loop(), name="taskq-ack")
         background = [
-            asyncio.create_task(self._ack_loop(), name="taskq-ack"),
+            ack_task,
             asyncio.create_task(self._heartbeat_loop(), name="taskq-heartbeat"),
             asyncio.create_task(self._maintenance_loop(), name="taskq-maintenance"),
+            asyncio.create_task(self._watchdog_loop(), name="taskq-watchdog"),
         ]
         if self.settings.listen:
             listener = Listener(self.settings.dsn.get_secret_value(), self._on_ready,
@@ -103,7 +108,7 @@ class Worker:
         if claimer.done():
             claimer.result()  # a bug in the claim loop: surface it
         try:
-            await self._shutdown(claimer)
+            await self._shutdown(claimer, ack_task)
         finally:
             stopper.cancel()
             for task in background:
@@ -112,7 +117,7 @@ class Worker:
             self._threads.shutdown(wait=False, cancel_futures=True)
         log.info("worker stopped", extra={"worker_id": self.worker_id})
 
-    async def _shutdown(self, claimer: asyncio.Task[None]) -> None:
+    async def _shutdown(self, claimer: asyncio.Task[None], ack_task: asyncio.Task[None]) -> None:
         self._stopping = True
         claimer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -126,7 +131,7 @@ class Worker:
         for attempt in leftovers:
             attempt.stop(StopReason.SHUTDOWN)
         await asyncio.gather(*(a.task for a in leftovers if a.task), return_exceptions=True)
-        await self._flush_acks_until_done()
+        await self._drain_acks(ack_task)
         if leftovers:
             await self._release(leftovers)
 
@@ -187,7 +192,7 @@ class Worker:
             claimed = await store.claim(self.pool, self.queue_ids[name], name, self.worker_id,
                                         want, self.settings.lease_seconds)
         except CONNECTION_ERRORS as error:
-            self.metrics.db_errors.labels("claim").inc()
+            self.metrics.db_error("claim")
             log.warning("claim failed: %s", describe_connection_error(error))
             await asyncio.sleep(min(1.0, self.settings.poll_interval))
             return []
@@ -197,12 +202,15 @@ class Worker:
     def _start(self, claimed: store.ClaimedTask) -> None:
         ctx = TaskContext(
             queue=claimed.queue, task_id=claimed.id, task_name=claimed.task_name,
-            payload=jsonutil.loads(claimed.payload_json), attempt=claimed.attempt,
+            payload_json=claimed.payload_json, attempt=claimed.attempt,
             attempt_id=claimed.attempt_id, max_attempts=claimed.max_attempts,
             correlation_id=claimed.correlation_id, idempotency_key=claimed.idempotency_key,
             created_at=claimed.created_at, worker_id=self.worker_id,
         )
-        attempt = Attempt(claimed, ctx, time.monotonic())
+        handler = self.registry.handlers.get(claimed.task_name)
+        timeout = (handler.timeout if handler else None) or claimed.timeout_s
+        now = time.monotonic()
+        attempt = Attempt(claimed, ctx, now, now + timeout, timeout)
         self.attempts[claimed.id] = attempt
         self.metrics.started(claimed.queue, claimed.task_name)
         attempt.task = asyncio.create_task(run_attempt(attempt, self.registry, self._threads))
@@ -212,7 +220,12 @@ class Worker:
         claimed = attempt.claimed
         if self.attempts.get(claimed.id) is attempt:
             del self.attempts[claimed.id]
-        completion = None if task.cancelled() else task.result()
+        completion = None
+        if not task.cancelled():
+            if task.exception() is None:
+                completion = task.result()
+            else:  # a bug in taskq, not in the handler (handler errors are outcomes)
+                log.error("attempt of task %s crashed", claimed.id, exc_info=task.exception())
         outcome = completion.outcome if completion else (
             attempt.stop_reason.value if attempt.stop_reason else "aborted")
         self.metrics.finished(claimed.queue, claimed.task_name, outcome,
@@ -226,28 +239,37 @@ class Worker:
     # -- acknowledging -----------------------------------------------------------------------
 
     async def _ack_loop(self) -> None:
+        """Records outcomes until shutdown has nothing more to record."""
         while True:
-            await self._acks_pending.wait()
-            if len(self._acks) < self.settings.batch_size and self.settings.ack_interval:
+            if not self._acks:
+                if self._acks_closing:
+                    return
+                await self._acks_pending.wait()
+                continue
+            if (len(self._acks) < self.settings.batch_size and self.settings.ack_interval
+                    and not self._acks_closing):
                 await asyncio.sleep(self.settings.ack_interval)
             await self._flush_acks()
 
-    async def _flush_acks(self) -> bool:
+    async def _flush_acks(self) -> None:
         batch, self._acks = self._acks, []
         self._acks_pending.clear()
         if not batch:
-            return True
+            return
         try:
             states = await store.complete(self.pool, self.worker_id, batch)
         except CONNECTION_ERRORS as error:
             # Keep them: recording an outcome twice is harmless (guarded by attempt id).
             self._acks[:0] = batch
             self._acks_pending.set()
-            self.metrics.db_errors.labels("complete").inc()
+            self.metrics.db_error("complete")
             log.warning("recording %d outcomes failed (%s); retrying", len(batch),
                         describe_connection_error(error))
             await asyncio.sleep(0.5)
-            return False
+            return
+        except asyncio.CancelledError:
+            self._acks[:0] = batch
+            raise
         self.last_db_ok_at = time.monotonic()
         counts: dict[tuple[str, str], int] = {}
         for item in batch:
@@ -257,13 +279,13 @@ class Worker:
                 counts[key] = counts.get(key, 0) + 1
         for (queue, state), count in counts.items():
             self.metrics.settled(queue, state, count)
-        return True
 
-    async def _flush_acks_until_done(self, give_up_after: float = 30.0) -> None:
-        deadline = time.monotonic() + give_up_after
-        while self._acks and time.monotonic() < deadline:
-            await self._flush_acks()
-        if self._acks:
+    async def _drain_acks(self, ack_task: asyncio.Task[None], give_up_after: float = 30.0) -> None:
+        self._acks_closing = True
+        self._acks_pending.set()
+        try:
+            await asyncio.wait_for(ack_task, give_up_after)
+        except TimeoutError:
             log.error("could not record %d outcomes before exiting; their leases will expire "
                       "and the tasks run again", len(self._acks))
 
@@ -299,17 +321,28 @@ class Worker:
                     alive = await store.heartbeat(self.pool, queue_id, held,
                                                   self.settings.lease_seconds)
                 except CONNECTION_ERRORS as error:
-                    self.metrics.db_errors.labels("heartbeat").inc()
+                    self.metrics.db_error("heartbeat")
                     log.warning("lease renewal failed: %s", describe_connection_error(error))
                     continue
                 self.last_db_ok_at = time.monotonic()
                 for a in attempts:
                     if a.claimed.id not in alive:
-                        self.metrics.lost_leases.inc()
+                        self.metrics.lost_leases += 1
                         log.warning("lease of task %s lost; stopping it", a.claimed.id)
                         a.stop(StopReason.LEASE_LOST)
                     elif alive[a.claimed.id]:
                         a.stop(StopReason.CANCELED)
+
+    async def _watchdog_loop(self) -> None:
+        """Stops attempts past their deadline. One sweep a tick instead of a timer per task:
+        timers cost more than the tasks they guard at high throughput; a timeout fires up to
+        one tick late."""
+        while True:
+            await asyncio.sleep(WATCHDOG_TICK)
+            now = time.monotonic()
+            for attempt in list(self.attempts.values()):
+                if attempt.deadline <= now and attempt.stop_reason is None:
+                    attempt.stop(StopReason.TIMEOUT)
 
     # -- maintenance -------------------------------------------------------------------------
 
@@ -322,7 +355,7 @@ class Worker:
                     rescued = await store.rescue_expired(self.pool, queue_id)
                     purged = await store.purge_finished(self.pool, queue_id)
                 except CONNECTION_ERRORS as error:
-                    self.metrics.db_errors.labels("maintenance").inc()
+                    self.metrics.db_error("maintenance")
                     log.warning("maintenance failed: %s", describe_connection_error(error))
                     break
                 if rescued:
@@ -339,7 +372,7 @@ class Worker:
             try:
                 return await call()
             except CONNECTION_ERRORS as error:
-                self.metrics.db_errors.labels(operation).inc()
+                self.metrics.db_error(operation)
                 if time.monotonic() > deadline:
                     log.error("%s failed: %s", operation, describe_connection_error(error))
                     return None

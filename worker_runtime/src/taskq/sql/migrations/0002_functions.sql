@@ -266,29 +266,35 @@ BEGIN
 
     -- Delayed and retrying tasks whose time has come become ready first.
     UPDATE taskq.tasks t SET state = 'ready'
-      FROM (SELECT w.id FROM taskq.tasks w
-             WHERE w.queue_id = p_queue_id AND w.state IN ('scheduled', 'retrying')
-               AND w.run_at <= now()
-             ORDER BY w.run_at LIMIT v_n FOR UPDATE SKIP LOCKED) due
-     WHERE t.queue_id = p_queue_id AND t.id = due.id;
+     WHERE t.queue_id = p_queue_id AND t.id = ANY(ARRAY(
+           SELECT w.id FROM taskq.tasks w
+            WHERE w.queue_id = p_queue_id AND w.state IN ('scheduled', 'retrying')
+              AND w.run_at <= now()
+            ORDER BY w.run_at LIMIT v_n FOR UPDATE SKIP LOCKED));
 
+    -- "id = ANY(ARRAY(subquery))" makes the selection an init plan probed through the primary
+    -- key; as a join, once the partition had statistics, the planner hashed a sequential scan
+    -- of the whole partition.
     RETURN QUERY
-    WITH picked AS (
-        SELECT r.id FROM taskq.tasks r
-         WHERE r.queue_id = p_queue_id AND r.state = 'ready'
-         ORDER BY r.priority DESC, r.run_at, r.id
-         LIMIT v_n FOR UPDATE SKIP LOCKED
+    WITH claimed AS (
+        UPDATE taskq.tasks t
+           SET state = 'running', worker_id = p_worker_id, attempt_id = gen_random_uuid(),
+               attempts = t.attempts + 1, total_attempts = t.total_attempts + 1,
+               lease_expires_at = now() + make_interval(secs => p_lease_s),
+               started_at = now(), progress = NULL
+         WHERE t.queue_id = p_queue_id AND t.id = ANY(ARRAY(
+               SELECT r.id FROM taskq.tasks r
+                WHERE r.queue_id = p_queue_id AND r.state = 'ready'
+                ORDER BY r.priority DESC, r.run_at, r.id
+                LIMIT v_n FOR UPDATE SKIP LOCKED))
+        RETURNING t.id, t.task_name, t.payload, t.priority, t.total_attempts, t.attempt_id,
+                  t.max_attempts, coalesce(t.timeout_s, v_queue.timeout_s) AS timeout_s,
+                  t.correlation_id, t.idempotency_key, t.created_at, t.run_at
     )
-    UPDATE taskq.tasks t
-       SET state = 'running', worker_id = p_worker_id, attempt_id = gen_random_uuid(),
-           attempts = t.attempts + 1, total_attempts = t.total_attempts + 1,
-           lease_expires_at = now() + make_interval(secs => p_lease_s),
-           started_at = now(), progress = NULL
-      FROM picked
-     WHERE t.queue_id = p_queue_id AND t.id = picked.id
-    RETURNING t.id, t.task_name, t.payload, t.priority, t.total_attempts, t.attempt_id,
-              t.max_attempts, coalesce(t.timeout_s, v_queue.timeout_s), t.correlation_id,
-              t.idempotency_key, t.created_at;
+    -- in claim order: the primary-key probe returns rows in id order
+    SELECT c.id, c.task_name, c.payload, c.priority, c.total_attempts, c.attempt_id,
+           c.max_attempts, c.timeout_s, c.correlation_id, c.idempotency_key, c.created_at
+      FROM claimed c ORDER BY c.priority DESC, c.run_at, c.id;
 
     IF v_queue.rate_limit_per_s IS NOT NULL THEN
         GET DIAGNOSTICS v_claimed = ROW_COUNT;
@@ -297,33 +303,39 @@ BEGIN
     END IF;
 END $$;
 
--- Record the outcome of attempts (one queue per call; arrays aligned by position).
--- p_outcomes: succeeded | failed (retried while attempts remain) | fatal (dead at once)
---             | timed_out (retried while attempts remain) | canceled
+-- Record the outcome of attempts: one queue and one outcome per call, ids and attempt ids
+-- aligned by position. Results and errors come only for the tasks that have them, in
+-- p_details = {"<task id>": {"result": <json>, "error": <json>}}.
+-- p_outcome: succeeded | failed (retried while attempts remain) | fatal (dead at once)
+--            | timed_out (retried while attempts remain) | canceled
 -- Only the current attempt of a running task can finish it: an attempt whose lease was lost
 -- (the task rescued and claimed again) is ignored and not returned.
+--
+-- Arrays are read by position from a single-array unnest (whose row count the planner knows;
+-- a multi-array unnest is estimated at 100 rows and led to a nested loop of batch x batch).
+-- Only fixed-width arrays are subscripted: subscripting text[] or jsonb[] walks the array
+-- from its start, which made a batch quadratic.
 CREATE FUNCTION taskq.complete(
-    p_queue_id integer, p_worker_id text, p_ids bigint[], p_attempt_ids uuid[],
-    p_outcomes text[], p_results jsonb[], p_errors jsonb[]
+    p_queue_id integer, p_worker_id text, p_outcome text, p_ids bigint[], p_attempt_ids uuid[],
+    p_details jsonb DEFAULT NULL
 ) RETURNS TABLE (id bigint, state text)
 LANGUAGE plpgsql SET plan_cache_mode = force_custom_plan AS $$
+DECLARE
+    v_retryable boolean := p_outcome IN ('failed', 'timed_out');
+    v_history_outcome text := CASE p_outcome WHEN 'fatal' THEN 'failed' ELSE p_outcome END;
 BEGIN
-    IF EXISTS (SELECT 1 FROM unnest(p_outcomes) o
-                WHERE o NOT IN ('succeeded', 'failed', 'fatal', 'timed_out', 'canceled')) THEN
-        RAISE EXCEPTION 'complete: unknown outcome in %', p_outcomes USING ERRCODE = 'TQ003';
+    IF p_outcome NOT IN ('succeeded', 'failed', 'fatal', 'timed_out', 'canceled') THEN
+        RAISE EXCEPTION 'complete: unknown outcome %', p_outcome USING ERRCODE = 'TQ003';
     END IF;
-    -- Positions come from a single-array unnest, whose row count the planner knows; the
-    -- other arrays are read by position. (A multi-array unnest is estimated at 100 rows
-    -- and led to a nested loop of batch x batch.)
     RETURN QUERY
     WITH finished AS (
         UPDATE taskq.tasks t
            SET state = CASE
-                   WHEN p_outcomes[i.ord] IN ('succeeded', 'canceled') THEN p_outcomes[i.ord]
-                   WHEN p_outcomes[i.ord] <> 'fatal' AND t.attempts < t.max_attempts THEN 'retrying'
+                   WHEN p_outcome IN ('succeeded', 'canceled') THEN p_outcome
+                   WHEN v_retryable AND t.attempts < t.max_attempts THEN 'retrying'
                    ELSE 'dead' END,
                run_at = CASE
-                   WHEN p_outcomes[i.ord] IN ('failed', 'timed_out') AND t.attempts < t.max_attempts
+                   WHEN v_retryable AND t.attempts < t.max_attempts
                    THEN now() + make_interval(secs => taskq.retry_delay(
                        coalesce(t.backoff_kind, q.backoff_kind),
                        coalesce(t.backoff_base_s, q.backoff_base_s),
@@ -331,23 +343,21 @@ BEGIN
                        q.backoff_jitter, t.attempts))
                    ELSE t.run_at END,
                finished_at = CASE
-                   WHEN p_outcomes[i.ord] IN ('failed', 'timed_out') AND t.attempts < t.max_attempts
-                   THEN NULL ELSE now() END,
-               result = p_results[i.ord],
-               error = CASE WHEN p_outcomes[i.ord] = 'succeeded' THEN NULL
-                            ELSE coalesce(p_errors[i.ord], t.error) END,
+                   WHEN v_retryable AND t.attempts < t.max_attempts THEN NULL ELSE now() END,
+               result = p_details -> t.id::text -> 'result',
+               error = CASE WHEN p_outcome = 'succeeded' THEN NULL
+                            ELSE coalesce(p_details -> t.id::text -> 'error', t.error) END,
                worker_id = NULL, attempt_id = NULL, lease_expires_at = NULL
           FROM unnest(p_ids) WITH ORDINALITY AS i(id, ord), taskq.queues q
-         WHERE q.id = p_queue_id AND t.queue_id = p_queue_id AND t.id = i.id
-           AND t.state = 'running' AND t.attempt_id = p_attempt_ids[i.ord]
-        RETURNING t.id, t.state, t.total_attempts, t.started_at, i.ord
+         WHERE q.id = p_queue_id AND t.queue_id = p_queue_id AND t.id = ANY(p_ids)
+           AND t.id = i.id AND t.state = 'running' AND t.attempt_id = p_attempt_ids[i.ord]
+        RETURNING t.id, t.state, t.total_attempts, t.started_at, t.error, i.ord
     ), history AS (
         INSERT INTO taskq.attempts (queue_id, task_id, attempt, attempt_id, worker_id,
                                     started_at, finished_at, outcome, error)
         SELECT p_queue_id, f.id, f.total_attempts, p_attempt_ids[f.ord], p_worker_id,
-               f.started_at, now(),
-               CASE p_outcomes[f.ord] WHEN 'fatal' THEN 'failed' ELSE p_outcomes[f.ord] END,
-               CASE WHEN p_outcomes[f.ord] = 'succeeded' THEN NULL ELSE p_errors[f.ord] END
+               f.started_at, now(), v_history_outcome,
+               CASE WHEN p_outcome IN ('succeeded', 'canceled') THEN NULL ELSE f.error END
           FROM finished f
     )
     SELECT f.id, f.state FROM finished f;
@@ -356,17 +366,18 @@ END $$;
 -- Renew the leases of a worker's running attempts and store their latest progress.
 -- Returns the attempts still held, with whether a cancellation was requested; an attempt
 -- missing from the result has lost its lease and must stop.
+-- p_progress = {"<task id>": <progress json>} for the attempts that reported progress.
 CREATE FUNCTION taskq.heartbeat(
-    p_queue_id integer, p_ids bigint[], p_attempt_ids uuid[], p_progress jsonb[],
+    p_queue_id integer, p_ids bigint[], p_attempt_ids uuid[], p_progress jsonb,
     p_lease_s double precision
 ) RETURNS TABLE (id bigint, cancel_requested boolean)
 LANGUAGE sql SET plan_cache_mode = force_custom_plan AS $$
     UPDATE taskq.tasks t
        SET lease_expires_at = now() + make_interval(secs => p_lease_s),
-           progress = coalesce(p_progress[i.ord], t.progress)
+           progress = coalesce(p_progress -> t.id::text, t.progress)
       FROM unnest(p_ids) WITH ORDINALITY AS i(id, ord)
-     WHERE t.queue_id = p_queue_id AND t.id = i.id AND t.attempt_id = p_attempt_ids[i.ord]
-       AND t.state = 'running'
+     WHERE t.queue_id = p_queue_id AND t.id = ANY(p_ids) AND t.id = i.id
+       AND t.attempt_id = p_attempt_ids[i.ord] AND t.state = 'running'
     RETURNING t.id, t.cancel_requested
 $$;
 
@@ -384,8 +395,8 @@ BEGIN
            SET state = 'ready', attempts = t.attempts - 1, worker_id = NULL, attempt_id = NULL,
                lease_expires_at = NULL
           FROM unnest(p_ids) WITH ORDINALITY AS i(id, ord)
-         WHERE t.queue_id = p_queue_id AND t.id = i.id AND t.attempt_id = p_attempt_ids[i.ord]
-           AND t.state = 'running'
+         WHERE t.queue_id = p_queue_id AND t.id = ANY(p_ids) AND t.id = i.id
+           AND t.attempt_id = p_attempt_ids[i.ord] AND t.state = 'running'
         RETURNING t.id, t.total_attempts, t.started_at, p_attempt_ids[i.ord] AS attempt_id
     ), history AS (
         INSERT INTO taskq.attempts (queue_id, task_id, attempt, attempt_id, worker_id,
@@ -434,7 +445,8 @@ BEGIN
                                      'cut off from the database)', e.worker_id)),
                worker_id = NULL, attempt_id = NULL, lease_expires_at = NULL
           FROM expired e, taskq.queues q
-         WHERE q.id = p_queue_id AND t.queue_id = p_queue_id AND t.id = e.id
+         WHERE q.id = p_queue_id AND t.queue_id = p_queue_id
+           AND t.id = ANY(ARRAY(SELECT x.id FROM expired x)) AND t.id = e.id
         RETURNING t.id, t.error, e.worker_id, e.attempt_id, e.total_attempts, e.started_at
     ), history AS (
         INSERT INTO taskq.attempts (queue_id, task_id, attempt, attempt_id, worker_id,
@@ -459,21 +471,20 @@ BEGIN
     IF v_queue.id IS NULL THEN
         RETURN 0;
     END IF;
-    WITH doomed AS (
-        SELECT d.id FROM taskq.tasks d
-         WHERE d.queue_id = p_queue_id AND d.finished_at IS NOT NULL
-           AND ((d.state IN ('succeeded', 'canceled')
-                 AND d.finished_at < now() - make_interval(secs => v_queue.retention_succeeded_s))
-             OR (d.state = 'dead'
-                 AND d.finished_at < now() - make_interval(secs => v_queue.retention_dead_s)))
-         LIMIT p_limit FOR UPDATE SKIP LOCKED
-    ), deleted AS (
-        DELETE FROM taskq.tasks t USING doomed
-         WHERE t.queue_id = p_queue_id AND t.id = doomed.id
+    WITH deleted AS (
+        DELETE FROM taskq.tasks t
+         WHERE t.queue_id = p_queue_id AND t.id = ANY(ARRAY(
+               SELECT d.id FROM taskq.tasks d
+                WHERE d.queue_id = p_queue_id AND d.finished_at IS NOT NULL
+                  AND ((d.state IN ('succeeded', 'canceled') AND d.finished_at
+                        < now() - make_interval(secs => v_queue.retention_succeeded_s))
+                    OR (d.state = 'dead' AND d.finished_at
+                        < now() - make_interval(secs => v_queue.retention_dead_s)))
+                LIMIT p_limit FOR UPDATE SKIP LOCKED))
         RETURNING t.id
     ), history AS (
-        DELETE FROM taskq.attempts a USING deleted
-         WHERE a.queue_id = p_queue_id AND a.task_id = deleted.id
+        DELETE FROM taskq.attempts a
+         WHERE a.queue_id = p_queue_id AND a.task_id = ANY(ARRAY(SELECT x.id FROM deleted x))
     )
     SELECT count(*) INTO v_count FROM deleted;
     RETURN v_count;

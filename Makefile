@@ -1,0 +1,61 @@
+# taskq: the two commands a newcomer needs are `make demo` and `make test`.
+# Everything is installed on first use: uv (from PyPI) into a per-user cache, the project's
+# virtualenv from uv.lock, PostgreSQL's server from Debian when missing, and the control-plane
+# binaries built from the pinned Go modules in tools/ (cached per user, outside the clone).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV_VERSION := 0.13.9
+UV_HOME := $(HOME)/.cache/taskq/uv-$(UV_VERSION)
+UV := $(UV_HOME)/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON := python3
+
+include cluster/cluster.mk
+
+.PHONY: help venv postgres lint test test-fast demo bench clean
+
+help:
+	@echo "make demo    start Postgres, enqueue tasks, run a worker that drains them"
+	@echo "make test    lint, type-check, and run every test (unit, integration, e2e)"
+	@echo "make bench   queue benchmarks (JSON); see docs/benchmarks.md"
+
+$(UV):
+	python3 -m venv $(UV_HOME)
+	$(UV_HOME)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml worker_runtime/pyproject.toml
+	$(UV) sync --frozen --quiet
+	touch $@
+
+venv: $(VENV)/.synced
+
+# The tests and the demo start their own throwaway server from Debian's binaries.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "installing PostgreSQL server binaries (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy worker_runtime/src devenv tests bench
+	$(VENV)/bin/lint-imports
+
+test: venv postgres tools lint
+	$(PY) -m pytest
+
+# Unit and integration tiers only (no control plane).
+test-fast: venv postgres
+	$(PY) -m pytest tests/unit tests/integration
+
+demo: venv postgres
+	$(PY) -m examples.demo
+
+bench: venv postgres
+	$(PY) bench/queue_bench.py
+
+clean:
+	rm -rf $(VENV) .state .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,164 @@
+"""Queue benchmark: prints one JSON object.
+
+    make bench                        # starts its own durable PostgreSQL (fsync on)
+    TASKQ_BENCH_DSN=postgresql://... TASKQ_BENCH_N=200000 make bench
+
+Phases (each on a fresh queue):
+  enqueue_bulk      N tasks through Client.enqueue_many (one transaction)
+  enqueue_single    sequential Client.enqueue calls, one transaction each
+  process           N no-op tasks drained by one in-process Worker (claim, run, acknowledge)
+  pickup            an idle, LISTENing worker; time from the enqueue call to handler start,
+                    one task at a time
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from devenv.postgres import LocalPostgres  # noqa: E402
+from taskq.client import Client, connect  # noqa: E402
+from taskq.models import TaskRequest  # noqa: E402
+from taskq.worker.context import TaskContext  # noqa: E402
+from taskq.worker.loop import Worker  # noqa: E402
+from taskq.worker.registry import Registry  # noqa: E402
+from taskq.worker.settings import WorkerSettings  # noqa: E402
+
+N = int(os.environ.get("TASKQ_BENCH_N", "100000"))
+SINGLE_N = min(N, 3000)
+PICKUP_N = 300
+CONCURRENCY = int(os.environ.get("TASKQ_BENCH_CONCURRENCY", "1000"))
+BATCH = int(os.environ.get("TASKQ_BENCH_BATCH", "500"))
+
+
+def _settings(dsn: str, queue: str, **overrides: Any) -> WorkerSettings:
+    values: dict[str, Any] = {
+        "dsn": dsn, "queues": [queue], "app": "bench", "concurrency": CONCURRENCY,
+        "batch_size": BATCH, "metrics_port": 0, "log_level": "WARNING", **overrides,
+    }
+    return WorkerSettings(**values)
+
+
+async def bench_enqueue_bulk(client: Client) -> float:
+    queue = (await client.ensure_queue("bench/bulk")).full_name
+    requests = [TaskRequest("noop", {"n": n}) for n in range(N)]
+    started = time.perf_counter()
+    await client.enqueue_many(queue, requests)
+    return N / (time.perf_counter() - started)
+
+
+async def bench_enqueue_single(client: Client) -> float:
+    queue = (await client.ensure_queue("bench/single")).full_name
+    started = time.perf_counter()
+    for n in range(SINGLE_N):
+        await client.enqueue(queue, "noop", {"n": n})
+    return SINGLE_N / (time.perf_counter() - started)
+
+
+async def bench_process(client: Client, dsn: str) -> float:
+    queue = (await client.ensure_queue("bench/process")).full_name
+    await client.enqueue_many(queue, [TaskRequest("noop", {"n": n}) for n in range(N)])
+    registry = Registry()
+    done = asyncio.Event()
+    count = 0
+
+    @registry.task("noop")
+    async def noop(_ctx: TaskContext) -> None:
+        nonlocal count
+        count += 1
+        if count == N:
+            done.set()
+
+    worker = Worker(client.pool, registry, _settings(dsn, queue), "bench-worker")
+    stop = asyncio.Event()
+    started = time.perf_counter()
+    running = asyncio.create_task(worker.run(stop))
+    await done.wait()
+    stop.set()
+    await running  # graceful stop flushes the last acknowledgements
+    elapsed = time.perf_counter() - started
+    stats = await client.queue_stats(queue)
+    if stats.ready or stats.running:
+        raise RuntimeError(f"process phase left tasks behind: {stats}")
+    return N / elapsed
+
+
+async def bench_pickup(client: Client, dsn: str) -> tuple[float, float]:
+    queue = (await client.ensure_queue("bench/pickup")).full_name
+    registry = Registry()
+    picked: dict[int, float] = {}
+    arrived = asyncio.Event()
+
+    @registry.task("noop")
+    async def noop(ctx: TaskContext) -> None:
+        picked[ctx.task_id] = time.perf_counter()
+        arrived.set()
+
+    worker = Worker(client.pool, registry, _settings(dsn, queue, concurrency=10), "bench-pickup")
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    await asyncio.sleep(0.5)  # let it start listening
+    latencies = []
+    for n in range(PICKUP_N):
+        arrived.clear()
+        sent = time.perf_counter()
+        result = await client.enqueue(queue, "noop", {"n": n})
+        await asyncio.wait_for(arrived.wait(), 10)
+        latencies.append((picked[result.id] - sent) * 1000)
+        await asyncio.sleep(0.01)  # idle again
+    stop.set()
+    await running
+    latencies.sort()
+    return statistics.median(latencies), latencies[int(len(latencies) * 0.99) - 1]
+
+
+async def run(dsn: str, server: str) -> dict[str, Any]:
+    async with await connect(dsn, min_size=2, max_size=8) as client:
+        await client.migrate()
+        for name in ("bulk", "single", "process", "pickup"):
+            await client.drop_queue(f"bench/{name}")
+        bulk = await bench_enqueue_bulk(client)
+        single = await bench_enqueue_single(client)
+        process = await bench_process(client, dsn)
+        p50, p99 = await bench_pickup(client, dsn)
+        for name in ("bulk", "single", "process", "pickup"):
+            await client.drop_queue(f"bench/{name}")
+    return {
+        "enqueue_bulk_tasks_per_s": round(bulk),
+        "enqueue_single_tasks_per_s": round(single),
+        "process_tasks_per_s": round(process),
+        "pickup_p50_ms": round(p50, 2),
+        "pickup_p99_ms": round(p99, 2),
+        "settings": {
+            "tasks": N, "single_tasks": SINGLE_N, "pickup_samples": PICKUP_N,
+            "worker_concurrency": CONCURRENCY, "claim_batch": BATCH, "postgres": server,
+            "cpus": os.cpu_count(), "python": platform.python_version(),
+        },
+    }
+
+
+def main() -> None:
+    dsn = os.environ.get("TASKQ_BENCH_DSN")
+    if dsn:
+        print(json.dumps(asyncio.run(run(dsn, "TASKQ_BENCH_DSN"))))
+        return
+    server = LocalPostgres.temporary(durable=True)
+    server.start()
+    try:
+        result = asyncio.run(run(server.dsn, "local PostgreSQL, durable (fsync on)"))
+    finally:
+        server.destroy()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Session-wide fixtures: a real PostgreSQL server started by the test session itself.
+
+- ``pg`` (session): the LocalPostgres server (initdb into a temp dir, 127.0.0.1, random port).
+- ``dsn`` (session): DSN of a database with the taskq schema migrated.
+- ``pool`` / ``client`` (function): an asyncpg pool and a taskq Client on that database.
+- ``make_queue`` (function): provisions a fresh, uniquely named queue with given settings.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import asyncpg
+import pytest
+
+from devenv.postgres import LocalPostgres
+from taskq.client import Client
+from taskq.models import QueueInfo, QueueSettings
+from taskq.store.migrations import migrate
+
+_queue_numbers = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[LocalPostgres]:
+    server = LocalPostgres.temporary()
+    server.start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture(scope="session")
+async def dsn(pg: LocalPostgres) -> str:
+    conn = await asyncpg.connect(pg.dsn)
+    try:
+        await conn.execute("CREATE DATABASE taskq_test")
+    finally:
+        await conn.close()
+    database = pg.dsn.rsplit("/", 1)[0] + "/taskq_test"
+    conn = await asyncpg.connect(database)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    return database
+
+
+@pytest.fixture
+async def pool(dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    created = await asyncpg.create_pool(dsn, min_size=1, max_size=20)
+    assert created is not None
+    yield created
+    await created.close()
+
+
+@pytest.fixture
+async def client(pool: asyncpg.Pool) -> Client:
+    return Client(pool)
+
+
+MakeQueue = Callable[..., Awaitable[QueueInfo]]
+
+
+@pytest.fixture
+def make_queue(client: Client) -> MakeQueue:
+    """`await make_queue(max_attempts=2, ...)`: a new queue named t<N>/q with those settings."""
+
+    async def make(**settings: Any) -> QueueInfo:
+        return await client.ensure_queue(f"t{next(_queue_numbers)}/q", QueueSettings(**settings))
+
+    return make

@@ -1,0 +1,166 @@
+"""Producing tasks: single and bulk, transactional, idempotent, validated."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+
+from taskq import (
+    InvalidArgumentError,
+    PayloadTooLargeError,
+    Priority,
+    TaskRequest,
+    UnknownQueueError,
+)
+from taskq.client import Client
+from tests.conftest import MakeQueue
+
+
+async def test_enqueue_sets_defaults_from_the_queue(client: Client, make_queue: MakeQueue) -> None:
+    queue = await make_queue(max_attempts=7, default_priority=60)
+    result = await client.enqueue(queue.full_name, "send", {"to": "a@example.com"})
+    task = await client.get_task(result.id)
+    assert result.created
+    assert (task.state, task.priority, task.max_attempts) == ("ready", 60, 7)
+    assert task.payload == {"to": "a@example.com"}
+    assert task.queue == queue.full_name
+
+
+async def test_named_priorities_and_delays(client: Client, make_queue: MakeQueue) -> None:
+    queue = await make_queue()
+    urgent = await client.enqueue(queue.full_name, "t", priority="urgent")
+    later = await client.enqueue(queue.full_name, "t", priority=Priority.LOW, delay=60)
+    assert (await client.get_task(urgent.id)).priority == 100
+    delayed = await client.get_task(later.id)
+    assert (delayed.state, delayed.priority) == ("scheduled", 25)
+    assert (delayed.run_at - delayed.created_at).total_seconds() == pytest.approx(60, abs=1)
+
+
+async def test_bulk_enqueue_returns_ids_in_input_order(
+    client: Client, make_queue: MakeQueue
+) -> None:
+    queue = await make_queue()
+    requests = [TaskRequest("t", {"n": n}) for n in range(12_000)]  # spans several chunks
+    results = await client.enqueue_many(queue.full_name, requests)
+    assert len({r.id for r in results}) == 12_000
+    for n in (0, 5_000, 11_999):
+        assert (await client.get_task(results[n].id)).payload == {"n": n}
+    assert (await client.queue_stats(queue.full_name)).ready == 12_000
+
+
+async def test_enqueue_inside_a_rolled_back_transaction_leaves_nothing(
+    client: Client, pool: asyncpg.Pool, make_queue: MakeQueue
+) -> None:
+    queue = await make_queue()
+    async with pool.acquire() as conn:
+        transaction = conn.transaction()
+        await transaction.start()
+        single = await client.enqueue(queue.full_name, "t", connection=conn)
+        await client.enqueue_many(queue.full_name, [TaskRequest("t")] * 10, connection=conn)
+        await transaction.rollback()
+    stats = await client.queue_stats(queue.full_name)
+    assert stats.ready == 0
+    assert await pool.fetchval("SELECT count(*) FROM taskq.tasks WHERE id = $1", single.id) == 0
+
+
+async def test_enqueue_inside_a_committed_transaction_exists(
+    client: Client, pool: asyncpg.Pool, make_queue: MakeQueue
+) -> None:
+    queue = await make_queue()
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT 1")  # the caller's own work
+        await client.enqueue(queue.full_name, "t", connection=conn)
+    assert (await client.queue_stats(queue.full_name)).ready == 1
+
+
+async def test_idempotency_key_returns_the_existing_task(
+    client: Client, make_queue: MakeQueue
+) -> None:
+    queue = await make_queue()
+    first = await client.enqueue(queue.full_name, "t", {"v": 1}, idempotency_key="order-1")
+    again = await client.enqueue(queue.full_name, "t", {"v": 2}, idempotency_key="order-1")
+    mixed = await client.enqueue_many(queue.full_name, [
+        TaskRequest("t", idempotency_key="order-2"),
+        TaskRequest("t", idempotency_key="order-1"),
+        TaskRequest("t", idempotency_key="order-2"),
+        TaskRequest("t"),
+    ])
+    assert again.id == first.id and not again.created
+    assert [r.created for r in mixed] == [True, False, False, True]
+    assert mixed[1].id == first.id and mixed[2].id == mixed[0].id
+    assert (await client.get_task(first.id)).payload == {"v": 1}
+
+
+async def test_idempotency_key_is_free_again_once_the_task_finished(
+    client: Client, pool: asyncpg.Pool, make_queue: MakeQueue
+) -> None:
+    queue = await make_queue()
+    first = await client.enqueue(queue.full_name, "t", idempotency_key="k")
+    await client.cancel(first.id)
+    second = await client.enqueue(queue.full_name, "t", idempotency_key="k")
+    assert second.created and second.id != first.id
+
+
+async def test_concurrent_enqueues_of_one_key_make_one_task(
+    client: Client, make_queue: MakeQueue
+) -> None:
+    queue = await make_queue()
+    results = await asyncio.gather(*(
+        client.enqueue(queue.full_name, "t", {"n": n}, idempotency_key="race") for n in range(40)
+    ))
+    assert len({r.id for r in results}) == 1
+    assert sum(r.created for r in results) == 1
+    assert (await client.queue_stats(queue.full_name)).ready == 1
+
+
+async def test_oversized_payload_is_refused_naming_the_limit(
+    client: Client, make_queue: MakeQueue
+) -> None:
+    queue = await make_queue(payload_limit_bytes=1024)
+    with pytest.raises(PayloadTooLargeError, match="over the queue's limit of 1024 bytes"):
+        await client.enqueue(queue.full_name, "t", {"blob": "x" * 2000})
+    await client.enqueue(queue.full_name, "t", {"blob": "x" * 500})
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (TaskRequest("t", {1, 2}), "tasks[0].payload"),
+        (TaskRequest("t", float("nan")), "tasks[0].payload"),
+        (TaskRequest(""), "tasks[0].task_name"),
+        (TaskRequest("t", priority="highest"), "tasks[0].priority"),
+        (TaskRequest("t", priority=101), "tasks[0].priority"),
+        (TaskRequest("t", delay=-1), "tasks[0].delay"),
+        (TaskRequest("t", max_attempts=0), "tasks[0].max_attempts"),
+        (TaskRequest("t", idempotency_key="k" * 300), "tasks[0].idempotency_key"),
+    ],
+)
+async def test_invalid_requests_name_the_field(
+    client: Client, make_queue: MakeQueue, request_: TaskRequest, field: str
+) -> None:
+    queue = await make_queue()
+    with pytest.raises(InvalidArgumentError) as raised:
+        await client.enqueue_many(queue.full_name, [request_])
+    assert raised.value.field == field
+
+
+async def test_unknown_and_invalid_queue_names(client: Client) -> None:
+    with pytest.raises(UnknownQueueError, match="create it first"):
+        await client.enqueue("nobody/here", "t")
+    with pytest.raises(InvalidArgumentError, match="NAMESPACE/NAME"):
+        await client.enqueue("no-slash", "t")
+    with pytest.raises(InvalidArgumentError, match="queue namespace"):
+        await client.enqueue("Bad_NS/q", "t")
+
+
+async def test_sql_function_enqueues_for_any_language(
+    pool: asyncpg.Pool, client: Client, make_queue: MakeQueue
+) -> None:
+    queue = await make_queue()
+    task_id = await pool.fetchval(
+        "SELECT taskq.enqueue($1, 'from_sql', '{\"k\": 1}', p_priority => 90)", queue.full_name
+    )
+    task = await client.get_task(task_id)
+    assert (task.task_name, task.payload, task.priority) == ("from_sql", {"k": 1}, 90)
