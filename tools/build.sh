@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Build a pinned Go tool from its module under tools/<tool>/ into a cache directory outside the
+# clone, keyed by version and by a hash of go.mod + go.sum + this script:
+#
+#   ${TASKQ_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/taskq-tools}/<tool>-<version>/bin/
+#
+# A warm cache makes this a no-op (a few milliseconds). Each binary is also symlinked into
+# <repo>/.state/bin/ (git-ignored) so scripts and tests find them in one place.
+#
+#   tools/build.sh kube etcd kwok     build (if needed) and print each tool's bin directory
+#   tools/build.sh all                the same for every tool
+#   tools/build.sh --path kube        print the bin directory without building (may not exist)
+#
+# Go's module cache and build cache stay at Go's defaults (GOPATH, GOCACHE), outside the repo.
+set -euo pipefail
+
+TOOLS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(dirname "$TOOLS_DIR")
+CACHE_ROOT=${TASKQ_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/taskq-tools}
+LINK_DIR=$REPO_DIR/.state/bin
+ALL_TOOLS=(kube etcd kwok)
+
+log() { echo "tools/build.sh: $*" >&2; }
+
+find_go() {
+    if command -v go >/dev/null 2>&1; then command -v go; return; fi
+    for g in /usr/local/go/bin/go /usr/lib/go/bin/go; do
+        [[ -x $g ]] && { echo "$g"; return; }
+    done
+    log "no Go toolchain found (need Go >= 1.26: /usr/local/go/bin/go or on PATH)"
+    exit 1
+}
+
+# The version of module $2 required in tools/$1/go.mod.
+required_version() {
+    awk -v m="$2" '($1 == m) && ($2 ~ /^v/) { print $2; exit } ($1 == "require") && ($2 == m) { print $3; exit }' \
+        "$TOOLS_DIR/$1/go.mod"
+}
+
+# tool -> main module whose version names the cache dir; packages to build; ldflags.
+tool_version() {
+    case $1 in
+        kube) required_version kube k8s.io/kubernetes ;;
+        etcd) required_version etcd go.etcd.io/etcd/server/v3 ;;
+        kwok) required_version kwok sigs.k8s.io/kwok ;;
+        *) log "unknown tool: $1 (known: ${ALL_TOOLS[*]})"; exit 2 ;;
+    esac
+}
+
+tool_packages() {
+    case $1 in
+        kube) echo k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+                   k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl ;;
+        etcd) echo go.etcd.io/etcd/server/v3 go.etcd.io/etcd/etcdctl/v3 ;;
+        kwok) echo sigs.k8s.io/kwok/cmd/kwok ;;
+    esac
+}
+
+tool_ldflags() {
+    local v=$2
+    case $1 in
+        kube)
+            # What kubernetes' hack/lib/version.sh sets, so /version reports the real version.
+            local major=${v#v}; major=${major%%.*}
+            local minor=${v#v*.}; minor=${minor%%.*}
+            local x
+            for p in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+                x+=" -X $p.gitVersion=$v -X $p.gitMajor=$major -X $p.gitMinor=$minor"
+                x+=" -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
+            done
+            echo "-s -w$x" ;;
+        etcd) echo "-s -w" ;;
+        kwok) echo "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$v" ;;
+    esac
+}
+
+tool_tags() {
+    case $1 in
+        kube) echo "notest,grpcnotrace" ;;
+        *) echo "" ;;
+    esac
+}
+
+stamp_of() {
+    cat "$TOOLS_DIR/$1/go.mod" "$TOOLS_DIR/$1/go.sum" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16
+}
+
+bin_dir() { echo "$CACHE_ROOT/$1-$(tool_version "$1")/bin"; }
+
+link_bins() {
+    local dir=$1 f
+    mkdir -p "$LINK_DIR"
+    for f in "$dir"/*; do
+        ln -sfn "$f" "$LINK_DIR/$(basename "$f")"
+    done
+}
+
+build_tool() {
+    local tool=$1 version stamp out
+    version=$(tool_version "$tool")
+    stamp=$(stamp_of "$tool")
+    out=$CACHE_ROOT/$tool-$version
+    if [[ -f $out/stamp && $(cat "$out/stamp") == "$stamp" ]]; then
+        link_bins "$out/bin"
+        echo "$out/bin"
+        return
+    fi
+    mkdir -p "$CACHE_ROOT"
+    # One builder at a time per tool (make tools and a test session may race).
+    exec 9>"$CACHE_ROOT/.$tool.lock"
+    flock 9
+    if [[ -f $out/stamp && $(cat "$out/stamp") == "$stamp" ]]; then
+        exec 9>&-
+        link_bins "$out/bin"
+        echo "$out/bin"
+        return
+    fi
+    local go tmp start
+    go=$(find_go)
+    tmp=$(mktemp -d "$CACHE_ROOT/.$tool-$version.XXXXXX")
+    start=$(date +%s)
+    log "building $tool $version into $out (cold builds take minutes; see docs/control-plane.md)"
+    # shellcheck disable=SC2046
+    (cd "$TOOLS_DIR/$tool" && CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" GOTOOLCHAIN=local \
+        "$go" build -trimpath -tags "$(tool_tags "$tool")" -ldflags "$(tool_ldflags "$tool" "$version")" \
+        -o "$tmp/bin/" $(tool_packages "$tool"))
+    if [[ $tool == etcd && -f $tmp/bin/v3 ]]; then
+        mv "$tmp/bin/v3" "$tmp/bin/etcd"   # go.etcd.io/etcd/server/v3 builds a binary named v3
+    fi
+    echo "$stamp" >"$tmp/stamp"
+    rm -rf "$out"
+    mv "$tmp" "$out"
+    exec 9>&-
+    log "built $tool $version in $(( $(date +%s) - start ))s: $(ls "$out/bin" | tr '\n' ' ')"
+    link_bins "$out/bin"
+    echo "$out/bin"
+}
+
+main() {
+    local path_only=0 tools=()
+    for a in "$@"; do
+        case $a in
+            --path) path_only=1 ;;
+            all) tools+=("${ALL_TOOLS[@]}") ;;
+            -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}"; exit 0 ;;
+            *) tools+=("$a") ;;
+        esac
+    done
+    [[ ${#tools[@]} -gt 0 ]] || { log "usage: $0 [--path] all|${ALL_TOOLS[*]// /|}"; exit 2; }
+    for t in "${tools[@]}"; do
+        if [[ $path_only == 1 ]]; then bin_dir "$t"; else build_tool "$t"; fi
+    done
+}
+
+main "$@"
