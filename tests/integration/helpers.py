@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import asyncpg
@@ -14,6 +15,9 @@ import asyncpg
 from taskq.models import QueueInfo
 from taskq.store import execution as store
 from taskq.store.execution import ClaimedTask, Completion, Outcome
+from taskq.worker.loop import Worker
+from taskq.worker.registry import Registry
+from taskq.worker.settings import WorkerSettings
 
 T = TypeVar("T")
 
@@ -84,3 +88,54 @@ async def attempt_rows(pool: asyncpg.Pool, task_id: int) -> list[asyncpg.Record]
 
 def new_attempt_id() -> uuid.UUID:
     return uuid.uuid4()
+
+
+@contextlib.asynccontextmanager
+async def running_worker(
+    dsn: str, registry: Registry, queues: list[str], **settings: Any
+) -> AsyncIterator[Worker]:
+    """A real Worker serving `queues` in this event loop until the block ends (then a graceful
+    stop, which the block may also trigger itself through `worker_stop`)."""
+    options: dict[str, Any] = {
+        "poll_interval": 0.2, "maintenance_interval": 60.0, "shutdown_grace": 5.0,
+        "concurrency": 10,
+    }
+    options.update(settings)
+    worker_settings = WorkerSettings(dsn=dsn, queues=queues, app="unused", metrics_port=0,
+                                     **options)
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
+    assert pool is not None
+    worker = Worker(pool, registry, worker_settings, f"test-{uuid.uuid4().hex[:8]}")
+    stop = asyncio.Event()
+    _stops[id(worker)] = stop
+    runner = asyncio.create_task(worker.run(stop))
+    try:
+        yield worker
+    finally:
+        stop.set()
+        try:
+            await asyncio.wait_for(runner, 60)
+        finally:
+            _stops.pop(id(worker), None)
+            await pool.close()
+
+
+_stops: dict[int, asyncio.Event] = {}
+
+
+def worker_stop(worker: Worker) -> asyncio.Event:
+    """The event that stops a worker started by running_worker."""
+    return _stops[id(worker)]
+
+
+async def task_state(pool: asyncpg.Pool, task_id: int) -> str:
+    state: str = await pool.fetchval("SELECT state FROM taskq.tasks WHERE id = $1", task_id)
+    return state
+
+
+async def wait_for_state(
+    pool: asyncpg.Pool, task_id: int, *states: str, limit: float = 15.0
+) -> asyncpg.Record:
+    await wait_for(lambda: task_state(pool, task_id), lambda s: s in states, limit=limit,
+                   what=f"task {task_id} to be {' or '.join(states)}")
+    return await task_row(pool, task_id)

@@ -332,10 +332,12 @@ BEGIN
         UPDATE taskq.tasks t
            SET state = CASE
                    WHEN p_outcome IN ('succeeded', 'canceled') THEN p_outcome
+                   -- the user asked it to stop: a failure while stopping earns no retry
+                   WHEN t.cancel_requested THEN 'canceled'
                    WHEN v_retryable AND t.attempts < t.max_attempts THEN 'retrying'
                    ELSE 'dead' END,
                run_at = CASE
-                   WHEN v_retryable AND t.attempts < t.max_attempts
+                   WHEN v_retryable AND t.attempts < t.max_attempts AND NOT t.cancel_requested
                    THEN now() + make_interval(secs => taskq.retry_delay(
                        coalesce(t.backoff_kind, q.backoff_kind),
                        coalesce(t.backoff_base_s, q.backoff_base_s),
@@ -343,7 +345,8 @@ BEGIN
                        q.backoff_jitter, t.attempts))
                    ELSE t.run_at END,
                finished_at = CASE
-                   WHEN v_retryable AND t.attempts < t.max_attempts THEN NULL ELSE now() END,
+                   WHEN v_retryable AND t.attempts < t.max_attempts AND NOT t.cancel_requested
+                   THEN NULL ELSE now() END,
                result = p_details -> t.id::text -> 'result',
                error = CASE WHEN p_outcome = 'succeeded' THEN NULL
                             ELSE coalesce(p_details -> t.id::text -> 'error', t.error) END,
@@ -382,7 +385,8 @@ LANGUAGE sql SET plan_cache_mode = force_custom_plan AS $$
 $$;
 
 -- Give attempts back unfinished (graceful shutdown past its grace period): the tasks become
--- ready at once and the attempt is not charged against max_attempts.
+-- ready at once (canceled, if that was asked) and the attempt is not charged against
+-- max_attempts.
 CREATE FUNCTION taskq.release(
     p_queue_id integer, p_worker_id text, p_ids bigint[], p_attempt_ids uuid[]
 ) RETURNS integer
@@ -392,7 +396,9 @@ DECLARE
 BEGIN
     WITH released AS (
         UPDATE taskq.tasks t
-           SET state = 'ready', attempts = t.attempts - 1, worker_id = NULL, attempt_id = NULL,
+           SET state = CASE WHEN t.cancel_requested THEN 'canceled' ELSE 'ready' END,
+               finished_at = CASE WHEN t.cancel_requested THEN now() END,
+               attempts = t.attempts - 1, worker_id = NULL, attempt_id = NULL,
                lease_expires_at = NULL
           FROM unnest(p_ids) WITH ORDINALITY AS i(id, ord)
          WHERE t.queue_id = p_queue_id AND t.id = ANY(p_ids) AND t.id = i.id
