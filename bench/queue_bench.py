@@ -25,13 +25,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from devenv.postgres import LocalPostgres  # noqa: E402
-from taskq.client import Client, connect  # noqa: E402
-from taskq.models import TaskRequest  # noqa: E402
-from taskq.worker.context import TaskContext  # noqa: E402
-from taskq.worker.loop import Worker  # noqa: E402
-from taskq.worker.registry import Registry  # noqa: E402
-from taskq.worker.settings import WorkerSettings  # noqa: E402
+from devenv.postgres import LocalPostgres
+
+from taskq.client import Client, connect
+from taskq.models import TaskRequest
+from taskq.worker.context import TaskContext
+from taskq.worker.loop import Worker
+from taskq.worker.registry import Registry
+from taskq.worker.settings import WorkerSettings
 
 N = int(os.environ.get("TASKQ_BENCH_N", "100000"))
 SINGLE_N = min(N, 3000)
@@ -42,8 +43,14 @@ BATCH = int(os.environ.get("TASKQ_BENCH_BATCH", "500"))
 
 def _settings(dsn: str, queue: str, **overrides: Any) -> WorkerSettings:
     values: dict[str, Any] = {
-        "dsn": dsn, "queues": [queue], "app": "bench", "concurrency": CONCURRENCY,
-        "batch_size": BATCH, "metrics_port": 0, "log_level": "WARNING", **overrides,
+        "dsn": dsn,
+        "queues": [queue],
+        "app": "bench",
+        "concurrency": CONCURRENCY,
+        "batch_size": BATCH,
+        "metrics_port": 0,
+        "log_level": "WARNING",
+        **overrides,
     }
     return WorkerSettings(**values)
 
@@ -139,9 +146,14 @@ async def run(dsn: str, server: str) -> dict[str, Any]:
         "pickup_p50_ms": round(p50, 2),
         "pickup_p99_ms": round(p99, 2),
         "settings": {
-            "tasks": N, "single_tasks": SINGLE_N, "pickup_samples": PICKUP_N,
-            "worker_concurrency": CONCURRENCY, "claim_batch": BATCH, "postgres": server,
-            "cpus": os.cpu_count(), "python": platform.python_version(),
+            "tasks": N,
+            "single_tasks": SINGLE_N,
+            "pickup_samples": PICKUP_N,
+            "worker_concurrency": CONCURRENCY,
+            "claim_batch": BATCH,
+            "postgres": server,
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
         },
     }
 

@@ -85,7 +85,10 @@ class LocalPostgres:
     def _run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [str(find_bindir() / argv[0]), *argv[1:]],
-            user=self._user, capture_output=True, text=True, check=False,
+            user=self._user,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if check and result.returncode != 0:
             raise PostgresUnavailableError(
@@ -101,8 +104,18 @@ class LocalPostgres:
             entry = pwd.getpwnam(self._user)
             os.chown(self.datadir, entry.pw_uid, entry.pw_gid)
         self.datadir.chmod(0o700)
-        self._run("initdb", "-D", str(self.datadir), "-U", "postgres", "--auth=trust",
-                  "--no-sync", "-E", "UTF8", "--locale=C")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.datadir),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        )
 
     def is_running(self) -> bool:
         return self._run("pg_ctl", "status", "-D", str(self.datadir), check=False).returncode == 0
@@ -111,11 +124,27 @@ class LocalPostgres:
         self.init()
         if self.is_running():
             return
-        settings = {**_COMMON, **({} if self.durable else _FAST),
-                    "port": str(self.port), "unix_socket_directories": str(self.datadir)}
+        settings = {
+            **_COMMON,
+            **({} if self.durable else _FAST),
+            "port": str(self.port),
+            "unix_socket_directories": str(self.datadir),
+        }
         options = " ".join(f"-c {k}={v}" for k, v in settings.items())
-        result = self._run("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.datadir),
-                           "-l", str(self.datadir / "server.log"), "-o", options, check=False)
+        result = self._run(
+            "pg_ctl",
+            "start",
+            "-w",
+            "-t",
+            "60",
+            "-D",
+            str(self.datadir),
+            "-l",
+            str(self.datadir / "server.log"),
+            "-o",
+            options,
+            check=False,
+        )
         if result.returncode != 0:
             log = (self.datadir / "server.log").read_text(errors="replace")[-2000:]
             raise PostgresUnavailableError(f"PostgreSQL did not start: {result.stderr}\n{log}")
@@ -124,7 +153,10 @@ class LocalPostgres:
     def _wait_accepting(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 1):
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 1),
+            ):
                 return
             time.sleep(0.05)
         raise PostgresUnavailableError(f"PostgreSQL is not accepting on 127.0.0.1:{self.port}")
@@ -148,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devenv.postgres")
     parser.add_argument("action", choices=["start", "stop", "dsn"])
     parser.add_argument("datadir", type=Path)
-    parser.add_argument("--port", type=int, default=0, help="default: a free port, kept per datadir")
+    parser.add_argument(
+        "--port", type=int, default=0, help="default: a free port, kept per datadir"
+    )
     parser.add_argument("--durable", action="store_true", help="keep fsync and synchronous commit")
     args = parser.parse_args(argv)
     datadir: Path = args.datadir.resolve()

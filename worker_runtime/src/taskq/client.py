@@ -33,6 +33,7 @@ from taskq.store import queues as queue_store
 from taskq.store import tasks as task_store
 from taskq.store.dberrors import CONNECTION_ERRORS, describe_connection_error, translated
 from taskq.store.migrations import migrate
+from taskq.store.types import Connection
 
 
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
@@ -60,7 +61,9 @@ class Client:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         await self.close()
@@ -110,20 +113,29 @@ class Client:
         delay: float | timedelta | None = None,
         idempotency_key: str | None = None,
         max_attempts: int | None = None,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the task's execution timeout
         correlation_id: str | None = None,
-        connection: asyncpg.Connection | None = None,
+        connection: Connection | None = None,
     ) -> EnqueueResult:
         request = TaskRequest(
-            task_name, payload, priority, delay, idempotency_key, max_attempts, timeout,
+            task_name,
+            payload,
+            priority,
+            delay,
+            idempotency_key,
+            max_attempts,
+            timeout,
             correlation_id,
         )
         (result,) = await self.enqueue_many(queue, [request], connection=connection)
         return result
 
     async def enqueue_many(
-        self, queue: str, tasks: Sequence[TaskRequest], *,
-        connection: asyncpg.Connection | None = None,
+        self,
+        queue: str,
+        tasks: Sequence[TaskRequest],
+        *,
+        connection: Connection | None = None,
     ) -> list[EnqueueResult]:
         """All or nothing: one transaction (the caller's, if `connection` is in one)."""
         QueueName.parse(queue)

@@ -7,13 +7,13 @@ from typing import Any
 
 from taskq.errors import InvalidArgumentError
 
-_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def dumps(value: Any, field: str = "payload") -> str:
     """Encode as JSON text, or raise an error naming the field (NaN and sets are not JSON)."""
     try:
-        return _encoder.encode(value)
+        return encoder.encode(value)
     except (TypeError, ValueError) as error:
         raise InvalidArgumentError(field, f"not JSON-serialisable: {error}") from None
 

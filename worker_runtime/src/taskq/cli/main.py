@@ -15,6 +15,8 @@ from pydantic import BaseModel, ValidationError
 from taskq.client import Client, connect
 from taskq.errors import InvalidArgumentError, TaskqError
 from taskq.models import BackoffPolicy, QueueSettings, TaskRequest
+from taskq.worker.main import run_worker
+from taskq.worker.settings import WorkerSettings
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -36,18 +38,30 @@ def _payload(text: str | None, field: str = "payload") -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
-        raise InvalidArgumentError(field, f"not valid JSON: {error.msg} at position {error.pos}") from None
+        raise InvalidArgumentError(
+            field, f"not valid JSON: {error.msg} at position {error.pos}"
+        ) from None
 
 
 def _queue_settings(args: argparse.Namespace) -> QueueSettings:
-    backoff = BackoffPolicy(kind=args.backoff, base_seconds=args.backoff_base,
-                            max_seconds=args.backoff_max, jitter=args.backoff_jitter)
+    backoff = BackoffPolicy(
+        kind=args.backoff,
+        base_seconds=args.backoff_base,
+        max_seconds=args.backoff_max,
+        jitter=args.backoff_jitter,
+    )
     return QueueSettings(
-        default_priority=args.default_priority, max_attempts=args.max_attempts, backoff=backoff,
-        timeout_seconds=args.timeout, payload_limit_bytes=args.payload_limit,
+        default_priority=args.default_priority,
+        max_attempts=args.max_attempts,
+        backoff=backoff,
+        timeout_seconds=args.timeout,
+        payload_limit_bytes=args.payload_limit,
         retention_succeeded_seconds=args.retention_succeeded,
-        retention_dead_seconds=args.retention_dead, rate_limit_per_second=args.rate_limit,
-        rate_burst=args.rate_burst, concurrency_limit=args.concurrency_limit, paused=args.paused,
+        retention_dead_seconds=args.retention_dead,
+        rate_limit_per_second=args.rate_limit,
+        rate_burst=args.rate_burst,
+        concurrency_limit=args.concurrency_limit,
+        paused=args.paused,
     )
 
 
@@ -70,8 +84,12 @@ async def _queue_drop(client: Client, args: argparse.Namespace) -> None:
 
 async def _queue_stats(client: Client, args: argparse.Namespace) -> None:
     stats = await client.queue_stats(args.queue)
-    _print_json({**stats.model_dump(mode="json"),
-                 "oldest_ready_age_seconds": stats.oldest_ready_age_seconds})
+    _print_json(
+        {
+            **stats.model_dump(mode="json"),
+            "oldest_ready_age_seconds": stats.oldest_ready_age_seconds,
+        }
+    )
 
 
 async def _queue_list(client: Client, _args: argparse.Namespace) -> None:
@@ -82,25 +100,41 @@ async def _queue_list(client: Client, _args: argparse.Namespace) -> None:
 async def _enqueue(client: Client, args: argparse.Namespace) -> None:
     if args.jsonl:
         requests = [
-            TaskRequest(args.task, _payload(line, f"{args.jsonl} line {n}"), args.priority,
-                        args.delay, None, args.max_attempts, args.task_timeout)
-            for n, line in enumerate(_read_lines(args.jsonl), start=1) if line.strip()
+            TaskRequest(
+                args.task,
+                _payload(line, f"{args.jsonl} line {n}"),
+                args.priority,
+                args.delay,
+                None,
+                args.max_attempts,
+                args.task_timeout,
+            )
+            for n, line in enumerate(_read_lines(args.jsonl), start=1)
+            if line.strip()
         ]
         results = await client.enqueue_many(args.queue, requests)
-        print(f"enqueued {sum(r.created for r in results)} tasks "
-              f"({len(results) - sum(r.created for r in results)} already existed)")
+        print(
+            f"enqueued {sum(r.created for r in results)} tasks "
+            f"({len(results) - sum(r.created for r in results)} already existed)"
+        )
         return
     result = await client.enqueue(
-        args.queue, args.task, _payload(args.payload), priority=args.priority, delay=args.delay,
-        idempotency_key=args.idempotency_key, max_attempts=args.max_attempts,
-        timeout=args.task_timeout, correlation_id=args.correlation_id,
+        args.queue,
+        args.task,
+        _payload(args.payload),
+        priority=args.priority,
+        delay=args.delay,
+        idempotency_key=args.idempotency_key,
+        max_attempts=args.max_attempts,
+        timeout=args.task_timeout,
+        correlation_id=args.correlation_id,
     )
     _print_json({"id": result.id, "created": result.created})
 
 
 def _read_lines(path: str) -> list[str]:
     try:
-        with (sys.stdin if path == "-" else open(path, encoding="utf-8")) as f:  # noqa: SIM115
+        with sys.stdin if path == "-" else open(path, encoding="utf-8") as f:
             return f.read().splitlines()
     except OSError as error:
         raise CliError(f"cannot read {path}: {error.strerror}") from None
@@ -109,8 +143,9 @@ def _read_lines(path: str) -> list[str]:
 async def _tasks_show(client: Client, args: argparse.Namespace) -> None:
     task = await client.get_task(args.id)
     attempts = await client.task_attempts(args.id)
-    _print_json({**task.model_dump(mode="json"),
-                 "history": [a.model_dump(mode="json") for a in attempts]})
+    _print_json(
+        {**task.model_dump(mode="json"), "history": [a.model_dump(mode="json") for a in attempts]}
+    )
 
 
 async def _tasks_cancel(client: Client, args: argparse.Namespace) -> None:
@@ -126,25 +161,37 @@ async def _tasks_cancel(client: Client, args: argparse.Namespace) -> None:
 async def _dead_list(client: Client, args: argparse.Namespace) -> None:
     for task in await client.list_dead(args.queue, args.limit):
         error = task.error or {}
-        print(f"{task.id}\t{task.task_name}\t{task.finished_at}\t{error.get('type')}: "
-              f"{error.get('message')}")
+        print(
+            f"{task.id}\t{task.task_name}\t{task.finished_at}\t{error.get('type')}: "
+            f"{error.get('message')}"
+        )
 
 
 async def _dead_replay(client: Client, args: argparse.Namespace) -> None:
     if not args.ids and not args.all:
         raise CliError("name the dead task ids to replay, or pass --all")
     result = await client.replay_dead(args.queue, None if args.all else args.ids)
-    print(f"replayed {result.replayed} dead tasks"
-          + (f"; {result.skipped} skipped (their idempotency key is held by a newer task)"
-             if result.skipped else ""))
+    print(
+        f"replayed {result.replayed} dead tasks"
+        + (
+            f"; {result.skipped} skipped (their idempotency key is held by a newer task)"
+            if result.skipped
+            else ""
+        )
+    )
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from taskq.worker.main import run_worker
-    from taskq.worker.settings import WorkerSettings
-
-    overrides = {k: v for k, v in (("dsn", args.dsn), ("queues", args.queues), ("app", args.app),
-                                   ("concurrency", args.concurrency)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (
+            ("dsn", args.dsn),
+            ("queues", args.queues),
+            ("app", args.app),
+            ("concurrency", args.concurrency),
+        )
+        if v is not None
+    }
     try:
         settings = WorkerSettings(**overrides)
     except ValidationError as error:
@@ -169,7 +216,14 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("migrate", help="install or upgrade the taskq schema").set_defaults(run=_migrate)
+    _add_queue_commands(sub)
+    _add_enqueue_command(sub)
+    _add_worker_command(sub)
+    _add_task_commands(sub)
+    return parser
 
+
+def _add_queue_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     queue = sub.add_parser("queue", help="create, drop, list and inspect queues")
     qsub = queue.add_subparsers(dest="queue_command", required=True)
     create = qsub.add_parser("create", help="create a queue or update its settings")
@@ -177,13 +231,15 @@ def _parser() -> argparse.ArgumentParser:
     d = QueueSettings()
     create.add_argument("--default-priority", type=int, default=d.default_priority)
     create.add_argument("--max-attempts", type=int, default=d.max_attempts)
-    create.add_argument("--backoff", choices=["exponential", "linear", "fixed"],
-                        default=d.backoff.kind)
+    create.add_argument(
+        "--backoff", choices=["exponential", "linear", "fixed"], default=d.backoff.kind
+    )
     create.add_argument("--backoff-base", type=float, default=d.backoff.base_seconds)
     create.add_argument("--backoff-max", type=float, default=d.backoff.max_seconds)
     create.add_argument("--backoff-jitter", type=float, default=d.backoff.jitter)
-    create.add_argument("--timeout", type=float, default=d.timeout_seconds,
-                        help="execution timeout in seconds")
+    create.add_argument(
+        "--timeout", type=float, default=d.timeout_seconds, help="execution timeout in seconds"
+    )
     create.add_argument("--payload-limit", type=int, default=d.payload_limit_bytes)
     create.add_argument("--retention-succeeded", type=int, default=d.retention_succeeded_seconds)
     create.add_argument("--retention-dead", type=int, default=d.retention_dead_seconds)
@@ -201,6 +257,8 @@ def _parser() -> argparse.ArgumentParser:
     stats.set_defaults(run=_queue_stats)
     qsub.add_parser("list", help="list queues").set_defaults(run=_queue_list)
 
+
+def _add_enqueue_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     enqueue = sub.add_parser("enqueue", help="enqueue a task (or many from JSON lines)")
     enqueue.add_argument("queue")
     enqueue.add_argument("task", help="task name (the handler's key)")
@@ -214,6 +272,8 @@ def _parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--correlation-id")
     enqueue.set_defaults(run=_enqueue)
 
+
+def _add_worker_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     worker = sub.add_parser("worker", help="run a worker (settings from TASKQ_* variables)")
     worker.add_argument("--queues", help="overrides TASKQ_QUEUES")
     worker.add_argument("--app", help="overrides TASKQ_APP")
@@ -221,6 +281,8 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--path", help="directory to import the app from")
     worker.set_defaults(run=None)
 
+
+def _add_task_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     tasks = sub.add_parser("tasks", help="inspect or cancel a task")
     tsub = tasks.add_subparsers(dest="tasks_command", required=True)
     show = tsub.add_parser("show", help="a task and its tries history")
@@ -241,11 +303,11 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("ids", type=int, nargs="*")
     replay.add_argument("--all", action="store_true")
     replay.set_defaults(run=_dead_replay)
-    return parser
 
 
 async def _with_client(
-    dsn: str, run: Callable[[Client, argparse.Namespace], Awaitable[None]],
+    dsn: str,
+    run: Callable[[Client, argparse.Namespace], Awaitable[None]],
     args: argparse.Namespace,
 ) -> None:
     async with await connect(dsn, min_size=1, max_size=2) as client:

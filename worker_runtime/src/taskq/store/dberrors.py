@@ -31,7 +31,9 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def describe_connection_error(error: BaseException) -> str:
-    if isinstance(error, asyncpg.InvalidPasswordError | asyncpg.InvalidAuthorizationSpecificationError):
+    if isinstance(
+        error, asyncpg.InvalidPasswordError | asyncpg.InvalidAuthorizationSpecificationError
+    ):
         return f"database refused the credentials: {error}"
     if isinstance(error, asyncpg.InvalidCatalogNameError):
         return f"database does not exist: {error}"
@@ -57,7 +59,12 @@ def translated(queue: str | None = None) -> Iterator[None]:
             raise PayloadTooLargeError(f"{message} ({hint})" if hint else message) from None
         if state == "TQ003":
             raise InvalidArgumentError("arguments", message) from None
-        if isinstance(error, asyncpg.UndefinedFunctionError | asyncpg.UndefinedTableError | asyncpg.InvalidSchemaNameError):
+        if isinstance(
+            error,
+            asyncpg.UndefinedFunctionError
+            | asyncpg.UndefinedTableError
+            | asyncpg.InvalidSchemaNameError,
+        ):
             raise SchemaMissingError from None
         if isinstance(error, asyncpg.CheckViolationError):
             constraint = getattr(error, "constraint_name", None) or "a constraint"

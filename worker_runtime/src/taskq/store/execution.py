@@ -8,11 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-import asyncpg
-
 from taskq.store.sqlfiles import query
+from taskq.store.types import Executor
 
-Executor = asyncpg.Connection | asyncpg.Pool
 Outcome = Literal["succeeded", "failed", "fatal", "timed_out", "canceled"]
 
 
@@ -82,8 +80,13 @@ async def complete(db: Executor, worker_id: str, done: Sequence[Completion]) -> 
         for start in range(0, len(items), COMPLETE_CHUNK):
             chunk = items[start : start + COMPLETE_CHUNK]
             rows = await db.fetch(
-                query("complete"), queue_id, worker_id, outcome, [c.id for c in chunk],
-                [c.attempt_id for c in chunk], _details(chunk),
+                query("complete"),
+                queue_id,
+                worker_id,
+                outcome,
+                [c.id for c in chunk],
+                [c.attempt_id for c in chunk],
+                _details(chunk),
             )
             states.update((row["id"], row["state"]) for row in rows)
     return states
@@ -96,8 +99,12 @@ async def heartbeat(
     requested, for the attempts still held."""
     progress = [f'"{task_id}":{p}' for task_id, _, p in held if p is not None]
     rows = await db.fetch(
-        query("heartbeat"), queue_id, [h[0] for h in held], [h[1] for h in held],
-        "{" + ",".join(progress) + "}" if progress else None, lease_s,
+        query("heartbeat"),
+        queue_id,
+        [h[0] for h in held],
+        [h[1] for h in held],
+        "{" + ",".join(progress) + "}" if progress else None,
+        lease_s,
     )
     return {row["id"]: row["cancel_requested"] for row in rows}
 
@@ -119,5 +126,3 @@ async def rescue_expired(db: Executor, queue_id: int, limit: int = 1000) -> int:
 async def purge_finished(db: Executor, queue_id: int, limit: int = 10_000) -> int:
     purged: int = await db.fetchval(query("purge_finished"), queue_id, limit)
     return purged
-
-

@@ -3,10 +3,9 @@ so that concurrent `taskq migrate` runs (operator replicas, worker start-ups) se
 
 from __future__ import annotations
 
-import asyncpg
-
 from taskq.errors import TaskqError
 from taskq.store.sqlfiles import bootstrap_sql, migrations
+from taskq.store.types import Connection
 
 # Arbitrary constant shared by every taskq process: the migration lock's key.
 _LOCK_KEY = 0x7A5C_0001
@@ -16,7 +15,7 @@ class MigrationChecksumError(TaskqError):
     pass
 
 
-async def migrate(conn: asyncpg.Connection) -> list[str]:
+async def migrate(conn: Connection) -> list[str]:
     """Bring the schema up to date; returns the names of the migrations applied now."""
     applied_now: list[str] = []
     await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
@@ -37,7 +36,9 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
                 await conn.execute(
                     "INSERT INTO taskq.schema_migrations (version, name, checksum) "
                     "VALUES ($1, $2, $3)",
-                    migration.version, migration.name, migration.checksum,
+                    migration.version,
+                    migration.name,
+                    migration.checksum,
                 )
             applied_now.append(f"{migration.version:04d}_{migration.name}")
     finally:

@@ -9,8 +9,7 @@ import asyncpg
 from taskq.models import BackoffPolicy, QueueInfo, QueueSettings, QueueStats
 from taskq.names import QueueName
 from taskq.store.sqlfiles import query
-
-Executor = asyncpg.Connection | asyncpg.Pool
+from taskq.store.types import Connection, Executor
 
 
 def settings_from_row(row: asyncpg.Record) -> QueueSettings:
@@ -18,8 +17,10 @@ def settings_from_row(row: asyncpg.Record) -> QueueSettings:
         default_priority=row["default_priority"],
         max_attempts=row["max_attempts"],
         backoff=BackoffPolicy(
-            kind=row["backoff_kind"], base_seconds=row["backoff_base_s"],
-            max_seconds=row["backoff_max_s"], jitter=row["backoff_jitter"],
+            kind=row["backoff_kind"],
+            base_seconds=row["backoff_base_s"],
+            max_seconds=row["backoff_max_s"],
+            jitter=row["backoff_jitter"],
         ),
         timeout_seconds=row["timeout_s"],
         payload_limit_bytes=row["payload_limit_bytes"],
@@ -34,25 +35,35 @@ def settings_from_row(row: asyncpg.Record) -> QueueSettings:
 
 def info_from_row(row: asyncpg.Record) -> QueueInfo:
     return QueueInfo(
-        id=row["id"], namespace=row["namespace"], name=row["name"],
-        settings=settings_from_row(row), created_at=row["created_at"],
+        id=row["id"],
+        namespace=row["namespace"],
+        name=row["name"],
+        settings=settings_from_row(row),
+        created_at=row["created_at"],
     )
 
 
 def _settings_args(settings: QueueSettings) -> tuple[Any, ...]:
     b = settings.backoff
     return (
-        settings.default_priority, settings.max_attempts, b.kind, b.base_seconds, b.max_seconds,
-        b.jitter, settings.timeout_seconds, settings.payload_limit_bytes,
-        settings.retention_succeeded_seconds, settings.retention_dead_seconds,
-        settings.rate_limit_per_second, settings.rate_burst, settings.concurrency_limit,
+        settings.default_priority,
+        settings.max_attempts,
+        b.kind,
+        b.base_seconds,
+        b.max_seconds,
+        b.jitter,
+        settings.timeout_seconds,
+        settings.payload_limit_bytes,
+        settings.retention_succeeded_seconds,
+        settings.retention_dead_seconds,
+        settings.rate_limit_per_second,
+        settings.rate_burst,
+        settings.concurrency_limit,
         settings.paused,
     )
 
 
-async def ensure_queue(
-    conn: asyncpg.Connection, queue: QueueName, settings: QueueSettings
-) -> QueueInfo:
+async def ensure_queue(conn: Connection, queue: QueueName, settings: QueueSettings) -> QueueInfo:
     """Create the queue if missing and apply settings; safe to repeat (operator reconciles)."""
     async with conn.transaction():
         queue_id = await conn.fetchval(query("provision_queue"), queue.namespace, queue.name)

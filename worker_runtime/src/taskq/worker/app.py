@@ -28,6 +28,6 @@ def load_registry(app: str) -> Registry:
         registry = found
     if not registry.handlers:
         raise InvalidArgumentError(
-            "TASKQ_APP", f"{app!r} registers no handlers: decorate functions with @task(\"name\")"
+            "TASKQ_APP", f'{app!r} registers no handlers: decorate functions with @task("name")'
         )
     return registry

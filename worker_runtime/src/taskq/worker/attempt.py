@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from taskq import jsonutil
+from taskq.correlation import current_correlation_id
 from taskq.errors import InvalidArgumentError
 from taskq.store.execution import ClaimedTask, Completion, Outcome
 from taskq.worker.context import TaskCanceledError, TaskContext, current_task
@@ -24,10 +25,10 @@ _MAX_TRACEBACK = 8_000
 
 
 class StopReason(enum.Enum):
-    CANCELED = "canceled"      # the user canceled the task
-    TIMEOUT = "timed_out"      # ran past its deadline
+    CANCELED = "canceled"  # the user canceled the task
+    TIMEOUT = "timed_out"  # ran past its deadline
     LEASE_LOST = "lease_lost"  # another worker may hold it now: drop without recording
-    SHUTDOWN = "shutdown"      # grace period over: give the task back
+    SHUTDOWN = "shutdown"  # grace period over: give the task back
 
 
 @dataclass(slots=True)
@@ -57,13 +58,13 @@ def error_json(error: BaseException, *, with_traceback: bool = True) -> str:
     return json.dumps(entry)
 
 
-async def run_attempt(
-    attempt: Attempt, registry: Registry, threads: Executor
-) -> Completion | None:
+async def run_attempt(attempt: Attempt, registry: Registry, threads: Executor) -> Completion | None:
     """The completion to record, or None when the attempt must not be recorded by us
     (lease lost, or given back at shutdown)."""
     claimed, ctx = attempt.claimed, attempt.ctx
     token = current_task.set(ctx)
+    # runs in this attempt's own asyncio task, so the context change stays with it
+    current_correlation_id.set(ctx.correlation_id)
     try:
         outcome, result, error = await _run(claimed, ctx, registry, threads)
     except asyncio.CancelledError:
@@ -72,9 +73,15 @@ async def run_attempt(
             raise  # not ours: the worker itself is being torn down
         if reason is StopReason.TIMEOUT:
             log.warning("task timed out after %ss", attempt.timeout)
-            timeout_error = TimeoutError(f"handler ran longer than its timeout of {attempt.timeout}s")
+            timeout_error = TimeoutError(
+                f"handler ran longer than its timeout of {attempt.timeout}s"
+            )
             await _error_hooks(registry, ctx, timeout_error)
-            outcome, result, error = "timed_out", None, error_json(timeout_error, with_traceback=False)
+            outcome, result, error = (
+                "timed_out",
+                None,
+                error_json(timeout_error, with_traceback=False),
+            )
         elif reason is StopReason.CANCELED:
             outcome, result, error = "canceled", None, None
         else:
@@ -94,11 +101,17 @@ async def _run(
         # Retrying would not help this worker; the task goes to the dead letters, from where
         # it can be replayed once a worker knows the task.
         known = ", ".join(sorted(registry.handlers)) or "none"
-        return "fatal", None, json.dumps({
-            "type": "UnknownTask",
-            "message": f"no handler registered for task {claimed.task_name!r} "
-                       f"on worker {ctx.worker_id} (registered: {known})",
-        })
+        return (
+            "fatal",
+            None,
+            json.dumps(
+                {
+                    "type": "UnknownTask",
+                    "message": f"no handler registered for task {claimed.task_name!r} "
+                    f"on worker {ctx.worker_id} (registered: {known})",
+                }
+            ),
+        )
     try:
         for hook in registry.before:
             await call_hook(hook, ctx)
@@ -107,7 +120,8 @@ async def _run(
         else:
             call = contextvars.copy_context().run
             value = await asyncio.get_running_loop().run_in_executor(
-                threads, call, handler.func, ctx)
+                threads, call, handler.func, ctx
+            )
         result = None if value is None else jsonutil.dumps(value, "result")
         for after in registry.after:
             await call_hook(after, ctx, value)

@@ -32,15 +32,38 @@ class TaskContext:
     """
 
     __slots__ = (
-        "_cancel_event", "_canceled", "_payload", "_payload_json", "_progress", "_progress_dirty",
-        "attempt", "attempt_id", "correlation_id", "created_at", "idempotency_key",
-        "max_attempts", "queue", "task_id", "task_name", "worker_id",
+        "_cancel_event",
+        "_canceled",
+        "_payload",
+        "_payload_json",
+        "_progress",
+        "_progress_dirty",
+        "attempt",
+        "attempt_id",
+        "correlation_id",
+        "created_at",
+        "idempotency_key",
+        "max_attempts",
+        "queue",
+        "task_id",
+        "task_name",
+        "worker_id",
     )
 
     def __init__(
-        self, *, queue: str, task_id: int, task_name: str, payload_json: str, attempt: int,
-        attempt_id: uuid.UUID, max_attempts: int, correlation_id: str | None,
-        idempotency_key: str | None, created_at: datetime, worker_id: str,
+        self,
+        *,
+        queue: str,
+        task_id: int,
+        task_name: str,
+        payload_json: str,
+        attempt: int,
+        attempt_id: uuid.UUID,
+        max_attempts: int,
+        correlation_id: str | None,
+        idempotency_key: str | None,
+        created_at: datetime,
+        worker_id: str,
     ) -> None:
         self.queue = queue
         self.task_id = task_id

@@ -40,7 +40,8 @@ class HealthServer:
             status, ctype, body = self._route(parts[0] if parts else "", path)
             writer.write(
                 f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                "Connection: close\r\n\r\n".encode() + body
+                "Connection: close\r\n\r\n".encode()
+                + body
             )
             await writer.drain()
         except (TimeoutError, ConnectionError):
@@ -58,9 +59,16 @@ class HealthServer:
             return "200 OK", CONTENT_TYPE_LATEST, generate_latest(self._registry)
         if path == "/healthz":
             ok = self._live()
-            return ("200 OK" if ok else "503 Service Unavailable"), text, b"ok\n" if ok else b"stalled\n"
+            return (
+                ("200 OK" if ok else "503 Service Unavailable"),
+                text,
+                b"ok\n" if ok else b"stalled\n",
+            )
         if path == "/readyz":
             ok = self._ready()
-            return ("200 OK" if ok else "503 Service Unavailable"), text, (
-                b"ok\n" if ok else b"database unreachable\n")
+            return (
+                ("200 OK" if ok else "503 Service Unavailable"),
+                text,
+                (b"ok\n" if ok else b"database unreachable\n"),
+            )
         return "404 Not Found", text, b"try /metrics, /healthz or /readyz\n"

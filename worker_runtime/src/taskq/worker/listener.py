@@ -13,6 +13,7 @@ from collections.abc import Callable
 import asyncpg
 
 from taskq.store.dberrors import CONNECTION_ERRORS, describe_connection_error
+from taskq.store.types import Connection
 
 log = logging.getLogger("taskq.worker")
 
@@ -29,12 +30,12 @@ class Listener:
         self._on_cancel = on_cancel
         self._lost = asyncio.Event()
 
-    def _ready(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        if payload.isdigit():
+    def _ready(self, _conn: Connection, _pid: int, _channel: str, payload: object) -> None:
+        if isinstance(payload, str) and payload.isdigit():
             self._on_ready(int(payload))
 
-    def _cancel(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        if payload.isdigit():
+    def _cancel(self, _conn: Connection, _pid: int, _channel: str, payload: object) -> None:
+        if isinstance(payload, str) and payload.isdigit():
             self._on_cancel(int(payload))
 
     async def run(self) -> None:
@@ -58,8 +59,11 @@ class Listener:
                         await conn.execute("SELECT 1", timeout=10)
                 log.warning("listen connection lost; polling until it is back")
             except CONNECTION_ERRORS as error:
-                log.warning("listen connection failed (%s); retrying in %.1fs",
-                            describe_connection_error(error), delay)
+                log.warning(
+                    "listen connection failed (%s); retrying in %.1fs",
+                    describe_connection_error(error),
+                    delay,
+                )
             finally:
                 if conn is not None and not conn.is_closed():
                     conn.terminate()

@@ -23,8 +23,11 @@ class JsonFormatter(logging.Formatter):
         ctx = current_task.get()
         if ctx is not None:
             entry.update(
-                queue=ctx.queue, task=ctx.task_name, task_id=ctx.task_id,
-                attempt_id=str(ctx.attempt_id), attempt=ctx.attempt,
+                queue=ctx.queue,
+                task=ctx.task_name,
+                task_id=ctx.task_id,
+                attempt_id=str(ctx.attempt_id),
+                attempt=ctx.attempt,
                 correlation_id=ctx.correlation_id,
             )
         entry.update((k, v) for k, v in record.__dict__.items() if k not in _RESERVED)

@@ -21,6 +21,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TypeVar
 
 import asyncpg
@@ -41,11 +42,25 @@ log = logging.getLogger("taskq.worker")
 T = TypeVar("T")
 
 WATCHDOG_TICK = 0.1  # seconds
+MAX_PARALLEL_CLAIMS = 2  # claims in flight at once, each on a different queue
+
+
+@dataclass(slots=True)
+class _ClaimState:
+    queue_id: int
+    backlog: bool = False  # the last claim came back full
+    drained: bool = False  # the last claim came back short: wait for a wake-up or the poll
+    drained_at: float = 0.0
+    in_flight: int = 0
 
 
 class Worker:
     def __init__(
-        self, pool: asyncpg.Pool, registry: Registry, settings: WorkerSettings, worker_id: str,
+        self,
+        pool: asyncpg.Pool,
+        registry: Registry,
+        settings: WorkerSettings,
+        worker_id: str,
         metrics: WorkerMetrics | None = None,
     ) -> None:
         self.pool = pool
@@ -58,8 +73,10 @@ class Worker:
         self.attempts: dict[int, Attempt] = {}
         self._acks: list[store.Completion] = []
         self._acks_pending = asyncio.Event()
-        self._wake = asyncio.Event()
-        self._slot_freed = asyncio.Event()
+        self._progress = asyncio.Event()  # a slot freed, a claim returned, or a wake-up
+        self._claims: set[asyncio.Task[None]] = set()
+        self._claim_states: dict[str, _ClaimState] = {}
+        self._reserved = 0  # capacity promised to claims in flight
         self._stopping = False
         self._acks_closing = False
         self._threads = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="taskq-task")
@@ -88,9 +105,14 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Work until `stop` is set, then shut down gracefully."""
         await self.resolve_queues()
-        log.info("worker started", extra={"worker_id": self.worker_id,
-                                          "queues": self.settings.queues,
-                                          "concurrency": self.settings.concurrency})
+        log.info(
+            "worker started",
+            extra={
+                "worker_id": self.worker_id,
+                "queues": self.settings.queues,
+                "concurrency": self.settings.concurrency,
+            },
+        )
         ack_task = asyncio.create_task(self._ack_loop(), name="taskq-ack")
         background = [
             ack_task,
@@ -99,8 +121,9 @@ class Worker:
             asyncio.create_task(self._watchdog_loop(), name="taskq-watchdog"),
         ]
         if self.settings.listen:
-            listener = Listener(self.settings.dsn.get_secret_value(), self._on_ready,
-                                self._on_cancel)
+            listener = Listener(
+                self.settings.dsn.get_secret_value(), self._on_ready, self._on_cancel
+            )
             background.append(asyncio.create_task(listener.run(), name="taskq-listen"))
         claimer = asyncio.create_task(self._claim_loop(), name="taskq-claim")
         stopper = asyncio.create_task(stop.wait())
@@ -122,10 +145,15 @@ class Worker:
         claimer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await claimer
+        # claims in flight may already hold tasks: let them land, then treat them as running
+        await asyncio.gather(*self._claims, return_exceptions=True)
         running = [a.task for a in self.attempts.values() if a.task is not None]
         if running:
-            log.info("stopping: waiting up to %ss for %d running tasks",
-                     self.settings.shutdown_grace, len(running))
+            log.info(
+                "stopping: waiting up to %ss for %d running tasks",
+                self.settings.shutdown_grace,
+                len(running),
+            )
             await asyncio.wait(running, timeout=self.settings.shutdown_grace)
         leftovers = list(self.attempts.values())
         for attempt in leftovers:
@@ -150,47 +178,73 @@ class Worker:
     # -- claiming ----------------------------------------------------------------------------
 
     def _on_ready(self, queue_id: int) -> None:
-        if queue_id < 0 or queue_id in self.queue_ids.values():
-            self._wake.set()
+        for claim_state in self._claim_states.values():
+            if queue_id < 0 or claim_state.queue_id == queue_id:
+                claim_state.drained = False
+        self._progress.set()
 
     def _free(self) -> int:
-        return self.settings.concurrency - len(self.attempts)
+        return self.settings.concurrency - len(self.attempts) - self._reserved
 
     async def _claim_loop(self) -> None:
+        """Launches claims while there is capacity, one claim in flight per queue (two claims
+        on one queue fight over the same index entries with SKIP LOCKED). A queue with a backlog
+        (its last claim came back full) waits for a worthwhile batch of free slots; a drained
+        queue is claimed from again when notified or after poll_interval."""
         names = list(self.queue_ids)
+        self._claim_states = {n: _ClaimState(self.queue_ids[n]) for n in names}
+        worthwhile = max(1, min(self.settings.batch_size, self.settings.concurrency) // 2)
         turn = 0
         while True:
-            self.last_loop_at = time.monotonic()
-            if self._free() <= 0:
-                self._slot_freed.clear()
-                await self._slot_freed.wait()
-                continue
-            self._wake.clear()  # before claiming: a notification during the claim is kept
-            full_batch = False
-            for name in names[turn:] + names[:turn]:
-                free = self._free()
-                if free <= 0:
+            now = self.last_loop_at = time.monotonic()
+            self._progress.clear()
+            for i in range(len(names)):
+                name = names[(turn + i) % len(names)]
+                state = self._claim_states[name]
+                if len(self._claims) >= MAX_PARALLEL_CLAIMS:
                     break
-                want = min(free, self.settings.batch_size)
-                claimed = await self._claim(name, want)
-                full_batch = full_batch or len(claimed) == want
-                for task in claimed:
-                    self._start(task)
-            turn = (turn + 1) % len(names)
-            if full_batch:
-                # A backlog: claim again once enough slots are free to make a batch worthwhile.
-                if self._free() < min(self.settings.batch_size, self.settings.concurrency) // 2:
-                    self._slot_freed.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._slot_freed.wait(), self.settings.poll_interval)
-                continue
+                if state.drained and now - state.drained_at < self.settings.poll_interval:
+                    continue
+                if state.in_flight:
+                    continue
+                free = self._free()
+                if free < (worthwhile if state.backlog else 1):
+                    break
+                self._launch_claim(name, state, min(free, self.settings.batch_size))
+            turn += 1
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+                await asyncio.wait_for(self._progress.wait(), self.settings.poll_interval)
+
+    def _launch_claim(self, name: str, state: _ClaimState, want: int) -> None:
+        self._reserved += want
+        state.in_flight += 1
+        task = asyncio.create_task(self._claim_batch(name, state, want))
+        self._claims.add(task)
+        task.add_done_callback(self._claims.discard)
+
+    async def _claim_batch(self, name: str, state: _ClaimState, want: int) -> None:
+        try:
+            claimed = await self._claim(name, want)
+        finally:
+            self._reserved -= want
+            state.in_flight -= 1
+        state.backlog = len(claimed) == want
+        if not state.backlog:
+            state.drained, state.drained_at = True, time.monotonic()
+        for task in claimed:
+            self._start(task)
+        self._progress.set()
 
     async def _claim(self, name: str, want: int) -> list[store.ClaimedTask]:
         try:
-            claimed = await store.claim(self.pool, self.queue_ids[name], name, self.worker_id,
-                                        want, self.settings.lease_seconds)
+            claimed = await store.claim(
+                self.pool,
+                self.queue_ids[name],
+                name,
+                self.worker_id,
+                want,
+                self.settings.lease_seconds,
+            )
         except CONNECTION_ERRORS as error:
             self.metrics.db_error("claim")
             log.warning("claim failed: %s", describe_connection_error(error))
@@ -201,11 +255,17 @@ class Worker:
 
     def _start(self, claimed: store.ClaimedTask) -> None:
         ctx = TaskContext(
-            queue=claimed.queue, task_id=claimed.id, task_name=claimed.task_name,
-            payload_json=claimed.payload_json, attempt=claimed.attempt,
-            attempt_id=claimed.attempt_id, max_attempts=claimed.max_attempts,
-            correlation_id=claimed.correlation_id, idempotency_key=claimed.idempotency_key,
-            created_at=claimed.created_at, worker_id=self.worker_id,
+            queue=claimed.queue,
+            task_id=claimed.id,
+            task_name=claimed.task_name,
+            payload_json=claimed.payload_json,
+            attempt=claimed.attempt,
+            attempt_id=claimed.attempt_id,
+            max_attempts=claimed.max_attempts,
+            correlation_id=claimed.correlation_id,
+            idempotency_key=claimed.idempotency_key,
+            created_at=claimed.created_at,
+            worker_id=self.worker_id,
         )
         handler = self.registry.handlers.get(claimed.task_name)
         timeout = (handler.timeout if handler else None) or claimed.timeout_s
@@ -226,15 +286,19 @@ class Worker:
                 completion = task.result()
             else:  # a bug in taskq, not in the handler (handler errors are outcomes)
                 log.error("attempt of task %s crashed", claimed.id, exc_info=task.exception())
-        outcome = completion.outcome if completion else (
-            attempt.stop_reason.value if attempt.stop_reason else "aborted")
-        self.metrics.finished(claimed.queue, claimed.task_name, outcome,
-                              time.monotonic() - attempt.started)
+        outcome = (
+            completion.outcome
+            if completion
+            else (attempt.stop_reason.value if attempt.stop_reason else "aborted")
+        )
+        self.metrics.finished(
+            claimed.queue, claimed.task_name, outcome, time.monotonic() - attempt.started
+        )
         if completion is not None:
             self._acks.append(completion)
             self._acks_pending.set()
         if not self._stopping:
-            self._slot_freed.set()
+            self._progress.set()
 
     # -- acknowledging -----------------------------------------------------------------------
 
@@ -246,8 +310,11 @@ class Worker:
                     return
                 await self._acks_pending.wait()
                 continue
-            if (len(self._acks) < self.settings.batch_size and self.settings.ack_interval
-                    and not self._acks_closing):
+            if (
+                len(self._acks) < self.settings.batch_size
+                and self.settings.ack_interval
+                and not self._acks_closing
+            ):
                 await asyncio.sleep(self.settings.ack_interval)
             await self._flush_acks()
 
@@ -263,8 +330,11 @@ class Worker:
             self._acks[:0] = batch
             self._acks_pending.set()
             self.metrics.db_error("complete")
-            log.warning("recording %d outcomes failed (%s); retrying", len(batch),
-                        describe_connection_error(error))
+            log.warning(
+                "recording %d outcomes failed (%s); retrying",
+                len(batch),
+                describe_connection_error(error),
+            )
             await asyncio.sleep(0.5)
             return
         except asyncio.CancelledError:
@@ -286,8 +356,11 @@ class Worker:
         try:
             await asyncio.wait_for(ack_task, give_up_after)
         except TimeoutError:
-            log.error("could not record %d outcomes before exiting; their leases will expire "
-                      "and the tasks run again", len(self._acks))
+            log.error(
+                "could not record %d outcomes before exiting; their leases will expire "
+                "and the tasks run again",
+                len(self._acks),
+            )
 
     def _queue_name(self, queue_id: int) -> str:
         for name, qid in self.queue_ids.items():
@@ -309,17 +382,22 @@ class Worker:
             await asyncio.sleep(interval)
             self.last_loop_at = time.monotonic()
             # Attempts younger than an interval still hold the lease their claim gave them.
-            due = [a for a in self.attempts.values()
-                   if time.monotonic() - a.started >= interval and a.stop_reason is None]
+            due = [
+                a
+                for a in self.attempts.values()
+                if time.monotonic() - a.started >= interval and a.stop_reason is None
+            ]
             by_queue: dict[int, list[Attempt]] = {}
             for a in due:
                 by_queue.setdefault(a.claimed.queue_id, []).append(a)
             for queue_id, attempts in by_queue.items():
-                held = [(a.claimed.id, a.claimed.attempt_id, a.ctx.take_progress())
-                        for a in attempts]
+                held = [
+                    (a.claimed.id, a.claimed.attempt_id, a.ctx.take_progress()) for a in attempts
+                ]
                 try:
-                    alive = await store.heartbeat(self.pool, queue_id, held,
-                                                  self.settings.lease_seconds)
+                    alive = await store.heartbeat(
+                        self.pool, queue_id, held, self.settings.lease_seconds
+                    )
                 except CONNECTION_ERRORS as error:
                     self.metrics.db_error("heartbeat")
                     log.warning("lease renewal failed: %s", describe_connection_error(error))
@@ -360,7 +438,7 @@ class Worker:
                     break
                 if rescued:
                     log.info("rescued %d tasks with expired leases in %s", rescued, name)
-                    self._wake.set()
+                    self._on_ready(queue_id)
                 if purged:
                     log.info("deleted %d finished tasks past retention in %s", purged, name)
 

@@ -40,7 +40,7 @@ class WorkerMetrics:
         self.lost_leases = 0
         self.db_errors: dict[str, int] = {}
         self.in_flight: Callable[[], int] = lambda: 0
-        self.registry.register(self)  # type: ignore[arg-type]
+        self.registry.register(self)
 
     def started(self, queue: str, task: str) -> None:
         key = (queue, task)
@@ -62,25 +62,33 @@ class WorkerMetrics:
         self.db_errors[operation] = self.db_errors.get(operation, 0) + 1
 
     def collect(self) -> Iterator[Metric]:
-        started = CounterMetricFamily("taskq_tasks_started", "Attempts started",
-                                      labels=["queue", "task"])
+        started = CounterMetricFamily(
+            "taskq_tasks_started", "Attempts started", labels=["queue", "task"]
+        )
         for (queue, task), n in self.started_count.items():
             started.add_metric([queue, task], n)
         yield started
-        finished = CounterMetricFamily("taskq_tasks_finished", "Attempts finished, by outcome "
-                                       "(succeeded, failed, fatal, timed_out, canceled, "
-                                       "lease_lost, shutdown)", labels=["queue", "task", "outcome"])
+        finished = CounterMetricFamily(
+            "taskq_tasks_finished",
+            "Attempts finished, by outcome "
+            "(succeeded, failed, fatal, timed_out, canceled, "
+            "lease_lost, shutdown)",
+            labels=["queue", "task", "outcome"],
+        )
         for (queue, task, outcome), n in self.finished_count.items():
             finished.add_metric([queue, task, outcome], n)
         yield finished
-        settled = CounterMetricFamily("taskq_tasks_settled", "Tasks an attempt left in a state: "
-                                      "succeeded, retrying, dead or canceled",
-                                      labels=["queue", "state"])
+        settled = CounterMetricFamily(
+            "taskq_tasks_settled",
+            "Tasks an attempt left in a state: succeeded, retrying, dead or canceled",
+            labels=["queue", "state"],
+        )
         for (queue, state), n in self.settled_count.items():
             settled.add_metric([queue, state], n)
         yield settled
-        duration = HistogramMetricFamily("taskq_task_duration_seconds", "Handler run time",
-                                         labels=["queue", "task"])
+        duration = HistogramMetricFamily(
+            "taskq_task_duration_seconds", "Handler run time", labels=["queue", "task"]
+        )
         for (queue, task), d in self.durations.items():
             cumulative, buckets = 0, []
             for bound, count in zip((*DURATION_BUCKETS, float("inf")), d.counts, strict=True):
@@ -88,12 +96,19 @@ class WorkerMetrics:
                 buckets.append((str(bound) if bound != float("inf") else "+Inf", cumulative))
             duration.add_metric([queue, task], buckets, d.total)
         yield duration
-        yield GaugeMetricFamily("taskq_tasks_in_flight", "Attempts running in this process",
-                                value=self.in_flight())
-        yield CounterMetricFamily("taskq_leases_lost", "Attempts stopped because their lease "
-                                  "was lost", value=self.lost_leases)
-        errors = CounterMetricFamily("taskq_database_errors", "Database calls that failed and "
-                                     "are retried", labels=["operation"])
+        yield GaugeMetricFamily(
+            "taskq_tasks_in_flight", "Attempts running in this process", value=self.in_flight()
+        )
+        yield CounterMetricFamily(
+            "taskq_leases_lost",
+            "Attempts stopped because their lease was lost",
+            value=self.lost_leases,
+        )
+        errors = CounterMetricFamily(
+            "taskq_database_errors",
+            "Database calls that failed and are retried",
+            labels=["operation"],
+        )
         for operation, n in self.db_errors.items():
             errors.add_metric([operation], n)
         yield errors

@@ -46,7 +46,9 @@ class Registry:
 
     def task(self, name: str, *, timeout: float | None = None) -> Callable[[F], F]:
         if not 1 <= len(name) <= MAX_TASK_NAME:
-            raise InvalidArgumentError("task name", f"{name!r} must be 1..{MAX_TASK_NAME} characters")
+            raise InvalidArgumentError(
+                "task name", f"{name!r} must be 1..{MAX_TASK_NAME} characters"
+            )
         if timeout is not None and timeout <= 0:
             raise InvalidArgumentError("timeout", f"{timeout!r} must be > 0 seconds")
 

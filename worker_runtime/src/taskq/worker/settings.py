@@ -24,7 +24,9 @@ class WorkerSettings(BaseSettings):
     queues: Annotated[list[str], NoDecode] = Field(
         description="comma-separated queues to serve, as NAMESPACE/NAME"
     )
-    app: str = Field(description="module that registers handlers, e.g. myapp.tasks (or mod:registry)")
+    app: str = Field(
+        description="module that registers handlers, e.g. myapp.tasks (or mod:registry)"
+    )
     concurrency: int = Field(default=10, ge=1, le=10_000, description="tasks run at once")
     batch_size: int = Field(default=100, ge=1, le=5_000, description="most tasks per claim")
     lease_seconds: float = Field(default=30.0, ge=1, description="lease renewed by heartbeats")
