@@ -14,8 +14,8 @@ from typing import Any
 
 import asyncpg
 import pytest
-
 from devenv.postgres import LocalPostgres
+
 from taskq.client import Client
 from taskq.models import QueueInfo, QueueSettings
 from taskq.store.migrations import migrate
