@@ -51,7 +51,8 @@ def translated(queue: str | None = None) -> Iterator[None]:
         yield
     except asyncpg.PostgresError as error:
         state = getattr(error, "sqlstate", None)
-        message = str(error)
+        # str() of an asyncpg error appends DETAIL/HINT lines: keep the one-line message
+        message = getattr(error, "message", None) or str(error)
         hint = getattr(error, "hint", None)
         if state == "TQ001":
             raise UnknownQueueError(queue or message) from None
