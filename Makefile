@@ -41,7 +41,7 @@ postgres:
 
 lint: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy worker_runtime/src devenv tests bench
+	$(VENV)/bin/mypy worker_runtime/src devenv tests bench examples
 	$(VENV)/bin/lint-imports
 
 test: venv postgres tools lint
