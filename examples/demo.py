@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from devenv.postgres import LocalPostgres, free_port
+
 from taskq import BackoffPolicy, QueueSettings, TaskRequest
 from taskq.client import Client, connect
 
