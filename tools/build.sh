@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build a pinned Go tool from its module under tools/<tool>/ into a cache directory outside the
-# clone, keyed by version and by a hash of go.mod + go.sum + this script:
+# clone, keyed by version (plus a stamp: a hash of go.mod, go.sum and the build recipe):
 #
 #   ${TASKQ_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/taskq-tools}/<tool>-<version>/bin/
 #
@@ -81,8 +81,14 @@ tool_tags() {
     esac
 }
 
+# What a build depends on besides the Go toolchain: the module files and the recipe.
 stamp_of() {
-    cat "$TOOLS_DIR/$1/go.mod" "$TOOLS_DIR/$1/go.sum" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16
+    {
+        cat "$TOOLS_DIR/$1/go.mod" "$TOOLS_DIR/$1/go.sum"
+        echo "packages: $(tool_packages "$1")"
+        echo "ldflags: $(tool_ldflags "$1" "$(tool_version "$1")")"
+        echo "tags: $(tool_tags "$1")"
+    } | sha256sum | cut -c1-16
 }
 
 bin_dir() { echo "$CACHE_ROOT/$1-$(tool_version "$1")/bin"; }
@@ -90,6 +96,7 @@ bin_dir() { echo "$CACHE_ROOT/$1-$(tool_version "$1")/bin"; }
 link_bins() {
     local dir=$1 f
     mkdir -p "$LINK_DIR"
+    find "$LINK_DIR" -maxdepth 1 -xtype l -delete   # links left dangling by an older build
     for f in "$dir"/*; do
         ln -sfn "$f" "$LINK_DIR/$(basename "$f")"
     done
@@ -124,8 +131,8 @@ build_tool() {
     (cd "$TOOLS_DIR/$tool" && CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" GOTOOLCHAIN=local \
         "$go" build -trimpath -tags "$(tool_tags "$tool")" -ldflags "$(tool_ldflags "$tool" "$version")" \
         -o "$tmp/bin/" $(tool_packages "$tool"))
-    if [[ $tool == etcd && -f $tmp/bin/v3 ]]; then
-        mv "$tmp/bin/v3" "$tmp/bin/etcd"   # go.etcd.io/etcd/server/v3 builds a binary named v3
+    if [[ $tool == etcd ]]; then
+        mv "$tmp/bin/server" "$tmp/bin/etcd"   # go.etcd.io/etcd/server/v3 builds a binary named "server"
     fi
     echo "$stamp" >"$tmp/stamp"
     rm -rf "$out"

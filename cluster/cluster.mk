@@ -1,0 +1,28 @@
+# Local Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+# kwok) built from the pinned Go modules in tools/. Included by the root Makefile.
+#   make tools          build (once per machine, cached by version outside the clone) kube-apiserver,
+#                       kube-controller-manager, kube-scheduler, kubectl, etcd, etcdctl, kwok;
+#                       quick no-op when cached. Binaries are symlinked into .state/bin/.
+#   make cluster-up     start it (idempotent); prints the kubeconfig path
+#   make cluster-down   stop every process it started (state kept for a warm start)
+#   make cluster-purge  stop it and delete .state/cluster/ (certificates, etcd data, logs)
+# Clients use the admin kubeconfig at $(CLUSTER_KUBECONFIG).
+
+CLUSTER_MK_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
+CLUSTER_REPO_DIR := $(abspath $(CLUSTER_MK_DIR)/..)
+CLUSTER_KUBECONFIG := $(CLUSTER_REPO_DIR)/.state/cluster/kubeconfig
+export CLUSTER_KUBECONFIG
+
+.PHONY: tools cluster-up cluster-down cluster-purge
+
+tools:
+	@$(CLUSTER_REPO_DIR)/tools/build.sh all >/dev/null
+
+cluster-up:
+	@$(CLUSTER_REPO_DIR)/cluster/up.sh
+
+cluster-down:
+	@$(CLUSTER_REPO_DIR)/cluster/down.sh
+
+cluster-purge:
+	@$(CLUSTER_REPO_DIR)/cluster/down.sh --purge

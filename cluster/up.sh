@@ -1,0 +1,234 @@
+#!/usr/bin/env bash
+# Start the local control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and
+# kwok (fake nodes), all on 127.0.0.1, all state under .state/cluster/ (git-ignored):
+#   kubeconfig   admin kubeconfig (embedded client cert, group system:masters)
+#   pki/ etcd/   certificates and etcd data, kept across restarts
+#   pids/ logs/  one pid file and one log file per process
+# Idempotent: when everything already runs and is healthy it returns at once; a component that is
+# down is (re)started, the others are left alone. Binaries come from tools/build.sh (built once per
+# machine, cached by version outside the clone).
+set -euo pipefail
+# shellcheck source=cluster/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+all_running() {
+    local c
+    for c in "${COMPONENTS[@]}"; do
+        [[ -n $(component_pid "$c") ]] || return 1
+    done
+    [[ -f $STATE/.nodes-ready ]] && apiserver_ready
+}
+
+# Fast path: nothing to do.
+if all_running; then
+    echo "$KUBECONFIG_OUT"
+    exit 0
+fi
+
+start_ms=$(date +%s%3N)
+elapsed() { local ms=$(( $(date +%s%3N) - start_ms )); echo "$((ms / 1000)).$(printf '%03d' $((ms % 1000)))s"; }
+mkdir -p "$STATE" "$PIDS" "$LOGS"
+exec 8>"$STATE/.up.lock"
+flock 8          # one cluster/up.sh at a time per state directory
+
+BIN=$("$REPO_DIR/tools/build.sh" kube)
+ETCD_BIN=$("$REPO_DIR/tools/build.sh" etcd)
+KWOK_BIN=$("$REPO_DIR/tools/build.sh" kwok)
+KUBECTL=$BIN/kubectl
+
+"$CLUSTER_SRC/certs.sh"
+
+# write_kubeconfig FILE USER: a kubeconfig with the CA and USER's client cert embedded.
+write_kubeconfig() {
+    local tmp
+    tmp=$(mktemp "$1.XXXXXX")
+    cat >"$tmp" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: taskq-local
+  cluster:
+    server: https://127.0.0.1:$APISERVER_PORT
+    certificate-authority-data: $(base64 -w0 "$PKI/ca.crt")
+users:
+- name: $2
+  user:
+    client-certificate-data: $(base64 -w0 "$PKI/$2.crt")
+    client-key-data: $(base64 -w0 "$PKI/$2.key")
+contexts:
+- name: taskq-local
+  context:
+    cluster: taskq-local
+    user: $2
+current-context: taskq-local
+EOF
+    chmod 600 "$tmp"
+    mv "$tmp" "$1"
+}
+write_kubeconfig "$STATE/admin.kubeconfig" admin
+write_kubeconfig "$STATE/controller-manager.kubeconfig" controller-manager
+write_kubeconfig "$STATE/scheduler.kubeconfig" scheduler
+write_kubeconfig "$STATE/kwok.kubeconfig" kwok
+
+# start NAME BINARY ARGS...: run detached (own session), log to logs/NAME.log, pid to pids/NAME.pid.
+start() {
+    local name=$1 pid
+    shift
+    pid=$(component_pid "$name")
+    if [[ -n $pid ]]; then
+        return 0
+    fi
+    {
+        echo "=== $(date -u +%FT%TZ) starting: $*"
+    } >>"$LOGS/$name.log"
+    # fd 8 (the up.sh lock) must not leak into the daemons, or the next up.sh would block on it.
+    setsid "$@" </dev/null >>"$LOGS/$name.log" 2>&1 8>&- &
+    echo $! >"$PIDS/$name.pid"
+    log "started $name (pid $!) at +$(elapsed)"
+}
+
+# wait_until DESCRIPTION SECONDS COMPONENT COMMAND...: poll COMMAND; fail early if COMPONENT died.
+wait_until() {
+    local what=$1 timeout=$2 comp=$3 deadline
+    shift 3
+    deadline=$(( $(date +%s) + timeout ))
+    until "$@" >/dev/null 2>&1; do
+        if [[ -z $(component_pid "$comp") ]]; then
+            log "$comp exited while waiting for $what; last lines of $LOGS/$comp.log:"
+            tail -n 30 "$LOGS/$comp.log" >&2
+            exit 1
+        fi
+        if (( $(date +%s) >= deadline )); then
+            log "timed out after ${timeout}s waiting for $what; last lines of $LOGS/$comp.log:"
+            tail -n 30 "$LOGS/$comp.log" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+    log "$what at +$(elapsed)"
+}
+
+port_free() {
+    ! ss -Htln "sport = :$1" 2>/dev/null | grep -q .
+}
+check_port() {   # refuse to start on a port someone else holds (another clone's cluster?)
+    if [[ -z $(component_pid "$1") ]] && command -v ss >/dev/null && ! port_free "$2"; then
+        log "port 127.0.0.1:$2 for $1 is taken by another process; set TASKQ_*_PORT (see cluster/lib.sh)"
+        exit 1
+    fi
+}
+check_port etcd "$ETCD_PORT"
+check_port etcd "$ETCD_PEER_PORT"
+check_port kube-apiserver "$APISERVER_PORT"
+check_port kube-controller-manager "$KCM_PORT"
+check_port kube-scheduler "$SCHEDULER_PORT"
+
+mkdir -p "$STATE/etcd"
+chmod 700 "$STATE/etcd"
+start etcd "$ETCD_BIN/etcd" \
+    --name=taskq-local \
+    --data-dir="$STATE/etcd" \
+    --listen-client-urls="http://127.0.0.1:$ETCD_PORT" \
+    --advertise-client-urls="http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-advertise-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster="taskq-local=http://127.0.0.1:$ETCD_PEER_PORT" \
+    --unsafe-no-fsync=true \
+    --quota-backend-bytes=2147483648 \
+    --log-level=warn
+wait_until "etcd health" 30 etcd curl -sf --max-time 1 "http://127.0.0.1:$ETCD_PORT/health"
+
+start kube-apiserver "$BIN/kube-apiserver" \
+    --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+    --bind-address=127.0.0.1 \
+    --advertise-address=127.0.0.1 \
+    --secure-port="$APISERVER_PORT" \
+    --cert-dir="$PKI" \
+    --tls-cert-file="$PKI/apiserver.crt" \
+    --tls-private-key-file="$PKI/apiserver.key" \
+    --client-ca-file="$PKI/ca.crt" \
+    --authorization-mode=RBAC \
+    --service-cluster-ip-range="$SERVICE_CIDR" \
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file="$PKI/sa.pub" \
+    --service-account-signing-key-file="$PKI/sa.key" \
+    --endpoint-reconciler-type=none \
+    --allow-privileged=true \
+    --profiling=false \
+    --event-ttl=1h
+wait_until "kube-apiserver /readyz" 120 kube-apiserver apiserver_ready
+
+write_kubeconfig "$KUBECONFIG_OUT" admin
+
+start kube-controller-manager "$BIN/kube-controller-manager" \
+    --kubeconfig="$STATE/controller-manager.kubeconfig" \
+    --authentication-kubeconfig="$STATE/controller-manager.kubeconfig" \
+    --authorization-kubeconfig="$STATE/controller-manager.kubeconfig" \
+    --bind-address=127.0.0.1 \
+    --secure-port="$KCM_PORT" \
+    --cert-dir="$STATE/controller-manager-certs" \
+    --leader-elect=false \
+    --root-ca-file="$PKI/ca.crt" \
+    --service-account-private-key-file="$PKI/sa.key" \
+    --use-service-account-credentials=true \
+    --cluster-signing-cert-file="$PKI/ca.crt" \
+    --cluster-signing-key-file="$PKI/ca.key" \
+    --profiling=false
+
+start kube-scheduler "$BIN/kube-scheduler" \
+    --kubeconfig="$STATE/scheduler.kubeconfig" \
+    --authentication-kubeconfig="$STATE/scheduler.kubeconfig" \
+    --authorization-kubeconfig="$STATE/scheduler.kubeconfig" \
+    --bind-address=127.0.0.1 \
+    --secure-port="$SCHEDULER_PORT" \
+    --cert-dir="$STATE/scheduler-certs" \
+    --leader-elect=false \
+    --profiling=false
+
+# kwok manages only Nodes annotated kwok.x-k8s.io/node=fake and the pods bound to them; it opens no
+# port (--server-address unset) and the pod IPs it invents are never contacted.
+start kwok "$KWOK_BIN/kwok" \
+    --kubeconfig="$STATE/kwok.kubeconfig" \
+    --config="$CLUSTER_SRC/kwok-stages.yaml" \
+    --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+    --node-lease-duration-seconds=40 \
+    --cidr=10.0.0.1/16 \
+    --node-ip=10.0.0.1
+
+k() { "$KUBECTL" --kubeconfig="$KUBECONFIG_OUT" "$@"; }
+
+healthz() { curl -skf --max-time 1 "https://127.0.0.1:$1/healthz"; }
+wait_until "kube-controller-manager /healthz" 60 kube-controller-manager healthz "$KCM_PORT"
+wait_until "kube-scheduler /healthz" 60 kube-scheduler healthz "$SCHEDULER_PORT"
+
+# Fake nodes: plain Node objects; kwok's node-initialize stage makes them Ready. Untainted, so
+# the scheduler places any pod on them.
+nodes_yaml=""
+for ((i = 0; i < KWOK_NODES; i++)); do
+    nodes_yaml+="---
+apiVersion: v1
+kind: Node
+metadata:
+  name: kwok-node-$i
+  annotations:
+    kwok.x-k8s.io/node: fake
+    node.alpha.kubernetes.io/ttl: \"0\"
+  labels:
+    kubernetes.io/hostname: kwok-node-$i
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+    type: kwok
+status:
+  allocatable: {cpu: \"32\", memory: 256Gi, pods: \"110\"}
+  capacity: {cpu: \"32\", memory: 256Gi, pods: \"110\"}
+"
+done
+rm -f "$STATE/.nodes-ready"
+echo "$nodes_yaml" | k apply -f - >/dev/null
+wait_until "kwok nodes Ready" 60 kwok k wait --for=condition=Ready node -l type=kwok --timeout=2s
+# The serviceaccount controller has run once its "default" ServiceAccount exists: pods can be created.
+wait_until "default ServiceAccount" 60 kube-controller-manager k -n default get serviceaccount default
+touch "$STATE/.nodes-ready"
+
+log "ready in $(elapsed); kubeconfig: $KUBECONFIG_OUT"
+echo "$KUBECONFIG_OUT"
