@@ -164,3 +164,36 @@ async def test_sql_function_enqueues_for_any_language(
     )
     task = await client.get_task(task_id)
     assert (task.task_name, task.payload, task.priority) == ("from_sql", {"k": 1}, 90)
+
+
+async def test_bulk_copy_applies_priorities_delays_and_queue_defaults(
+    client: Client, make_queue: MakeQueue
+) -> None:
+    queue = await make_queue(default_priority=40, max_attempts=4)
+    requests = [TaskRequest("t", {"n": n}) for n in range(100)]
+    requests[10] = TaskRequest("t", priority="urgent", max_attempts=9, timeout=5.0)
+    requests[20] = TaskRequest("t", delay=30, correlation_id="batch-1")
+    results = await client.enqueue_many(queue.full_name, requests)  # large enough for COPY
+    plain, urgent, delayed = [await client.get_task(results[n].id) for n in (0, 10, 20)]
+    assert (plain.state, plain.priority, plain.max_attempts) == ("ready", 40, 4)
+    assert (urgent.priority, urgent.max_attempts) == (100, 9)
+    assert (delayed.state, delayed.correlation_id) == ("scheduled", "batch-1")
+    assert (delayed.run_at - delayed.created_at).total_seconds() == pytest.approx(30, abs=1)
+    stats = await client.queue_stats(queue.full_name)
+    assert (stats.ready, stats.scheduled) == (99, 1)
+
+
+async def test_bulk_with_one_oversized_payload_enqueues_nothing(
+    client: Client, make_queue: MakeQueue
+) -> None:
+    queue = await make_queue(payload_limit_bytes=1000)
+    requests = [TaskRequest("t", {"n": n}) for n in range(200)]
+    requests[150] = TaskRequest("t", {"blob": "é" * 600})  # 1,200 bytes in UTF-8
+    with pytest.raises(PayloadTooLargeError, match="task 151 is 1211 bytes"):
+        await client.enqueue_many(queue.full_name, requests)
+    assert (await client.queue_stats(queue.full_name)).ready == 0
+
+
+async def test_bulk_into_an_unknown_queue(client: Client) -> None:
+    with pytest.raises(UnknownQueueError):
+        await client.enqueue_many("nobody/here", [TaskRequest("t")] * 100)

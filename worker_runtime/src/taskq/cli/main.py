@@ -205,7 +205,8 @@ def _worker(args: argparse.Namespace) -> int:
 def _settings_error(error: ValidationError) -> str:
     problems = []
     for item in error.errors():
-        field = "TASKQ_" + "_".join(str(p) for p in item["loc"][:1]).upper()
+        # a check across fields (e.g. poll interval vs lease) has no location of its own
+        field = f"TASKQ_{str(item['loc'][0]).upper()}" if item["loc"] else "worker settings"
         problems.append(f"{field}: {item['msg']}")
     return "; ".join(problems)
 

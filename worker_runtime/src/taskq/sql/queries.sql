@@ -78,3 +78,15 @@ SELECT taskq.rescue_expired($1, $2) AS rescued
 
 -- name: purge_finished
 SELECT taskq.purge_finished($1, $2) AS purged
+
+-- name: queue_for_copy
+-- The queue's defaults for a bulk COPY, and the transaction's clock (the same now() the SQL
+-- functions would use) to place delayed tasks.
+SELECT id, default_priority, max_attempts, payload_limit_bytes, now() AS now
+  FROM taskq.queues WHERE namespace = $1 AND name = $2
+
+-- name: reserve_task_ids
+SELECT array_agg(nextval('taskq.task_id_seq')) AS ids FROM generate_series(1, $1)
+
+-- name: notify_ready
+SELECT pg_notify('taskq_ready', $1)
