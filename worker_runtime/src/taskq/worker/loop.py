@@ -428,19 +428,32 @@ class Worker:
         while True:
             # jitter spreads the work of many workers over the interval
             await asyncio.sleep(self.settings.maintenance_interval * random.uniform(0.5, 1.5))  # noqa: S311
-            for name, queue_id in self.queue_ids.items():
-                try:
+            try:
+                await self._refresh_queue_ids()
+                for name, queue_id in self.queue_ids.items():
                     rescued = await store.rescue_expired(self.pool, queue_id)
                     purged = await store.purge_finished(self.pool, queue_id)
-                except CONNECTION_ERRORS as error:
-                    self.metrics.db_error("maintenance")
-                    log.warning("maintenance failed: %s", describe_connection_error(error))
-                    break
-                if rescued:
-                    log.info("rescued %d tasks with expired leases in %s", rescued, name)
-                    self._on_ready(queue_id)
-                if purged:
-                    log.info("deleted %d finished tasks past retention in %s", purged, name)
+                    if rescued:
+                        log.info("rescued %d tasks with expired leases in %s", rescued, name)
+                        self._on_ready(queue_id)
+                    if purged:
+                        log.info("deleted %d finished tasks past retention in %s", purged, name)
+            except CONNECTION_ERRORS as error:
+                self.metrics.db_error("maintenance")
+                log.warning("maintenance failed: %s", describe_connection_error(error))
+
+    async def _refresh_queue_ids(self) -> None:
+        """A queue dropped and provisioned again gets a new id: follow it by name."""
+        for name, queue_id in list(self.queue_ids.items()):
+            info = await queue_store.get_queue(self.pool, QueueName.parse(name))
+            if info is None:
+                log.error("queue %s no longer exists; waiting for it to be created again", name)
+            elif info.id != queue_id:
+                log.info("queue %s was provisioned again; following it", name)
+                self.queue_ids[name] = info.id
+                if name in self._claim_states:
+                    self._claim_states[name].queue_id = info.id
+                self._on_ready(info.id)
 
     async def _retrying(
         self, operation: str, call: Callable[[], Awaitable[T]], give_up_after: float
