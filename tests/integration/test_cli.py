@@ -182,9 +182,12 @@ async def test_errors_are_one_line_without_a_traceback(
         taskq("queue", "create", _queue_name(), "--backoff-base", "10", "--backoff-max", "1",
               dsn=dsn),
         taskq("worker", dsn=None, env={"TASKQ_QUEUES": small, "TASKQ_APP": "x"}),
+        taskq("worker", dsn=dsn, env={"TASKQ_QUEUES": small, "TASKQ_APP": "x",
+                                      "TASKQ_LEASE_SECONDS": "5", "TASKQ_POLL_INTERVAL": "10"}),
+        taskq("worker", dsn=dsn, env={"TASKQ_QUEUES": small, "TASKQ_APP": "no_such_app_module"}),
     )
     (unknown, invalid, oversized, not_json, no_server, no_dsn, bad_concurrency, no_task,
-     bad_priority, bad_backoff, worker_no_dsn) = runs
+     bad_priority, bad_backoff, worker_no_dsn, poll_vs_lease, no_app) = runs
     one_line_error(unknown, "unknown queue 'nobody/here'", "create it first")
     one_line_error(invalid, "invalid queue namespace", "'Bad_Name'")
     one_line_error(oversized, "over the queue's limit of 100 bytes")
@@ -196,6 +199,9 @@ async def test_errors_are_one_line_without_a_traceback(
     one_line_error(bad_priority, "invalid tasks[0].priority")
     one_line_error(bad_backoff, "max_seconds must be at least base_seconds")
     one_line_error(worker_no_dsn, "TASKQ_DSN", "Field required")
+    line = one_line_error(poll_vs_lease, "poll_interval must be shorter than lease_seconds")
+    assert "TASKQ_:" not in line
+    one_line_error(no_app, "invalid TASKQ_APP", "cannot import 'no_such_app_module'")
     assert (await client.queue_stats(small)).ready == 0
 
 

@@ -96,7 +96,7 @@ async def test_unknown_outcome_is_refused(
     assert (await task_row(pool, task.id))["state"] == "running"
 
 
-async def _delay(  # noqa: PLR0917
+async def _delay(
     pool: asyncpg.Pool, kind: str, base: float, cap: float, jitter: float, attempt: int
 ) -> float:
     value: float = await pool.fetchval(

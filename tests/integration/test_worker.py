@@ -11,8 +11,9 @@ from typing import Any
 
 import asyncpg
 
-from taskq import BackoffPolicy, TaskContext, TaskRequest
+from taskq import BackoffPolicy, TaskCanceledError, TaskContext, TaskRequest
 from taskq.client import Client
+from taskq.models import QueueSettings
 from taskq.worker.context import current_task
 from taskq.worker.registry import Registry
 from tests.conftest import MakeQueue
@@ -20,6 +21,7 @@ from tests.integration.helpers import (
     attempt_rows,
     running_worker,
     task_row,
+    task_state,
     wait_for,
     wait_for_state,
     worker_stop,
@@ -363,3 +365,122 @@ async def test_tasks_enqueued_by_a_handler_inherit_its_correlation_id(
     inherited, explicit = [await client.get_task(c) for c in children]
     assert inherited.correlation_id == "req-9"
     assert explicit.correlation_id == "own"
+
+
+async def test_a_lost_lease_stops_the_handler_and_records_nothing(
+    dsn: str, client: Client, pool: asyncpg.Pool, make_queue: MakeQueue
+) -> None:
+    queue = await make_queue()
+    registry = Registry()
+    started = asyncio.Event()
+    stopped: list[str] = []
+
+    @registry.task("held")
+    async def held(ctx: TaskContext) -> str:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            stopped.append(str(ctx.attempt_id))
+            raise
+        return "late"
+
+    enqueued = await client.enqueue(queue.full_name, "held")
+    async with running_worker(dsn, registry, [queue.full_name], lease_seconds=1.5):
+        await asyncio.wait_for(started.wait(), 15)
+        first = await task_row(pool, enqueued.id)
+        # another party takes the task over (as if this worker had been cut off)
+        await pool.execute(
+            "UPDATE taskq.tasks SET attempt_id = gen_random_uuid(), worker_id = 'other' "
+            "WHERE id = $1", enqueued.id)
+        await wait_for(lambda: asyncio.sleep(0, stopped), bool, limit=10,
+                       what="the heartbeat to notice the lost lease")
+    assert stopped == [str(first["attempt_id"])]
+    row = await task_row(pool, enqueued.id)
+    assert (row["state"], row["worker_id"], row["result"]) == ("running", "other", None)
+    assert await attempt_rows(pool, enqueued.id) == []
+
+
+async def test_maintenance_rescues_a_crashed_workers_task_and_runs_it(
+    dsn: str, client: Client, pool: asyncpg.Pool, make_queue: MakeQueue
+) -> None:
+    queue = await make_queue(backoff=BackoffPolicy(base_seconds=0, jitter=0))
+    enqueued = await client.enqueue(queue.full_name, "add", {"a": 2, "b": 2})
+    # a worker that claims and then vanishes, leaving a lease that runs out in a second
+    await pool.fetch("SELECT * FROM taskq.claim($1, 'vanished', 1, 1.0)", queue.id)
+    async with running_worker(dsn, _registry(), [queue.full_name], maintenance_interval=0.3):
+        row = await wait_for_state(pool, enqueued.id, "succeeded", limit=20)
+    assert json.loads(row["result"]) == 4
+    history = await attempt_rows(pool, enqueued.id)
+    assert (history[0]["outcome"], history[0]["worker_id"]) == ("lost", "vanished")
+    assert [h["outcome"] for h in history] == ["lost", "succeeded"]
+
+
+async def test_a_handler_result_that_is_not_json_fails_the_attempt(
+    dsn: str, client: Client, pool: asyncpg.Pool, make_queue: MakeQueue
+) -> None:
+    queue = await make_queue(max_attempts=1)
+    registry = Registry()
+
+    @registry.task("sets")
+    async def sets(ctx: TaskContext) -> set[int]:
+        return {1, 2}
+
+    enqueued = await client.enqueue(queue.full_name, "sets")
+    async with running_worker(dsn, registry, [queue.full_name]):
+        row = await wait_for_state(pool, enqueued.id, "dead")
+    error = json.loads(row["error"])
+    assert "invalid result" in error["message"]
+    assert "not JSON-serialisable" in error["message"]
+
+
+async def test_a_handler_may_end_its_attempt_as_canceled(
+    dsn: str, client: Client, pool: asyncpg.Pool, make_queue: MakeQueue
+) -> None:
+    queue = await make_queue(max_attempts=3)
+    registry = Registry()
+
+    @registry.task("gives_up")
+    def gives_up(ctx: TaskContext) -> None:
+        raise TaskCanceledError
+
+    enqueued = await client.enqueue(queue.full_name, "gives_up")
+    async with running_worker(dsn, registry, [queue.full_name]):
+        await wait_for_state(pool, enqueued.id, "canceled")
+    assert [a.outcome for a in await client.task_attempts(enqueued.id)] == ["canceled"]
+
+
+async def test_worker_runs_at_most_its_concurrency(
+    dsn: str, client: Client, pool: asyncpg.Pool, make_queue: MakeQueue
+) -> None:
+    queue = await make_queue()
+    registry = Registry()
+    running = 0
+    most = 0
+
+    @registry.task("busy")
+    async def busy(ctx: TaskContext) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.02)
+        running -= 1
+
+    results = await client.enqueue_many(queue.full_name, [TaskRequest("busy")] * 40)
+    ids = [r.id for r in results]
+    async with running_worker(dsn, registry, [queue.full_name], concurrency=3, batch_size=2):
+        await wait_for(lambda: _states(pool, ids), lambda s: s == {"succeeded": 40},
+                       what="every task to succeed")
+    assert most == 3
+
+
+async def test_a_paused_queue_is_served_once_resumed(
+    dsn: str, client: Client, pool: asyncpg.Pool, make_queue: MakeQueue
+) -> None:
+    queue = await make_queue(paused=True)
+    enqueued = await client.enqueue(queue.full_name, "add", {"a": 1, "b": 1})
+    async with running_worker(dsn, _registry(), [queue.full_name]):
+        await asyncio.sleep(0.5)  # several polls: a paused queue hands out nothing
+        assert await task_state(pool, enqueued.id) == "ready"
+        await client.ensure_queue(queue.full_name, QueueSettings(paused=False))
+        await wait_for_state(pool, enqueued.id, "succeeded")
