@@ -168,6 +168,8 @@ async def test_errors_are_one_line_without_a_traceback(
     small = _queue_name()
     ok(await taskq("queue", "create", small, "--payload-limit", "100", dsn=dsn))
     unreachable = f"postgresql://postgres@127.0.0.1:{_closed_port()}/taskq"
+    lines = tmp_path / "bad.jsonl"
+    lines.write_text('{"ok": 1}\nnot json\n', encoding="utf-8")
     runs = await asyncio.gather(
         taskq("enqueue", "nobody/here", "t", dsn=dsn),
         taskq("enqueue", "Bad_Name/q", "t", dsn=dsn),
@@ -185,9 +187,11 @@ async def test_errors_are_one_line_without_a_traceback(
         taskq("worker", dsn=dsn, env={"TASKQ_QUEUES": small, "TASKQ_APP": "x",
                                       "TASKQ_LEASE_SECONDS": "5", "TASKQ_POLL_INTERVAL": "10"}),
         taskq("worker", dsn=dsn, env={"TASKQ_QUEUES": small, "TASKQ_APP": "no_such_app_module"}),
+        taskq("tasks", "show", "99999999999999999999", dsn=dsn),
+        taskq("enqueue", small, "t", "--jsonl", str(lines), dsn=dsn),
     )
     (unknown, invalid, oversized, not_json, no_server, no_dsn, bad_concurrency, no_task,
-     bad_priority, bad_backoff, worker_no_dsn, poll_vs_lease, no_app) = runs
+     bad_priority, bad_backoff, worker_no_dsn, poll_vs_lease, no_app, huge_id, bad_line) = runs
     one_line_error(unknown, "unknown queue 'nobody/here'", "create it first")
     one_line_error(invalid, "invalid queue namespace", "'Bad_Name'")
     one_line_error(oversized, "over the queue's limit of 100 bytes")
@@ -202,6 +206,8 @@ async def test_errors_are_one_line_without_a_traceback(
     line = one_line_error(poll_vs_lease, "poll_interval must be shorter than lease_seconds")
     assert "TASKQ_:" not in line
     one_line_error(no_app, "invalid TASKQ_APP", "cannot import 'no_such_app_module'")
+    one_line_error(huge_id, "out of int64 range")
+    one_line_error(bad_line, f"invalid {lines} line 2: not valid JSON")
     assert (await client.queue_stats(small)).ready == 0
 
 

@@ -67,6 +67,8 @@ def translated(queue: str | None = None) -> Iterator[None]:
             | asyncpg.InvalidSchemaNameError,
         ):
             raise SchemaMissingError from None
+        if isinstance(error, asyncpg.DataError):  # class 22: e.g. an id out of bigint range
+            raise InvalidArgumentError("arguments", message) from None
         if isinstance(error, asyncpg.CheckViolationError):
             constraint = getattr(error, "constraint_name", None) or "a constraint"
             raise InvalidArgumentError(constraint, message) from None
