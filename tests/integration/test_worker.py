@@ -15,6 +15,8 @@ from taskq import BackoffPolicy, TaskCanceledError, TaskContext, TaskRequest
 from taskq.client import Client
 from taskq.models import QueueSettings
 from taskq.worker.context import current_task
+from taskq.worker.http import HealthServer
+from taskq.worker.metrics import WorkerMetrics
 from taskq.worker.registry import Registry
 from tests.conftest import MakeQueue
 from tests.integration.helpers import (
@@ -484,3 +486,60 @@ async def test_a_paused_queue_is_served_once_resumed(
         assert await task_state(pool, enqueued.id) == "ready"
         await client.ensure_queue(queue.full_name, QueueSettings(paused=False))
         await wait_for_state(pool, enqueued.id, "succeeded")
+
+
+async def _http(port: int, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    await writer.drain()
+    response = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    await writer.wait_closed()
+    return response
+
+
+async def test_health_server_answers_over_http() -> None:
+    metrics = WorkerMetrics()
+    metrics.started("a/b", "t")
+    server = HealthServer(metrics.registry, lambda: True, lambda: False)
+    port = await server.start("127.0.0.1", 0)
+    try:
+        healthz = await _http(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        readyz = await _http(port, b"GET /readyz HTTP/1.1\r\n\r\n")
+        scraped = await _http(port, b"GET /metrics HTTP/1.0\r\n\r\n")
+        post = await _http(port, b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+        missing = await _http(port, b"GET /nope HTTP/1.1\r\n\r\n")
+    finally:
+        await server.stop()
+    assert healthz.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert healthz.endswith(b"\r\n\r\nok\n")
+    assert b"Content-Length: 3\r\n" in healthz
+    assert readyz.startswith(b"HTTP/1.1 503 ")
+    assert b'taskq_tasks_started_total{queue="a/b",task="t"} 1.0' in scraped
+    assert post.startswith(b"HTTP/1.1 405 ")
+    assert missing.startswith(b"HTTP/1.1 404 ")
+
+
+async def test_a_stubborn_timed_out_sync_handler_does_not_time_out_the_next_task(
+    dsn: str, client: Client, pool: asyncpg.Pool, make_queue: MakeQueue
+) -> None:
+    """A thread cannot be killed: a timed-out sync handler that ignores ctx.cancel_requested
+    keeps its thread, and the next sync task waits for one. That wait is not its run time."""
+    queue = await make_queue(max_attempts=1)
+    registry = Registry()
+
+    @registry.task("stubborn", timeout=0.3)
+    def stubborn(ctx: TaskContext) -> None:
+        time.sleep(1.5)  # ignores ctx.cancel_requested
+
+    @registry.task("quick", timeout=0.5)
+    def quick(ctx: TaskContext) -> str:
+        return "ran"
+
+    first = await client.enqueue(queue.full_name, "stubborn")
+    async with running_worker(dsn, registry, [queue.full_name], concurrency=1):
+        assert json.loads((await wait_for_state(pool, first.id, "dead"))["error"])["message"] \
+            == "handler ran longer than its timeout of 0.3s"
+        second = await client.enqueue(queue.full_name, "quick")
+        row = await wait_for_state(pool, second.id, "succeeded", "dead")
+    assert (row["state"], json.loads(row["result"])) == ("succeeded", "ran")

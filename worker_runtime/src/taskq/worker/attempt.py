@@ -7,6 +7,7 @@ import contextvars
 import enum
 import json
 import logging
+import time
 import traceback
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -66,7 +67,7 @@ async def run_attempt(attempt: Attempt, registry: Registry, threads: Executor) -
     # runs in this attempt's own asyncio task, so the context change stays with it
     current_correlation_id.set(ctx.correlation_id)
     try:
-        outcome, result, error = await _run(claimed, ctx, registry, threads)
+        outcome, result, error = await _run(claimed, ctx, registry, threads, attempt)
     except asyncio.CancelledError:
         reason = attempt.stop_reason
         if reason is None:
@@ -94,7 +95,8 @@ async def run_attempt(attempt: Attempt, registry: Registry, threads: Executor) -
 
 
 async def _run(
-    claimed: ClaimedTask, ctx: TaskContext, registry: Registry, threads: Executor
+    claimed: ClaimedTask, ctx: TaskContext, registry: Registry, threads: Executor,
+    attempt: Attempt,
 ) -> tuple[Outcome, str | None, str | None]:
     handler = registry.handlers.get(claimed.task_name)
     if handler is None:
@@ -118,10 +120,16 @@ async def _run(
         if handler.is_async:
             value = await handler.func(ctx)
         else:
+            # The timeout counts from when a thread takes the handler: a timed-out handler that
+            # ignores ctx.cancel_requested keeps its thread, and waiting for one is not run time.
+            attempt.deadline = float("inf")
+
+            def in_thread() -> Any:
+                attempt.deadline = time.monotonic() + attempt.timeout
+                return handler.func(ctx)
+
             call = contextvars.copy_context().run
-            value = await asyncio.get_running_loop().run_in_executor(
-                threads, call, handler.func, ctx
-            )
+            value = await asyncio.get_running_loop().run_in_executor(threads, call, in_thread)
         result = None if value is None else jsonutil.dumps(value, "result")
         for after in registry.after:
             await call_hook(after, ctx, value)
