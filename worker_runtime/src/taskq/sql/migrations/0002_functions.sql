@@ -248,9 +248,11 @@ BEGIN
             v_n := least(v_n, v_queue.concurrency_limit - v_running);
         END IF;
         IF v_queue.rate_limit_per_s IS NOT NULL THEN
+            -- the bucket holds rate_burst tokens (default: one second's worth) and starts full
             v_tokens := least(
                 coalesce(v_queue.rate_burst, greatest(v_queue.rate_limit_per_s, 1)),
-                coalesce(v_queue.rate_tokens, coalesce(v_queue.rate_burst, 1))
+                coalesce(v_queue.rate_tokens, v_queue.rate_burst,
+                         greatest(v_queue.rate_limit_per_s, 1))
                     + v_queue.rate_limit_per_s
                       * extract(epoch FROM now() - coalesce(v_queue.rate_refilled_at, now())));
             v_n := least(v_n, floor(v_tokens)::integer);
