@@ -1,0 +1,61 @@
+"""Pydantic models of the TaskQueue and WorkerPool resources: the source of the CRDs."""
+
+from taskq_operator.api.base import API_VERSION, GROUP, VERSION, K8sModel
+from taskq_operator.api.common import Condition, LocalObjectReference, SecretKeyRef, set_condition
+from taskq_operator.api.core import (
+    ConfigMapEnvSource,
+    EnvFromSource,
+    EnvVar,
+    ResourceRequirements,
+    SecretEnvSource,
+    Toleration,
+)
+from taskq_operator.api.taskqueue import (
+    BackoffSpec,
+    DatabaseRef,
+    RateLimitSpec,
+    RetentionSpec,
+    RetrySpec,
+    TaskCounts,
+    TaskQueueSpec,
+    TaskQueueStatus,
+    Throughput,
+)
+from taskq_operator.api.workerpool import (
+    OPERATOR_ENV,
+    AutoscalingSpec,
+    PodOverrides,
+    WorkerPoolSpec,
+    WorkerPoolStatus,
+)
+
+__all__ = [
+    "API_VERSION",
+    "GROUP",
+    "OPERATOR_ENV",
+    "VERSION",
+    "AutoscalingSpec",
+    "BackoffSpec",
+    "Condition",
+    "ConfigMapEnvSource",
+    "DatabaseRef",
+    "EnvFromSource",
+    "EnvVar",
+    "K8sModel",
+    "LocalObjectReference",
+    "PodOverrides",
+    "RateLimitSpec",
+    "ResourceRequirements",
+    "RetentionSpec",
+    "RetrySpec",
+    "SecretEnvSource",
+    "SecretKeyRef",
+    "TaskCounts",
+    "TaskQueueSpec",
+    "TaskQueueStatus",
+    "Throughput",
+    "Toleration",
+    "WorkerPoolSpec",
+    "WorkerPoolStatus",
+    "set_condition",
+]

@@ -1,0 +1,193 @@
+"""WorkerPool: a Deployment of `taskq worker` pods serving queues, autoscaled on their depth."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
+
+from taskq_operator.api.base import DnsLabel, FreeForm, K8sModel, cel
+from taskq_operator.api.common import Condition, LocalObjectReference, ObjectName, Reason
+from taskq_operator.api.core import EnvFromSource, EnvVar, ResourceRequirements, Toleration
+
+# The worker environment the operator owns (docs/worker.md); a user value would fight it.
+OPERATOR_ENV = (
+    "TASKQ_DSN",
+    "TASKQ_QUEUES",
+    "TASKQ_APP",
+    "TASKQ_CONCURRENCY",
+    "TASKQ_METRICS_PORT",
+    "TASKQ_METRICS_HOST",
+    "TASKQ_SHUTDOWN_GRACE",
+    "TASKQ_POD_UID",
+)
+
+MIN_MAX_MESSAGE = "autoscaling.minReplicas must not exceed autoscaling.maxReplicas"
+REPLICAS_MESSAGE = (
+    "spec.replicas is only honoured with autoscaling.mode External; "
+    "remove it, or set autoscaling.mode: External to let HPA/KEDA or kubectl scale the pool"
+)
+RESERVED_ENV_MESSAGE = "env must not set variables the operator sets: " + ", ".join(OPERATOR_ENV)
+DUPLICATE_QUEUES_MESSAGE = "queues must not repeat a queue"
+
+# A Python module path, optionally `:attribute` naming a taskq.Registry (TASKQ_APP).
+_APP_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*(:[A-Za-z_][A-Za-z0-9_]*)?$"
+
+_MAX_ENV = 128
+_CEL_RESERVED = "[" + ", ".join(f"'{name}'" for name in OPERATOR_ENV) + "]"
+
+
+class AutoscalingSpec(K8sModel):
+    """How many workers run. Builtin: the operator scales on the queues' depth (ready plus
+    running tasks). External: spec.replicas decides, written by HPA, KEDA or kubectl scale
+    through the scale subresource."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("self.minReplicas <= self.maxReplicas", MIN_MAX_MESSAGE)
+            ]
+        }
+    )
+
+    mode: Literal["Builtin", "External"] = "Builtin"
+    """Builtin or External."""
+    min_replicas: int = Field(default=1, ge=0, le=1000)
+    """Fewest workers; 0 lets an idle pool scale to zero."""
+    max_replicas: int = Field(default=10, ge=1, le=1000)
+    """Most workers."""
+    target_backlog_per_replica: int = Field(default=10, ge=1, le=1_000_000)
+    """Ready plus running tasks one worker should have; replicas = ceil(backlog / this)."""
+    activation_threshold: int = Field(default=1, ge=1, le=1_000_000)
+    """Backlog at which a pool at zero wakes up, and below which it may return to zero."""
+    scale_up_stabilization_seconds: int = Field(default=0, ge=0, le=3600)
+    """Scale up only to the lowest replica count recommended within this window."""
+    scale_down_stabilization_seconds: int = Field(default=60, ge=0, le=3600)
+    """Scale down only to the highest replica count recommended within this window."""
+    poll_interval_seconds: int = Field(default=10, ge=1, le=3600)
+    """Seconds between depth readings."""
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscalingSpec:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(MIN_MAX_MESSAGE)
+        return self
+
+
+class PodOverrides(K8sModel):
+    """Settings copied into the worker pod template."""
+
+    labels: dict[str, str] = Field(default={}, max_length=64)
+    """Extra pod labels; the operator's own labels win on a clash."""
+    annotations: dict[str, str] = Field(default={}, max_length=64)
+    """Extra pod annotations."""
+    node_selector: dict[str, str] = Field(default={}, max_length=64)
+    """Node labels a worker pod's node must have."""
+    tolerations: list[Toleration] = Field(default=[], max_length=64)
+    """Taints worker pods tolerate."""
+    affinity: FreeForm | None = None
+    """A core/v1 Affinity, as in a Pod spec."""
+    service_account_name: ObjectName | None = None
+    """ServiceAccount of the pods; without one, no API token is mounted (workers do not
+    talk to Kubernetes)."""
+    image_pull_secrets: list[LocalObjectReference] = Field(default=[], max_length=16)
+    """Secrets for pulling the image from a private registry."""
+    priority_class_name: ObjectName | None = None
+    """PriorityClass of the pods."""
+
+
+class WorkerPoolSpec(K8sModel):
+    """Workers running the handlers of one Python module against queues of this namespace."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.replicas)"
+                    " || (has(self.autoscaling) && self.autoscaling.mode == 'External')",
+                    REPLICAS_MESSAGE,
+                    field_path=".replicas",
+                )
+            ]
+        }
+    )
+
+    queues: list[DnsLabel] = Field(
+        min_length=1, max_length=32, json_schema_extra={"x-kubernetes-list-type": "set"}
+    )
+    """Names of the TaskQueues (in this namespace) the workers serve. All must be in the
+    same database."""
+    image: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    """Worker image: the taskq worker base image plus the application."""
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    """When the kubelet pulls the image."""
+    app: Annotated[str, StringConstraints(max_length=253, pattern=_APP_PATTERN)]
+    """Module whose @taskq.task handlers run (`myapp.tasks`), or `module:attribute` naming a
+    taskq.Registry."""
+    concurrency: int = Field(default=10, ge=1, le=10_000)
+    """Tasks one worker runs at once."""
+    replicas: int | None = Field(default=None, ge=0, le=1000)
+    """Workers wanted, with autoscaling.mode External only (the scale subresource's
+    specReplicasPath)."""
+    resources: ResourceRequirements | None = None
+    """Compute resources of each worker."""
+    env: list[EnvVar] = Field(
+        default=[],
+        max_length=_MAX_ENV,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(f"self.all(e, !(e.name in {_CEL_RESERVED}))", RESERVED_ENV_MESSAGE)
+            ]
+        },
+    )
+    """Extra environment variables, e.g. TASKQ_LOG_LEVEL or the application's own."""
+    env_from: list[EnvFromSource] = Field(default=[], max_length=32)
+    """Variables from ConfigMaps and Secrets."""
+    pod: PodOverrides = PodOverrides()
+    """Scheduling and metadata of the worker pods."""
+    termination_grace_period_seconds: int = Field(default=30, ge=1, le=86_400)
+    """How long a stopping worker has: it stops claiming and lets running tasks finish for
+    this minus 5 seconds, then gives the rest back to the queue."""
+    autoscaling: AutoscalingSpec = AutoscalingSpec()
+    """How many workers run."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> WorkerPoolSpec:
+        if len(set(self.queues)) != len(self.queues):
+            raise ValueError(DUPLICATE_QUEUES_MESSAGE)
+        if any(e.name in OPERATOR_ENV for e in self.env):
+            raise ValueError(RESERVED_ENV_MESSAGE)
+        if self.replicas is not None and self.autoscaling.mode != "External":
+            raise ValueError(REPLICAS_MESSAGE)
+        return self
+
+
+class WorkerPoolStatus(K8sModel):
+    """The pool as the operator last saw it."""
+
+    observed_generation: Annotated[int, Field(ge=0)] | None = None
+    """The .metadata.generation the Deployment was last built from."""
+    conditions: list[Condition] = Field(
+        default=[],
+        max_length=8,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+    )
+    """Ready: the Deployment has the desired replicas ready."""
+    replicas: Annotated[int, Field(ge=0)] | None = None
+    """Worker pods that exist (the scale subresource's statusReplicasPath)."""
+    ready_replicas: Annotated[int, Field(ge=0)] | None = None
+    """Worker pods that are ready."""
+    desired_replicas: Annotated[int, Field(ge=0)] | None = None
+    """Workers the operator last asked the Deployment for."""
+    selector: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    """Label selector of the worker pods, for HPA/KEDA (labelSelectorPath)."""
+    last_scale_time: datetime | None = None
+    """When the replica count last changed."""
+    last_scale_reason: Reason | None = None
+    """Why it last changed, in one CamelCase word."""
+    last_scale_message: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    """Why it last changed, for humans."""
