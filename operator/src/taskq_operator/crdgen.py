@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel
 
 from taskq_operator.api import (
     GROUP,
@@ -23,8 +22,8 @@ from taskq_operator.api import (
     WorkerPoolSpec,
     WorkerPoolStatus,
 )
-from taskq_operator.api.base import DNS_LABEL_MAX, DNS_LABEL_PATTERN
-from taskq_operator.openapi import Schema, structural_schema
+from taskq_operator.api.base import DNS_LABEL_MAX, DNS_LABEL_PATTERN, K8sModel
+from taskq_operator.openapi import Schema, structural_schema, without_empty
 
 CRD_DIR = Path(__file__).resolve().parents[3] / "crds"
 HEADER = (
@@ -64,8 +63,8 @@ _AGE = _column("Age", ".metadata.creationTimestamp", "date", "Time since creatio
 
 
 def _root_schema(
-    spec: type[BaseModel],
-    status: type[BaseModel],
+    spec: type[K8sModel],
+    status: type[K8sModel],
     *,
     description: str,
     spec_required: bool,
@@ -73,7 +72,7 @@ def _root_schema(
     spec_schema = structural_schema(spec)
     if not spec_required:
         # Every spec field has a default, so `spec` itself may be omitted.
-        spec_schema = {"default": {}, **spec_schema}
+        spec_schema = {"default": without_empty(spec().to_k8s()), **spec_schema}
     return {
         "description": description,
         "type": "object",

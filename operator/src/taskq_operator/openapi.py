@@ -105,23 +105,25 @@ def _convert(node: Schema, definitions: dict[str, Schema], *, defaults: bool) ->
 
 
 def _settle_default(node: Schema, *, defaults: bool) -> None:
-    """Keep defaults that change what is stored: scalars, and `{}` for an object whose
-    fields have defaults (the API server then fills those in). An empty list or map is
-    what an absent one means already, so it is no default worth storing."""
+    """Keep defaults that change what is stored. An object's default is written out in full
+    (not as `{}`): the API server checks a default against the object's CEL rules without
+    filling in the defaults nested in it. Unset fields, empty lists and empty maps are left
+    out: absent already means that."""
     if "default" not in node:
         return
-    value = node["default"]
-    if not defaults or value == [] or (value == {} and "properties" not in node):
+    value = without_empty(node["default"])
+    if defaults and value not in (None, [], {}):
+        node["default"] = value
+    else:
         del node["default"]
-    elif isinstance(value, dict) and "properties" in node:
-        if _has_default(node):
-            node["default"] = {}
-        else:
-            del node["default"]
 
 
-def _has_default(node: Schema) -> bool:
-    return any("default" in sub or _has_default(sub) for sub in node.get("properties", {}).values())
+def without_empty(value: Any) -> Any:
+    """`value` without unset fields, empty lists and empty maps, at any depth."""
+    if isinstance(value, dict):
+        kept = {key: without_empty(sub) for key, sub in value.items()}
+        return {key: sub for key, sub in kept.items() if sub not in (None, [], {})}
+    return value
 
 
 def _ordered(mapping: dict[str, Any], order: tuple[str, ...]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from taskq_operator import crdgen
 from taskq_operator.api import TaskQueueSpec, WorkerPoolSpec
-from taskq_operator.openapi import UnsupportedSchemaError, structural_schema
+from taskq_operator.openapi import UnsupportedSchemaError, structural_schema, without_empty
 
 CRDS = {"TaskQueue": crdgen.task_queue_crd(), "WorkerPool": crdgen.worker_pool_crd()}
 
@@ -164,14 +164,6 @@ def test_the_oldest_column_is_an_age() -> None:
     assert (oldest["type"], oldest["jsonPath"]) == ("date", ".status.oldestReadyTime")
 
 
-def without_empty(value: Any) -> Any:
-    """`value` without empty lists and maps: in Kubernetes an absent one means the same."""
-    if isinstance(value, dict):
-        kept = {k: without_empty(v) for k, v in value.items()}
-        return {k: v for k, v in kept.items() if v not in ({}, [])}
-    return value
-
-
 @pytest.mark.parametrize(
     ("kind", "model", "minimal"),
     [
@@ -191,6 +183,15 @@ def test_an_omitted_task_queue_spec_is_defaulted() -> None:
     assert defaulted["spec"] == TaskQueueSpec().to_k8s()
 
 
+@pytest.mark.parametrize("kind", CRDS)
+def test_object_defaults_are_written_out_in_full(kind: str) -> None:
+    """The API server checks an object's default against the object's CEL rules without
+    filling in nested defaults first: `default: {}` would fail `self.minReplicas <= ...`."""
+    for path, node in nodes(root(kind)):
+        if isinstance(node.get("default"), dict):
+            assert node["default"] == without_empty(apply_defaults(node, {})), f"{kind}{path}"
+
+
 def test_status_has_no_defaults() -> None:
     for kind in CRDS:
         for path, node in nodes(at(root(kind), ".status")):
@@ -199,7 +200,7 @@ def test_status_has_no_defaults() -> None:
 
 def test_spec_is_required_only_where_fields_are() -> None:
     assert "required" not in root("TaskQueue")
-    assert root("TaskQueue")["properties"]["spec"]["default"] == {}
+    assert root("TaskQueue")["properties"]["spec"]["default"]["timeoutSeconds"] == 300
     assert root("WorkerPool")["required"] == ["spec"]
     assert at(root("WorkerPool"), ".spec")["required"] == ["queues", "image", "app"]
 
