@@ -72,7 +72,8 @@ def _root_schema(
     spec_schema = structural_schema(spec)
     if not spec_required:
         # Every spec field has a default, so `spec` itself may be omitted.
-        spec_schema = {"default": without_empty(spec().to_k8s()), **spec_schema}
+        head = {key: spec_schema[key] for key in ("description", "type")}
+        spec_schema = {**head, "default": without_empty(spec().to_k8s()), **spec_schema}
     return {
         "description": description,
         "type": "object",

@@ -187,6 +187,17 @@ def test_worker_pool_spec_accepts_kubernetes_shaped_fields() -> None:
         ),
         ({"pod": {"tolerations": [{"effect": "Never"}]}}, ("pod", "tolerations", 0, "effect"), ""),
         ({"image": "x", "imagePull": "Always"}, ("imagePull",), "Extra inputs are not permitted"),
+        (
+            {"env": [{"name": "A", "value": "1", "valueFrom": {"fieldRef": {}}}]},
+            ("env", 0),
+            "value or valueFrom, not both",
+        ),
+        ({"envFrom": [{"prefix": "A_"}]}, ("envFrom", 0), "exactly one of configMapRef"),
+        (
+            {"envFrom": [{"configMapRef": {"name": "a"}, "secretRef": {"name": "b"}}]},
+            ("envFrom", 0),
+            "exactly one of configMapRef",
+        ),
     ],
 )
 def test_worker_pool_spec_errors_name_the_field(

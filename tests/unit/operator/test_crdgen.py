@@ -235,6 +235,10 @@ def test_cross_field_rules() -> None:
     assert replicas["fieldPath"] == ".replicas"
     [reserved] = rules("WorkerPool", ".spec.env")
     assert "'TASKQ_DSN'" in reserved["rule"]
+    [one_value] = at(root("WorkerPool"), ".spec.env")["items"]["x-kubernetes-validations"]
+    assert one_value["rule"] == "!has(self.value) || !has(self.valueFrom)"
+    [one_source] = at(root("WorkerPool"), ".spec.envFrom")["items"]["x-kubernetes-validations"]
+    assert one_source["rule"] == "has(self.configMapRef) != has(self.secretRef)"
 
 
 def test_rules_only_touch_bounded_values() -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
-from taskq_operator.api.base import FreeForm, K8sModel, Quantity
+from taskq_operator.api.base import FreeForm, K8sModel, Quantity, cel
 from taskq_operator.api.common import ObjectName
+
+ENV_VALUE_MESSAGE = "an env entry has value or valueFrom, not both"
+ENV_FROM_MESSAGE = "an envFrom entry names exactly one of configMapRef or secretRef"
 
 EnvName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^=]+$")]
 
@@ -16,12 +19,26 @@ EnvName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern
 class EnvVar(K8sModel):
     """An environment variable of the worker container."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("!has(self.value) || !has(self.valueFrom)", ENV_VALUE_MESSAGE)
+            ]
+        }
+    )
+
     name: EnvName
     """Variable name."""
     value: Annotated[str, StringConstraints(max_length=32768)] | None = None
     """Literal value."""
     value_from: FreeForm | None = None
     """A source for the value (secretKeyRef, configMapKeyRef, fieldRef, resourceFieldRef)."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EnvVar:
+        if self.value is not None and self.value_from is not None:
+            raise ValueError(ENV_VALUE_MESSAGE)
+        return self
 
 
 class ConfigMapEnvSource(K8sModel):
@@ -45,12 +62,26 @@ class SecretEnvSource(K8sModel):
 class EnvFromSource(K8sModel):
     """Variables from every key of a ConfigMap or Secret."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("has(self.configMapRef) != has(self.secretRef)", ENV_FROM_MESSAGE)
+            ]
+        }
+    )
+
     prefix: Annotated[str, StringConstraints(max_length=256)] | None = None
     """Prepended to each key."""
     config_map_ref: ConfigMapEnvSource | None = None
     """The ConfigMap to read."""
     secret_ref: SecretEnvSource | None = None
     """The Secret to read."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EnvFromSource:
+        if (self.config_map_ref is None) == (self.secret_ref is None):
+            raise ValueError(ENV_FROM_MESSAGE)
+        return self
 
 
 class ResourceRequirements(K8sModel):
