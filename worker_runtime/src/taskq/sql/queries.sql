@@ -27,7 +27,7 @@ SELECT * FROM taskq.queues ORDER BY namespace, name
 SELECT * FROM taskq.queue_stats($1)
 
 -- name: enqueue_many
-SELECT ord, id, created FROM taskq.enqueue_many($1, $2, $3::jsonb[], $4, $5, $6, $7, $8, $9)
+SELECT ord, id, created FROM taskq.enqueue_many($1, $2, $3::json[], $4, $5, $6, $7, $8, $9)
 
 -- name: get_task
 SELECT t.id, q.namespace || '/' || q.name AS queue, t.task_name, t.state, t.priority, t.payload,

@@ -128,14 +128,16 @@ async def enqueue_many(
         for start in range(0, len(tasks), ENQUEUE_CHUNK):
             columns = _columns(tasks[start : start + ENQUEUE_CHUNK])
             if columns[KEYS] is None and len(columns[0] or ()) >= COPY_THRESHOLD:
-                results.extend(await _copy_in(conn, queue, columns))
+                results.extend(await _copy_in(conn, queue, columns, start))
                 continue
             rows = await conn.fetch(query("enqueue_many"), queue, *columns)
             results.extend(EnqueueResult(row["id"], row["created"]) for row in rows)
     return results
 
 
-async def _copy_in(conn: Connection, queue: str, columns: list[Column]) -> list[EnqueueResult]:
+async def _copy_in(
+    conn: Connection, queue: str, columns: list[Column], offset: int
+) -> list[EnqueueResult]:
     """COPY a batch into the queue's partition, applying what taskq.enqueue_many would."""
     names, payloads, priorities, delays, _keys, attempts, timeouts, correlations = columns
     assert names is not None
@@ -144,7 +146,7 @@ async def _copy_in(conn: Connection, queue: str, columns: list[Column]) -> list[
     info = await conn.fetchrow(query("queue_for_copy"), namespace, name)
     if info is None:
         raise UnknownQueueError(queue)
-    _check_payload_sizes(payloads, info["payload_limit_bytes"])
+    _check_payload_sizes(payloads, info["payload_limit_bytes"], offset)
     ids: list[int] = await conn.fetchval(query("reserve_task_ids"), len(names))
     queue_id, now = info["id"], info["now"]
     if priorities is delays is attempts is timeouts is correlations is None:
@@ -180,14 +182,14 @@ async def _copy_in(conn: Connection, queue: str, columns: list[Column]) -> list[
     return [EnqueueResult(task_id, True) for task_id in ids]
 
 
-def _check_payload_sizes(payloads: list[str], limit: int) -> None:
+def _check_payload_sizes(payloads: list[str], limit: int, offset: int) -> None:
     for i, payload in enumerate(payloads):
         # a character is at most 4 bytes in UTF-8: most payloads need no encoding to check
         if len(payload) * 4 > limit and len(payload.encode()) > limit:
             raise PayloadTooLargeError(
-                f"payload of task {i + 1} is {len(payload.encode())} bytes, over the queue's "
-                f"limit of {limit} bytes (store large data elsewhere and pass a reference, or "
-                "raise the queue's payload limit)"
+                f"payload of task {offset + i + 1} is {len(payload.encode())} bytes, over the "
+                f"queue's limit of {limit} bytes (store large data elsewhere and pass a "
+                "reference, or raise the queue's payload limit)"
             )
 
 

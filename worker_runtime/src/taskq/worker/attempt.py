@@ -95,7 +95,10 @@ async def run_attempt(attempt: Attempt, registry: Registry, threads: Executor) -
 
 
 async def _run(
-    claimed: ClaimedTask, ctx: TaskContext, registry: Registry, threads: Executor,
+    claimed: ClaimedTask,
+    ctx: TaskContext,
+    registry: Registry,
+    threads: Executor,
     attempt: Attempt,
 ) -> tuple[Outcome, str | None, str | None]:
     handler = registry.handlers.get(claimed.task_name)

@@ -74,13 +74,15 @@ BEGIN
 END $$;
 
 -- Enqueue many tasks in one statement. Every array has one element per task; NULL elements
--- (or NULL arrays) mean "the queue's default". Returns one row per input, in input order:
+-- (or NULL arrays) mean "the queue's default". Payloads are `json`, kept as sent, so the
+-- payload limit counts the bytes the producer sent (the same bytes the client's COPY path
+-- counts); they are stored as jsonb. Returns one row per input, in input order:
 -- the task id and whether it was created (false: an unfinished task with that idempotency key
 -- already existed, and its id is returned).
 CREATE FUNCTION taskq.enqueue_many(
     p_queue text,
     p_task_names text[],
-    p_payloads jsonb[],
+    p_payloads json[],
     p_priorities integer[] DEFAULT NULL,
     p_delays_s double precision[] DEFAULT NULL,
     p_idempotency_keys text[] DEFAULT NULL,
@@ -137,7 +139,7 @@ BEGIN
             SELECT v_queue.id, input.id, input.task_name,
                    CASE WHEN input.delay_s > 0 THEN 'scheduled' ELSE 'ready' END,
                    coalesce(input.priority, v_queue.default_priority),
-                   input.payload,
+                   input.payload::jsonb,
                    CASE WHEN input.delay_s > 0 THEN now() + make_interval(secs => input.delay_s)
                         ELSE now() END,
                    input.idempotency_key,
@@ -197,7 +199,8 @@ BEGIN
     RETURN QUERY SELECT g.i, v_ids[g.i], v_created[g.i] FROM generate_subscripts(v_ids, 1) AS g(i);
 END $$;
 
--- The same for one task: the SQL interface for producers in any language.
+-- The same for one task: the SQL interface for producers in any language. The payload limit
+-- counts the bytes of the jsonb's text form.
 --   SELECT taskq.enqueue('default/emails', 'send_email', '{"to": "a@example.com"}');
 CREATE FUNCTION taskq.enqueue(
     p_queue text,
@@ -212,7 +215,7 @@ CREATE FUNCTION taskq.enqueue(
 ) RETURNS bigint
 LANGUAGE sql AS $$
     SELECT e.id FROM taskq.enqueue_many(
-        p_queue, ARRAY[p_task_name], ARRAY[p_payload], ARRAY[p_priority], ARRAY[p_delay_s],
+        p_queue, ARRAY[p_task_name], ARRAY[p_payload::json], ARRAY[p_priority], ARRAY[p_delay_s],
         ARRAY[p_idempotency_key], ARRAY[p_max_attempts], ARRAY[p_timeout_s],
         ARRAY[p_correlation_id]) AS e
 $$;

@@ -1,0 +1,1 @@
+"""The taskq operator: TaskQueue and WorkerPool custom resources."""
