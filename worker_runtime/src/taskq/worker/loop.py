@@ -33,7 +33,7 @@ from taskq.store import queues as queue_store
 from taskq.store.dberrors import CONNECTION_ERRORS, describe_connection_error
 from taskq.worker.attempt import Attempt, StopReason, run_attempt
 from taskq.worker.context import TaskContext
-from taskq.worker.listener import Listener
+from taskq.store.notifications import Listener
 from taskq.worker.metrics import WorkerMetrics
 from taskq.worker.registry import Registry
 from taskq.worker.settings import WorkerSettings

@@ -15,7 +15,7 @@ import asyncpg
 from taskq.store.dberrors import CONNECTION_ERRORS, describe_connection_error
 from taskq.store.types import Connection
 
-log = logging.getLogger("taskq.worker")
+log = logging.getLogger("taskq.notifications")
 
 READY_CHANNEL = "taskq_ready"
 CANCEL_CHANNEL = "taskq_cancel"

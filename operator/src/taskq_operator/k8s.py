@@ -1,0 +1,111 @@
+"""The only module that calls the Kubernetes API (the official client, run in threads).
+
+Objects the operator owns are written with server-side apply under one field manager: a
+create-or-update that never duplicates and never fights users over fields it does not set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from dataclasses import dataclass
+from typing import Any, cast
+
+from kubernetes import client as k8s_client
+from kubernetes.client.exceptions import ApiException
+
+from taskq_operator.api import GROUP, VERSION
+
+FIELD_MANAGER = "taskq-operator"
+Manifest = dict[str, Any]
+
+
+class NotFoundError(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class DeploymentState:
+    spec_replicas: int
+    replicas: int
+    ready_replicas: int
+
+
+class KubernetesPort:
+    def __init__(self, api: k8s_client.ApiClient) -> None:
+        self._core = k8s_client.CoreV1Api(api)
+        self._apps = k8s_client.AppsV1Api(api)
+        self._custom = k8s_client.CustomObjectsApi(api)
+
+    async def secret_value(self, namespace: str, name: str, key: str) -> str:
+        try:
+            secret = await asyncio.to_thread(self._core.read_namespaced_secret, name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                raise NotFoundError(f"Secret {namespace}/{name} not found") from None
+            raise
+        data = secret.data or {}
+        if key not in data:
+            raise NotFoundError(f"Secret {namespace}/{name} has no key {key!r}")
+        return base64.b64decode(data[key]).decode()
+
+    async def apply(self, manifest: Manifest) -> None:
+        """Server-side apply of a namespaced Deployment or Secret."""
+        meta = manifest["metadata"]
+        kind = manifest["kind"]
+        call = {
+            "Deployment": self._apps.patch_namespaced_deployment,
+            "Secret": self._core.patch_namespaced_secret,
+        }[kind]
+        await asyncio.to_thread(
+            call,
+            meta["name"],
+            meta["namespace"],
+            manifest,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type="application/apply-patch+yaml",
+        )
+
+    async def deployment_state(self, namespace: str, name: str) -> DeploymentState | None:
+        try:
+            deployment = await asyncio.to_thread(
+                self._apps.read_namespaced_deployment, name, namespace
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        status = deployment.status
+        return DeploymentState(
+            spec_replicas=(deployment.spec.replicas if deployment.spec else None) or 0,
+            replicas=(status.replicas if status else None) or 0,
+            ready_replicas=(status.ready_replicas if status else None) or 0,
+        )
+
+    async def task_queue(self, namespace: str, name: str) -> Manifest | None:
+        try:
+            found = await asyncio.to_thread(
+                self._custom.get_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                "taskqueues",
+                name,
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return cast(Manifest, found)
+
+    async def patch_status(self, plural: str, namespace: str, name: str, status: Manifest) -> None:
+        await asyncio.to_thread(
+            self._custom.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            name,
+            {"status": status},
+        )

@@ -1,0 +1,97 @@
+"""Prometheus metrics of the operator: queue depth and age, throughput, replicas, scaling
+decisions and reconcile errors. Gauges of a deleted resource are removed with it."""
+
+from __future__ import annotations
+
+import contextlib
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from taskq.models import QueueStats
+from taskq_operator.autoscaling import Decision
+
+
+class OperatorMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        queue = ["namespace", "queue"]
+        pool = ["namespace", "pool"]
+        self.tasks = Gauge(
+            "taskq_queue_tasks",
+            "Tasks in a queue by state",
+            [*queue, "state"],
+            registry=self.registry,
+        )
+        self.oldest = Gauge(
+            "taskq_queue_oldest_ready_age_seconds",
+            "How long the oldest ready task has waited",
+            queue,
+            registry=self.registry,
+        )
+        self.finished = Gauge(
+            "taskq_queue_finished_last_minute",
+            "Tasks that finished in the last minute, by outcome",
+            [*queue, "outcome"],
+            registry=self.registry,
+        )
+        self.desired = Gauge(
+            "taskq_workerpool_desired_replicas",
+            "Workers the operator asks for",
+            pool,
+            registry=self.registry,
+        )
+        self.current = Gauge(
+            "taskq_workerpool_replicas",
+            "Workers the Deployment had when the pool was reconciled",
+            pool,
+            registry=self.registry,
+        )
+        self.ready = Gauge(
+            "taskq_workerpool_ready_replicas", "Ready workers", pool, registry=self.registry
+        )
+        self.decisions = Counter(
+            "taskq_scaling_decisions",
+            "Scaling passes by direction (up, down, hold) and reason",
+            [*pool, "direction", "reason"],
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "taskq_reconcile_errors",
+            "Reconcile passes that hit a problem",
+            ["kind", "reason"],
+            registry=self.registry,
+        )
+
+    def queue_observed(self, namespace: str, queue: str, stats: QueueStats) -> None:
+        for state in ("ready", "scheduled", "running", "dead"):
+            self.tasks.labels(namespace, queue, state).set(getattr(stats, state))
+        self.oldest.labels(namespace, queue).set(stats.oldest_ready_age_seconds)
+        self.finished.labels(namespace, queue, "succeeded").set(stats.succeeded_last_minute)
+        self.finished.labels(namespace, queue, "dead").set(stats.dead_last_minute)
+
+    def queue_deleted(self, namespace: str, queue: str) -> None:
+        for state in ("ready", "scheduled", "running", "dead"):
+            _remove(self.tasks, namespace, queue, state)
+        _remove(self.oldest, namespace, queue)
+        for outcome in ("succeeded", "dead"):
+            _remove(self.finished, namespace, queue, outcome)
+
+    def pool_decided(
+        self, namespace: str, pool: str, decision: Decision, current: int, ready: int
+    ) -> None:
+        self.desired.labels(namespace, pool).set(decision.desired)
+        self.current.labels(namespace, pool).set(current)
+        self.ready.labels(namespace, pool).set(ready)
+        self.decisions.labels(namespace, pool, decision.direction, decision.reason).inc()
+
+    def pool_deleted(self, namespace: str, pool: str) -> None:
+        for gauge in (self.desired, self.current, self.ready):
+            _remove(gauge, namespace, pool)
+
+    def reconcile_error(self, kind: str, reason: str) -> None:
+        self.errors.labels(kind, reason).inc()
+
+
+def _remove(gauge: Gauge, *labels: str) -> None:
+    with contextlib.suppress(KeyError):
+        gauge.remove(*labels)

@@ -1,0 +1,1 @@
+"""Desired-state logic per kind: read what is, decide, write through the ports."""
