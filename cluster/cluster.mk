@@ -6,12 +6,15 @@
 #   make cluster-up     start it (idempotent); prints the kubeconfig path
 #   make cluster-down   stop every process it started (state kept for a warm start)
 #   make cluster-purge  stop it and delete .state/cluster/ (certificates, etcd data, logs)
-# Clients use the admin kubeconfig at $(CLUSTER_KUBECONFIG).
+# Clients use the admin kubeconfig at $(CLUSTER_KUBECONFIG) (.state/cluster/kubeconfig) and
+# $(CLUSTER_KUBECTL) (.state/bin/kubectl).
 
 CLUSTER_MK_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
 CLUSTER_REPO_DIR := $(abspath $(CLUSTER_MK_DIR)/..)
 CLUSTER_KUBECONFIG := $(CLUSTER_REPO_DIR)/.state/cluster/kubeconfig
-export CLUSTER_KUBECONFIG
+# kubectl of the same version as the server (built by `make tools`).
+CLUSTER_KUBECTL := $(CLUSTER_REPO_DIR)/.state/bin/kubectl
+export CLUSTER_KUBECONFIG CLUSTER_KUBECTL
 
 .PHONY: tools cluster-up cluster-down cluster-purge
 

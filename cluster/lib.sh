@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # variables are used by the scripts that source this
 # Shared settings and helpers for cluster/up.sh and cluster/down.sh (sourced, not executed).
 # Every server binds 127.0.0.1 only. Ports are fixed (so a running cluster can be found again) and
 # can be overridden through the environment, e.g. when two clones run clusters side by side.
@@ -35,8 +36,34 @@ component_pid() {
     fi
 }
 
+# http_ok URL [CA_FILE|insecure] [CERT KEY]: GET URL answers 2xx within 2s. curl if installed,
+# else Python's urllib (a minimal Debian may lack curl; python3 is there for the project anyway).
+http_ok() {
+    local url=$1 ca=${2:-} cert=${3:-} key=${4:-}
+    if command -v curl >/dev/null 2>&1; then
+        local args=(-sf --max-time 2 -o /dev/null)
+        if [[ $ca == insecure ]]; then args+=(-k); elif [[ -n $ca ]]; then args+=(--cacert "$ca"); fi
+        [[ -z $cert ]] || args+=(--cert "$cert" --key "$key")
+        curl "${args[@]}" "$url" 2>/dev/null
+    else
+        python3 - "$url" "$ca" "$cert" "$key" 2>/dev/null <<'PY'
+import ssl, sys, urllib.request
+url, ca, cert, key = sys.argv[1:5]
+ctx = None
+if url.startswith("https"):
+    ctx = ssl.create_default_context(cafile=ca if ca not in ("", "insecure") else None)
+    if ca == "insecure":
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if cert:
+        ctx.load_cert_chain(cert, key)
+with urllib.request.urlopen(url, timeout=2, context=ctx) as r:
+    sys.exit(0 if 200 <= r.status < 300 else 1)
+PY
+    fi
+}
+
 apiserver_ready() {
     [[ -f $PKI/admin.crt ]] || return 1
-    curl -sf --max-time 2 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
-        "https://127.0.0.1:$APISERVER_PORT/readyz" >/dev/null 2>&1
+    http_ok "https://127.0.0.1:$APISERVER_PORT/readyz" "$PKI/ca.crt" "$PKI/admin.crt" "$PKI/admin.key"
 }

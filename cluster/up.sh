@@ -11,6 +11,10 @@ set -euo pipefail
 # shellcheck source=cluster/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+for cmd in openssl base64 setsid flock; do
+    command -v "$cmd" >/dev/null || { log "needs $cmd (Debian: apt-get install openssl util-linux coreutils)"; exit 1; }
+done
+
 all_running() {
     local c
     for c in "${COMPONENTS[@]}"; do
@@ -72,7 +76,7 @@ write_kubeconfig "$STATE/kwok.kubeconfig" kwok
 
 # start NAME BINARY ARGS...: run detached (own session), log to logs/NAME.log, pid to pids/NAME.pid.
 start() {
-    local name=$1 pid
+    local name=$1 pid i
     shift
     pid=$(component_pid "$name")
     if [[ -n $pid ]]; then
@@ -83,8 +87,15 @@ start() {
     } >>"$LOGS/$name.log"
     # fd 8 (the up.sh lock) must not leak into the daemons, or the next up.sh would block on it.
     setsid "$@" </dev/null >>"$LOGS/$name.log" 2>&1 8>&- &
-    echo $! >"$PIDS/$name.pid"
-    log "started $name (pid $!) at +$(elapsed)"
+    pid=$!
+    echo "$pid" >"$PIDS/$name.pid"
+    # Until setsid has exec'd the binary, /proc/$pid/cmdline is still a copy of this script's, and
+    # component_pid would call the component dead.
+    for ((i = 0; i < 100; i++)); do
+        [[ -n $(component_pid "$name") || ! -d /proc/$pid ]] && break
+        sleep 0.02
+    done
+    log "started $name (pid $pid) at +$(elapsed)"
 }
 
 # wait_until DESCRIPTION SECONDS COMPONENT COMMAND...: poll COMMAND; fail early if COMPONENT died.
@@ -136,7 +147,7 @@ start etcd "$ETCD_BIN/etcd" \
     --unsafe-no-fsync=true \
     --quota-backend-bytes=2147483648 \
     --log-level=warn
-wait_until "etcd health" 30 etcd curl -sf --max-time 1 "http://127.0.0.1:$ETCD_PORT/health"
+wait_until "etcd health" 30 etcd http_ok "http://127.0.0.1:$ETCD_PORT/health"
 
 start kube-apiserver "$BIN/kube-apiserver" \
     --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
@@ -147,6 +158,13 @@ start kube-apiserver "$BIN/kube-apiserver" \
     --tls-cert-file="$PKI/apiserver.crt" \
     --tls-private-key-file="$PKI/apiserver.key" \
     --client-ca-file="$PKI/ca.crt" \
+    --requestheader-client-ca-file="$PKI/front-proxy-ca.crt" \
+    --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User \
+    --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --proxy-client-cert-file="$PKI/front-proxy-client.crt" \
+    --proxy-client-key-file="$PKI/front-proxy-client.key" \
     --authorization-mode=RBAC \
     --service-cluster-ip-range="$SERVICE_CIDR" \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
@@ -185,6 +203,17 @@ start kube-scheduler "$BIN/kube-scheduler" \
     --leader-elect=false \
     --profiling=false
 
+k() { "$KUBECTL" --kubeconfig="$KUBECONFIG_OUT" "$@"; }
+node_names=()
+for ((i = 0; i < KWOK_NODES; i++)); do node_names+=("kwok-node-$i"); done
+
+# A kwok instance only manages a node (and its pods) while it holds the node's Lease. Leases left by
+# a previous kwok carry that instance's holder identity, and a new kwok would wait for them to expire
+# (up to --node-lease-duration-seconds) before making any pod Running: drop them first.
+if [[ -z $(component_pid kwok) ]]; then
+    k -n kube-node-lease delete lease "${node_names[@]}" --ignore-not-found >/dev/null
+fi
+
 # kwok manages only Nodes annotated kwok.x-k8s.io/node=fake and the pods bound to them; it opens no
 # port (--server-address unset) and the pod IPs it invents are never contacted.
 start kwok "$KWOK_BIN/kwok" \
@@ -195,9 +224,7 @@ start kwok "$KWOK_BIN/kwok" \
     --cidr=10.0.0.1/16 \
     --node-ip=10.0.0.1
 
-k() { "$KUBECTL" --kubeconfig="$KUBECONFIG_OUT" "$@"; }
-
-healthz() { curl -skf --max-time 1 "https://127.0.0.1:$1/healthz"; }
+healthz() { http_ok "https://127.0.0.1:$1/healthz" insecure; }
 wait_until "kube-controller-manager /healthz" 60 kube-controller-manager healthz "$KCM_PORT"
 wait_until "kube-scheduler /healthz" 60 kube-scheduler healthz "$SCHEDULER_PORT"
 
@@ -225,7 +252,8 @@ status:
 done
 rm -f "$STATE/.nodes-ready"
 echo "$nodes_yaml" | k apply -f - >/dev/null
-wait_until "kwok nodes Ready" 60 kwok k wait --for=condition=Ready node -l type=kwok --timeout=2s
+wait_until "kwok node Leases" 60 kwok k -n kube-node-lease get lease "${node_names[@]}"
+wait_until "kwok nodes Ready" 60 kwok k wait --for=condition=Ready node "${node_names[@]}" --timeout=2s
 # The serviceaccount controller has run once its "default" ServiceAccount exists: pods can be created.
 wait_until "default ServiceAccount" 60 kube-controller-manager k -n default get serviceaccount default
 touch "$STATE/.nodes-ready"

@@ -10,6 +10,7 @@
 #   tools/build.sh kube etcd kwok     build (if needed) and print each tool's bin directory
 #   tools/build.sh all                the same for every tool
 #   tools/build.sh --path kube        print the bin directory without building (may not exist)
+#   tools/build.sh --no-link ...      do not touch .state/bin/
 #
 # Go's module cache and build cache stay at Go's defaults (GOPATH, GOCACHE), outside the repo.
 set -euo pipefail
@@ -19,6 +20,7 @@ REPO_DIR=$(dirname "$TOOLS_DIR")
 CACHE_ROOT=${TASKQ_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/taskq-tools}
 LINK_DIR=$REPO_DIR/.state/bin
 ALL_TOOLS=(kube etcd kwok)
+NO_LINK=0
 
 log() { echo "tools/build.sh: $*" >&2; }
 
@@ -95,6 +97,7 @@ bin_dir() { echo "$CACHE_ROOT/$1-$(tool_version "$1")/bin"; }
 
 link_bins() {
     local dir=$1 f
+    [[ $NO_LINK == 0 ]] || return 0
     mkdir -p "$LINK_DIR"
     find "$LINK_DIR" -maxdepth 1 -xtype l -delete   # links left dangling by an older build
     for f in "$dir"/*; do
@@ -128,7 +131,11 @@ build_tool() {
     start=$(date +%s)
     log "building $tool $version into $out (cold builds take minutes; see docs/control-plane.md)"
     # shellcheck disable=SC2046
-    (cd "$TOOLS_DIR/$tool" && CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" GOTOOLCHAIN=local \
+    # -mod=readonly: go.mod and go.sum are complete and must not change while building (a build
+    # that would need to change them fails instead). GOTOOLCHAIN=auto lets an older Go (e.g.
+    # Debian's) fetch the go1.26 toolchain that go.mod asks for from the module proxy.
+    (cd "$TOOLS_DIR/$tool" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" \
+        GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" \
         "$go" build -trimpath -tags "$(tool_tags "$tool")" -ldflags "$(tool_ldflags "$tool" "$version")" \
         -o "$tmp/bin/" $(tool_packages "$tool"))
     if [[ $tool == etcd ]]; then
@@ -148,6 +155,7 @@ main() {
     for a in "$@"; do
         case $a in
             --path) path_only=1 ;;
+            --no-link) NO_LINK=1 ;;
             all) tools+=("${ALL_TOOLS[@]}") ;;
             -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}"; exit 0 ;;
             *) tools+=("$a") ;;
@@ -159,4 +167,4 @@ main() {
     done
 }
 
-main "$@"
+main "$@"; exit  # on one line: bash reads scripts lazily, so edits during a long build stay harmless

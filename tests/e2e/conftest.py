@@ -29,7 +29,11 @@ from . import cluster
 def kubeconfig() -> Iterator[Path]:
     already_running = cluster.is_healthy()
     if not already_running:
-        cluster.up()
+        try:
+            cluster.up()
+        except BaseException:
+            cluster.down()  # whatever did start; the logs stay in .state/cluster/logs/
+            raise
     try:
         yield cluster.KUBECONFIG
     finally:
