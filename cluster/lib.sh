@@ -11,6 +11,12 @@ PIDS=$STATE/pids
 LOGS=$STATE/logs
 KUBECONFIG_OUT=$STATE/kubeconfig
 
+# Ports a previous cluster/up.sh used in this state directory (only where not set in the environment),
+# so that a cluster started with overrides is found again without them.
+if [[ -f $STATE/ports.env ]]; then
+    # shellcheck source=/dev/null
+    source "$STATE/ports.env"
+fi
 ETCD_PORT=${TASKQ_ETCD_PORT:-23790}
 ETCD_PEER_PORT=${TASKQ_ETCD_PEER_PORT:-23800}
 APISERVER_PORT=${TASKQ_APISERVER_PORT:-26443}

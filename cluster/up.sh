@@ -134,6 +134,12 @@ check_port kube-apiserver "$APISERVER_PORT"
 check_port kube-controller-manager "$KCM_PORT"
 check_port kube-scheduler "$SCHEDULER_PORT"
 
+cat >"$STATE/ports.env" <<EOF
+: "\${TASKQ_ETCD_PORT:=$ETCD_PORT}" "\${TASKQ_ETCD_PEER_PORT:=$ETCD_PEER_PORT}"
+: "\${TASKQ_APISERVER_PORT:=$APISERVER_PORT}" "\${TASKQ_KCM_PORT:=$KCM_PORT}"
+: "\${TASKQ_SCHEDULER_PORT:=$SCHEDULER_PORT}"
+EOF
+
 mkdir -p "$STATE/etcd"
 chmod 700 "$STATE/etcd"
 start etcd "$ETCD_BIN/etcd" \
