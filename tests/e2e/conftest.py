@@ -1,8 +1,9 @@
 """Fixtures for e2e tests on the real local control plane.
 
 - ``kubeconfig`` (session): path of the admin kubeconfig. Reuses a cluster that already answers at
-  ``.state/cluster/kubeconfig``, otherwise starts one with ``cluster/up.sh`` and stops it again at
-  the end of the session (set ``TASKQ_KEEP_CLUSTER=1`` to leave it running).
+  ``.state/cluster/kubeconfig`` (and leaves it running), otherwise starts one with
+  ``cluster/up.sh`` and stops it again at the end of the session (``TASKQ_KEEP_CLUSTER=1``
+  keeps it).
 - ``namespace`` (function): a fresh namespace per test, deleted afterwards.
 - ``api_client`` (session): a ``kubernetes.client.ApiClient`` for the admin kubeconfig.
 - ``kubectl``: ``kubectl(*args, input=None, check=True)`` bound to the admin kubeconfig.
@@ -28,12 +29,14 @@ from . import cluster
 @pytest.fixture(scope="session")
 def kubeconfig() -> Iterator[Path]:
     already_running = cluster.is_healthy()
-    if not already_running:
-        try:
-            cluster.up()
-        except BaseException:
+    try:
+        # Also when already running: up.sh is then a ~0.1 s check that restarts only a dead
+        # component (say kwok), so a half-broken cluster does not fail tests in odd ways.
+        cluster.up()
+    except BaseException:
+        if not already_running:
             cluster.down()  # whatever did start; the logs stay in .state/cluster/logs/
-            raise
+        raise
     try:
         yield cluster.KUBECONFIG
     finally:
