@@ -11,6 +11,7 @@
 #   tools/build.sh all                the same for every tool
 #   tools/build.sh --path kube        print the bin directory without building (may not exist)
 #   tools/build.sh --no-link ...      do not touch .state/bin/
+#   tools/build.sh --go               print the Go used for builds (fetching it first if needed)
 #
 # Go's module cache and build cache stay at Go's defaults (GOPATH, GOCACHE), outside the repo.
 set -euo pipefail
@@ -24,13 +25,45 @@ NO_LINK=0
 
 log() { echo "tools/build.sh: $*" >&2; }
 
+# A Go toolchain for the builds: go on PATH or in the usual places if it is Go >= 1.26, else the
+# pinned toolchain fetched once from the module proxy into the cache (tools/fetch_go.py).
+GO_BOOTSTRAP_VERSION=1.26.8
+declare -A GO_BOOTSTRAP_SHA256=(
+    [amd64]=30c2b1bf7dcc88d3eb0a1364e47ddd9128edb3110a30e8a0ef61cd5856b31de7
+    [arm64]=02b36b6787b3ac767668f630e2998df45a3b1f9ffee08d1bf3ef6487cd658d99
+)
+
+go_is_recent() {   # go_is_recent GO: is GO at least Go 1.26?
+    local v major minor
+    v=$(GOTOOLCHAIN=local "$1" env GOVERSION 2>/dev/null) || return 1
+    v=${v#go}
+    major=${v%%.*}
+    minor=${v#*.}
+    minor=${minor%%[!0-9]*}
+    [[ $major =~ ^[0-9]+$ && $minor =~ ^[0-9]+$ ]] || return 1
+    (( major > 1 || (major == 1 && minor >= 26) ))
+}
+
 find_go() {
-    if command -v go >/dev/null 2>&1; then command -v go; return; fi
-    for g in /usr/local/go/bin/go /usr/lib/go/bin/go; do
-        [[ -x $g ]] && { echo "$g"; return; }
-    done
-    log "no Go toolchain found (need Go >= 1.26: /usr/local/go/bin/go or on PATH)"
-    exit 1
+    local g arch dest
+    if [[ -z ${TASKQ_TOOLS_BOOTSTRAP_GO:-} ]]; then
+        for g in "$(command -v go 2>/dev/null || true)" /usr/local/go/bin/go /usr/lib/go/bin/go; do
+            if [[ -n $g && -x $g ]] && go_is_recent "$g"; then echo "$g"; return; fi
+        done
+    fi
+    case $(uname -m) in
+        x86_64) arch=amd64 ;;
+        aarch64|arm64) arch=arm64 ;;
+        *) log "no Go >= 1.26 found and no pinned toolchain for $(uname -m)"; exit 1 ;;
+    esac
+    dest=$CACHE_ROOT/go-$GO_BOOTSTRAP_VERSION
+    if [[ ! -x $dest/bin/go ]]; then
+        log "no Go >= 1.26 found; fetching go$GO_BOOTSTRAP_VERSION from the Go module proxy"
+        mkdir -p "$CACHE_ROOT"
+        python3 "$TOOLS_DIR/fetch_go.py" "$GO_BOOTSTRAP_VERSION" "$arch" \
+            "${GO_BOOTSTRAP_SHA256[$arch]}" "$dest" >&2
+    fi
+    echo "$dest/bin/go"
 }
 
 # The version of module $2 required in tools/$1/go.mod.
@@ -156,6 +189,7 @@ main() {
         case $a in
             --path) path_only=1 ;;
             --no-link) NO_LINK=1 ;;
+            --go) find_go; exit 0 ;;
             all) tools+=("${ALL_TOOLS[@]}") ;;
             -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}"; exit 0 ;;
             *) tools+=("$a") ;;
