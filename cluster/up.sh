@@ -34,6 +34,10 @@ elapsed() { local ms=$(( $(date +%s%3N) - start_ms )); echo "$((ms / 1000)).$(pr
 mkdir -p "$STATE" "$PIDS" "$LOGS"
 exec 8>"$STATE/.up.lock"
 flock 8          # one cluster/up.sh at a time per state directory
+if all_running; then   # another up.sh finished while this one waited for the lock
+    echo "$KUBECONFIG_OUT"
+    exit 0
+fi
 
 BIN=$("$REPO_DIR/tools/build.sh" kube)
 ETCD_BIN=$("$REPO_DIR/tools/build.sh" etcd)
