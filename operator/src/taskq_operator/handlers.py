@@ -88,6 +88,11 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
 
 
 def _register_operator(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # an explicit registry has no default login: in-cluster account, else KUBECONFIG
+        return kopf.login_via_client(**kwargs)
+
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:

@@ -31,9 +31,9 @@ from taskq.names import QueueName
 from taskq.store import execution as store
 from taskq.store import queues as queue_store
 from taskq.store.dberrors import CONNECTION_ERRORS, describe_connection_error
+from taskq.store.notifications import Listener
 from taskq.worker.attempt import Attempt, StopReason, run_attempt
 from taskq.worker.context import TaskContext
-from taskq.store.notifications import Listener
 from taskq.worker.metrics import WorkerMetrics
 from taskq.worker.registry import Registry
 from taskq.worker.settings import WorkerSettings

@@ -1,0 +1,251 @@
+"""The operator on the real local control plane and a real PostgreSQL: TaskQueues provision
+queues and report depth; WorkerPools own a Deployment that follows the depth; the API server
+refuses invalid manifests with a message naming the field."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from taskq import TaskRequest
+from taskq.client import connect
+
+from . import cluster
+from .operator import (
+    REPO,
+    Operator,
+    condition,
+    deployment_replicas,
+    get,
+    install_crds,
+    wait_for,
+)
+
+EXAMPLES = REPO / "examples" / "k8s"
+
+
+@pytest.fixture(scope="module")
+def operator(
+    kubeconfig: Path, dsn: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Operator]:
+    install_crds(kubeconfig)
+    running = Operator(kubeconfig, dsn, tmp_path_factory.mktemp("operator") / "operator.log")
+    running.start()
+    yield running
+    running.stop()
+
+
+def apply(kubeconfig: Path, namespace: str, manifest: dict[str, Any] | str) -> None:
+    text = manifest if isinstance(manifest, str) else yaml.safe_dump(manifest)
+    cluster.kubectl("-n", namespace, "apply", "-f", "-", input=text, kubeconfig=kubeconfig)
+
+
+def example(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((EXAMPLES / name).read_text())
+    return loaded
+
+
+def ready(kubeconfig: Path, namespace: str, kind: str, name: str) -> dict[str, Any] | None:
+    obj = get(kubeconfig, namespace, kind, name)
+    found = condition(obj)
+    return obj if found and found["status"] == "True" else None
+
+
+def enqueue(dsn: str, queue: str, count: int) -> None:
+    async def run() -> None:
+        async with await connect(dsn) as client:
+            await client.enqueue_many(
+                queue, [TaskRequest("make_thumbnail", {"image": f"p{n}.png"}) for n in range(count)]
+            )
+
+    asyncio.run(run())
+
+
+def queue_exists(dsn: str, queue: str) -> bool:
+    async def run() -> bool:
+        async with await connect(dsn) as client:
+            return any(q.full_name == queue for q in await client.list_queues())
+
+    return asyncio.run(run())
+
+
+def test_taskqueue_becomes_ready_with_its_settings_in_postgres(
+    kubeconfig: Path, namespace: str, operator: Operator, dsn: str
+) -> None:
+    started = time.monotonic()
+    apply(kubeconfig, namespace, example("taskqueue.yaml"))
+    obj = wait_for(
+        lambda: ready(kubeconfig, namespace, "taskqueue", "thumbnails"),
+        "the TaskQueue to be Ready",
+        limit=15,
+    )
+    elapsed = time.monotonic() - started
+    assert queue_exists(dsn, f"{namespace}/thumbnails")
+    assert obj["status"]["tasks"] == {"ready": 0, "scheduled": 0, "running": 0, "dead": 0}
+    assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
+    printed = cluster.kubectl("-n", namespace, "get", "taskqueues", kubeconfig=kubeconfig).stdout
+    assert printed.split()[:6] == ["NAME", "READY", "PENDING", "RUNNING", "DEAD", "OLDEST"]
+    assert elapsed < 15
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"spec": {"retry": {"maxAttempts": 0}}}, "spec.retry.maxAttempts"),
+        ({"spec": {"retry": {"backoff": {"baseSeconds": 60, "maxSeconds": 1}}}}, "maxSeconds"),
+        ({"spec": {"deletionPolicy": "Sometimes"}}, "spec.deletionPolicy"),
+        ({"spec": {"payloadLimitBytes": -1}}, "spec.payloadLimitBytes"),
+        ({"spec": {"retentionDays": 3}}, "retentionDays"),
+    ],
+)
+def test_invalid_taskqueues_are_refused_naming_the_field(
+    kubeconfig: Path, namespace: str, operator: Operator, patch: dict[str, Any], message: str
+) -> None:
+    manifest = example("taskqueue.yaml")
+    manifest["metadata"]["name"] = "invalid"
+    for key, value in patch["spec"].items():
+        manifest["spec"][key] = value
+    result = cluster.kubectl(
+        "-n",
+        namespace,
+        "apply",
+        "-f",
+        "-",
+        kubeconfig=kubeconfig,
+        input=yaml.safe_dump(manifest),
+        check=False,
+    )
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_invalid_workerpools_are_refused_naming_the_field(
+    kubeconfig: Path, namespace: str, operator: Operator
+) -> None:
+    bad = [
+        ({"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}, "minReplicas"),
+        ({"replicas": 3}, "replicas"),
+        ({"queues": []}, "spec.queues"),
+        ({"env": [{"name": "TASKQ_DSN", "value": "postgresql://inline"}]}, "TASKQ_DSN"),
+    ]
+    for change, message in bad:
+        manifest = example("workerpool.yaml")
+        manifest["spec"].update(change)
+        result = cluster.kubectl(
+            "-n",
+            namespace,
+            "apply",
+            "-f",
+            "-",
+            kubeconfig=kubeconfig,
+            input=yaml.safe_dump(manifest),
+            check=False,
+        )
+        assert result.returncode != 0, change
+        assert message in result.stderr, (change, result.stderr)
+
+
+def test_database_of_a_taskqueue_cannot_change(
+    kubeconfig: Path, namespace: str, operator: Operator
+) -> None:
+    apply(kubeconfig, namespace, example("taskqueue.yaml"))
+    manifest = example("taskqueue.yaml")
+    manifest["spec"]["database"] = {"secretKeyRef": {"name": "elsewhere", "key": "dsn"}}
+    result = cluster.kubectl(
+        "-n",
+        namespace,
+        "apply",
+        "-f",
+        "-",
+        kubeconfig=kubeconfig,
+        input=yaml.safe_dump(manifest),
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "spec.database" in result.stderr
+
+
+def test_workerpool_scales_with_depth_and_back_to_zero(
+    kubeconfig: Path, namespace: str, operator: Operator, dsn: str
+) -> None:
+    apply(kubeconfig, namespace, example("taskqueue.yaml"))
+    wait_for(lambda: ready(kubeconfig, namespace, "taskqueue", "thumbnails"), "queue Ready")
+    apply(kubeconfig, namespace, example("workerpool.yaml"))
+    deployment = wait_for(
+        lambda: get(kubeconfig, namespace, "deployment", "thumbnailers"), "the worker Deployment"
+    )
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["TASKQ_DSN"]["valueFrom"]["secretKeyRef"]["name"] == "thumbnailers-taskq-dsn"
+    assert "value" not in env["TASKQ_DSN"]
+    assert env["TASKQ_QUEUES"]["value"] == f"{namespace}/thumbnails"
+    assert deployment["spec"]["replicas"] == 0  # an empty queue, minReplicas 0
+    assert deployment["metadata"]["ownerReferences"][0]["kind"] == "WorkerPool"
+
+    burst = time.monotonic()
+    enqueue(dsn, f"{namespace}/thumbnails", 1000)
+    wait_for(
+        lambda: deployment_replicas(kubeconfig, namespace, "thumbnailers") == 5,
+        "5 replicas for 1,000 tasks",
+        limit=10,
+    )
+    reaction = time.monotonic() - burst
+    pool = wait_for(
+        lambda: ready(kubeconfig, namespace, "workerpool", "thumbnailers"),
+        "the pods to be ready (kwok)",
+        limit=30,
+    )
+    assert pool["status"]["desiredReplicas"] == 5
+    assert reaction < 5
+
+    # A worker started by hand with the pods' environment contract drains the queue.
+    worker_env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "TASKQ_DSN": dsn,
+        "TASKQ_METRICS_PORT": "0",
+    }
+    worker_env.update(
+        {
+            name: e["value"]
+            for name, e in env.items()
+            if "value" in e and name not in ("TASKQ_METRICS_HOST", "TASKQ_METRICS_PORT")
+        }
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "taskq.cli.main", "worker"], env=worker_env, cwd=REPO
+    )
+    try:
+        wait_for(
+            lambda: deployment_replicas(kubeconfig, namespace, "thumbnailers") == 0,
+            "scale back to zero after the drain and the 10 s window",
+            limit=60,
+        )
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    assert "taskq_workerpool_desired_replicas" in operator.metrics()
+
+
+def test_deletion_policy(kubeconfig: Path, namespace: str, operator: Operator, dsn: str) -> None:
+    for name, policy in (("kept", "Retain"), ("dropped", "Delete")):
+        manifest = example("taskqueue.yaml")
+        manifest["metadata"]["name"] = name
+        manifest["spec"]["deletionPolicy"] = policy
+        apply(kubeconfig, namespace, manifest)
+        wait_for(lambda n=name: ready(kubeconfig, namespace, "taskqueue", n), f"{name} Ready")
+    for name in ("kept", "dropped"):
+        cluster.kubectl(
+            "-n", namespace, "delete", "taskqueue", name, "--timeout=30s", kubeconfig=kubeconfig
+        )
+    assert queue_exists(dsn, f"{namespace}/kept")
+    assert not queue_exists(dsn, f"{namespace}/dropped")
