@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -242,7 +243,8 @@ def test_deletion_policy(kubeconfig: Path, namespace: str, operator: Operator, d
         manifest["metadata"]["name"] = name
         manifest["spec"]["deletionPolicy"] = policy
         apply(kubeconfig, namespace, manifest)
-        wait_for(lambda n=name: ready(kubeconfig, namespace, "taskqueue", n), f"{name} Ready")
+    for name in ("kept", "dropped"):
+        wait_for(partial(ready, kubeconfig, namespace, "taskqueue", name), f"{name} Ready")
     for name in ("kept", "dropped"):
         cluster.kubectl(
             "-n", namespace, "delete", "taskqueue", name, "--timeout=30s", kubeconfig=kubeconfig
