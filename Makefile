@@ -16,10 +16,11 @@ export UV_PYTHON := python3
 
 include cluster/cluster.mk
 
-.PHONY: help venv postgres lint test test-fast demo bench clean
+.PHONY: help venv system lint test test-fast demo demo-queue bench clean
 
 help:
-	@echo "make demo    start Postgres, enqueue tasks, run a worker that drains them"
+	@echo "make demo    local control plane + Postgres, the operator, tasks flowing, workers scaling"
+	@echo "make demo-queue  the queue core alone: Postgres, a few thousand tasks, one worker"
 	@echo "make test    lint, type-check, and run every test (unit, integration, e2e)"
 	@echo "make bench   queue benchmarks (JSON); see docs/benchmarks.md"
 
@@ -27,35 +28,46 @@ $(UV):
 	python3 -m venv $(UV_HOME)
 	$(UV_HOME)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-$(VENV)/.synced: $(UV) uv.lock pyproject.toml worker_runtime/pyproject.toml
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml worker_runtime/pyproject.toml operator/pyproject.toml
 	$(UV) sync --frozen --quiet
 	touch $@
 
 venv: $(VENV)/.synced
 
-# The tests and the demo start their own throwaway server from Debian's binaries.
-postgres:
-	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
-	  echo "installing PostgreSQL server binaries (apt-get)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+# Debian packages a fresh machine may lack: PostgreSQL's server (tests and the demo start their
+# own throwaway server from its binaries), openssl (cluster certificates) and util-linux
+# (setsid, for the cluster's processes).
+system:
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	command -v setsid >/dev/null || missing="$$missing util-linux"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 lint: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy worker_runtime/src devenv tests bench examples
+	$(VENV)/bin/mypy worker_runtime/src operator/src devenv tests bench examples
 	$(VENV)/bin/lint-imports
 
-test: venv postgres tools lint
+test: venv system tools lint
 	$(PY) -m pytest
 
 # Unit and integration tiers only (no control plane).
-test-fast: venv postgres
+test-fast: venv system
 	$(PY) -m pytest tests/unit tests/integration
 
-demo: venv postgres
+demo: venv system tools
 	$(PY) -m examples.demo
 
-bench: venv postgres
+# The queue core alone, without Kubernetes.
+demo-queue: venv system
+	$(PY) -m examples.queue_demo
+
+bench: venv system
 	$(PY) bench/queue_bench.py
 
-clean:
+clean: cluster-down
 	rm -rf $(VENV) .state .mypy_cache .ruff_cache .pytest_cache

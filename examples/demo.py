@@ -1,132 +1,218 @@
-"""`make demo`: the queue core end to end on a local PostgreSQL.
+"""`make demo`: the whole story on the local control plane.
 
-Starts PostgreSQL (state in .state/demo-postgres, reused across runs), installs the schema,
-provisions a queue, enqueues a few thousand tasks (some delayed, some doomed to fail), runs a
-real `taskq worker` process configured only through the pod's environment contract, prints
-the queue draining, stops the worker with SIGTERM, and shows the dead letters and a task's
-tries history.
+PostgreSQL and a real Kubernetes control plane (kwok nodes) start locally; the CRDs are
+installed and the operator runs; the example TaskQueue and WorkerPool are applied; a few
+thousand tasks are enqueued; the operator scales the worker Deployment up, the queue drains,
+and the operator scales it back to zero — printed as it happens with
+`kubectl get taskqueues,workerpools`.
+
+kwok's pods run no containers, so this script plays the kubelet for the worker pods: for each
+Running pod it starts a local `taskq worker` with that pod's environment contract, and stops it
+(SIGTERM, graceful) when the pod goes away. Everything stays on 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from devenv.postgres import LocalPostgres, free_port
-
-from taskq import BackoffPolicy, QueueSettings, TaskRequest
-from taskq.client import Client, connect
+from examples.queue_demo import start_postgres
+from taskq import TaskRequest
+from taskq.client import connect
 
 REPO = Path(__file__).resolve().parent.parent
-STATE = REPO / ".state" / "demo-postgres"
-QUEUE = "demo/thumbnails"
-TASKS = 5000
+STATE = REPO / ".state"
+KUBECONFIG = STATE / "cluster" / "kubeconfig"
+KUBECTL = STATE / "bin" / "kubectl"
+NAMESPACE = "demo"
+TASKS = 3000
 
 
 def say(message: str) -> None:
     print(f"[demo] {message}", flush=True)
 
 
-def start_postgres() -> LocalPostgres:
-    port_file = STATE.parent / "demo-postgres.port"
-    port = int(port_file.read_text()) if port_file.exists() else free_port()
-    server = LocalPostgres(STATE / "data", port)
-    if os.geteuid() == 0 and not STATE.exists():
-        # as root the server runs as `postgres`, which must own its directory
-        fresh = LocalPostgres.temporary()
-        STATE.parent.mkdir(parents=True, exist_ok=True)
-        fresh.datadir.parent.rename(STATE)
-    server.start()
-    port_file.write_text(str(port))
-    return server
-
-
-async def enqueue(client: Client) -> None:
-    settings = QueueSettings(
-        max_attempts=3, backoff=BackoffPolicy(kind="exponential", base_seconds=0.2, jitter=0.1)
+def kubectl(*args: str, check: bool = True, input: str | None = None) -> str:
+    result = subprocess.run(
+        [str(KUBECTL), f"--kubeconfig={KUBECONFIG}", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        input=input,
+        timeout=60,
     )
-    await client.ensure_queue(QUEUE, settings)
-    requests = [
-        TaskRequest("make_thumbnail", {"image": f"photo-{n}.png", "size": 128})
-        for n in range(TASKS)
-    ]
-    requests += [TaskRequest("make_thumbnail", {"image": f"scan-{n}.corrupt"}) for n in range(3)]
-    requests += [TaskRequest("make_thumbnail", {"image": "late.png"}, delay=2) for _ in range(20)]
-    requests += [TaskRequest("send_report", {"to": "ops@example.com"}, priority="urgent")]
-    started = time.perf_counter()
-    await client.enqueue_many(QUEUE, requests)
-    say(
-        f"enqueued {len(requests)} tasks in one transaction "
-        f"({len(requests) / (time.perf_counter() - started):,.0f} tasks/s): "
-        f"{TASKS} thumbnails, 3 corrupt images, 20 delayed by 2 s, 1 urgent report"
-    )
+    if check and result.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
+    return result.stdout
 
 
-def start_worker(dsn: str) -> subprocess.Popen[bytes]:
+def start_operator(dsn: str) -> subprocess.Popen[bytes]:
+    log = (STATE / "demo-operator.log").open("ab")
     env = {
         **os.environ,
-        "PYTHONPATH": str(REPO),
-        "TASKQ_DSN": dsn,
-        "TASKQ_QUEUES": QUEUE,
-        "TASKQ_APP": "examples.thumbnails",
-        "TASKQ_CONCURRENCY": "100",
-        "TASKQ_METRICS_PORT": "0",
-        "TASKQ_LOG_LEVEL": "WARNING",
+        "KUBECONFIG": str(KUBECONFIG),
+        "TASKQ_OPERATOR_DEFAULT_DSN": dsn,
+        "TASKQ_OPERATOR_STATUS_INTERVAL": "1",
+        "TASKQ_OPERATOR_METRICS_PORT": "0",
+        "TASKQ_OPERATOR_LIVENESS_PORT": "0",
     }
-    say(
-        "starting: taskq worker  (TASKQ_QUEUES=demo/thumbnails TASKQ_APP=examples.thumbnails "
-        "TASKQ_CONCURRENCY=100)"
+    return subprocess.Popen(
+        [sys.executable, "-m", "taskq_operator"],
+        env=env,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
-    return subprocess.Popen([sys.executable, "-m", "taskq.cli.main", "worker"], env=env, cwd=REPO)
 
 
-async def watch(client: Client) -> None:
-    while True:
-        stats = await client.queue_stats(QUEUE)
-        say(
-            f"ready {stats.ready:>5}  scheduled {stats.scheduled:>3}  running {stats.running:>3}  "
-            f"succeeded (last min) {stats.succeeded_last_minute:>5}  dead {stats.dead}"
+class PodRunner:
+    """One local `taskq worker` per Running worker pod, with the pod's environment."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def sync(self) -> None:
+        pods = json.loads(
+            kubectl(
+                "-n",
+                NAMESPACE,
+                "get",
+                "pods",
+                "-l",
+                "app.kubernetes.io/instance=thumbnailers",
+                "-o",
+                "json",
+            )
         )
-        if stats.ready == stats.scheduled == stats.running == 0:
+        running = {
+            p["metadata"]["name"]: p
+            for p in pods["items"]
+            if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
+        }
+        for name, pod in running.items():
+            if name not in self.processes:
+                self.processes[name] = self._start(pod)
+        for name in list(self.processes):
+            if name not in running:
+                self.processes.pop(name).send_signal(signal.SIGTERM)
+
+    def _start(self, pod: dict[str, Any]) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        for entry in pod["spec"]["containers"][0]["env"]:
+            if "value" in entry:
+                env[entry["name"]] = entry["value"]
+        # the DSN comes from the pod's Secret; metrics stay off and on loopback
+        env.update(
+            TASKQ_DSN=self.dsn,
+            TASKQ_METRICS_PORT="0",
+            TASKQ_METRICS_HOST="127.0.0.1",
+            TASKQ_LOG_LEVEL="ERROR",
+            TASKQ_POD_UID=pod["metadata"]["uid"],
+        )
+        return subprocess.Popen(
+            [sys.executable, "-m", "taskq.cli.main", "worker"], env=env, cwd=REPO
+        )
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
+            process.wait(30)
+
+
+def show() -> None:
+    for line in kubectl("-n", NAMESPACE, "get", "taskqueues,workerpools").splitlines():
+        if line.strip():
+            print(f"    {line}", flush=True)
+
+
+async def enqueue(dsn: str) -> None:
+    async with await connect(dsn) as client:
+        await client.enqueue_many(
+            f"{NAMESPACE}/thumbnails",
+            [TaskRequest("make_thumbnail", {"image": f"photo-{n}.png"}) for n in range(TASKS)],
+        )
+
+
+def wait(predicate: Any, runner: PodRunner, limit: float, every: float = 2.0) -> None:
+    deadline = time.monotonic() + limit
+    shown = 0.0
+    while time.monotonic() < deadline:
+        runner.sync()
+        if time.monotonic() - shown >= every:
+            show()
+            shown = time.monotonic()
+        if predicate():
             return
-        await asyncio.sleep(0.5)
+        time.sleep(0.25)
+    raise TimeoutError("the demo did not reach the expected state in time")
 
 
-async def report(client: Client) -> None:
-    dead = await client.list_dead(QUEUE)
-    say(f"dead letters ({len(dead)}): out of attempts, kept for inspection and replay")
-    for task in dead:
-        say(f"  task {task.id} {task.payload}: {task.error['type']}: {task.error['message']}")
-    if dead:
-        history = await client.task_attempts(dead[0].id)
-        say(f"tries history of task {dead[0].id}:")
-        for attempt in history:
-            say(f"  attempt {attempt.attempt} on {attempt.worker_id}: {attempt.outcome}")
-    say("replay them once fixed:  taskq dead replay demo/thumbnails --all")
+def replicas() -> int:
+    found = kubectl(
+        "-n",
+        NAMESPACE,
+        "get",
+        "deployment",
+        "thumbnailers",
+        "-o",
+        "jsonpath={.spec.replicas}",
+        check=False,
+    )
+    return int(found) if found.strip().isdigit() else -1
 
 
-async def main() -> None:
+def main() -> None:
+    say("starting the local control plane (first run on a machine builds it: ~13 min)")
+    subprocess.run([str(REPO / "cluster" / "up.sh")], check=True)
     server = start_postgres()
-    say(f"PostgreSQL on 127.0.0.1:{server.port} (data in {STATE.relative_to(REPO)})")
-    async with await connect(server.dsn) as client:
-        applied = await client.migrate()
-        say(f"schema: {', '.join(applied) if applied else 'up to date'}")
-        await client.drop_queue(QUEUE)
-        await enqueue(client)
-        worker = start_worker(server.dsn)
-        try:
-            await watch(client)
-        finally:
-            worker.send_signal(signal.SIGTERM)
-            say(f"SIGTERM sent; worker exited with {worker.wait(30)} after a graceful stop")
-        await report(client)
-    say(f"done. PostgreSQL keeps running for you: TASKQ_DSN={server.dsn}")
+    say(f"PostgreSQL on 127.0.0.1:{server.port}")
+    kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    kubectl(
+        "wait",
+        "--for=condition=Established",
+        "crd/taskqueues.taskq.dev",
+        "crd/workerpools.taskq.dev",
+    )
+    say("CRDs installed: TaskQueue (tq), WorkerPool (wp)")
+    kubectl("create", "namespace", NAMESPACE, check=False)
+    kubectl(
+        "-n", NAMESPACE, "delete", "workerpools,taskqueues", "--all", "--wait=true", check=False
+    )
+    operator = start_operator(server.dsn)
+    runner = PodRunner(server.dsn)
+    try:
+        say("operator running (log: .state/demo-operator.log)")
+        kubectl("-n", NAMESPACE, "apply", "-f", str(REPO / "examples" / "k8s"))
+        say(
+            "applied examples/k8s: TaskQueue thumbnails, WorkerPool thumbnailers (min 0, max 5, "
+            "100 tasks per worker)"
+        )
+        wait(lambda: replicas() == 0, runner, 60)
+        say(f"enqueueing {TASKS} tasks")
+        asyncio.run(enqueue(server.dsn))
+        wait(lambda: replicas() > 0, runner, 30, every=0.5)
+        say("the operator scaled the workers up; local workers drain the queue")
+        wait(lambda: replicas() == 0, runner, 180)
+        show()
+        say("drained, and scaled back to zero after the 10 s stabilization window")
+    finally:
+        runner.stop()
+        operator.send_signal(signal.SIGTERM)
+        operator.wait(30)
+    say(
+        f"done. The cluster and PostgreSQL keep running: KUBECONFIG={KUBECONFIG} "
+        f"TASKQ_DSN={server.dsn}; `make cluster-down` stops the cluster"
+    )
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

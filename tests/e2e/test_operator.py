@@ -5,6 +5,7 @@ refuses invalid manifests with a message naming the field."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from devenv.postgres import LocalPostgres
 
 from taskq import TaskRequest
 from taskq.client import connect
@@ -251,3 +253,111 @@ def test_deletion_policy(kubeconfig: Path, namespace: str, operator: Operator, d
         )
     assert queue_exists(dsn, f"{namespace}/kept")
     assert not queue_exists(dsn, f"{namespace}/dropped")
+
+
+def test_database_down_marks_the_queue_not_ready_and_holds_replicas(
+    kubeconfig: Path, namespace: str, operator: Operator
+) -> None:
+    server = LocalPostgres.temporary()
+    server.start()
+    try:
+        cluster.kubectl(
+            "-n",
+            namespace,
+            "create",
+            "secret",
+            "generic",
+            "own-db",
+            f"--from-literal=dsn={server.dsn}",
+            kubeconfig=kubeconfig,
+        )
+        queue = example("taskqueue.yaml")
+        queue["metadata"]["name"] = "own"
+        queue["spec"]["database"] = {"secretKeyRef": {"name": "own-db", "key": "dsn"}}
+        apply(kubeconfig, namespace, queue)
+        wait_for(partial(ready, kubeconfig, namespace, "taskqueue", "own"), "own Ready")
+        pool = example("workerpool.yaml")
+        pool["metadata"]["name"] = "own-workers"
+        pool["spec"]["queues"] = ["own"]
+        pool["spec"]["autoscaling"].update(
+            minReplicas=1, targetBacklogPerReplica=10, scaleDownStabilizationSeconds=60
+        )
+        apply(kubeconfig, namespace, pool)
+        enqueue(server.dsn, f"{namespace}/own", 25)
+        wait_for(
+            lambda: deployment_replicas(kubeconfig, namespace, "own-workers") == 3,
+            "3 replicas for 25 tasks at 10 per replica",
+            limit=15,
+        )
+
+        server.stop("immediate")
+        down = wait_for(
+            lambda: _not_ready_because(kubeconfig, namespace, "own", "DatabaseUnavailable"),
+            "Ready=False with reason DatabaseUnavailable",
+            limit=30,
+        )
+        assert "database" in down["message"]
+        for _ in range(10):  # held, never scaled down or to zero on errors
+            assert deployment_replicas(kubeconfig, namespace, "own-workers") == 3
+            time.sleep(0.5)
+
+        server.start()
+        wait_for(
+            partial(ready, kubeconfig, namespace, "taskqueue", "own"),
+            "Ready again once the database is back",
+            limit=30,
+        )
+    finally:
+        server.destroy()
+
+
+def _not_ready_because(
+    kubeconfig: Path, namespace: str, name: str, reason: str
+) -> dict[str, Any] | None:
+    found = condition(get(kubeconfig, namespace, "taskqueue", name))
+    return found if found and found["status"] == "False" and found["reason"] == reason else None
+
+
+def test_operator_killed_mid_reconcile_converges_without_duplicates(
+    kubeconfig: Path, namespace: str, operator: Operator
+) -> None:
+    documents = []
+    for n in range(5):
+        queue = example("taskqueue.yaml")
+        queue["metadata"]["name"] = f"q{n}"
+        pool = example("workerpool.yaml")
+        pool["metadata"]["name"] = f"p{n}"
+        pool["spec"]["queues"] = [f"q{n}"]
+        pool["spec"]["autoscaling"].update(minReplicas=1, maxReplicas=2)
+        documents += [queue, pool]
+    apply(kubeconfig, namespace, yaml.safe_dump_all(documents))
+    time.sleep(0.3)
+    operator.kill()  # in the middle of provisioning and building Deployments
+    operator.start()
+    for n in range(5):
+        wait_for(
+            partial(ready, kubeconfig, namespace, "taskqueue", f"q{n}"), f"q{n} Ready", limit=60
+        )
+        wait_for(
+            partial(ready, kubeconfig, namespace, "workerpool", f"p{n}"), f"p{n} Ready", limit=60
+        )
+    listed = json.loads(
+        cluster.kubectl(
+            "-n",
+            namespace,
+            "get",
+            "deployments,secrets",
+            "-l",
+            "app.kubernetes.io/managed-by=taskq-operator",
+            "-o",
+            "json",
+            kubeconfig=kubeconfig,
+        ).stdout
+    )
+    names = sorted((item["kind"], item["metadata"]["name"]) for item in listed["items"])
+    assert names == sorted(
+        [("Deployment", f"p{n}") for n in range(5)]
+        + [("Secret", f"p{n}-taskq-dsn") for n in range(5)]
+    )
+    for item in listed["items"]:
+        assert len(item["metadata"]["ownerReferences"]) == 1

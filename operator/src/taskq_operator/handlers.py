@@ -93,7 +93,6 @@ def _register_operator(registry: kopf.OperatorRegistry, runtime: Runtime) -> Non
         # an explicit registry has no default login: in-cluster account, else KUBECONFIG
         return kopf.login_via_client(**kwargs)
 
-
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.persistence.finalizer = FINALIZER

@@ -7,9 +7,10 @@ import logging
 import time
 from datetime import datetime
 
-from taskq.errors import TaskqError
+from taskq.errors import TaskqError, UnknownQueueError
 from taskq.store import execution
 from taskq.store import queues as queue_store
+from taskq.store.dberrors import translated
 from taskq_operator.api import TaskQueueSpec, TaskQueueStatus, set_condition
 from taskq_operator.reconcile.runtime import (
     Emit,
@@ -47,22 +48,36 @@ async def reconcile_taskqueue(
     queue = queue_name(namespace, name)
     try:
         client = await rt.databases.client(await rt.dsn(namespace, _secret(spec)))
-        if memory.provisioned_generation != generation:
-            info = await client.ensure_queue(queue, spec.queue_settings())
-            if memory.provisioned_generation is None and status.observed_generation is None:
-                emit("Normal", "Provisioned", f"queue {queue} created in its database")
-            elif memory.provisioned_generation is not None:
-                emit("Normal", "Configured", f"queue {queue} settings applied")
-            memory.provisioned_generation = generation
-        else:
-            info = await client.get_queue(queue)
-        if time.monotonic() - memory.last_maintenance >= rt.settings.maintenance_interval:
-            memory.last_maintenance = time.monotonic()
-            rescued = await execution.rescue_expired(client.pool, info.id)
-            await execution.purge_finished(client.pool, info.id)
-            if rescued:
-                emit("Normal", "LeasesRescued", f"{rescued} tasks of crashed workers retried")
-        stats = await queue_store.queue_stats(client.pool, info.id)
+        with translated(queue):
+            if memory.provisioned_generation != generation:
+                info = await client.ensure_queue(queue, spec.queue_settings())
+                if memory.provisioned_generation is None and status.observed_generation is None:
+                    emit("Normal", "Provisioned", f"queue {queue} created in its database")
+                elif memory.provisioned_generation is not None:
+                    emit("Normal", "Configured", f"queue {queue} settings applied")
+                memory.provisioned_generation = generation
+            else:
+                info = await client.get_queue(queue)
+            if time.monotonic() - memory.last_maintenance >= rt.settings.maintenance_interval:
+                memory.last_maintenance = time.monotonic()
+                rescued = await execution.rescue_expired(client.pool, info.id)
+                await execution.purge_finished(client.pool, info.id)
+                if rescued:
+                    emit("Normal", "LeasesRescued", f"{rescued} tasks of crashed workers retried")
+            stats = await queue_store.queue_stats(client.pool, info.id)
+    except UnknownQueueError:
+        # dropped behind the operator's back: provision it again on the next pass
+        memory.provisioned_generation = None
+        return _not_ready(
+            rt,
+            status,
+            queue,
+            "QueueMissing",
+            f"queue {queue} was dropped from its database; recreating it",
+            generation,
+            now,
+            emit,
+        )
     except NotFoundError as error:
         return _not_ready(rt, status, queue, "SecretNotFound", str(error), generation, now, emit)
     except NoDatabaseError as error:

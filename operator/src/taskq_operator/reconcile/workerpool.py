@@ -11,6 +11,8 @@ from taskq.errors import TaskqError, UnknownQueueError
 from taskq.models import QueueStats
 from taskq.names import QueueName
 from taskq.store import queues as queue_store
+from taskq.store.dberrors import translated
+from taskq.store.types import Executor
 from taskq_operator.api import (
     DatabaseRef,
     SecretKeyRef,
@@ -90,19 +92,32 @@ async def _depth(
     queue's ready tasks are not demand: no worker may claim them."""
     try:
         client = await rt.databases.client(queues.dsn)
-        readings = []
-        for queue in spec.queues:
-            info = await queue_store.get_queue(client.pool, QueueName(pool.namespace, queue))
-            if info is None:
-                raise UnknownQueueError(f"{pool.namespace}/{queue}")
-            rt.databases.subscribe(queues.dsn, info.id, pool.uid, memory.wake.set)
-            stats = await queue_store.queue_stats(client.pool, info.id)
-            if queue in queues.paused:
-                stats = stats.model_copy(update={"ready": 0})
-            readings.append(stats)
+        readings = await _readings(rt, client.pool, pool, spec, queues, memory)
     except TaskqError as error:
         log.warning("pool %s/%s: depth unreadable: %s", pool.namespace, pool.name, error)
         return None
+    return readings
+
+
+async def _readings(
+    rt: Runtime,
+    db: Executor,
+    pool: PoolRef,
+    spec: WorkerPoolSpec,
+    queues: _Queues,
+    memory: PoolMemory,
+) -> list[QueueStats]:
+    with translated():
+        readings = []
+        for queue in spec.queues:
+            info = await queue_store.get_queue(db, QueueName(pool.namespace, queue))
+            if info is None:
+                raise UnknownQueueError(f"{pool.namespace}/{queue}")
+            rt.databases.subscribe(queues.dsn, info.id, pool.uid, memory.wake.set)
+            stats = await queue_store.queue_stats(db, info.id)
+            if queue in queues.paused:
+                stats = stats.model_copy(update={"ready": 0})
+            readings.append(stats)
     return readings
 
 
