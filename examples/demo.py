@@ -62,6 +62,7 @@ def start_operator(dsn: str) -> subprocess.Popen[bytes]:
         "TASKQ_OPERATOR_STATUS_INTERVAL": "1",
         "TASKQ_OPERATOR_METRICS_PORT": "0",
         "TASKQ_OPERATOR_LIVENESS_PORT": "0",
+        "TASKQ_OPERATOR_NAMESPACES": NAMESPACE,  # only the demo's: the cluster may be shared
     }
     return subprocess.Popen(
         [sys.executable, "-m", "taskq_operator"],

@@ -44,6 +44,9 @@ class Operator:
             "KUBECONFIG": str(kubeconfig),
             "PYTHONPATH": str(REPO),
             "TASKQ_OPERATOR_DEFAULT_DSN": default_dsn,
+            # only the tests' namespaces: another operator (a benchmark, the demo) may share
+            # the cluster
+            "TASKQ_OPERATOR_NAMESPACES": "e2e-*",
             "TASKQ_OPERATOR_STATUS_INTERVAL": "1",
             "TASKQ_OPERATOR_MAINTENANCE_INTERVAL": "2",
             "TASKQ_OPERATOR_METRICS_PORT": str(self.metrics_port),

@@ -15,7 +15,7 @@ class OperatorSettings(BaseSettings):
         default=None, description="DSN of the default database (TaskQueues without spec.database)"
     )
     namespaces: Annotated[list[str], NoDecode] = Field(
-        default=[], description="comma-separated namespaces to watch; empty: all namespaces"
+        default=[], description="comma-separated namespaces (globs allowed) to watch; empty: all"
     )
     status_interval: float = Field(
         default=2.0, gt=0, le=300, description="seconds between TaskQueue status refreshes"

@@ -11,6 +11,7 @@ from taskq.errors import TaskqError, UnknownQueueError
 from taskq.store import execution
 from taskq.store import queues as queue_store
 from taskq.store.dberrors import translated
+from taskq.store.migrations import MigrationChecksumError
 from taskq_operator.api import TaskQueueSpec, TaskQueueStatus, set_condition
 from taskq_operator.reconcile.runtime import (
     Emit,
@@ -78,6 +79,8 @@ async def reconcile_taskqueue(
             now,
             emit,
         )
+    except MigrationChecksumError as error:
+        return _not_ready(rt, status, queue, "SchemaConflict", str(error), generation, now, emit)
     except NotFoundError as error:
         return _not_ready(rt, status, queue, "SecretNotFound", str(error), generation, now, emit)
     except NoDatabaseError as error:
