@@ -15,6 +15,8 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := python3
 
 include cluster/cluster.mk
+# Packaging checks (image, chart, Terraform modules), one fragment per area.
+include $(wildcard mk/*.mk)
 
 .PHONY: help venv system lint test test-fast demo demo-queue bench clean
 
