@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -80,6 +81,46 @@ async def _wait(event: asyncio.Event, stopped: kopf.DaemonStopped, seconds: floa
     event.clear()
 
 
+Pass = Callable[[], Awaitable[float | None]]
+
+
+async def _reconcile_forever(
+    runtime: Runtime,
+    kind: str,
+    where: str,
+    wake: asyncio.Event,
+    stopped: kopf.DaemonStopped,
+    one_pass: Pass,
+) -> None:
+    """Run `one_pass` until the resource goes away: it returns the seconds until the next
+    pass when healthy, or None for "not healthy yet" (retried sooner, backing off to the
+    period). A wake-up (spec change, ready tasks) starts the next pass at once, but never
+    sooner than min_reconcile_gap after the previous one: a burst is one pass."""
+    failures, period = 0, runtime.settings.status_interval
+    while not stopped:
+        started = asyncio.get_running_loop().time()
+        try:
+            healthy_period = await one_pass()
+        except ValidationError as error:
+            log.error("%s %s has an invalid spec: %s", kind, where, error)
+            healthy_period = None
+        except Exception:
+            log.exception("reconciling %s %s failed", kind, where)
+            runtime.metrics.reconcile_error(kind, "Exception")
+            healthy_period = None
+        if healthy_period is None:
+            failures += 1
+            delay = min(RETRY_DELAYS[min(failures, len(RETRY_DELAYS)) - 1], period)
+        else:
+            failures, period = 0, healthy_period
+            delay = period
+        await _wait(wake, stopped, delay)
+        elapsed = asyncio.get_running_loop().time() - started
+        if elapsed < runtime.settings.min_reconcile_gap and not stopped:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await stopped.wait(runtime.settings.min_reconcile_gap - elapsed)
+
+
 def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     """Attach all handlers to `registry`, bound to `runtime` (tests build their own)."""
     _register_operator(registry, runtime)
@@ -122,41 +163,27 @@ def _register_taskqueue(registry: kopf.OperatorRegistry, runtime: Runtime) -> No
         assert namespace is not None  # TaskQueue is namespaced
         memory = runtime.queues.setdefault(uid, QueueMemory())
         emit = _emitter(body)
-        failures = 0
+
+        async def one_pass() -> float | None:
+            new = await reconcile_taskqueue(
+                runtime,
+                namespace,
+                name,
+                meta.get("generation", 0),
+                TaskQueueSpec.model_validate(dict(spec)),
+                _parse_status(TaskQueueStatus, body.get("status")),
+                memory,
+                emit,
+                datetime.now(UTC),
+            )
+            await runtime.k8s.patch_status("taskqueues", namespace, name, _status_patch(new))
+            ready = any(c.type == "Ready" and c.status == "True" for c in new.conditions)
+            return runtime.settings.status_interval if ready else None
+
         try:
-            while not stopped:
-                status = _parse_status(TaskQueueStatus, body.get("status"))
-                try:
-                    queue_spec = TaskQueueSpec.model_validate(dict(spec))
-                    new = await reconcile_taskqueue(
-                        runtime,
-                        namespace,
-                        name,
-                        meta.get("generation", 0),
-                        queue_spec,
-                        status,
-                        memory,
-                        emit,
-                        datetime.now(UTC),
-                    )
-                    await runtime.k8s.patch_status(
-                        "taskqueues", namespace, name, _status_patch(new)
-                    )
-                    ready = any(c.type == "Ready" and c.status == "True" for c in new.conditions)
-                    failures = 0 if ready else failures + 1
-                except ValidationError as error:
-                    log.error("TaskQueue %s/%s has an invalid spec: %s", namespace, name, error)
-                    failures += 1
-                except Exception:
-                    log.exception("reconciling TaskQueue %s/%s failed", namespace, name)
-                    runtime.metrics.reconcile_error("TaskQueue", "Exception")
-                    failures += 1
-                delay = (
-                    RETRY_DELAYS[min(failures, len(RETRY_DELAYS)) - 1]
-                    if failures
-                    else runtime.settings.status_interval
-                )
-                await _wait(memory.wake, stopped, min(delay, runtime.settings.status_interval))
+            await _reconcile_forever(
+                runtime, "TaskQueue", f"{namespace}/{name}", memory.wake, stopped, one_pass
+            )
         finally:
             if stopped:
                 runtime.queues.pop(uid, None)
@@ -204,44 +231,27 @@ def _register_workerpool(registry: kopf.OperatorRegistry, runtime: Runtime) -> N
         memory = runtime.pools.setdefault(uid, PoolMemory())
         pool = PoolRef(name=name, namespace=namespace, uid=uid)
         emit = _emitter(body)
-        failures = 0
+
+        async def one_pass() -> float | None:
+            pool_spec = WorkerPoolSpec.model_validate(dict(spec))
+            async with memory.lock:
+                new = await reconcile_workerpool(
+                    runtime,
+                    pool,
+                    meta.get("generation", 0),
+                    pool_spec,
+                    _parse_status(WorkerPoolStatus, body.get("status")),
+                    memory,
+                    emit,
+                    datetime.now(UTC),
+                )
+            await runtime.k8s.patch_status("workerpools", namespace, name, _status_patch(new))
+            return float(pool_spec.autoscaling.poll_interval_seconds)
+
         try:
-            while not stopped:
-                started = asyncio.get_running_loop().time()
-                pool_spec: WorkerPoolSpec | None = None
-                try:
-                    pool_spec = WorkerPoolSpec.model_validate(dict(spec))
-                    async with memory.lock:
-                        new = await reconcile_workerpool(
-                            runtime,
-                            pool,
-                            meta.get("generation", 0),
-                            pool_spec,
-                            _parse_status(WorkerPoolStatus, body.get("status")),
-                            memory,
-                            emit,
-                            datetime.now(UTC),
-                        )
-                    await runtime.k8s.patch_status(
-                        "workerpools", namespace, name, _status_patch(new)
-                    )
-                    failures = 0
-                except ValidationError as error:
-                    log.error("WorkerPool %s/%s has an invalid spec: %s", namespace, name, error)
-                    failures += 1
-                except Exception:
-                    log.exception("reconciling WorkerPool %s/%s failed", namespace, name)
-                    runtime.metrics.reconcile_error("WorkerPool", "Exception")
-                    failures += 1
-                period = pool_spec.autoscaling.poll_interval_seconds if pool_spec else 5.0
-                delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS)) - 1] if failures else period
-                await _wait(memory.wake, stopped, delay)
-                # a burst of notifications is one pass, not one per notification
-                gap = runtime.settings.min_reconcile_gap
-                elapsed = asyncio.get_running_loop().time() - started
-                if elapsed < gap and not stopped:
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await stopped.wait(gap - elapsed)
+            await _reconcile_forever(
+                runtime, "WorkerPool", f"{namespace}/{name}", memory.wake, stopped, one_pass
+            )
         finally:
             runtime.databases.unsubscribe(uid)
             if stopped:

@@ -40,6 +40,14 @@ LANGUAGE sql VOLATILE AS $$
         END * (1 + p_jitter * (2 * random() - 1))))
 $$;
 
+-- When a task that just failed runs again: its own backoff settings, else its queue's.
+CREATE FUNCTION taskq.retry_at(t taskq.tasks, q taskq.queues) RETURNS timestamptz
+LANGUAGE sql VOLATILE AS $$
+    SELECT now() + make_interval(secs => taskq.retry_delay(
+        coalesce(t.backoff_kind, q.backoff_kind), coalesce(t.backoff_base_s, q.backoff_base_s),
+        coalesce(t.backoff_max_s, q.backoff_max_s), q.backoff_jitter, t.attempts))
+$$;
+
 CREATE FUNCTION taskq.provision_queue(p_namespace text, p_name text) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -343,11 +351,7 @@ BEGIN
                    ELSE 'dead' END,
                run_at = CASE
                    WHEN v_retryable AND t.attempts < t.max_attempts AND NOT t.cancel_requested
-                   THEN now() + make_interval(secs => taskq.retry_delay(
-                       coalesce(t.backoff_kind, q.backoff_kind),
-                       coalesce(t.backoff_base_s, q.backoff_base_s),
-                       coalesce(t.backoff_max_s, q.backoff_max_s),
-                       q.backoff_jitter, t.attempts))
+                   THEN taskq.retry_at(t, q)
                    ELSE t.run_at END,
                finished_at = CASE
                    WHEN v_retryable AND t.attempts < t.max_attempts AND NOT t.cancel_requested
@@ -442,11 +446,7 @@ BEGIN
                             WHEN t.attempts < t.max_attempts THEN 'retrying'
                             ELSE 'dead' END,
                run_at = CASE WHEN NOT t.cancel_requested AND t.attempts < t.max_attempts
-                   THEN now() + make_interval(secs => taskq.retry_delay(
-                       coalesce(t.backoff_kind, q.backoff_kind),
-                       coalesce(t.backoff_base_s, q.backoff_base_s),
-                       coalesce(t.backoff_max_s, q.backoff_max_s),
-                       q.backoff_jitter, t.attempts))
+                   THEN taskq.retry_at(t, q)
                    ELSE t.run_at END,
                finished_at = CASE WHEN NOT t.cancel_requested AND t.attempts < t.max_attempts
                    THEN NULL ELSE now() END,
