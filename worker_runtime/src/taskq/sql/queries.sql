@@ -30,13 +30,7 @@ SELECT * FROM taskq.queue_stats($1)
 SELECT ord, id, created FROM taskq.enqueue_many($1, $2, $3::json[], $4, $5, $6, $7, $8, $9)
 
 -- name: get_task
-SELECT t.id, q.namespace || '/' || q.name AS queue, t.task_name, t.state, t.priority, t.payload,
-       t.run_at, t.idempotency_key, t.correlation_id, t.attempts, t.total_attempts,
-       t.max_attempts, t.worker_id, t.attempt_id::text AS attempt_id, t.lease_expires_at,
-       t.cancel_requested, t.result, t.error, t.progress, t.created_at, t.started_at,
-       t.finished_at
-  FROM taskq.tasks t JOIN taskq.queues q ON q.id = t.queue_id
- WHERE t.id = $1
+SELECT * FROM taskq.task_details WHERE id = $1
 
 -- name: task_attempts
 SELECT attempt, attempt_id::text AS attempt_id, worker_id, started_at, finished_at, outcome, error
@@ -46,14 +40,9 @@ SELECT attempt, attempt_id::text AS attempt_id, worker_id, started_at, finished_
 SELECT state, cancel_requested FROM taskq.cancel($1)
 
 -- name: list_dead
-SELECT t.id, q.namespace || '/' || q.name AS queue, t.task_name, t.state, t.priority, t.payload,
-       t.run_at, t.idempotency_key, t.correlation_id, t.attempts, t.total_attempts,
-       t.max_attempts, t.worker_id, t.attempt_id::text AS attempt_id, t.lease_expires_at,
-       t.cancel_requested, t.result, t.error, t.progress, t.created_at, t.started_at,
-       t.finished_at
-  FROM taskq.tasks t JOIN taskq.queues q ON q.id = t.queue_id
- WHERE t.queue_id = $1 AND t.state = 'dead'
- ORDER BY t.finished_at DESC, t.id DESC
+SELECT * FROM taskq.task_details
+ WHERE queue_id = $1 AND state = 'dead'
+ ORDER BY finished_at DESC, id DESC
  LIMIT $2
 
 -- name: replay_dead

@@ -195,6 +195,7 @@ def _check_payload_sizes(payloads: list[str], limit: int, offset: int) -> None:
 
 def _task_from_row(row: asyncpg.Record) -> TaskInfo:
     data = dict(row)
+    del data["queue_id"]
     for key in ("payload", "result", "error", "progress"):
         data[key] = jsonutil.loads(data[key])
     return TaskInfo(**data)

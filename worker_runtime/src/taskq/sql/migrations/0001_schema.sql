@@ -136,3 +136,13 @@ CREATE TABLE taskq.attempts (
     CONSTRAINT attempt_error_unless_succeeded CHECK ((outcome = 'succeeded') = (error IS NULL)
         OR outcome IN ('canceled', 'released'))
 ) PARTITION BY LIST (queue_id);
+
+-- Tasks with their queue's full name, as the client and the CLI show them; pruning to one
+-- partition still works through the view.
+CREATE VIEW taskq.task_details AS
+SELECT t.queue_id, t.id, q.namespace || '/' || q.name AS queue, t.task_name, t.state,
+       t.priority, t.payload, t.run_at, t.idempotency_key, t.correlation_id, t.attempts,
+       t.total_attempts, t.max_attempts, t.worker_id, t.attempt_id::text AS attempt_id,
+       t.lease_expires_at, t.cancel_requested, t.result, t.error, t.progress, t.created_at,
+       t.started_at, t.finished_at
+  FROM taskq.tasks t JOIN taskq.queues q ON q.id = t.queue_id;
