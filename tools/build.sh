@@ -20,7 +20,7 @@ TOOLS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(dirname "$TOOLS_DIR")
 CACHE_ROOT=${TASKQ_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/taskq-tools}
 LINK_DIR=$REPO_DIR/.state/bin
-ALL_TOOLS=(kube etcd kwok)
+ALL_TOOLS=(kube etcd kwok helm)
 NO_LINK=0
 
 log() { echo "tools/build.sh: $*" >&2; }
@@ -78,6 +78,7 @@ tool_version() {
         kube) required_version kube k8s.io/kubernetes ;;
         etcd) required_version etcd go.etcd.io/etcd/server/v3 ;;
         kwok) required_version kwok sigs.k8s.io/kwok ;;
+        helm) required_version helm helm.sh/helm/v3 ;;
         *) log "unknown tool: $1 (known: ${ALL_TOOLS[*]})"; exit 2 ;;
     esac
 }
@@ -88,6 +89,7 @@ tool_packages() {
                    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl ;;
         etcd) echo go.etcd.io/etcd/server/v3 go.etcd.io/etcd/etcdctl/v3 ;;
         kwok) echo sigs.k8s.io/kwok/cmd/kwok ;;
+        helm) echo helm.sh/helm/v3/cmd/helm ;;
     esac
 }
 
@@ -106,6 +108,15 @@ tool_ldflags() {
             echo "-s -w$x" ;;
         etcd) echo "-s -w" ;;
         kwok) echo "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$v" ;;
+        helm)
+            # What helm's Makefile sets: the release version, and the Kubernetes version helm
+            # assumes for rendering (.Capabilities) from the client-go it was built with.
+            local cg; cg=$(required_version helm k8s.io/client-go); cg=${cg#v0.}; cg=${cg%%.*}
+            local hv=helm.sh/helm/v3
+            echo "-s -w -X $hv/internal/version.version=$v -X $hv/internal/version.metadata=" \
+                 "-X $hv/internal/version.gitTreeState=clean" \
+                 "-X $hv/pkg/lint/rules.k8sVersionMajor=1 -X $hv/pkg/lint/rules.k8sVersionMinor=$cg" \
+                 "-X $hv/pkg/chartutil.k8sVersionMajor=1 -X $hv/pkg/chartutil.k8sVersionMinor=$cg" ;;
     esac
 }
 

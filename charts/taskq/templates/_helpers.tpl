@@ -1,0 +1,131 @@
+{{/* Names and labels shared by every template. */}}
+
+{{- define "taskq.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "taskq.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "taskq.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "taskq.labels" -}}
+helm.sh/chart: {{ include "taskq.chart" . }}
+{{ include "taskq.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: taskq
+{{- end }}
+
+{{- define "taskq.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "taskq.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "taskq.operatorSelectorLabels" -}}
+{{ include "taskq.selectorLabels" . }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "taskq.postgresqlSelectorLabels" -}}
+{{ include "taskq.selectorLabels" . }}
+app.kubernetes.io/component: postgresql
+{{- end }}
+
+{{- define "taskq.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "taskq.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "taskq.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end }}
+{{- end }}
+
+{{- define "taskq.postgresqlName" -}}
+{{- printf "%s-postgresql" (include "taskq.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The Secret and key of the operator's default DSN, or "" when there is none. */}}
+{{- define "taskq.databaseSecret" -}}
+{{- if .Values.database.existingSecret }}
+{{- .Values.database.existingSecret }}
+{{- else if .Values.postgresql.enabled }}
+{{- include "taskq.postgresqlName" . }}
+{{- end }}
+{{- end }}
+
+{{- define "taskq.databaseSecretKey" -}}
+{{- if .Values.database.existingSecret }}
+{{- .Values.database.secretKey }}
+{{- else }}
+{{- "dsn" }}
+{{- end }}
+{{- end }}
+
+{{/*
+True ("true") when every watched namespace is an exact name: the namespaced permissions are then
+granted by one Role per namespace. Empty list (all namespaces) or a glob: a ClusterRole.
+*/}}
+{{- define "taskq.namespacedRbac" -}}
+{{- $exact := gt (len .Values.operator.watchNamespaces) 0 }}
+{{- range .Values.operator.watchNamespaces }}
+{{- if regexMatch "[*?\\[\\]!]" . }}
+{{- $exact = false }}
+{{- end }}
+{{- end }}
+{{- if $exact }}true{{ end }}
+{{- end }}
+
+{{/*
+What the operator does in the namespaces it watches (docs/helm.md explains every rule):
+- taskqueues, workerpools: kopf lists and watches them, patches its finalizer and bookkeeping
+  annotations onto them; WorkerPools read their TaskQueues (get).
+- taskqueues/status, workerpools/status: the operator writes status through the subresource.
+- workerpools/finalizers update: the pool's Deployment and DSN Secret carry an ownerReference
+  with blockOwnerDeletion, which clusters enforcing OwnerReferencesPermissionEnforcement allow
+  only to who may update the owner's finalizers.
+- deployments get, create, patch: reads a pool's Deployment state; writes it by server-side
+  apply, a PATCH that the API server authorizes as create when the object does not exist yet.
+- secrets get, create, patch: reads DSN Secrets named by TaskQueues; server-side apply (create,
+  then patch) of the per-pool copy `<pool>-taskq-dsn` of the default DSN.
+- events create: kopf posts Warning Events on the resources.
+*/}}
+{{- define "taskq.namespacedRules" -}}
+- apiGroups: ["taskq.dev"]
+  resources: ["taskqueues", "workerpools"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["taskq.dev"]
+  resources: ["taskqueues/status", "workerpools/status"]
+  verbs: ["get", "patch"]
+- apiGroups: ["taskq.dev"]
+  resources: ["workerpools/finalizers"]
+  verbs: ["update"]
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "create", "patch"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "create", "patch"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end }}
