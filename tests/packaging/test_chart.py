@@ -604,7 +604,16 @@ def test_install_upgrade_uninstall_on_the_cluster(
             ),
             "WorkerPool Ready",
         )
-        time.sleep(2)  # a few more passes: status writes, events
+
+        def pool_events() -> list[Any]:
+            items = json.loads(
+                kubectl("-n", ns, "get", "events", "-o", "json", kubeconfig=kube).stdout
+            )["items"]
+            return [e for e in items if e["involvedObject"]["kind"] == "WorkerPool"]
+
+        # the scaling decision is an Event: posting it needs `events: create`
+        wait_for(pool_events, "an Event on the WorkerPool posted as the ServiceAccount")
+        time.sleep(2)  # a few more passes: status writes
         text = log.read_text()
         assert "403" not in text and "Forbidden" not in text, text[-3000:]
         assert "Not enough permissions" not in text, text[-3000:]
