@@ -492,6 +492,11 @@ def test_install_upgrade_uninstall_on_the_cluster(
     sa = "tq-taskq"
     kubectl = cluster.kubectl
     kubectl("create", "namespace", ns, kubeconfig=kube)
+    # Pod Security admission refuses any pod of the chart (operator, helm test Job) that is not
+    # within the restricted profile.
+    kubectl(
+        "label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted", kubeconfig=kube
+    )
     operator: Operator | None = None
     try:
         kubectl(
