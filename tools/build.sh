@@ -8,7 +8,8 @@
 # <repo>/.state/bin/ (git-ignored) so scripts and tests find them in one place.
 #
 #   tools/build.sh kube etcd kwok     build (if needed) and print each tool's bin directory
-#   tools/build.sh all                the same for every tool
+#   tools/build.sh all                the same for every tool (of the control plane and helm)
+#   tools/build.sh terraform          tofu and its providers (used through terraform/mirror.sh)
 #   tools/build.sh --path kube        print the bin directory without building (may not exist)
 #   tools/build.sh --no-link ...      do not touch .state/bin/
 #   tools/build.sh --go               print the Go used for builds (fetching it first if needed)
@@ -21,6 +22,8 @@ REPO_DIR=$(dirname "$TOOLS_DIR")
 CACHE_ROOT=${TASKQ_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/taskq-tools}
 LINK_DIR=$REPO_DIR/.state/bin
 ALL_TOOLS=(kube etcd kwok helm)
+# Built only on request (`tools/build.sh terraform`, `make terraform-tools`), not by `all`.
+TERRAFORM_TOOLS=(tofu terraform-provider-kubernetes terraform-provider-helm terraform-provider-random)
 NO_LINK=0
 
 log() { echo "tools/build.sh: $*" >&2; }
@@ -72,6 +75,9 @@ required_version() {
         "$TOOLS_DIR/$1/go.mod"
 }
 
+# The package of the (single-line) `tool` directive in tools/$1/go.mod.
+tool_directive() { awk '$1 == "tool" { print $2; exit }' "$TOOLS_DIR/$1/go.mod"; }
+
 # tool -> main module whose version names the cache dir; packages to build; ldflags.
 tool_version() {
     case $1 in
@@ -79,7 +85,9 @@ tool_version() {
         etcd) required_version etcd go.etcd.io/etcd/server/v3 ;;
         kwok) required_version kwok sigs.k8s.io/kwok ;;
         helm) required_version helm helm.sh/helm/v3 ;;
-        *) log "unknown tool: $1 (known: ${ALL_TOOLS[*]})"; exit 2 ;;
+        tofu) required_version tofu github.com/opentofu/opentofu ;;
+        terraform-provider-*) required_version "$1" "$(tool_directive "$1")" ;;
+        *) log "unknown tool: $1 (known: ${ALL_TOOLS[*]} ${TERRAFORM_TOOLS[*]})"; exit 2 ;;
     esac
 }
 
@@ -89,6 +97,8 @@ tool_packages() {
                    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl ;;
         etcd) echo go.etcd.io/etcd/server/v3 go.etcd.io/etcd/etcdctl/v3 ;;
         kwok) echo sigs.k8s.io/kwok/cmd/kwok ;;
+        tofu) echo github.com/opentofu/opentofu/cmd/tofu ;;
+        terraform-provider-*) tool_directive "$1" ;;
         helm) echo helm.sh/helm/v3/cmd/helm ;;
     esac
 }
@@ -108,6 +118,8 @@ tool_ldflags() {
             echo "-s -w$x" ;;
         etcd) echo "-s -w" ;;
         kwok) echo "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$v" ;;
+        tofu) echo "-s -w -X github.com/opentofu/opentofu/version.dev=no" ;;   # version: its VERSION file
+        terraform-provider-*) echo "-s -w" ;;
         helm)
             # What helm's Makefile sets: the release version, and the Kubernetes version helm
             # assumes for rendering (.Capabilities) from the client-go it was built with.
@@ -202,7 +214,8 @@ main() {
             --no-link) NO_LINK=1 ;;
             --go) find_go; exit 0 ;;
             all) tools+=("${ALL_TOOLS[@]}") ;;
-            -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}"; exit 0 ;;
+            terraform) tools+=("${TERRAFORM_TOOLS[@]}") ;;
+            -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}"; exit 0 ;;
             *) tools+=("$a") ;;
         esac
     done
