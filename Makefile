@@ -71,5 +71,8 @@ demo-queue: venv system
 bench: venv system
 	$(PY) bench/queue_bench.py
 
+bench-operator: venv system tools
+	$(PY) bench/operator_bench.py
+
 clean: cluster-down
 	rm -rf $(VENV) .state .mypy_cache .ruff_cache .pytest_cache
