@@ -61,8 +61,7 @@ ARG REVISION=unknown
 LABEL org.opencontainers.image.title="taskq-worker" \
       org.opencontainers.image.description="taskq worker runtime: runs the handlers of TASKQ_APP against Postgres-backed queues" \
       org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.documentation="docs/image.md and docs/worker.md in the taskq repository"
+      org.opencontainers.image.revision="${REVISION}"
 # uid/gid 10001: what the operator's pods run as (runAsUser/runAsGroup), numeric so that
 # runAsNonRoot can be checked against the image.
 RUN groupadd --system --gid 10001 taskq \
@@ -97,8 +96,7 @@ ARG REVISION=unknown
 LABEL org.opencontainers.image.title="taskq-operator" \
       org.opencontainers.image.description="taskq Kubernetes operator: TaskQueue and WorkerPool resources" \
       org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.documentation="docs/image.md and docs/operator.md in the taskq repository"
+      org.opencontainers.image.revision="${REVISION}"
 RUN groupadd --system --gid 10001 taskq \
     && useradd --system --uid 10001 --gid 10001 --home-dir /tmp --no-create-home \
         --shell /usr/sbin/nologin taskq
