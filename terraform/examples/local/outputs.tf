@@ -1,0 +1,14 @@
+output "release_name" {
+  description = "Name of the Helm release."
+  value       = module.taskq.release_name
+}
+
+output "namespace" {
+  description = "Namespace of the release."
+  value       = module.taskq.namespace
+}
+
+output "database_secret_name" {
+  description = "Secret holding the default DSN (the DSN is not an output)."
+  value       = module.taskq.database_secret_name
+}

@@ -1,0 +1,170 @@
+variable "namespace" {
+  description = "Namespace of the release (and of the default database Secret)."
+  type        = string
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", var.namespace)) && length(var.namespace) <= 63
+    error_message = "namespace must be a DNS-1123 label: lowercase letters, digits and '-', at most 63 characters."
+  }
+}
+
+variable "create_namespace" {
+  description = "Create the namespace (labelled for the `restricted` Pod Security profile). Set false when it exists already."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "release_name" {
+  description = "Name of the Helm release."
+  type        = string
+  default     = "taskq"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", var.release_name)) && length(var.release_name) <= 53
+    error_message = "release_name must be a DNS-1123 label of at most 53 characters (Helm's limit)."
+  }
+}
+
+variable "chart" {
+  description = "The chart: a local path, or a chart name within `chart_repository`. Null: the chart of this repository (`charts/taskq`)."
+  type        = string
+  default     = null
+}
+
+variable "chart_repository" {
+  description = "Repository URL of the chart (`https://...` or `oci://...`); null for a local path."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.chart_repository == null || can(regex("^(https|oci)://", var.chart_repository))
+    error_message = "chart_repository must start with https:// or oci://."
+  }
+}
+
+variable "chart_version" {
+  description = "Chart version to install from `chart_repository`; null: the latest (not recommended)."
+  type        = string
+  default     = null
+}
+
+variable "image" {
+  description = "The operator image. Null keeps the chart's defaults. `digest` (sha256:...) takes precedence over `tag`."
+  type = object({
+    repository = string
+    tag        = optional(string, "")
+    digest     = optional(string, "")
+  })
+  default = null
+
+  validation {
+    condition     = var.image == null || try(length(trimspace(var.image.repository)) > 0, false)
+    error_message = "image.repository must not be empty."
+  }
+  validation {
+    condition     = var.image == null || try(var.image.digest == "" || can(regex("^sha256:[0-9a-f]{64}$", var.image.digest)), false)
+    error_message = "image.digest must be empty or sha256: followed by 64 lowercase hex digits."
+  }
+}
+
+variable "values" {
+  description = "Chart values (an object, as in values.yaml), passed through. The inputs of this module are applied on top."
+  type        = any
+  default     = {}
+  nullable    = false
+
+  validation {
+    condition     = can(keys(var.values))
+    error_message = "values must be an object (a map of chart values), not a list or a scalar."
+  }
+}
+
+variable "watch_namespaces" {
+  description = "Namespaces the operator watches. Null: only `namespace` (least privilege: namespaced Roles only). An empty list: every namespace (cluster-wide RBAC)."
+  type        = list(string)
+  default     = null
+
+  validation {
+    condition     = var.watch_namespaces == null || alltrue([for n in coalesce(var.watch_namespaces, []) : can(regex("^[a-z0-9*]([-a-z0-9*]*[a-z0-9*])?$", n))])
+    error_message = "watch_namespaces must hold namespace names or globs such as team-*."
+  }
+}
+
+variable "crds_create" {
+  description = "Install the TaskQueue and WorkerPool CRDs with the chart (they are kept on uninstall). False when they are managed elsewhere."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "database_secret_name" {
+  description = "Name of the Secret (in `namespace`) holding the operator's default database DSN. Null: no default database, unless `create_database_secret` is true (then `<release_name>-database`)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.database_secret_name == null || can(regex("^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$", coalesce(var.database_secret_name, "x")))
+    error_message = "database_secret_name must be a DNS-1123 subdomain."
+  }
+}
+
+variable "database_secret_key" {
+  description = "Key of the DSN in the default database Secret."
+  type        = string
+  default     = "dsn"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^[-._a-zA-Z0-9]+$", var.database_secret_key))
+    error_message = "database_secret_key must be a valid Secret key ([-._a-zA-Z0-9]+)."
+  }
+}
+
+variable "create_database_secret" {
+  description = "Create the default database Secret from `database_dsn`."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "database_dsn" {
+  description = "The default database DSN (postgresql://user:password@host:5432/db), written to the Secret as a write-only attribute: it is stored neither in the state nor in the plan. Required when `create_database_secret` is true."
+  type        = string
+  default     = null
+  sensitive   = true
+  ephemeral   = true
+}
+
+variable "database_dsn_version" {
+  description = "Bump to rewrite the Secret with a new `database_dsn` (write-only values are sent only when this changes)."
+  type        = number
+  default     = 1
+  nullable    = false
+
+  validation {
+    condition     = var.database_dsn_version >= 1 && floor(var.database_dsn_version) == var.database_dsn_version
+    error_message = "database_dsn_version must be a positive integer."
+  }
+}
+
+variable "wait" {
+  description = "Wait until the operator's Deployment is available before marking the release successful."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "timeout" {
+  description = "Seconds to wait for Helm operations."
+  type        = number
+  default     = 300
+  nullable    = false
+
+  validation {
+    condition     = var.timeout >= 30 && var.timeout <= 3600
+    error_message = "timeout must be between 30 and 3600 seconds."
+  }
+}
