@@ -281,9 +281,8 @@ locals {
 # outside the cluster. Only the secret's ARN is an output.
 resource "aws_secretsmanager_secret" "db" {
   # Rotating the password must also rewrite the DSN Secret in the cluster, which a Secrets
-  # Manager rotation Lambda cannot do: rotate by replacing random_password.db and re-applying
-  # (docs/terraform.md).
-  #checkov:skip=CKV2_AWS_57:rotation is a re-apply (it must update the Kubernetes Secret too)
+  # Manager rotation Lambda cannot do: rotate by bumping var.database_password_version.
+  #checkov:skip=CKV2_AWS_57:rotation is a re-apply with database_password_version bumped (it must update the Kubernetes Secret too)
   name_prefix = "taskq/${var.name}/database-"
   description = "taskq ${var.name}: PostgreSQL credentials and DSN"
   kms_key_id  = aws_kms_key.this.arn
