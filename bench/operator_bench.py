@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from kubernetes import client as k8s
@@ -457,9 +457,41 @@ class Bench:
             return not names & set(self.namespaces)
 
         try:
-            wait_until(gone, "the benchmark's namespaces to be deleted", limit=2 * TIMEOUT)
+            wait_until(gone, "the benchmark's namespaces to be deleted", limit=120)
         except TimeoutError as error:
-            log(f"{error}; they are left behind: {' '.join(self.namespaces)}")
+            # Seen with the operator watching named namespaces: a pool's daemon kept running
+            # after its namespace began terminating and the finalizers stayed. The objects are
+            # the benchmark's own (Retain, throwaway database): drop the finalizers.
+            log(f"{error}; removing the finalizers of what remains")
+            self._drop_finalizers()
+            try:
+                wait_until(gone, "the benchmark's namespaces to be deleted", limit=60)
+            except TimeoutError as again:
+                log(f"{again}; left behind: {' '.join(self.namespaces)}")
+
+    def _drop_finalizers(self) -> None:
+        for namespace in self.namespaces:
+            for plural in ("taskqueues", "workerpools"):
+                try:
+                    found = cast(
+                        Obj,
+                        self.custom.list_namespaced_custom_object(
+                            GROUP, VERSION, namespace, plural
+                        ),
+                    )
+                    for item in found.get("items") or []:
+                        if item["metadata"].get("finalizers"):
+                            self.custom.patch_namespaced_custom_object(
+                                GROUP,
+                                VERSION,
+                                namespace,
+                                plural,
+                                item["metadata"]["name"],
+                                {"metadata": {"finalizers": None}},
+                            )
+                except ApiException as error:
+                    if error.status != 404:
+                        log(f"cannot drop finalizers in {namespace}: {error.reason}")
 
 
 def versions() -> dict[str, str]:
