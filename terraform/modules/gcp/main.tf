@@ -224,7 +224,7 @@ resource "google_container_cluster" "this" {
 resource "google_container_node_pool" "this" {
   project  = var.project_id
   name     = "default"
-  cluster  = google_container_cluster.this.id
+  cluster  = google_container_cluster.this.name
   location = var.region
 
   autoscaling {
