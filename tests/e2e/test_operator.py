@@ -47,6 +47,24 @@ def operator(
     running.stop()
 
 
+@pytest.fixture(autouse=True)
+def _release_finalizers(kubeconfig: Path, namespace: str, operator: Operator) -> Iterator[None]:
+    """Delete the test's resources while the operator still runs: their finalizers are the
+    operator's to release, and a namespace holding them would never finish deleting."""
+    yield
+    cluster.kubectl(
+        "-n",
+        namespace,
+        "delete",
+        "workerpools,taskqueues",
+        "--all",
+        "--wait=true",
+        "--timeout=60s",
+        kubeconfig=kubeconfig,
+        check=False,
+    )
+
+
 def apply(kubeconfig: Path, namespace: str, manifest: dict[str, Any] | str) -> None:
     text = manifest if isinstance(manifest, str) else yaml.safe_dump(manifest)
     cluster.kubectl("-n", namespace, "apply", "-f", "-", input=text, kubeconfig=kubeconfig)
