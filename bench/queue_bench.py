@@ -31,6 +31,7 @@ from taskq.client import Client, connect
 from taskq.models import TaskRequest
 from taskq.worker.context import TaskContext
 from taskq.worker.loop import Worker
+from taskq.worker.main import worker_pool
 from taskq.worker.registry import Registry
 from taskq.worker.settings import WorkerSettings
 
@@ -85,7 +86,8 @@ async def bench_process(client: Client, dsn: str) -> float:
         if count == N:
             done.set()
 
-    worker = Worker(client.pool, registry, _settings(dsn, queue), "bench-worker")
+    pool = await worker_pool(dsn)  # as `taskq worker` makes it
+    worker = Worker(pool, registry, _settings(dsn, queue), "bench-worker")
     stop = asyncio.Event()
     started = time.perf_counter()
     running = asyncio.create_task(worker.run(stop))
@@ -93,6 +95,7 @@ async def bench_process(client: Client, dsn: str) -> float:
     stop.set()
     await running  # graceful stop flushes the last acknowledgements
     elapsed = time.perf_counter() - started
+    await pool.close()
     stats = await client.queue_stats(queue)
     if stats.ready or stats.running:
         raise RuntimeError(f"process phase left tasks behind: {stats}")
@@ -110,7 +113,8 @@ async def bench_pickup(client: Client, dsn: str) -> tuple[float, float]:
         picked[ctx.task_id] = time.perf_counter()
         arrived.set()
 
-    worker = Worker(client.pool, registry, _settings(dsn, queue, concurrency=10), "bench-pickup")
+    pool = await worker_pool(dsn)
+    worker = Worker(pool, registry, _settings(dsn, queue, concurrency=10), "bench-pickup")
     stop = asyncio.Event()
     running = asyncio.create_task(worker.run(stop))
     await asyncio.sleep(0.5)  # let it start listening
@@ -124,6 +128,7 @@ async def bench_pickup(client: Client, dsn: str) -> tuple[float, float]:
         await asyncio.sleep(0.01)  # idle again
     stop.set()
     await running
+    await pool.close()
     latencies.sort()
     return statistics.median(latencies), latencies[int(len(latencies) * 0.99) - 1]
 

@@ -36,10 +36,22 @@ from taskq.store.migrations import migrate
 from taskq.store.types import Connection
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    server_settings: dict[str, str] | None = None,
+) -> asyncpg.Pool:
     """A connection pool, or DatabaseUnavailableError naming why the database is unreachable."""
     try:
-        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, timeout=10)
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=10,
+            server_settings=server_settings,
+        )
     except CONNECTION_ERRORS as error:
         raise DatabaseUnavailableError(describe_connection_error(error)) from None
     except ValueError as error:  # a malformed DSN

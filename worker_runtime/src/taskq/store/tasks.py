@@ -26,7 +26,7 @@ from taskq.store.sqlfiles import query
 from taskq.store.types import Connection, Executor
 
 # Tasks per statement: bounds statement size and memory; one transaction spans all chunks.
-ENQUEUE_CHUNK = 10_000
+ENQUEUE_CHUNK = 50_000
 # Batches this large without idempotency keys are written with COPY.
 COPY_THRESHOLD = 64
 COPY_COLUMNS = [
