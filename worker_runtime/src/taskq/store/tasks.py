@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -26,7 +26,8 @@ from taskq.store.sqlfiles import query
 from taskq.store.types import Connection, Executor
 
 # Tasks per statement: bounds statement size and memory; one transaction spans all chunks.
-ENQUEUE_CHUNK = 50_000
+ENQUEUE_CHUNK = 10_000
+COPY_CHUNK = 100_000
 # Batches this large without idempotency keys are written with COPY.
 COPY_THRESHOLD = 64
 COPY_COLUMNS = [
@@ -41,7 +42,6 @@ COPY_COLUMNS = [
     "timeout_s",
     "correlation_id",
 ]
-KEYS = 4  # position of the idempotency keys in the function's columns
 
 
 def _delay_seconds(delay: float | timedelta | None, position: int) -> float | None:
@@ -53,67 +53,63 @@ def _delay_seconds(delay: float | timedelta | None, position: int) -> float | No
     return seconds
 
 
+# One validated request: name, payload JSON, priority, delay, key, max attempts, timeout,
+# correlation id (None: the queue's default).
+Row = tuple[str, str, int | None, float | None, str | None, int | None, float | None, str | None]
+
+
+def _validated(t: TaskRequest, i: int, inherited: str | None) -> Row:
+    """Check one request and encode its payload; errors name the request's position."""
+    name = t.task_name
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_TASK_NAME:
+        raise InvalidArgumentError(
+            f"tasks[{i}].task_name", f"{name!r} must be 1..{MAX_TASK_NAME} characters"
+        )
+    try:
+        payload = jsonutil.encoder.encode(t.payload)
+    except (TypeError, ValueError) as error:
+        raise InvalidArgumentError(
+            f"tasks[{i}].payload", f"not JSON-serialisable: {error}"
+        ) from None
+    correlation = t.correlation_id if t.correlation_id is not None else inherited
+    if (
+        t.priority is None
+        and t.delay is None
+        and t.idempotency_key is None
+        and t.max_attempts is None
+        and t.timeout is None
+    ):
+        return (name, payload, None, None, None, None, None, correlation)
+    if t.idempotency_key is not None and not 1 <= len(t.idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+        raise InvalidArgumentError(
+            f"tasks[{i}].idempotency_key", f"must be 1..{MAX_IDEMPOTENCY_KEY} characters"
+        )
+    if t.max_attempts is not None and not 1 <= t.max_attempts <= 1000:
+        raise InvalidArgumentError(f"tasks[{i}].max_attempts", "must be 1..1000")
+    if t.timeout is not None and not t.timeout > 0:
+        raise InvalidArgumentError(f"tasks[{i}].timeout", "must be > 0 seconds")
+    return (
+        name,
+        payload,
+        resolve_priority(t.priority, f"tasks[{i}].priority"),
+        _delay_seconds(t.delay, i),
+        t.idempotency_key,
+        t.max_attempts,
+        t.timeout,
+        correlation,
+    )
+
+
 Column = list[Any] | None
 
 
-def _optional_columns(tasks: Sequence[TaskRequest], inherited: str | None) -> list[Column]:
-    """Priority, delay, key, attempts, timeout and correlation columns; an all-NULL column is
-    sent as NULL (less to encode; the SQL function reads NULL as "defaults")."""
-    columns: list[list[Any]] = [[], [], [], [], [], []]
-    priorities, delays, keys, attempts, timeouts, correlations = columns
-    for i, t in enumerate(tasks):
-        if t.idempotency_key is not None and not 1 <= len(t.idempotency_key) <= MAX_IDEMPOTENCY_KEY:
-            raise InvalidArgumentError(
-                f"tasks[{i}].idempotency_key", f"must be 1..{MAX_IDEMPOTENCY_KEY} characters"
-            )
-        if t.max_attempts is not None and not 1 <= t.max_attempts <= 1000:
-            raise InvalidArgumentError(f"tasks[{i}].max_attempts", "must be 1..1000")
-        if t.timeout is not None and not t.timeout > 0:
-            raise InvalidArgumentError(f"tasks[{i}].timeout", "must be > 0 seconds")
-        priorities.append(resolve_priority(t.priority, f"tasks[{i}].priority"))
-        delays.append(_delay_seconds(t.delay, i))
-        keys.append(t.idempotency_key)
-        attempts.append(t.max_attempts)
-        timeouts.append(t.timeout)
-        correlations.append(t.correlation_id if t.correlation_id is not None else inherited)
-    return [c if any(v is not None for v in c) else None for c in columns]
-
-
-def _columns(tasks: Sequence[TaskRequest]) -> list[Column]:
-    """Validate requests and lay them out as the SQL function's arrays. The common request
-    (a name and a payload) takes one cheap pass: bulk enqueue spends most of its Python time
-    here."""
-    names: list[str] = []
-    payloads: list[str] = []
-    encode = jsonutil.encoder.encode
-    only_defaults = True
-    for i, t in enumerate(tasks):
-        name = t.task_name
-        if not isinstance(name, str) or not 0 < len(name) <= MAX_TASK_NAME:
-            raise InvalidArgumentError(
-                f"tasks[{i}].task_name", f"{name!r} must be 1..{MAX_TASK_NAME} characters"
-            )
-        names.append(name)
-        try:
-            payloads.append(encode(t.payload))
-        except (TypeError, ValueError) as error:
-            raise InvalidArgumentError(
-                f"tasks[{i}].payload", f"not JSON-serialisable: {error}"
-            ) from None
-        if only_defaults and (
-            t.priority is not None
-            or t.delay is not None
-            or t.idempotency_key is not None
-            or t.max_attempts is not None
-            or t.timeout is not None
-            or t.correlation_id is not None
-        ):
-            only_defaults = False
+def _columns(tasks: Sequence[TaskRequest], offset: int = 0) -> list[Column]:
+    """The SQL function's arrays; an all-NULL column is sent as NULL (less to encode; the
+    function reads NULL as "defaults")."""
     inherited = current_correlation_id.get()
-    if only_defaults:
-        correlations = None if inherited is None else [inherited] * len(names)
-        return [names, payloads, None, None, None, None, None, correlations]
-    return [names, payloads, *_optional_columns(tasks, inherited)]
+    rows = [_validated(t, offset + i, inherited) for i, t in enumerate(tasks)]
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    return [c if n < 2 or any(v is not None for v in c) else None for n, c in enumerate(columns)]
 
 
 async def enqueue_many(
@@ -121,69 +117,55 @@ async def enqueue_many(
 ) -> list[EnqueueResult]:
     """Enqueue in the caller's transaction if one is open, else in one of our own.
 
-    Large batches without idempotency keys are written with COPY (about three times the rate
-    of the SQL function); batches with keys take the function, which owns ON CONFLICT."""
+    Large batches without idempotency keys are written with COPY (several times the rate of
+    the SQL function); batches with keys take the function, which owns ON CONFLICT."""
     results: list[EnqueueResult] = []
     async with conn.transaction():
+        if len(tasks) >= COPY_THRESHOLD and all(t.idempotency_key is None for t in tasks):
+            for start in range(0, len(tasks), COPY_CHUNK):
+                results.extend(
+                    await _copy_in(conn, queue, tasks[start : start + COPY_CHUNK], start)
+                )
+            return results
         for start in range(0, len(tasks), ENQUEUE_CHUNK):
-            columns = _columns(tasks[start : start + ENQUEUE_CHUNK])
-            if columns[KEYS] is None and len(columns[0] or ()) >= COPY_THRESHOLD:
-                results.extend(await _copy_in(conn, queue, columns, start))
-                continue
+            columns = _columns(tasks[start : start + ENQUEUE_CHUNK], start)
             rows = await conn.fetch(query("enqueue_many"), queue, *columns)
             results.extend(EnqueueResult(row["id"], row["created"]) for row in rows)
     return results
 
 
 async def _copy_in(
-    conn: Connection, queue: str, columns: list[Column], offset: int
+    conn: Connection, queue: str, tasks: Sequence[TaskRequest], offset: int
 ) -> list[EnqueueResult]:
-    """COPY a batch into the queue's partition, applying what taskq.enqueue_many would."""
-    names, payloads, priorities, delays, _keys, attempts, timeouts, correlations = columns
-    assert names is not None
-    assert payloads is not None
+    """COPY requests into the queue's partition, applying what taskq.enqueue_many would.
+    Rows are validated and encoded as COPY streams them, so Python's work overlaps the
+    server's inserts; an invalid request aborts the COPY (and the transaction)."""
     namespace, _, name = queue.partition("/")
     info = await conn.fetchrow(query("queue_for_copy"), namespace, name)
     if info is None:
         raise UnknownQueueError(queue)
-    _check_payload_sizes(payloads, info["payload_limit_bytes"], offset)
-    ids: list[int] = await conn.fetchval(query("reserve_task_ids"), len(names))
-    queue_id, now = info["id"], info["now"]
-    if priorities is delays is attempts is timeouts is correlations is None:
-        ready = ("ready", info["default_priority"])
-        records: list[tuple[Any, ...]] = [
-            (queue_id, task_id, task_name, *ready, payload, now, info["max_attempts"], None, None)
-            for task_id, task_name, payload in zip(ids, names, payloads, strict=True)
-        ]
-    else:
-        records = []
-        for i, (task_id, task_name, payload) in enumerate(zip(ids, names, payloads, strict=True)):
-            delay = delays[i] if delays else None
-            priority = priorities[i] if priorities else None
-            max_attempts = attempts[i] if attempts else None
-            records.append(
-                (
-                    queue_id,
-                    task_id,
-                    task_name,
-                    "scheduled" if delay else "ready",
-                    info["default_priority"] if priority is None else priority,
-                    payload,
-                    now + timedelta(seconds=delay) if delay else now,
-                    info["max_attempts"] if max_attempts is None else max_attempts,
-                    timeouts[i] if timeouts else None,
-                    correlations[i] if correlations else None,
-                )
-            )
+    ids: list[int] = await conn.fetchval(query("reserve_task_ids"), len(tasks))
+    rows = _copy_rows(tasks, ids, info, offset, current_correlation_id.get())
     await conn.copy_records_to_table(
-        f"tasks_q{queue_id}", schema_name="taskq", columns=COPY_COLUMNS, records=records
+        f"tasks_q{info['id']}", schema_name="taskq", columns=COPY_COLUMNS, records=rows
     )
-    await conn.execute(query("notify_ready"), str(queue_id))
+    await conn.execute(query("notify_ready"), str(info["id"]))
     return [EnqueueResult(task_id, True) for task_id in ids]
 
 
-def _check_payload_sizes(payloads: list[str], limit: int, offset: int) -> None:
-    for i, payload in enumerate(payloads):
+def _copy_rows(
+    tasks: Sequence[TaskRequest],
+    ids: list[int],
+    info: asyncpg.Record,
+    offset: int,
+    inherited: str | None,
+) -> Iterator[tuple[Any, ...]]:
+    queue_id, now, limit = info["id"], info["now"], info["payload_limit_bytes"]
+    default_priority, default_attempts = info["default_priority"], info["max_attempts"]
+    for i, (task_id, request) in enumerate(zip(ids, tasks, strict=True)):
+        name, payload, priority, delay, _key, attempts, timeout, correlation = _validated(
+            request, offset + i, inherited
+        )
         # a character is at most 4 bytes in UTF-8: most payloads need no encoding to check
         if len(payload) * 4 > limit and len(payload.encode()) > limit:
             raise PayloadTooLargeError(
@@ -191,6 +173,18 @@ def _check_payload_sizes(payloads: list[str], limit: int, offset: int) -> None:
                 f"queue's limit of {limit} bytes (store large data elsewhere and pass a "
                 "reference, or raise the queue's payload limit)"
             )
+        yield (
+            queue_id,
+            task_id,
+            name,
+            "scheduled" if delay else "ready",
+            default_priority if priority is None else priority,
+            payload,
+            now + timedelta(seconds=delay) if delay else now,
+            default_attempts if attempts is None else attempts,
+            timeout,
+            correlation,
+        )
 
 
 def _task_from_row(row: asyncpg.Record) -> TaskInfo:
