@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,14 +75,22 @@ def is_healthy(kubeconfig: Path = KUBECONFIG) -> bool:
     return proc.returncode == 0 and proc.stdout.strip() == "ok"
 
 
-def up() -> Path:
-    """Start the control plane (idempotent) and return the admin kubeconfig path."""
-    proc = subprocess.run(
-        [str(UP)], check=False, capture_output=True, text=True, timeout=UP_TIMEOUT
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"cluster/up.sh failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
-    return KUBECONFIG
+def up(attempts: int = 2) -> Path:
+    """Start the control plane (idempotent) and return the admin kubeconfig path.
+
+    A failed start is retried once after stopping what it started: seen once on a fresh clone
+    right after another clone's cluster had stopped on the same ports, where kube-apiserver
+    exited at once without a line of output and the next start worked."""
+    for attempt in range(1, attempts + 1):
+        proc = subprocess.run(
+            [str(UP)], check=False, capture_output=True, text=True, timeout=UP_TIMEOUT
+        )
+        if proc.returncode == 0:
+            return KUBECONFIG
+        if attempt < attempts:
+            subprocess.run([str(DOWN)], check=False, capture_output=True, timeout=120)
+            time.sleep(3)
+    raise RuntimeError(f"cluster/up.sh failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
 
 
 def down() -> None:
