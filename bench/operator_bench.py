@@ -38,7 +38,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import metadata
@@ -53,7 +52,8 @@ from kubernetes.client.exceptions import ApiException
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from devenv.postgres import LocalPostgres, free_port
+from devenv.operator import LocalOperator
+from devenv.postgres import LocalPostgres
 
 from taskq.client import connect
 from taskq.models import TaskRequest
@@ -245,69 +245,8 @@ def workerpool(name: str, queue: str, max_replicas: int) -> Obj:
     }
 
 
-class Operator:
-    """`python -m taskq_operator` (optionally under cProfile), configured by its environment."""
-
-    def __init__(self, dsn: str, log_path: Path, namespaces: list[str]) -> None:
-        self.liveness_port = free_port()
-        self.log_path = log_path
-        self.env = {
-            **os.environ,
-            "KUBECONFIG": str(KUBECONFIG),
-            "PYTHONPATH": str(REPO),
-            "TASKQ_OPERATOR_DEFAULT_DSN": dsn,
-            "TASKQ_OPERATOR_STATUS_INTERVAL": str(STATUS_INTERVAL),
-            "TASKQ_OPERATOR_MAINTENANCE_INTERVAL": str(MAINTENANCE_INTERVAL),
-            "TASKQ_OPERATOR_METRICS_PORT": "0",
-            "TASKQ_OPERATOR_LIVENESS_PORT": str(self.liveness_port),
-            # only the benchmark's namespaces: e2e runs on the same cluster have their own
-            "TASKQ_OPERATOR_NAMESPACES": ",".join(namespaces),
-        }
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        profile = ["-m", "cProfile", "-o", PROFILE] if PROFILE else []
-        with self.log_path.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, *profile, "-m", "taskq_operator"],
-                env=self.env,
-                cwd=REPO,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"operator exited: {self.log_path.read_text()[-3000:]}")
-            try:
-                url = f"http://127.0.0.1:{self.liveness_port}/healthz"
-                with urllib.request.urlopen(url, timeout=1) as answer:
-                    if answer.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
-        raise TimeoutError("the operator did not become live in 60s")
-
-    def cpu_seconds(self) -> float:
-        """utime + stime of the operator process (all its threads)."""
-        assert self.process is not None
-        stat = Path(f"/proc/{self.process.pid}/stat").read_text()
-        fields = stat.rsplit(")", 1)[1].split()  # fields[0] is field 3 (state)
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
-
-
 class Bench:
-    def __init__(self, dsn: str, operator: Operator, run_id: str) -> None:
+    def __init__(self, dsn: str, operator: LocalOperator, run_id: str) -> None:
         self.dsn = dsn
         self.operator = operator
         api = api_client()
@@ -533,7 +472,17 @@ def run(dsn: str, pg_version: str, workdir: Path) -> dict[str, Any]:
     run_id = secrets.token_hex(3)
     purposes = ["ready", "scale", *(f"many{n}" for n in range(NAMESPACES))]
     namespaces = [f"opbench-{run_id}-{purpose}" for purpose in purposes]
-    operator = Operator(dsn, Path(LOG) if LOG else workdir / "operator.log", namespaces)
+    operator = LocalOperator(
+        KUBECONFIG,
+        dsn,
+        Path(LOG) if LOG else workdir / "operator.log",
+        namespaces=",".join(namespaces),  # e2e runs on the same cluster have their own
+        settings={
+            "status_interval": str(STATUS_INTERVAL),
+            "maintenance_interval": str(MAINTENANCE_INTERVAL),
+        },
+        python_args=["-m", "cProfile", "-o", PROFILE] if PROFILE else (),
+    )
     operator.start()
     bench = Bench(dsn, operator, run_id)
     try:

@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from devenv.operator import LocalOperator
+
 from examples.queue_demo import start_postgres
 from taskq import TaskRequest
 from taskq.client import connect
@@ -51,26 +53,6 @@ def kubectl(*args: str, check: bool = True, input: str | None = None) -> str:
     if check and result.returncode != 0:
         raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
     return result.stdout
-
-
-def start_operator(dsn: str) -> subprocess.Popen[bytes]:
-    log = (STATE / "demo-operator.log").open("ab")
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(KUBECONFIG),
-        "TASKQ_OPERATOR_DEFAULT_DSN": dsn,
-        "TASKQ_OPERATOR_STATUS_INTERVAL": "1",
-        "TASKQ_OPERATOR_METRICS_PORT": "0",
-        "TASKQ_OPERATOR_LIVENESS_PORT": "0",
-        "TASKQ_OPERATOR_NAMESPACES": NAMESPACE,  # only the demo's: the cluster may be shared
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "taskq_operator"],
-        env=env,
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
 
 
 class PodRunner:
@@ -188,7 +170,14 @@ def main() -> None:
     kubectl(
         "-n", NAMESPACE, "delete", "workerpools,taskqueues", "--all", "--wait=true", check=False
     )
-    operator = start_operator(server.dsn)
+    operator = LocalOperator(
+        KUBECONFIG,
+        server.dsn,
+        STATE / "demo-operator.log",
+        namespaces=NAMESPACE,  # only the demo's: the cluster may be shared
+        settings={"status_interval": "1"},
+    )
+    operator.start()
     runner = PodRunner(server.dsn)
     try:
         say("operator running (log: .state/demo-operator.log)")
@@ -207,8 +196,7 @@ def main() -> None:
         say("drained, and scaled back to zero after the 10 s stabilization window")
     finally:
         runner.stop()
-        operator.send_signal(signal.SIGTERM)
-        operator.wait(30)
+        operator.stop()
     say(
         f"done. The cluster and PostgreSQL keep running: KUBECONFIG={KUBECONFIG} "
         f"TASKQ_DSN={server.dsn}; `make cluster-down` stops the cluster"

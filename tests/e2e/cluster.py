@@ -7,10 +7,12 @@ see docs/control-plane.md. State lives in ``.state/cluster/`` (git-ignored).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -91,6 +93,26 @@ def up(attempts: int = 2) -> Path:
             subprocess.run([str(DOWN)], check=False, capture_output=True, timeout=120)
             time.sleep(3)
     raise RuntimeError(f"cluster/up.sh failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
+
+
+@contextlib.contextmanager
+def running() -> Iterator[Path]:
+    """The cluster for a test session: reused if it already runs (and then left running),
+    else started and stopped again at the end (TASKQ_KEEP_CLUSTER=1 keeps it)."""
+    already_running = is_healthy()
+    try:
+        # Also when already running: up.sh is then a ~0.1 s check that restarts only a dead
+        # component (say kwok), so a half-broken cluster does not fail tests in odd ways.
+        up()
+    except BaseException:
+        if not already_running:
+            down()  # whatever did start; the logs stay in .state/cluster/logs/
+        raise
+    try:
+        yield KUBECONFIG
+    finally:
+        if not already_running and not os.environ.get("TASKQ_KEEP_CLUSTER"):
+            down()
 
 
 def down() -> None:

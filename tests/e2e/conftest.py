@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import time
@@ -28,20 +27,8 @@ from . import cluster
 
 @pytest.fixture(scope="session")
 def kubeconfig() -> Iterator[Path]:
-    already_running = cluster.is_healthy()
-    try:
-        # Also when already running: up.sh is then a ~0.1 s check that restarts only a dead
-        # component (say kwok), so a half-broken cluster does not fail tests in odd ways.
-        cluster.up()
-    except BaseException:
-        if not already_running:
-            cluster.down()  # whatever did start; the logs stay in .state/cluster/logs/
-        raise
-    try:
-        yield cluster.KUBECONFIG
-    finally:
-        if not already_running and not os.environ.get("TASKQ_KEEP_CLUSTER"):
-            cluster.down()
+    with cluster.running() as kubeconfig:
+        yield kubeconfig
 
 
 @pytest.fixture(scope="session")

@@ -4,20 +4,17 @@ local control plane, and read resources with kubectl."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from devenv.operator import REPO, LocalOperator
 from devenv.postgres import free_port
 
 from . import cluster
 
-REPO = Path(__file__).resolve().parents[2]
 CRDS = REPO / "crds"
 
 
@@ -33,63 +30,23 @@ def install_crds(kubeconfig: Path) -> None:
     )
 
 
-class Operator:
-    """The operator as a process, configured only through its environment."""
+class Operator(LocalOperator):
+    """The operator of the e2e tests: it watches only their namespaces (another operator, a
+    benchmark or the demo, may share the cluster) and serves /metrics for them to read."""
 
     def __init__(self, kubeconfig: Path, default_dsn: str, log_path: Path) -> None:
-        self.liveness_port = free_port()
         self.metrics_port = free_port()
-        self.env = {
-            **os.environ,
-            "KUBECONFIG": str(kubeconfig),
-            "PYTHONPATH": str(REPO),
-            "TASKQ_OPERATOR_DEFAULT_DSN": default_dsn,
-            # only the tests' namespaces: another operator (a benchmark, the demo) may share
-            # the cluster
-            "TASKQ_OPERATOR_NAMESPACES": "e2e-*",
-            "TASKQ_OPERATOR_STATUS_INTERVAL": "1",
-            "TASKQ_OPERATOR_MAINTENANCE_INTERVAL": "2",
-            "TASKQ_OPERATOR_METRICS_PORT": str(self.metrics_port),
-            "TASKQ_OPERATOR_LIVENESS_PORT": str(self.liveness_port),
-        }
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "taskq_operator"],
-            env=self.env,
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+        super().__init__(
+            kubeconfig,
+            default_dsn,
+            log_path,
+            namespaces="e2e-*",
+            settings={
+                "status_interval": "1",
+                "maintenance_interval": "2",
+                "metrics_port": str(self.metrics_port),
+            },
         )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"operator exited: {self.log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{self.liveness_port}/healthz", timeout=1
-                ) as answer:
-                    if answer.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
-        raise TimeoutError("the operator did not become live in 60 s")
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
     def metrics(self) -> str:
         with urllib.request.urlopen(

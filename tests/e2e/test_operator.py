@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from devenv.operator import REPO
 from devenv.postgres import LocalPostgres
 
 from taskq import TaskRequest
@@ -24,7 +25,6 @@ from taskq.client import connect
 
 from . import cluster
 from .operator import (
-    REPO,
     Operator,
     condition,
     deployment_replicas,
@@ -68,6 +68,22 @@ def _release_finalizers(kubeconfig: Path, namespace: str, operator: Operator) ->
 def apply(kubeconfig: Path, namespace: str, manifest: dict[str, Any] | str) -> None:
     text = manifest if isinstance(manifest, str) else yaml.safe_dump(manifest)
     cluster.kubectl("-n", namespace, "apply", "-f", "-", input=text, kubeconfig=kubeconfig)
+
+
+def assert_refused(kubeconfig: Path, namespace: str, manifest: dict[str, Any], field: str) -> None:
+    """The API server refuses the manifest with a message naming `field`."""
+    result = cluster.kubectl(
+        "-n",
+        namespace,
+        "apply",
+        "-f",
+        "-",
+        kubeconfig=kubeconfig,
+        input=yaml.safe_dump(manifest),
+        check=False,
+    )
+    assert result.returncode != 0, manifest["spec"]
+    assert field in result.stderr, (manifest["spec"], result.stderr)
 
 
 def example(name: str) -> dict[str, Any]:
@@ -135,18 +151,7 @@ def test_invalid_taskqueues_are_refused_naming_the_field(
     manifest["metadata"]["name"] = "invalid"
     for key, value in patch["spec"].items():
         manifest["spec"][key] = value
-    result = cluster.kubectl(
-        "-n",
-        namespace,
-        "apply",
-        "-f",
-        "-",
-        kubeconfig=kubeconfig,
-        input=yaml.safe_dump(manifest),
-        check=False,
-    )
-    assert result.returncode != 0
-    assert message in result.stderr
+    assert_refused(kubeconfig, namespace, manifest, message)
 
 
 def test_invalid_workerpools_are_refused_naming_the_field(
@@ -161,18 +166,7 @@ def test_invalid_workerpools_are_refused_naming_the_field(
     for change, message in bad:
         manifest = example("workerpool.yaml")
         manifest["spec"].update(change)
-        result = cluster.kubectl(
-            "-n",
-            namespace,
-            "apply",
-            "-f",
-            "-",
-            kubeconfig=kubeconfig,
-            input=yaml.safe_dump(manifest),
-            check=False,
-        )
-        assert result.returncode != 0, change
-        assert message in result.stderr, (change, result.stderr)
+        assert_refused(kubeconfig, namespace, manifest, message)
 
 
 def test_database_of_a_taskqueue_cannot_change(
@@ -181,18 +175,7 @@ def test_database_of_a_taskqueue_cannot_change(
     apply(kubeconfig, namespace, example("taskqueue.yaml"))
     manifest = example("taskqueue.yaml")
     manifest["spec"]["database"] = {"secretKeyRef": {"name": "elsewhere", "key": "dsn"}}
-    result = cluster.kubectl(
-        "-n",
-        namespace,
-        "apply",
-        "-f",
-        "-",
-        kubeconfig=kubeconfig,
-        input=yaml.safe_dump(manifest),
-        check=False,
-    )
-    assert result.returncode != 0
-    assert "spec.database" in result.stderr
+    assert_refused(kubeconfig, namespace, manifest, "spec.database")
 
 
 def test_workerpool_scales_with_depth_and_back_to_zero(

@@ -341,18 +341,8 @@ def test_helm_test_hook(helm: str) -> None:
 
 @pytest.fixture(scope="module")
 def kube() -> Iterator[Path]:
-    already_running = cluster.is_healthy()
-    try:
-        cluster.up()
-    except BaseException:
-        if not already_running:
-            cluster.down()
-        raise
-    try:
-        yield cluster.KUBECONFIG
-    finally:
-        if not already_running and not os.environ.get("TASKQ_KEEP_CLUSTER"):
-            cluster.down()
+    with cluster.running() as kubeconfig:
+        yield kubeconfig
 
 
 def sa_kubeconfig(admin: Path, namespace: str, sa: str, out: Path) -> Path:

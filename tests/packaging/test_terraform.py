@@ -180,18 +180,8 @@ def test_variable_contract_without_providers(tofu: Tofu, tmp_path: Path, module:
 
 @pytest.fixture(scope="module")
 def kube() -> Iterator[Path]:
-    already_running = cluster.is_healthy()
-    try:
-        cluster.up()
-    except BaseException:
-        if not already_running:
-            cluster.down()
-        raise
-    try:
-        yield cluster.KUBECONFIG
-    finally:
-        if not already_running and not os.environ.get("TASKQ_KEEP_CLUSTER"):
-            cluster.down()
+    with cluster.running() as kubeconfig:
+        yield kubeconfig
 
 
 def _get(kube: Path, ns: str, *what: str) -> Any:
