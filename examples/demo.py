@@ -167,9 +167,6 @@ def main() -> None:
     )
     say("CRDs installed: TaskQueue (tq), WorkerPool (wp)")
     kubectl("create", "namespace", NAMESPACE, check=False)
-    kubectl(
-        "-n", NAMESPACE, "delete", "workerpools,taskqueues", "--all", "--wait=true", check=False
-    )
     operator = LocalOperator(
         KUBECONFIG,
         server.dsn,
@@ -181,6 +178,8 @@ def main() -> None:
     runner = PodRunner(server.dsn)
     try:
         say("operator running (log: .state/demo-operator.log)")
+        # a previous run's resources go first; their finalizers are the running operator's
+        kubectl("-n", NAMESPACE, "delete", "workerpools,taskqueues", "--all", "--wait=true")
         kubectl("-n", NAMESPACE, "apply", "-f", str(REPO / "examples" / "k8s"))
         say(
             "applied examples/k8s: TaskQueue thumbnails, WorkerPool thumbnailers (min 0, max 5, "
