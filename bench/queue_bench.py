@@ -31,7 +31,7 @@ from taskq.client import Client, connect
 from taskq.models import TaskRequest
 from taskq.worker.context import TaskContext
 from taskq.worker.loop import Worker
-from taskq.worker.main import worker_pool
+from taskq.worker.main import tune_gc, worker_pool
 from taskq.worker.registry import Registry
 from taskq.worker.settings import WorkerSettings
 
@@ -164,6 +164,7 @@ async def run(dsn: str, server: str) -> dict[str, Any]:
 
 
 def main() -> None:
+    tune_gc()  # the worker runs as in `taskq worker`, which does this once its app is loaded
     dsn = os.environ.get("TASKQ_BENCH_DSN")
     if dsn:
         print(json.dumps(asyncio.run(run(dsn, "TASKQ_BENCH_DSN"))))

@@ -79,6 +79,7 @@ class Worker:
         self._reserved = 0  # capacity promised to claims in flight
         self._stopping = False
         self._acks_closing = False
+        self._worthwhile = max(1, min(settings.batch_size, settings.concurrency) // 2)
         self._threads = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="taskq-task")
         self.last_loop_at = time.monotonic()
         self.last_db_ok_at = 0.0
@@ -193,27 +194,32 @@ class Worker:
         queue is claimed from again when notified or after poll_interval."""
         names = list(self.queue_ids)
         self._claim_states = {n: _ClaimState(self.queue_ids[n]) for n in names}
-        worthwhile = max(1, min(self.settings.batch_size, self.settings.concurrency) // 2)
         turn = 0
         while True:
-            now = self.last_loop_at = time.monotonic()
+            self.last_loop_at = time.monotonic()
             self._progress.clear()
             for i in range(len(names)):
                 name = names[(turn + i) % len(names)]
-                state = self._claim_states[name]
-                if len(self._claims) >= MAX_PARALLEL_CLAIMS:
+                if not self._claim_more(name, self._claim_states[name]):
                     break
-                if state.drained and now - state.drained_at < self.settings.poll_interval:
-                    continue
-                if state.in_flight:
-                    continue
-                free = self._free()
-                if free < (worthwhile if state.backlog else 1):
-                    break
-                self._launch_claim(name, state, min(free, self.settings.batch_size))
             turn += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._progress.wait(), self.settings.poll_interval)
+
+    def _claim_more(self, name: str, state: _ClaimState) -> bool:
+        """Launch a claim on this queue if it is due and there is room; False when there is
+        no room for any claim."""
+        if self._stopping or len(self._claims) >= MAX_PARALLEL_CLAIMS:
+            return False
+        if state.in_flight or (
+            state.drained and time.monotonic() - state.drained_at < self.settings.poll_interval
+        ):
+            return True
+        free = self._free()
+        if free < (self._worthwhile if state.backlog else 1):
+            return False
+        self._launch_claim(name, state, min(free, self.settings.batch_size))
+        return True
 
     def _launch_claim(self, name: str, state: _ClaimState, want: int) -> None:
         self._reserved += want
@@ -231,8 +237,13 @@ class Worker:
         state.backlog = len(claimed) == want
         if not state.backlog:
             state.drained, state.drained_at = True, time.monotonic()
-        for task in claimed:
-            self._start(task)
+        attempts = [self._admit(task) for task in claimed]
+        if state.backlog and self._claim_more(name, state):
+            # Let the next claim's query leave before this batch's handlers take the event
+            # loop: the database claims the next batch while this one runs.
+            await asyncio.sleep(0)
+        for attempt in attempts:
+            self._begin(attempt)
         self._progress.set()
 
     async def _claim(self, name: str, want: int) -> list[store.ClaimedTask]:
@@ -253,7 +264,8 @@ class Worker:
         self.last_db_ok_at = time.monotonic()
         return claimed
 
-    def _start(self, claimed: store.ClaimedTask) -> None:
+    def _admit(self, claimed: store.ClaimedTask) -> Attempt:
+        """Take a claimed task into this worker's capacity; _begin runs it."""
         ctx = TaskContext(
             queue=claimed.queue,
             task_id=claimed.id,
@@ -272,20 +284,37 @@ class Worker:
         now = time.monotonic()
         attempt = Attempt(claimed, ctx, now, now + timeout, timeout)
         self.attempts[claimed.id] = attempt
+        return attempt
+
+    def _begin(self, attempt: Attempt) -> None:
+        claimed = attempt.claimed
         self.metrics.started(claimed.queue, claimed.task_name)
+        if attempt.stop_reason is StopReason.CANCELED:
+            # canceled between its claim and its start: nothing runs, nothing is left to stop
+            self._settle(
+                attempt,
+                store.Completion(claimed.queue_id, claimed.id, claimed.attempt_id, "canceled"),
+            )
+            return
         attempt.task = asyncio.create_task(run_attempt(attempt, self.registry, self._threads))
         attempt.task.add_done_callback(lambda t, a=attempt: self._finished(a, t))  # type: ignore[misc]
 
     def _finished(self, attempt: Attempt, task: asyncio.Task[store.Completion | None]) -> None:
-        claimed = attempt.claimed
-        if self.attempts.get(claimed.id) is attempt:
-            del self.attempts[claimed.id]
         completion = None
         if not task.cancelled():
             if task.exception() is None:
                 completion = task.result()
             else:  # a bug in taskq, not in the handler (handler errors are outcomes)
-                log.error("attempt of task %s crashed", claimed.id, exc_info=task.exception())
+                log.error(
+                    "attempt of task %s crashed", attempt.claimed.id, exc_info=task.exception()
+                )
+        self._settle(attempt, completion)
+
+    def _settle(self, attempt: Attempt, completion: store.Completion | None) -> None:
+        """The attempt is over: free its slot and queue its outcome for recording."""
+        claimed = attempt.claimed
+        if self.attempts.get(claimed.id) is attempt:
+            del self.attempts[claimed.id]
         outcome = (
             completion.outcome
             if completion

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 
@@ -26,6 +27,21 @@ log = logging.getLogger("taskq.worker")
 WORKER_SESSION = {"synchronous_commit": "off"}
 
 
+# A worker allocates a few dozen short-lived objects per task. At CPython's default threshold
+# (a young-generation collection every 700 allocations) the cyclic collector took about 7 us
+# per task, a quarter of the worker's CPU at full speed. Reference counting still frees
+# acyclic garbage at once; only cycles wait for the (rarer) collections.
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def tune_gc() -> None:
+    """For the worker process, once its app is loaded: keep startup objects (modules, the
+    app) out of collections, and collect young objects less often."""
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
 async def worker_pool(dsn: str) -> asyncpg.Pool:
     """The worker's pool: claim, ack, heartbeat and maintenance each hold at most one
     connection at a time."""
@@ -35,6 +51,7 @@ async def worker_pool(dsn: str) -> asyncpg.Pool:
 async def run_worker(settings: WorkerSettings) -> None:
     setup_logging(settings.log_level)
     registry = load_registry(settings.app)
+    tune_gc()
     pool = await worker_pool(settings.dsn.get_secret_value())
     metrics = WorkerMetrics()
     worker = Worker(pool, registry, settings, new_worker_id(settings.pod_uid), metrics)
