@@ -14,7 +14,9 @@ from taskq.store.types import Executor
 Outcome = Literal["succeeded", "failed", "fatal", "timed_out", "canceled"]
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one of each is made per task, and a frozen dataclass's __init__ sets every field
+# through object.__setattr__ (it was a tenth of the worker's CPU).
+@dataclass(slots=True)
 class ClaimedTask:
     queue_id: int
     queue: str
@@ -31,7 +33,7 @@ class ClaimedTask:
     created_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Completion:
     """The outcome of one attempt; result and error are JSON text (or None)."""
 

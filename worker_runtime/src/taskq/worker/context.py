@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from taskq import jsonutil
+from taskq.store.execution import ClaimedTask
 
 # Set while a handler runs: logs carry these ids, and tasks enqueued from inside a handler
 # inherit its correlation id.
@@ -18,6 +19,7 @@ current_task: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVa
 
 
 _event_lock = threading.Lock()
+_UNDECODED = object()
 
 
 class TaskCanceledError(Exception):
@@ -34,48 +36,18 @@ class TaskContext:
     __slots__ = (
         "_cancel_event",
         "_canceled",
+        "_claimed",
         "_payload",
-        "_payload_json",
         "_progress",
         "_progress_dirty",
-        "attempt",
-        "attempt_id",
-        "correlation_id",
-        "created_at",
-        "idempotency_key",
-        "max_attempts",
-        "queue",
-        "task_id",
-        "task_name",
         "worker_id",
     )
 
-    def __init__(
-        self,
-        *,
-        queue: str,
-        task_id: int,
-        task_name: str,
-        payload_json: str,
-        attempt: int,
-        attempt_id: uuid.UUID,
-        max_attempts: int,
-        correlation_id: str | None,
-        idempotency_key: str | None,
-        created_at: datetime,
-        worker_id: str,
-    ) -> None:
-        self.queue = queue
-        self.task_id = task_id
-        self.task_name = task_name
-        self._payload_json: str | None = payload_json
-        self._payload: Any = None
-        self.attempt = attempt
-        self.attempt_id = attempt_id
-        self.max_attempts = max_attempts
-        self.correlation_id = correlation_id
-        self.idempotency_key = idempotency_key
-        self.created_at = created_at
+    def __init__(self, claimed: ClaimedTask, worker_id: str) -> None:
+        # The claimed row is kept as is (a context is made per task: copying its fields into
+        # this object was measurable); the properties below read it.
+        self._claimed = claimed
+        self._payload: Any = _UNDECODED
         self.worker_id = worker_id
         # Most attempts are never canceled: the threading.Event is made only when waited on.
         self._canceled = False
@@ -84,11 +56,48 @@ class TaskContext:
         self._progress_dirty = False
 
     @property
+    def queue(self) -> str:
+        """The queue, as NAMESPACE/NAME."""
+        return self._claimed.queue
+
+    @property
+    def task_id(self) -> int:
+        return self._claimed.id
+
+    @property
+    def task_name(self) -> str:
+        return self._claimed.task_name
+
+    @property
+    def attempt(self) -> int:
+        """1 for the first try; counts every try, also those before a replay."""
+        return self._claimed.attempt
+
+    @property
+    def attempt_id(self) -> uuid.UUID:
+        return self._claimed.attempt_id
+
+    @property
+    def max_attempts(self) -> int:
+        return self._claimed.max_attempts
+
+    @property
+    def correlation_id(self) -> str | None:
+        return self._claimed.correlation_id
+
+    @property
+    def idempotency_key(self) -> str | None:
+        return self._claimed.idempotency_key
+
+    @property
+    def created_at(self) -> datetime:
+        return self._claimed.created_at
+
+    @property
     def payload(self) -> Any:
         """The task's JSON payload, decoded on first use."""
-        if self._payload_json is not None:
-            self._payload = jsonutil.loads(self._payload_json)
-            self._payload_json = None
+        if self._payload is _UNDECODED:
+            self._payload = jsonutil.loads(self._claimed.payload_json)
         return self._payload
 
     @property

@@ -266,19 +266,7 @@ class Worker:
 
     def _admit(self, claimed: store.ClaimedTask) -> Attempt:
         """Take a claimed task into this worker's capacity; _begin runs it."""
-        ctx = TaskContext(
-            queue=claimed.queue,
-            task_id=claimed.id,
-            task_name=claimed.task_name,
-            payload_json=claimed.payload_json,
-            attempt=claimed.attempt,
-            attempt_id=claimed.attempt_id,
-            max_attempts=claimed.max_attempts,
-            correlation_id=claimed.correlation_id,
-            idempotency_key=claimed.idempotency_key,
-            created_at=claimed.created_at,
-            worker_id=self.worker_id,
-        )
+        ctx = TaskContext(claimed, self.worker_id)
         handler = self.registry.handlers.get(claimed.task_name)
         timeout = (handler.timeout if handler else None) or claimed.timeout_s
         now = time.monotonic()
