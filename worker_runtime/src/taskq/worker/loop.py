@@ -358,14 +358,14 @@ class Worker:
             self._acks[:0] = batch
             raise
         self.last_db_ok_at = time.monotonic()
-        counts: dict[tuple[str, str], int] = {}
+        counts: dict[tuple[int, str], int] = {}
         for item in batch:
             state = states.get(item.id)
             if state is not None:
-                key = (self._queue_name(item.queue_id), state)
+                key = (item.queue_id, state)
                 counts[key] = counts.get(key, 0) + 1
-        for (queue, state), count in counts.items():
-            self.metrics.settled(queue, state, count)
+        for (queue_id, state), count in counts.items():
+            self.metrics.settled(self._queue_name(queue_id), state, count)
 
     async def _drain_acks(self, ack_task: asyncio.Task[None], give_up_after: float = 30.0) -> None:
         self._acks_closing = True
