@@ -15,6 +15,7 @@ from taskq import (
     UnknownQueueError,
 )
 from taskq.client import Client
+from taskq.correlation import current_correlation_id
 from tests.conftest import MakeQueue
 
 
@@ -181,6 +182,30 @@ async def test_bulk_copy_applies_priorities_delays_and_queue_defaults(
     assert (delayed.run_at - delayed.created_at).total_seconds() == pytest.approx(30, abs=1)
     stats = await client.queue_stats(queue.full_name)
     assert (stats.ready, stats.scheduled) == (99, 1)
+
+
+async def test_plain_bulk_copy_takes_the_defaults_of_the_columns_it_leaves_out(
+    client: Client, make_queue: MakeQueue
+) -> None:
+    queue = await make_queue(timeout_seconds=45)
+    results = await client.enqueue_many(queue.full_name, [TaskRequest("t")] * 100)
+    rows = await client.pool.fetch(
+        "SELECT run_at = created_at AS due_now, timeout_s, correlation_id, state "
+        "FROM taskq.tasks WHERE id = ANY($1)", [r.id for r in results])
+    assert {tuple(r) for r in rows} == {(True, None, None, "ready")}
+
+
+async def test_bulk_copy_inherits_the_correlation_id_of_the_running_task(
+    client: Client, make_queue: MakeQueue
+) -> None:
+    queue = await make_queue()
+    token = current_correlation_id.set("order-7")
+    try:
+        results = await client.enqueue_many(queue.full_name, [TaskRequest("t")] * 100)
+    finally:
+        current_correlation_id.reset(token)
+    tasks = [await client.get_task(r.id) for r in (results[0], results[-1])]
+    assert [t.correlation_id for t in tasks if t] == ["order-7", "order-7"]
 
 
 async def test_bulk_with_one_oversized_payload_enqueues_nothing(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -134,8 +134,10 @@ class TaskRequest:
     correlation_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class EnqueueResult:
+class EnqueueResult(NamedTuple):
+    """A named tuple, not a dataclass: a bulk enqueue makes one per task, and a frozen
+    dataclass costs several times more to make."""
+
     id: int
     created: bool  # False: an unfinished task held the idempotency key; id is that task's
 
