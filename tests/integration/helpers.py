@@ -83,7 +83,7 @@ async def task_row(pool: asyncpg.Pool, task_id: int) -> asyncpg.Record:
 
 async def attempt_rows(pool: asyncpg.Pool, task_id: int) -> list[asyncpg.Record]:
     return list(await pool.fetch(
-        "SELECT * FROM taskq.attempts WHERE task_id = $1 ORDER BY attempt", task_id))
+        "SELECT * FROM taskq.attempt_history WHERE task_id = $1 ORDER BY attempt", task_id))
 
 
 def new_attempt_id() -> uuid.UUID:

@@ -64,8 +64,8 @@ async def big_queue(client: Client, pool: asyncpg.Pool, make_queue: MakeQueue) -
     await client.enqueue_many(queue.full_name, [TaskRequest("t", {"n": n}) for n in range(HISTORY)])
     # a large finished history: these tasks all succeeded long ago
     await pool.execute(
-        "UPDATE taskq.tasks SET state = 'succeeded', finished_at = now() - interval '1 hour' "
-        "WHERE queue_id = $1",
+        "UPDATE taskq.tasks SET state = 'succeeded', finished_at = now() - interval '1 hour', "
+        "worker_id = 'w', attempt_id = gen_random_uuid(), total_attempts = 1 WHERE queue_id = $1",
         queue.id,
     )
     await client.enqueue_many(queue.full_name, [TaskRequest("t", {"n": n}) for n in range(BACKLOG)])

@@ -183,7 +183,7 @@ async def _explain(dsn: str, task_ids: list[int]) -> str:
             task_ids,
         )
         tries = await conn.fetch(
-            "SELECT task_id, attempt, outcome, worker_id FROM taskq.attempts "
+            "SELECT task_id, attempt, outcome, worker_id FROM taskq.attempt_history "
             "WHERE task_id = ANY($1) ORDER BY task_id, attempt",
             task_ids,
         )

@@ -37,7 +37,7 @@ async def _surviving(pool: asyncpg.Pool, queue: QueueInfo) -> set[str]:
 
 async def _history_of(pool: asyncpg.Pool, queue: QueueInfo) -> int:
     count: int = await pool.fetchval(
-        "SELECT count(*) FROM taskq.attempts WHERE queue_id = $1", queue.id)
+        "SELECT count(*) FROM taskq.attempt_history WHERE queue_id = $1", queue.id)
     return count
 
 

@@ -36,10 +36,21 @@ async def test_a_failed_attempt_is_retried_after_the_backoff(
     assert history.attempt_id == str(task.attempt_id)
 
     await make_due(pool, enqueued.id)
-    (again,) = await claim(pool, queue)
+    (again,) = await claim(pool, queue, worker="w-2")
     assert again.id == enqueued.id
     assert again.attempt == 2
     assert again.attempt_id != task.attempt_id
+
+    # the success is recorded in the task row, and the history shows every attempt
+    assert await finish(pool, again, "succeeded", worker="w-2") == "succeeded"
+    row = await task_row(pool, enqueued.id)
+    assert (row["worker_id"], row["attempt_id"]) == ("w-2", again.attempt_id)
+    failed, succeeded = await client.task_attempts(enqueued.id)
+    assert (failed.attempt, failed.outcome) == (1, "failed")
+    assert failed.attempt_id == str(task.attempt_id)
+    assert (succeeded.attempt, succeeded.outcome, succeeded.attempt_id, succeeded.worker_id,
+            succeeded.error) == (2, "succeeded", str(again.attempt_id), "w-2", None)
+    assert succeeded.started_at <= succeeded.finished_at == row["finished_at"]
 
 
 async def test_out_of_attempts_the_task_is_dead_with_its_error(

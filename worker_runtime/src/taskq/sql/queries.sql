@@ -34,7 +34,7 @@ SELECT * FROM taskq.task_details WHERE id = $1
 
 -- name: task_attempts
 SELECT attempt, attempt_id::text AS attempt_id, worker_id, started_at, finished_at, outcome, error
-  FROM taskq.attempts WHERE task_id = $1 ORDER BY attempt
+  FROM taskq.attempt_history WHERE task_id = $1 ORDER BY attempt
 
 -- name: cancel_task
 SELECT state, cancel_requested FROM taskq.cancel($1)
