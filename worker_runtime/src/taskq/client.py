@@ -9,7 +9,7 @@ the task exists only if that transaction commits.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -42,8 +42,10 @@ async def create_pool(
     min_size: int = 1,
     max_size: int = 10,
     server_settings: dict[str, str] | None = None,
+    reset: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
 ) -> asyncpg.Pool:
-    """A connection pool, or DatabaseUnavailableError naming why the database is unreachable."""
+    """A connection pool, or DatabaseUnavailableError naming why the database is unreachable.
+    `reset` replaces asyncpg's reset of a connection given back (None: asyncpg's)."""
     try:
         pool = await asyncpg.create_pool(
             dsn,
@@ -51,6 +53,7 @@ async def create_pool(
             max_size=max_size,
             timeout=10,
             server_settings=server_settings,
+            reset=reset,
         )
     except CONNECTION_ERRORS as error:
         raise DatabaseUnavailableError(describe_connection_error(error)) from None
