@@ -543,3 +543,31 @@ async def test_a_stubborn_timed_out_sync_handler_does_not_time_out_the_next_task
         second = await client.enqueue(queue.full_name, "quick")
         row = await wait_for_state(pool, second.id, "succeeded", "dead")
     assert (row["state"], json.loads(row["result"])) == ("succeeded", "ran")
+
+
+async def test_delayed_tasks_and_retries_start_when_due_not_a_poll_later(
+    dsn: str, client: Client, make_queue: MakeQueue
+) -> None:
+    """An idle worker sleeps until the next delayed task is due: with a 30 s poll, a task
+    delayed 1 s, and its retry 1 s after failing, start within seconds."""
+    queue = await make_queue(backoff=BackoffPolicy(kind="fixed", base_seconds=1, jitter=0))
+    registry = Registry()
+    started: list[float] = []
+    done = asyncio.Event()
+
+    @registry.task("flaky")
+    async def flaky(ctx: TaskContext) -> None:
+        started.append(time.monotonic())
+        if ctx.attempt == 1:
+            raise RuntimeError("first try fails")
+        done.set()
+
+    async with running_worker(dsn, registry, [queue.full_name], poll_interval=30.0,
+                              lease_seconds=90.0):
+        await asyncio.sleep(0.3)  # idle: it has claimed once and found nothing
+        enqueued_at = time.monotonic()
+        await client.enqueue(queue.full_name, "flaky", delay=1.0)
+        await asyncio.wait_for(done.wait(), 15)
+    first, second = started
+    assert 0.9 <= first - enqueued_at < 5
+    assert 0.9 <= second - first < 5

@@ -79,3 +79,6 @@ SELECT array_agg(nextval('taskq.task_id_seq')) AS ids FROM generate_series(1, $1
 
 -- name: notify_ready
 SELECT pg_notify('taskq_ready', $1)
+
+-- name: next_run_in
+SELECT taskq.next_run_in($1)

@@ -120,6 +120,12 @@ async def release(
     return released
 
 
+async def next_run_in(db: Executor, queue_id: int) -> float | None:
+    """Seconds until the queue's earliest delayed or retrying task is due; None: none waits."""
+    seconds: float | None = await db.fetchval(query("next_run_in"), queue_id)
+    return seconds
+
+
 async def rescue_expired(db: Executor, queue_id: int, limit: int = 1000) -> int:
     rescued: int = await db.fetchval(query("rescue_expired"), queue_id, limit)
     return rescued

@@ -49,8 +49,8 @@ MAX_PARALLEL_CLAIMS = 2  # claims in flight at once, each on a different queue
 class _ClaimState:
     queue_id: int
     backlog: bool = False  # the last claim came back full
-    drained: bool = False  # the last claim came back short: wait for a wake-up or the poll
-    drained_at: float = 0.0
+    drained: bool = False  # the last claim came back short: wait for a wake-up or wake_at
+    wake_at: float = 0.0  # monotonic: when a drained queue is claimed from again
     in_flight: int = 0
 
 
@@ -191,7 +191,8 @@ class Worker:
         """Launches claims while there is capacity, one claim in flight per queue (two claims
         on one queue fight over the same index entries with SKIP LOCKED). A queue with a backlog
         (its last claim came back full) waits for a worthwhile batch of free slots; a drained
-        queue is claimed from again when notified or after poll_interval."""
+        queue is claimed from again when notified, when its next delayed task is due, or after
+        poll_interval."""
         names = list(self.queue_ids)
         self._claim_states = {n: _ClaimState(self.queue_ids[n]) for n in names}
         turn = 0
@@ -204,16 +205,14 @@ class Worker:
                     break
             turn += 1
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._progress.wait(), self.settings.poll_interval)
+                await asyncio.wait_for(self._progress.wait(), self._until_next_wake())
 
     def _claim_more(self, name: str, state: _ClaimState) -> bool:
         """Launch a claim on this queue if it is due and there is room; False when there is
         no room for any claim."""
         if self._stopping or len(self._claims) >= MAX_PARALLEL_CLAIMS:
             return False
-        if state.in_flight or (
-            state.drained and time.monotonic() - state.drained_at < self.settings.poll_interval
-        ):
+        if state.in_flight or (state.drained and time.monotonic() < state.wake_at):
             return True
         free = self._free()
         if free < (self._worthwhile if state.backlog else 1):
@@ -236,7 +235,7 @@ class Worker:
             state.in_flight -= 1
         state.backlog = len(claimed) == want
         if not state.backlog:
-            state.drained, state.drained_at = True, time.monotonic()
+            state.drained, state.wake_at = True, time.monotonic() + self.settings.poll_interval
         attempts = [self._admit(task) for task in claimed]
         if state.backlog and self._claim_more(name, state):
             # Let the next claim's query leave before this batch's handlers take the event
@@ -245,6 +244,27 @@ class Worker:
         for attempt in attempts:
             self._begin(attempt)
         self._progress.set()
+        if state.drained:
+            await self._wake_when_due(state)
+
+    async def _wake_when_due(self, state: _ClaimState) -> None:
+        """A drained queue is claimed from again when its next delayed task is due, if that
+        comes before the next poll."""
+        try:
+            due_in = await store.next_run_in(self.pool, state.queue_id)
+        except CONNECTION_ERRORS:
+            return  # the poll still comes
+        if due_in is not None and state.drained:
+            # a little late rather than early: the claim compares run_at with the database's now
+            state.wake_at = min(state.wake_at, time.monotonic() + max(due_in, 0.0) + 0.002)
+            self._progress.set()
+
+    def _until_next_wake(self) -> float:
+        """How long the claim loop may sleep: until the next drained queue's wake_at. A queue
+        already due but waiting for free slots is woken by a slot freeing, not by a timer."""
+        now = time.monotonic()
+        wakes = [s.wake_at - now for s in self._claim_states.values() if s.drained]
+        return min([self.settings.poll_interval, *(w for w in wakes if w > 0)])
 
     async def _claim(self, name: str, want: int) -> list[store.ClaimedTask]:
         try:
@@ -366,6 +386,10 @@ class Worker:
                 counts[key] = counts.get(key, 0) + 1
         for (queue_id, state), count in counts.items():
             self.metrics.settled(self._queue_name(queue_id), state, count)
+            if state == "retrying":  # our own failures may be due before the next poll
+                for claim_state in self._claim_states.values():
+                    if claim_state.queue_id == queue_id and claim_state.drained:
+                        await self._wake_when_due(claim_state)
 
     async def _drain_acks(self, ack_task: asyncio.Task[None], give_up_after: float = 30.0) -> None:
         self._acks_closing = True
