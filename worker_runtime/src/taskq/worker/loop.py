@@ -304,19 +304,18 @@ class Worker:
                 store.Completion(claimed.queue_id, claimed.id, claimed.attempt_id, "canceled"),
             )
             return
-        attempt.task = asyncio.create_task(run_attempt(attempt, self.registry, self._threads))
-        attempt.task.add_done_callback(lambda t, a=attempt: self._finished(a, t))  # type: ignore[misc]
+        attempt.task = asyncio.create_task(self._attempt(attempt))
 
-    def _finished(self, attempt: Attempt, task: asyncio.Task[store.Completion | None]) -> None:
+    async def _attempt(self, attempt: Attempt) -> None:
+        """The attempt's asyncio task: run it, then settle it (in the task itself: a done
+        callback would cost one more event-loop turn per task)."""
         completion = None
-        if not task.cancelled():
-            if task.exception() is None:
-                completion = task.result()
-            else:  # a bug in taskq, not in the handler (handler errors are outcomes)
-                log.error(
-                    "attempt of task %s crashed", attempt.claimed.id, exc_info=task.exception()
-                )
-        self._settle(attempt, completion)
+        try:
+            completion = await run_attempt(attempt, self.registry, self._threads)
+        except Exception:  # a bug in taskq, not in the handler (handler errors are outcomes)
+            log.exception("attempt of task %s crashed", attempt.claimed.id)
+        finally:  # also when the worker itself is torn down (cancelled): nothing to record
+            self._settle(attempt, completion)
 
     def _settle(self, attempt: Attempt, completion: store.Completion | None) -> None:
         """The attempt is over: free its slot and queue its outcome for recording."""
