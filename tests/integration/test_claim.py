@@ -12,7 +12,7 @@ from taskq.client import Client
 from taskq.models import QueueSettings
 from taskq.store import execution as store
 from tests.conftest import MakeQueue
-from tests.integration.helpers import claim, finish, wait_for
+from tests.integration.helpers import WORKER, claim, finish, make_due, wait_for
 
 
 async def test_concurrent_claimers_never_share_a_task(
@@ -113,6 +113,18 @@ async def test_delayed_tasks_wait_for_their_time(
     task = await client.get_task(later.id)
     assert task.started_at is not None
     assert task.started_at >= task.run_at
+
+
+async def test_a_claim_told_not_to_promote_leaves_due_tasks_waiting(
+    client: Client, pool: asyncpg.Pool, make_queue: MakeQueue
+) -> None:
+    queue = await make_queue()
+    delayed = await client.enqueue(queue.full_name, "t", delay=3600)
+    await make_due(pool, delayed.id)
+    assert await store.claim(pool, queue.id, queue.full_name, WORKER, 10, 30, False) == []
+    assert (await client.get_task(delayed.id)).state == "scheduled"
+    (task,) = await store.claim(pool, queue.id, queue.full_name, WORKER, 10, 30, True)
+    assert task.id == delayed.id
 
 
 async def test_due_tasks_count_as_ready_in_stats(

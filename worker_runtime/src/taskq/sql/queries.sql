@@ -51,7 +51,7 @@ SELECT replayed, skipped FROM taskq.replay_dead($1, $2)
 -- name: claim
 SELECT id, task_name, payload, priority, attempt, attempt_id, max_attempts, timeout_s,
        correlation_id, idempotency_key, created_at
-  FROM taskq.claim($1, $2, $3, $4)
+  FROM taskq.claim($1, $2, $3, $4, $5)
 
 -- name: complete
 SELECT id, state FROM taskq.complete($1, $2, $3, $4, $5, $6::jsonb)

@@ -46,9 +46,16 @@ class Completion:
 
 
 async def claim(
-    db: Executor, queue_id: int, queue: str, worker_id: str, limit: int, lease_s: float
+    db: Executor,
+    queue_id: int,
+    queue: str,
+    worker_id: str,
+    limit: int,
+    lease_s: float,
+    promote: bool = True,
 ) -> list[ClaimedTask]:
-    rows = await db.fetch(query("claim"), queue_id, worker_id, limit, lease_s)
+    """Claim up to `limit` tasks; `promote` first makes due delayed and retrying tasks ready."""
+    rows = await db.fetch(query("claim"), queue_id, worker_id, limit, lease_s, promote)
     return [ClaimedTask(queue_id, queue, *row) for row in rows]
 
 
