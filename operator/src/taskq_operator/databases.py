@@ -1,10 +1,14 @@
 """The operator's side of the queue store: one client per database, the schema migrated once
-per database, and wake-ups when tasks become ready in a queue a pool serves."""
+per database, and wake-ups when tasks become ready in a queue a pool serves. A database no
+resource has used for a while is let go (its pool closed, its LISTEN connection stopped), so
+a decommissioned database is not retried forever."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Callable
 
 from taskq.client import Client, create_pool
@@ -14,17 +18,30 @@ log = logging.getLogger("taskq_operator.databases")
 
 Wake = Callable[[], None]
 
+# Every TaskQueue's daemon asks for its database's client at each status interval (seconds),
+# so a database unused this long serves no resource any more.
+IDLE_CLOSE_SECONDS = 600.0
+
 
 class Databases:
-    def __init__(self) -> None:
+    def __init__(self, idle_close_s: float = IDLE_CLOSE_SECONDS) -> None:
+        self._idle_close_s = idle_close_s
         self._clients: dict[str, Client] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._listeners: dict[str, asyncio.Task[None]] = {}
         self._subscribers: dict[tuple[str, int], dict[object, Wake]] = {}
+        self._last_used: dict[str, float] = {}
+        self._pruner: asyncio.Task[None] | None = None
+
+    @property
+    def dsns(self) -> list[str]:
+        """The databases the operator holds connections to."""
+        return list(self._clients)
 
     async def client(self, dsn: str) -> Client:
         """A client of the database (schema migrated); DatabaseUnavailableError if it cannot
         be reached."""
+        self._last_used[dsn] = time.monotonic()
         existing = self._clients.get(dsn)
         if existing is not None:
             return existing
@@ -47,7 +64,44 @@ class Databases:
                     ).run(),
                     name="taskq-operator-listen",
                 )
+                if self._pruner is None:
+                    self._pruner = asyncio.create_task(self._prune_forever(), name="taskq-prune")
             return self._clients[dsn]
+
+    async def _prune_forever(self) -> None:
+        while True:
+            await asyncio.sleep(max(1.0, self._idle_close_s / 4))
+            await self.prune()
+
+    async def prune(self) -> list[str]:
+        """Let go of the databases unused for idle_close_s and without wake-up subscribers;
+        returns their DSNs."""
+        cutoff = time.monotonic() - self._idle_close_s
+        subscribed = {dsn for (dsn, _), subs in self._subscribers.items() if subs}
+        idle = [
+            dsn
+            for dsn in list(self._clients)
+            if self._last_used.get(dsn, 0.0) < cutoff and dsn not in subscribed
+        ]
+        closed = []
+        for dsn in idle:
+            async with self._locks[dsn]:
+                if self._last_used.get(dsn, 0.0) >= cutoff or dsn not in self._clients:
+                    continue  # asked for again meanwhile
+                client = self._clients.pop(dsn)
+                listener = self._listeners.pop(dsn)
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+            await client.close()
+            closed.append(dsn)
+        if closed:
+            log.info(
+                "closed the connections to %d database(s) no resource used for %.0fs",
+                len(closed),
+                self._idle_close_s,
+            )
+        return closed
 
     def subscribe(self, dsn: str, queue_id: int, key: object, wake: Wake) -> None:
         """Call `wake` when tasks become ready in the queue (a hint: also poll)."""
@@ -67,6 +121,10 @@ class Databases:
             wake()
 
     async def close(self) -> None:
+        if self._pruner is not None:
+            self._pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pruner
         for task in self._listeners.values():
             task.cancel()
         await asyncio.gather(*self._listeners.values(), return_exceptions=True)
