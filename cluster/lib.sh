@@ -1,7 +1,8 @@
 # shellcheck shell=bash disable=SC2034  # variables are used by the scripts that source this
 # Shared settings and helpers for cluster/up.sh and cluster/down.sh (sourced, not executed).
-# Every server binds 127.0.0.1 only. Ports are fixed (so a running cluster can be found again) and
-# can be overridden through the environment, e.g. when two clones run clusters side by side.
+# Every server binds 127.0.0.1 only. Ports have defaults, can be set through the environment, and
+# move to the next free ones when another process (another clone's cluster) holds them; the ports
+# used are kept in the state directory, so a running cluster is found again.
 
 CLUSTER_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(dirname "$CLUSTER_SRC")
@@ -11,8 +12,12 @@ PIDS=$STATE/pids
 LOGS=$STATE/logs
 KUBECONFIG_OUT=$STATE/kubeconfig
 
+# Ports set in the environment are used as they are; the others may move (cluster/up.sh).
+EXPLICIT_PORTS=" ${TASKQ_ETCD_PORT:+ETCD_PORT} ${TASKQ_ETCD_PEER_PORT:+ETCD_PEER_PORT} \
+${TASKQ_APISERVER_PORT:+APISERVER_PORT} ${TASKQ_KCM_PORT:+KCM_PORT} \
+${TASKQ_SCHEDULER_PORT:+SCHEDULER_PORT} "
 # Ports a previous cluster/up.sh used in this state directory (only where not set in the environment),
-# so that a cluster started with overrides is found again without them.
+# so that a cluster started with overrides, or on ports it moved to, is found again.
 if [[ -f $STATE/ports.env ]]; then
     # shellcheck source=/dev/null
     source "$STATE/ports.env"

@@ -126,17 +126,36 @@ wait_until() {
 port_free() {
     ! ss -Htln "sport = :$1" 2>/dev/null | grep -q .
 }
-check_port() {   # refuse to start on a port someone else holds (another clone's cluster?)
-    if [[ -z $(component_pid "$1") ]] && command -v ss >/dev/null && ! port_free "$2"; then
-        log "port 127.0.0.1:$2 for $1 is taken by another process; set TASKQ_*_PORT (see cluster/lib.sh)"
+CHOSEN=" "
+choose_port() {   # a port another process holds (another clone's cluster?) moves to the next free
+                  # one, unless it was set in the environment
+    local component=$1 var=$2 port=${!2} candidate
+    if [[ -n $(component_pid "$component") ]] || ! command -v ss >/dev/null \
+        || { port_free "$port" && [[ $CHOSEN != *" $port "* ]]; }; then
+        CHOSEN+="$port "
+        return
+    fi
+    if [[ $EXPLICIT_PORTS == *" $var "* ]]; then
+        log "port 127.0.0.1:$port for $component (TASKQ_$var) is taken by another process"
         exit 1
     fi
+    candidate=$port
+    while ! port_free "$candidate" || [[ $CHOSEN == *" $candidate "* ]]; do
+        candidate=$((candidate + 1))
+        if ((candidate > port + 200)); then
+            log "no free port near $port for $component; set TASKQ_$var"
+            exit 1
+        fi
+    done
+    log "port 127.0.0.1:$port for $component is taken by another process; using $candidate"
+    printf -v "$var" '%s' "$candidate"
+    CHOSEN+="$candidate "
 }
-check_port etcd "$ETCD_PORT"
-check_port etcd "$ETCD_PEER_PORT"
-check_port kube-apiserver "$APISERVER_PORT"
-check_port kube-controller-manager "$KCM_PORT"
-check_port kube-scheduler "$SCHEDULER_PORT"
+choose_port etcd ETCD_PORT
+choose_port etcd ETCD_PEER_PORT
+choose_port kube-apiserver APISERVER_PORT
+choose_port kube-controller-manager KCM_PORT
+choose_port kube-scheduler SCHEDULER_PORT
 
 cat >"$STATE/ports.env" <<EOF
 : "\${TASKQ_ETCD_PORT:=$ETCD_PORT}" "\${TASKQ_ETCD_PEER_PORT:=$ETCD_PEER_PORT}"
