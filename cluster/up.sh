@@ -44,6 +44,46 @@ ETCD_BIN=$("$REPO_DIR/tools/build.sh" etcd)
 KWOK_BIN=$("$REPO_DIR/tools/build.sh" kwok)
 KUBECTL=$BIN/kubectl
 
+port_free() {
+    ! ss -Htln "sport = :$1" 2>/dev/null | grep -q .
+}
+CHOSEN=" "
+choose_port() {   # a port another process holds (another clone's cluster?) moves to the next free
+                  # one, unless it was set in the environment
+    local component=$1 var=$2 port=${!2} candidate
+    if [[ -n $(component_pid "$component") ]] || ! command -v ss >/dev/null \
+        || { port_free "$port" && [[ $CHOSEN != *" $port "* ]]; }; then
+        CHOSEN+="$port "
+        return
+    fi
+    if [[ $EXPLICIT_PORTS == *" $var "* ]]; then
+        log "port 127.0.0.1:$port for $component (TASKQ_$var) is taken by another process"
+        exit 1
+    fi
+    candidate=$port
+    while ! port_free "$candidate" || [[ $CHOSEN == *" $candidate "* ]]; do
+        candidate=$((candidate + 1))
+        if ((candidate > port + 200)); then
+            log "no free port near $port for $component; set TASKQ_$var"
+            exit 1
+        fi
+    done
+    log "port 127.0.0.1:$port for $component is taken by another process; using $candidate"
+    printf -v "$var" '%s' "$candidate"
+    CHOSEN+="$candidate "
+}
+choose_port etcd ETCD_PORT
+choose_port etcd ETCD_PEER_PORT
+choose_port kube-apiserver APISERVER_PORT
+choose_port kube-controller-manager KCM_PORT
+choose_port kube-scheduler SCHEDULER_PORT
+
+cat >"$STATE/ports.env" <<EOF
+: "\${TASKQ_ETCD_PORT:=$ETCD_PORT}" "\${TASKQ_ETCD_PEER_PORT:=$ETCD_PEER_PORT}"
+: "\${TASKQ_APISERVER_PORT:=$APISERVER_PORT}" "\${TASKQ_KCM_PORT:=$KCM_PORT}"
+: "\${TASKQ_SCHEDULER_PORT:=$SCHEDULER_PORT}"
+EOF
+
 "$CLUSTER_SRC/certs.sh"
 
 # write_kubeconfig FILE USER: a kubeconfig with the CA and USER's client cert embedded.
@@ -123,45 +163,6 @@ wait_until() {
     log "$what at +$(elapsed)"
 }
 
-port_free() {
-    ! ss -Htln "sport = :$1" 2>/dev/null | grep -q .
-}
-CHOSEN=" "
-choose_port() {   # a port another process holds (another clone's cluster?) moves to the next free
-                  # one, unless it was set in the environment
-    local component=$1 var=$2 port=${!2} candidate
-    if [[ -n $(component_pid "$component") ]] || ! command -v ss >/dev/null \
-        || { port_free "$port" && [[ $CHOSEN != *" $port "* ]]; }; then
-        CHOSEN+="$port "
-        return
-    fi
-    if [[ $EXPLICIT_PORTS == *" $var "* ]]; then
-        log "port 127.0.0.1:$port for $component (TASKQ_$var) is taken by another process"
-        exit 1
-    fi
-    candidate=$port
-    while ! port_free "$candidate" || [[ $CHOSEN == *" $candidate "* ]]; do
-        candidate=$((candidate + 1))
-        if ((candidate > port + 200)); then
-            log "no free port near $port for $component; set TASKQ_$var"
-            exit 1
-        fi
-    done
-    log "port 127.0.0.1:$port for $component is taken by another process; using $candidate"
-    printf -v "$var" '%s' "$candidate"
-    CHOSEN+="$candidate "
-}
-choose_port etcd ETCD_PORT
-choose_port etcd ETCD_PEER_PORT
-choose_port kube-apiserver APISERVER_PORT
-choose_port kube-controller-manager KCM_PORT
-choose_port kube-scheduler SCHEDULER_PORT
-
-cat >"$STATE/ports.env" <<EOF
-: "\${TASKQ_ETCD_PORT:=$ETCD_PORT}" "\${TASKQ_ETCD_PEER_PORT:=$ETCD_PEER_PORT}"
-: "\${TASKQ_APISERVER_PORT:=$APISERVER_PORT}" "\${TASKQ_KCM_PORT:=$KCM_PORT}"
-: "\${TASKQ_SCHEDULER_PORT:=$SCHEDULER_PORT}"
-EOF
 
 mkdir -p "$STATE/etcd"
 chmod 700 "$STATE/etcd"

@@ -4,7 +4,9 @@ Deployments that end in Running pods (kwok), and RBAC that refuses what a Role d
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -385,3 +387,30 @@ def test_service_account_is_refused_what_its_role_does_not_allow(
         check=False,
     )
     assert can_i.stdout.strip() == "no"
+
+
+def _server_of(kubeconfig: Path) -> str:
+    match = re.search(r"server: (\S+)", kubeconfig.read_text())
+    assert match, f"no server in {kubeconfig}"
+    return match.group(1)
+
+
+def test_a_second_cluster_beside_this_one_moves_to_free_ports(
+    kubeconfig: Path, tmp_path: Path
+) -> None:
+    """Another clone's cluster holding the default ports (here this session's own, seen from
+    another state directory) makes cluster/up.sh move to free ports instead of failing."""
+    state = tmp_path / "second"
+    env = {k: v for k, v in os.environ.items() if not re.fullmatch(r"TASKQ_\w+_PORT", k)}
+    env["TASKQ_CLUSTER_DIR"] = str(state)
+    try:
+        proc = subprocess.run([str(cluster.UP)], env=env, capture_output=True, text=True,
+                              timeout=300, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert cluster.is_healthy(state / "kubeconfig")
+        assert cluster.is_healthy(kubeconfig)  # the first one is untouched
+        assert _server_of(state / "kubeconfig") != _server_of(kubeconfig)
+        assert "TASKQ_APISERVER_PORT:=" in (state / "ports.env").read_text()
+    finally:
+        subprocess.run([str(cluster.DOWN)], env=env, capture_output=True, timeout=120,
+                       check=False)
