@@ -398,9 +398,9 @@ class Bench:
         try:
             wait_until(gone, "the benchmark's namespaces to be deleted", limit=120)
         except TimeoutError as error:
-            # Seen with the operator watching named namespaces: a pool's daemon kept running
-            # after its namespace began terminating and the finalizers stayed. The objects are
-            # the benchmark's own (Retain, throwaway database): drop the finalizers.
+            # The operator finishes deletions kopf missed (docs/benchmarks.md, cleanup note);
+            # should that fail, the objects are the benchmark's own (Retain, throwaway
+            # database): drop the finalizers.
             log(f"{error}; removing the finalizers of what remains")
             self._drop_finalizers()
             try:

@@ -256,6 +256,30 @@ def test_deletion_policy(kubeconfig: Path, namespace: str, operator: Operator, d
     assert not queue_exists(dsn, f"{namespace}/dropped")
 
 
+def test_deleting_the_whole_namespace_finishes(
+    kubeconfig: Path, namespace: str, operator: Operator, dsn: str
+) -> None:
+    """Deleting a namespace that holds a TaskQueue and a WorkerPool completes, the queue is
+    dropped (Delete policy), and nothing is left Terminating: also when kopf stops watching
+    the namespace before the deletion of its objects reaches it (the daemons then finish the
+    deletion themselves)."""
+    queue = example("taskqueue.yaml")
+    queue["spec"]["deletionPolicy"] = "Delete"
+    apply(kubeconfig, namespace, queue)
+    wait_for(lambda: ready(kubeconfig, namespace, "taskqueue", "thumbnails"), "queue Ready")
+    apply(kubeconfig, namespace, example("workerpool.yaml"))
+    wait_for(lambda: get(kubeconfig, namespace, "deployment", "thumbnailers"), "the Deployment")
+    cluster.kubectl("delete", "namespace", namespace, "--wait=false", kubeconfig=kubeconfig)
+
+    def gone() -> bool:
+        return cluster.kubectl(
+            "get", "namespace", namespace, kubeconfig=kubeconfig, check=False
+        ).returncode != 0
+
+    wait_for(gone, f"namespace {namespace} to be deleted", limit=90)
+    assert not queue_exists(dsn, f"{namespace}/thumbnails")
+
+
 def test_database_down_marks_the_queue_not_ready_and_holds_replicas(
     kubeconfig: Path, namespace: str, operator: Operator
 ) -> None:

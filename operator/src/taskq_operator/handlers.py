@@ -44,6 +44,55 @@ log = logging.getLogger("taskq_operator")
 FINALIZER = "taskq.dev/finalizer"
 # Retries of a failed pass come sooner than the period, and back off up to it.
 RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0)
+# kopf stops a deleted object's daemon within its cancellation_timeout (5 s); one still running
+# this long after its object was marked for deletion was orphaned (see _finish_if_orphaned).
+ORPHANED_AFTER = 15.0  # seconds
+
+
+async def _nothing() -> None:
+    return None
+
+
+class _Finished(Exception):
+    """The daemon finished its object's deletion itself: stop it."""
+
+
+class _Deletion:
+    """When a daemon first saw its object marked for deletion."""
+
+    def __init__(self) -> None:
+        self.seen_at: float | None = None
+
+
+async def _finish_if_orphaned(
+    runtime: Runtime,
+    plural: str,
+    namespace: str,
+    name: str,
+    deletion: _Deletion,
+    finish: Callable[[], Awaitable[object]],
+) -> None:
+    """Called on each pass of a daemon whose object is marked for deletion. kopf stops watching
+    a namespace once the namespace's own status says its deletion is done, which the namespace
+    controller can report before the deletion of the objects in it reaches kopf (kopf #1088):
+    their daemons then run on, their finalizers stay, and the namespace stays Terminating.
+    After ORPHANED_AFTER, do what kopf would have: the deletion handler's work, then release
+    the finalizer, then stop."""
+    now = asyncio.get_running_loop().time()
+    if deletion.seen_at is None:
+        deletion.seen_at = now
+    if now - deletion.seen_at < ORPHANED_AFTER:
+        return
+    log.warning(
+        "%s %s/%s: marked for deletion %.0fs ago and kopf has not finished it; finishing it",
+        plural,
+        namespace,
+        name,
+        now - deletion.seen_at,
+    )
+    await finish()
+    await runtime.k8s.remove_finalizer(plural, namespace, name, FINALIZER)
+    raise _Finished
 
 
 def _emitter(body: kopf.Body) -> Emit:
@@ -101,6 +150,8 @@ async def _reconcile_forever(
         started = asyncio.get_running_loop().time()
         try:
             healthy_period = await one_pass()
+        except _Finished:
+            return
         except ValidationError as error:
             log.error("%s %s has an invalid spec: %s", kind, where, error)
             healthy_period = None
@@ -163,6 +214,7 @@ def _register_taskqueue(registry: kopf.OperatorRegistry, runtime: Runtime) -> No
         assert namespace is not None  # TaskQueue is namespaced
         memory = runtime.queues.setdefault(uid, QueueMemory())
         emit = _emitter(body)
+        deletion = _Deletion()
 
         async def one_pass() -> float | None:
             new = await reconcile_taskqueue(
@@ -176,7 +228,16 @@ def _register_taskqueue(registry: kopf.OperatorRegistry, runtime: Runtime) -> No
                 emit,
                 datetime.now(UTC),
             )
-            await runtime.k8s.patch_status("taskqueues", namespace, name, _status_patch(new))
+            if await runtime.k8s.patch_status("taskqueues", namespace, name, _status_patch(new)):
+                spec_now = TaskQueueSpec.model_validate(dict(spec))
+                await _finish_if_orphaned(
+                    runtime,
+                    "taskqueues",
+                    namespace,
+                    name,
+                    deletion,
+                    lambda: delete_taskqueue(runtime, namespace, name, spec_now),
+                )
             ready = any(c.type == "Ready" and c.status == "True" for c in new.conditions)
             return runtime.settings.status_interval if ready else None
 
@@ -231,22 +292,34 @@ def _register_workerpool(registry: kopf.OperatorRegistry, runtime: Runtime) -> N
         memory = runtime.pools.setdefault(uid, PoolMemory())
         pool = PoolRef(name=name, namespace=namespace, uid=uid)
         emit = _emitter(body)
+        deletion = _Deletion()
 
         async def one_pass() -> float | None:
             pool_spec = WorkerPoolSpec.model_validate(dict(spec))
-            async with memory.lock:
-                new = await reconcile_workerpool(
-                    runtime,
-                    pool,
-                    meta.get("generation", 0),
-                    pool_spec,
-                    _parse_status(WorkerPoolStatus, body.get("status")),
-                    memory,
-                    emit,
-                    datetime.now(UTC),
-                )
-            await runtime.k8s.patch_status("workerpools", namespace, name, _status_patch(new))
+            try:
+                async with memory.lock:
+                    new = await reconcile_workerpool(
+                        runtime,
+                        pool,
+                        meta.get("generation", 0),
+                        pool_spec,
+                        _parse_status(WorkerPoolStatus, body.get("status")),
+                        memory,
+                        emit,
+                        datetime.now(UTC),
+                    )
+            except Exception:
+                # in a terminating namespace its Secret and Deployment can no longer be applied
+                if await runtime.k8s.deletion_requested("workerpools", namespace, name):
+                    await finish_if_orphaned()
+                raise
+            if await runtime.k8s.patch_status("workerpools", namespace, name, _status_patch(new)):
+                await finish_if_orphaned()
             return float(pool_spec.autoscaling.poll_interval_seconds)
+
+        async def finish_if_orphaned() -> None:
+            # nothing of its own to clean up: its Deployment and Secret go with it
+            await _finish_if_orphaned(runtime, "workerpools", namespace, name, deletion, _nothing)
 
         try:
             await _reconcile_forever(

@@ -99,8 +99,9 @@ class KubernetesPort:
             raise
         return cast(Manifest, found)
 
-    async def patch_status(self, plural: str, namespace: str, name: str, status: Manifest) -> None:
-        await asyncio.to_thread(
+    async def patch_status(self, plural: str, namespace: str, name: str, status: Manifest) -> bool:
+        """Patch a custom object's status; True when the object is being deleted."""
+        patched = await asyncio.to_thread(
             self._custom.patch_namespaced_custom_object_status,
             GROUP,
             VERSION,
@@ -109,3 +110,56 @@ class KubernetesPort:
             name,
             {"status": status},
         )
+        return bool(cast(Manifest, patched).get("metadata", {}).get("deletionTimestamp"))
+
+    async def deletion_requested(self, plural: str, namespace: str, name: str) -> bool:
+        """True when the custom object is marked for deletion (or already gone)."""
+        try:
+            found = cast(
+                Manifest,
+                await asyncio.to_thread(
+                    self._custom.get_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    plural,
+                    name,
+                ),
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return True
+            raise
+        return bool(found.get("metadata", {}).get("deletionTimestamp"))
+
+    async def remove_finalizer(
+        self, plural: str, namespace: str, name: str, finalizer: str
+    ) -> None:
+        """Drop `finalizer` from a custom object (guarded by its resourceVersion, so other
+        finalizers added meanwhile are kept); an object already gone is fine."""
+        try:
+            found = cast(
+                Manifest,
+                await asyncio.to_thread(
+                    self._custom.get_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    plural,
+                    name,
+                ),
+            )
+            meta = found["metadata"]
+            kept = [f for f in meta.get("finalizers", []) if f != finalizer]
+            await asyncio.to_thread(
+                self._custom.patch_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                plural,
+                name,
+                {"metadata": {"finalizers": kept, "resourceVersion": meta["resourceVersion"]}},
+            )
+        except ApiException as error:
+            if error.status != 404:
+                raise
