@@ -84,14 +84,13 @@ class KubernetesPort:
         )
 
     async def task_queue(self, namespace: str, name: str) -> Manifest | None:
+        return await self._custom_object("taskqueues", namespace, name)
+
+    async def _custom_object(self, plural: str, namespace: str, name: str) -> Manifest | None:
+        """One of our custom objects; None when it does not exist."""
         try:
             found = await asyncio.to_thread(
-                self._custom.get_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                namespace,
-                "taskqueues",
-                name,
+                self._custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
             )
         except ApiException as error:
             if error.status == 404:
@@ -114,43 +113,20 @@ class KubernetesPort:
 
     async def deletion_requested(self, plural: str, namespace: str, name: str) -> bool:
         """True when the custom object is marked for deletion (or already gone)."""
-        try:
-            found = cast(
-                Manifest,
-                await asyncio.to_thread(
-                    self._custom.get_namespaced_custom_object,
-                    GROUP,
-                    VERSION,
-                    namespace,
-                    plural,
-                    name,
-                ),
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return True
-            raise
-        return bool(found.get("metadata", {}).get("deletionTimestamp"))
+        found = await self._custom_object(plural, namespace, name)
+        return found is None or bool(found["metadata"].get("deletionTimestamp"))
 
     async def remove_finalizer(
         self, plural: str, namespace: str, name: str, finalizer: str
     ) -> None:
         """Drop `finalizer` from a custom object (guarded by its resourceVersion, so other
         finalizers added meanwhile are kept); an object already gone is fine."""
+        found = await self._custom_object(plural, namespace, name)
+        if found is None:
+            return
+        meta = found["metadata"]
+        kept = [f for f in meta.get("finalizers", []) if f != finalizer]
         try:
-            found = cast(
-                Manifest,
-                await asyncio.to_thread(
-                    self._custom.get_namespaced_custom_object,
-                    GROUP,
-                    VERSION,
-                    namespace,
-                    plural,
-                    name,
-                ),
-            )
-            meta = found["metadata"]
-            kept = [f for f in meta.get("finalizers", []) if f != finalizer]
             await asyncio.to_thread(
                 self._custom.patch_namespaced_custom_object,
                 GROUP,
