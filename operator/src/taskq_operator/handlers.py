@@ -140,18 +140,20 @@ async def _reconcile_forever(
     wake: asyncio.Event,
     stopped: kopf.DaemonStopped,
     one_pass: Pass,
-) -> None:
-    """Run `one_pass` until the resource goes away: it returns the seconds until the next
-    pass when healthy, or None for "not healthy yet" (retried sooner, backing off to the
-    period). A wake-up (spec change, ready tasks) starts the next pass at once, but never
-    sooner than min_reconcile_gap after the previous one: a burst is one pass."""
+) -> bool:
+    """Run `one_pass` until the resource goes away; True if this daemon finished the
+    deletion itself (_finish_if_orphaned), False if kopf stopped it. `one_pass` returns the
+    seconds until the next pass when healthy, or None for "not healthy yet" (retried sooner,
+    backing off to the period). A wake-up (spec change, ready tasks) starts the next pass at
+    once, but never sooner than min_reconcile_gap after the previous one: a burst is one
+    pass."""
     failures, period = 0, runtime.settings.status_interval
     while not stopped:
         started = asyncio.get_running_loop().time()
         try:
             healthy_period = await one_pass()
         except _Finished:
-            return
+            return True
         except ValidationError as error:
             log.error("%s %s has an invalid spec: %s", kind, where, error)
             healthy_period = None
@@ -170,6 +172,7 @@ async def _reconcile_forever(
         if elapsed < runtime.settings.min_reconcile_gap and not stopped:
             with contextlib.suppress(asyncio.TimeoutError):
                 await stopped.wait(runtime.settings.min_reconcile_gap - elapsed)
+    return False
 
 
 def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
@@ -217,36 +220,37 @@ def _register_taskqueue(registry: kopf.OperatorRegistry, runtime: Runtime) -> No
         deletion = _Deletion()
 
         async def one_pass() -> float | None:
+            queue_spec = TaskQueueSpec.model_validate(dict(spec))
             new = await reconcile_taskqueue(
                 runtime,
                 namespace,
                 name,
                 meta.get("generation", 0),
-                TaskQueueSpec.model_validate(dict(spec)),
+                queue_spec,
                 _parse_status(TaskQueueStatus, body.get("status")),
                 memory,
                 emit,
                 datetime.now(UTC),
             )
             if await runtime.k8s.patch_status("taskqueues", namespace, name, _status_patch(new)):
-                spec_now = TaskQueueSpec.model_validate(dict(spec))
                 await _finish_if_orphaned(
                     runtime,
                     "taskqueues",
                     namespace,
                     name,
                     deletion,
-                    lambda: delete_taskqueue(runtime, namespace, name, spec_now),
+                    lambda: delete_taskqueue(runtime, namespace, name, queue_spec),
                 )
             ready = any(c.type == "Ready" and c.status == "True" for c in new.conditions)
             return runtime.settings.status_interval if ready else None
 
+        finished = False
         try:
-            await _reconcile_forever(
+            finished = await _reconcile_forever(
                 runtime, "TaskQueue", f"{namespace}/{name}", memory.wake, stopped, one_pass
             )
         finally:
-            if stopped:
+            if stopped or finished:
                 runtime.queues.pop(uid, None)
 
     @kopf.on.update(GROUP, VERSION, "taskqueues", field="spec", registry=registry)
@@ -321,13 +325,14 @@ def _register_workerpool(registry: kopf.OperatorRegistry, runtime: Runtime) -> N
             # nothing of its own to clean up: its Deployment and Secret go with it
             await _finish_if_orphaned(runtime, "workerpools", namespace, name, deletion, _nothing)
 
+        finished = False
         try:
-            await _reconcile_forever(
+            finished = await _reconcile_forever(
                 runtime, "WorkerPool", f"{namespace}/{name}", memory.wake, stopped, one_pass
             )
         finally:
             runtime.databases.unsubscribe(uid)
-            if stopped:
+            if stopped or finished:
                 runtime.pools.pop(uid, None)
                 runtime.metrics.pool_deleted(namespace, name)
 
