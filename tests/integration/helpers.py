@@ -15,6 +15,7 @@ import asyncpg
 from taskq.models import QueueInfo
 from taskq.store import execution as store
 from taskq.store.execution import ClaimedTask, Completion, Outcome
+from taskq.store.worker_store import WorkerStore
 from taskq.worker.loop import Worker
 from taskq.worker.registry import Registry
 from taskq.worker.settings import WorkerSettings
@@ -92,10 +93,15 @@ def new_attempt_id() -> uuid.UUID:
 
 @contextlib.asynccontextmanager
 async def running_worker(
-    dsn: str, registry: Registry, queues: list[str], **settings: Any
+    dsn: str,
+    registry: Registry,
+    queues: list[str],
+    store: Callable[[asyncpg.Pool, float], WorkerStore] = WorkerStore,
+    **settings: Any,
 ) -> AsyncIterator[Worker]:
     """A real Worker serving `queues` in this event loop until the block ends (then a graceful
-    stop, which the block may also trigger itself through `worker_stop`)."""
+    stop, which the block may also trigger itself through `worker_stop`). `store` makes its
+    database port from the pool and the call deadline (tests wrap it to inject faults)."""
     options: dict[str, Any] = {
         "poll_interval": 0.2, "maintenance_interval": 60.0, "shutdown_grace": 5.0,
         "concurrency": 10,
@@ -105,7 +111,10 @@ async def running_worker(
                                      **options)
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
     assert pool is not None
-    worker = Worker(pool, registry, worker_settings, f"test-{uuid.uuid4().hex[:8]}")
+    worker = Worker(
+        pool, registry, worker_settings, f"test-{uuid.uuid4().hex[:8]}",
+        db=store(pool, worker_settings.db_deadline),
+    )
     stop = asyncio.Event()
     _stops[id(worker)] = stop
     runner = asyncio.create_task(worker.run(stop))

@@ -501,7 +501,7 @@ async def _http(port: int, request: bytes) -> bytes:
 async def test_health_server_answers_over_http() -> None:
     metrics = WorkerMetrics()
     metrics.started("a/b", "t")
-    server = HealthServer(metrics.registry, lambda: True, lambda: False)
+    server = HealthServer(metrics.registry, lambda: None, lambda: False)
     port = await server.start("127.0.0.1", 0)
     try:
         healthz = await _http(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")

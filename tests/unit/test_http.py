@@ -12,7 +12,7 @@ from taskq.worker.metrics import WorkerMetrics
 def _server(live: bool = True, ready: bool = True) -> tuple[HealthServer, CollectorRegistry]:
     registry = CollectorRegistry()
     Counter("taskq_probe", "a metric to find", registry=registry).inc(3)
-    return HealthServer(registry, lambda: live, lambda: ready), registry
+    return HealthServer(registry, lambda: None if live else "stalled", lambda: ready), registry
 
 
 def test_metrics_exposes_the_registry() -> None:
@@ -28,7 +28,7 @@ def test_metrics_of_a_worker() -> None:
     metrics.started("default/q", "t")
     metrics.finished("default/q", "t", "succeeded", 0.2)
     metrics.settled("default/q", "succeeded", 2)
-    server = HealthServer(metrics.registry, lambda: True, lambda: True)
+    server = HealthServer(metrics.registry, lambda: None, lambda: True)
     body = server._route("GET", "/metrics")[2].decode()
     assert 'taskq_tasks_started_total{queue="default/q",task="t"} 1.0' in body
     assert ('taskq_tasks_finished_total{outcome="succeeded",queue="default/q",task="t"} 1.0'

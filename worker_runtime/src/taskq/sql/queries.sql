@@ -82,3 +82,6 @@ SELECT pg_notify('taskq_ready', $1)
 
 -- name: next_run_in
 SELECT taskq.next_run_in($1)
+
+-- name: release_orphans
+SELECT taskq.release_orphans($1, $2, $3) AS released

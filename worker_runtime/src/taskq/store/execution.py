@@ -141,3 +141,12 @@ async def rescue_expired(db: Executor, queue_id: int, limit: int = 1000) -> int:
 async def purge_finished(db: Executor, queue_id: int, limit: int = 10_000) -> int:
     purged: int = await db.fetchval(query("purge_finished"), queue_id, limit)
     return purged
+
+
+async def release_orphans(
+    db: Executor, queue_id: int, worker_id: str, known: Sequence[int]
+) -> int:
+    """Give back the queue's tasks held under `worker_id` other than `known` (claimed by a
+    call whose reply was lost); returns how many."""
+    released: int = await db.fetchval(query("release_orphans"), queue_id, worker_id, list(known))
+    return released

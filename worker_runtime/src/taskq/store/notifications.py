@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import asyncpg
 
-from taskq.store.dberrors import CONNECTION_ERRORS, describe_connection_error
+from taskq.store.dberrors import describe_error, is_database_error
 from taskq.store.types import Connection
 
 log = logging.getLogger("taskq.notifications")
@@ -23,9 +23,15 @@ CANCEL_CHANNEL = "taskq_cancel"
 
 class Listener:
     def __init__(
-        self, dsn: str, on_ready: Callable[[int], None], on_cancel: Callable[[int], None]
+        self,
+        dsn: str,
+        on_ready: Callable[[int], None],
+        on_cancel: Callable[[int], None],
+        *,
+        application_name: str | None = None,
     ) -> None:
         self._dsn = dsn
+        self._settings = {"application_name": application_name} if application_name else None
         self._on_ready = on_ready
         self._on_cancel = on_cancel
         self._lost = asyncio.Event()
@@ -43,7 +49,9 @@ class Listener:
         while True:
             conn: asyncpg.Connection | None = None
             try:
-                conn = await asyncpg.connect(self._dsn, timeout=10)
+                conn = await asyncpg.connect(
+                    self._dsn, timeout=10, server_settings=self._settings
+                )
                 self._lost.clear()
                 conn.add_termination_listener(lambda _c: self._lost.set())
                 await conn.add_listener(READY_CHANNEL, self._ready)
@@ -58,12 +66,15 @@ class Listener:
                     except TimeoutError:
                         await conn.execute("SELECT 1", timeout=10)
                 log.warning("listen connection lost; polling until it is back")
-            except CONNECTION_ERRORS as error:
-                log.warning(
-                    "listen connection failed (%s); retrying in %.1fs",
-                    describe_connection_error(error),
-                    delay,
-                )
+            except Exception as error:
+                if is_database_error(error):
+                    log.warning(
+                        "listen connection failed (%s); retrying in %.1fs",
+                        describe_error(error),
+                        delay,
+                    )
+                else:
+                    log.exception("listen connection crashed; retrying in %.1fs", delay)
             finally:
                 if conn is not None and not conn.is_closed():
                     conn.terminate()

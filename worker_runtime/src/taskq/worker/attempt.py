@@ -41,6 +41,7 @@ class Attempt:
     timeout: float
     task: asyncio.Task[Completion | None] | None = None
     stop_reason: StopReason | None = field(default=None)
+    renewed: float = 0.0  # monotonic: when its lease was last granted (claim or renewal)
 
     def stop(self, reason: StopReason) -> None:
         """Ask the attempt to stop: sync handlers see ctx.cancel_requested, async ones a

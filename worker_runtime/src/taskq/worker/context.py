@@ -126,6 +126,10 @@ class TaskContext:
         self._progress_dirty = False
         return self._progress
 
+    def keep_progress(self) -> None:
+        """The progress taken could not be stored: send the latest with the next renewal."""
+        self._progress_dirty = True
+
     def request_cancel(self) -> None:
         with _event_lock:
             self._canceled = True

@@ -1,5 +1,6 @@
-"""A minimal HTTP endpoint for /metrics, /healthz (the loop is alive) and /readyz (the database
-answered recently). Plain asyncio: three fixed GET routes need no web framework."""
+"""A minimal HTTP endpoint for /metrics, /healthz (the worker does its job; otherwise the body
+says why not) and /readyz (the database answered recently). Plain asyncio: three fixed GET
+routes need no web framework."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 class HealthServer:
     def __init__(
-        self, registry: CollectorRegistry, live: Callable[[], bool], ready: Callable[[], bool]
+        self,
+        registry: CollectorRegistry,
+        health_problem: Callable[[], str | None],
+        ready: Callable[[], bool],
     ) -> None:
         self._registry = registry
-        self._live = live
+        self._health_problem = health_problem
         self._ready = ready
         self._server: asyncio.Server | None = None
 
@@ -58,12 +62,10 @@ class HealthServer:
         if path == "/metrics":
             return "200 OK", CONTENT_TYPE_LATEST, generate_latest(self._registry)
         if path == "/healthz":
-            ok = self._live()
-            return (
-                ("200 OK" if ok else "503 Service Unavailable"),
-                text,
-                b"ok\n" if ok else b"stalled\n",
-            )
+            problem = self._health_problem()
+            if problem is None:
+                return "200 OK", text, b"ok\n"
+            return "503 Service Unavailable", text, f"{problem}\n".encode()
         if path == "/readyz":
             ok = self._ready()
             return (

@@ -8,8 +8,14 @@ Concurrent pieces, each an asyncio task on one event loop:
   heartbeat loop  renews leases of long attempts, learns of cancellations and lost leases
   maintenance     rescues expired leases and applies retention for the served queues
   listener        LISTEN connection that wakes the claim loop (optional: polling also works)
-Every database call survives the database going away: it is retried, and a finished attempt
-is kept in memory until its outcome is recorded.
+  watchdog        stops attempts past their deadline
+
+Every long-lived loop is supervised (supervision.py): an exception that escapes it is logged
+with its traceback and the loop starts again. Every database call has a deadline and is
+retried with jittered exponential backoff, one log line per outage (taskq.backoff). A finished
+attempt's outcome stays in memory until the database has it; while more outcomes wait than
+`max(batch_size, concurrency)`, the worker claims nothing, and the liveness probe fails once
+they have waited longer than two leases.
 """
 
 from __future__ import annotations
@@ -19,27 +25,28 @@ import contextlib
 import logging
 import random
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
 
 import asyncpg
 
-from taskq.errors import UnknownQueueError
+from taskq.backoff import Outage
+from taskq.errors import TaskqError, UnknownQueueError
 from taskq.names import QueueName
 from taskq.store import execution as store
-from taskq.store import queues as queue_store
-from taskq.store.dberrors import CONNECTION_ERRORS, describe_connection_error
+from taskq.store.dberrors import describe_error, is_database_error, translated
 from taskq.store.notifications import Listener
+from taskq.store.worker_store import WorkerStore
 from taskq.worker.attempt import Attempt, StopReason, run_attempt
 from taskq.worker.context import TaskContext
 from taskq.worker.metrics import WorkerMetrics
 from taskq.worker.registry import Registry
 from taskq.worker.settings import WorkerSettings
+from taskq.worker.supervision import supervised
 
 log = logging.getLogger("taskq.worker")
-T = TypeVar("T")
 
 WATCHDOG_TICK = 0.1  # seconds
 # A claim also makes due delayed and retrying tasks ready when one is known to be due, or when
@@ -47,6 +54,17 @@ WATCHDOG_TICK = 0.1  # seconds
 # a small claim's time, and it usually finds nothing).
 PROMOTE_INTERVAL = 0.1  # seconds
 MAX_PARALLEL_CLAIMS = 2  # claims in flight at once, each on a different queue
+# Most outcomes one flush records: after a long outage the backlog is recorded in several
+# calls, each well within its deadline.
+ACK_FLUSH_MAX = 5_000
+# How the worker's connections show in pg_stat_activity.
+APPLICATION_NAME = "taskq worker"
+DB_OPERATIONS = ("claim", "complete", "heartbeat", "maintenance", "release")
+
+
+class WorkerFailedError(TaskqError):
+    """The worker stopped, but left outcomes unrecorded or tasks held, or one of its loops
+    ended; the message says which."""
 
 
 @dataclass(slots=True)
@@ -55,6 +73,8 @@ class _ClaimState:
     backlog: bool = False  # the last claim came back full
     drained: bool = False  # the last claim came back short: wait for a wake-up or wake_at
     wake_at: float = 0.0  # monotonic: when a drained queue is claimed from again
+    retry_at: float = 0.0  # monotonic: after a failed claim, the next waits for its backoff
+    orphans: bool = False  # a failed claim may have taken tasks in our name: give them back
     due_at: float = float("inf")  # monotonic: when a delayed task is known to be due
     promoted_at: float = float("-inf")  # monotonic: the last claim that promoted due tasks
     in_flight: int = 0
@@ -68,17 +88,24 @@ class Worker:
         settings: WorkerSettings,
         worker_id: str,
         metrics: WorkerMetrics | None = None,
+        *,
+        db: WorkerStore | None = None,
     ) -> None:
-        self.pool = pool
+        self.db = db or WorkerStore(pool, settings.db_deadline)
         self.registry = registry
         self.settings = settings
         self.worker_id = worker_id
         self.metrics = metrics or WorkerMetrics()
         self.metrics.in_flight = lambda: len(self.attempts)
+        self.metrics.outcomes_pending = lambda: len(self._acks)
         self.queue_ids: dict[str, int] = {}
         self.attempts: dict[int, Attempt] = {}
+        # Outcomes not yet recorded, oldest first. Only a successful flush removes them.
         self._acks: list[store.Completion] = []
         self._acks_pending = asyncio.Event()
+        self._acks_progress_at = time.monotonic()  # last flush, or first outcome since
+        # Above this many unrecorded outcomes the worker claims nothing.
+        self.max_pending_outcomes = max(settings.batch_size, settings.concurrency)
         self._progress = asyncio.Event()  # a slot freed, a claim returned, or a wake-up
         self._claims: set[asyncio.Task[None]] = set()
         self._claim_states: dict[str, _ClaimState] = {}
@@ -87,13 +114,36 @@ class Worker:
         self._acks_closing = False
         self._worthwhile = max(1, min(settings.batch_size, settings.concurrency) // 2)
         self._threads = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="taskq-task")
+        self._outages = {
+            operation: Outage(operation, log, is_database_error, describe_error)
+            for operation in DB_OPERATIONS
+        }
+        self._failure: str | None = None  # a loop ended that must run for the worker's life
+        self._failed = asyncio.Event()
         self.last_loop_at = time.monotonic()
+        self._renewals_at = time.monotonic()
         self.last_db_ok_at = 0.0
 
     # -- health ------------------------------------------------------------------------------
 
+    def health_problem(self) -> str | None:
+        """Why the liveness probe fails, or None while the worker does its job."""
+        if self._failure is not None:
+            return self._failure
+        now = time.monotonic()
+        idle = now - self.last_loop_at
+        if idle > max(30.0, 3 * self.settings.poll_interval):
+            return f"the claim loop has not turned for {idle:.0f}s"
+        waited = now - self._acks_progress_at
+        if self._acks and waited > self.settings.outcome_stall_limit:
+            return f"{len(self._acks)} outcomes not recorded for {waited:.0f}s"
+        quiet = now - self._renewals_at
+        if quiet > self.settings.lease_seconds:
+            return f"the lease renewal loop has not turned for {quiet:.0f}s"
+        return None
+
     def is_live(self) -> bool:
-        return time.monotonic() - self.last_loop_at < max(30.0, 3 * self.settings.poll_interval)
+        return self.health_problem() is None
 
     def is_ready(self) -> bool:
         return time.monotonic() - self.last_db_ok_at < max(30.0, 2 * self.settings.lease_seconds)
@@ -103,14 +153,17 @@ class Worker:
     async def resolve_queues(self) -> None:
         """Map queue names to ids; an unknown queue is an error the user must fix."""
         for name in self.settings.queues:
-            info = await queue_store.get_queue(self.pool, QueueName.parse(name))
+            with translated(name):
+                info = await self.db.get_queue(QueueName.parse(name))
             if info is None:
                 raise UnknownQueueError(name)
             self.queue_ids[name] = info.id
+        self._claim_states = {n: _ClaimState(qid) for n, qid in self.queue_ids.items()}
         self.last_db_ok_at = time.monotonic()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Work until `stop` is set, then shut down gracefully."""
+        """Work until `stop` is set, then shut down gracefully. Raises WorkerFailedError when
+        the worker could not leave everything recorded, or stopped because a loop ended."""
         await self.resolve_queues()
         log.info(
             "worker started",
@@ -120,34 +173,59 @@ class Worker:
                 "concurrency": self.settings.concurrency,
             },
         )
-        ack_task = asyncio.create_task(self._ack_loop(), name="taskq-ack")
+        ack_task = self._start("acknowledgement", self._ack_loop)
         background = [
             ack_task,
-            asyncio.create_task(self._heartbeat_loop(), name="taskq-heartbeat"),
-            asyncio.create_task(self._maintenance_loop(), name="taskq-maintenance"),
-            asyncio.create_task(self._watchdog_loop(), name="taskq-watchdog"),
+            self._start("lease renewal", self._heartbeat_loop),
+            self._start("maintenance", self._maintenance_loop),
+            self._start("watchdog", self._watchdog_loop),
         ]
         if self.settings.listen:
             listener = Listener(
-                self.settings.dsn.get_secret_value(), self._on_ready, self._on_cancel
+                self.settings.dsn.get_secret_value(),
+                self._on_ready,
+                self._on_cancel,
+                application_name=APPLICATION_NAME,
             )
-            background.append(asyncio.create_task(listener.run(), name="taskq-listen"))
-        claimer = asyncio.create_task(self._claim_loop(), name="taskq-claim")
-        stopper = asyncio.create_task(stop.wait())
-        await asyncio.wait([claimer, stopper], return_when=asyncio.FIRST_COMPLETED)
-        if claimer.done():
-            claimer.result()  # a bug in the claim loop: surface it
+            background.append(self._start("listen", listener.run))
+        claimer = self._start("claim", self._claim_loop)
+        waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(self._failed.wait())]
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        problems = []
         try:
-            await self._shutdown(claimer, ack_task)
+            problems = await self._shutdown(claimer, ack_task)
         finally:
-            stopper.cancel()
-            for task in background:
+            for task in (*waiters, *background):
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             self._threads.shutdown(wait=False, cancel_futures=True)
+        if self._failure is not None:
+            problems.insert(0, self._failure)
+        if problems:
+            raise WorkerFailedError("; ".join(problems))
         log.info("worker stopped", extra={"worker_id": self.worker_id})
 
-    async def _shutdown(self, claimer: asyncio.Task[None], ack_task: asyncio.Task[None]) -> None:
+    def _start(self, name: str, body: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+        task = asyncio.create_task(
+            supervised(name, body, self.metrics.loop_restarted), name=f"taskq-{name}"
+        )
+        task.add_done_callback(lambda done: self._loop_ended(name, done))
+        return task
+
+    def _loop_ended(self, name: str, task: asyncio.Task[None]) -> None:
+        """Only the acknowledgement loop may end, and only at shutdown: any other end stops
+        the worker with an error (a live process with a dead loop is never an option)."""
+        if self._stopping or task.cancelled():
+            return
+        error = task.exception()
+        self._failure = f"the {name} loop ended unexpectedly" + (f": {error!r}" if error else "")
+        log.error("stopping: %s", self._failure, exc_info=error)
+        self._failed.set()
+
+    async def _shutdown(
+        self, claimer: asyncio.Task[None], ack_task: asyncio.Task[None]
+    ) -> list[str]:
+        """Returns what could not be left in order."""
         self._stopping = True
         claimer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -166,21 +244,48 @@ class Worker:
         for attempt in leftovers:
             attempt.stop(StopReason.SHUTDOWN)
         await asyncio.gather(*(a.task for a in leftovers if a.task), return_exceptions=True)
-        await self._drain_acks(ack_task)
-        if leftovers:
-            await self._release(leftovers)
+        problems = []
+        unrecorded = await self._drain_acks(ack_task)
+        if unrecorded:
+            problems.append(
+                f"{unrecorded} outcomes could not be recorded; their tasks run again when "
+                "their leases expire"
+            )
+        kept = await self._release(leftovers) if leftovers else 0
+        if kept:
+            problems.append(
+                f"{kept} unfinished tasks could not be given back; they run again when their "
+                "leases expire"
+            )
+        return problems
 
-    async def _release(self, leftovers: list[Attempt]) -> None:
-        by_queue: dict[int, list[tuple[int, object]]] = {}
+    async def _release(self, leftovers: list[Attempt]) -> int:
+        """Give back the attempts stopped at shutdown; returns how many could not be."""
+        by_queue: dict[int, list[tuple[int, uuid.UUID]]] = {}
         for a in leftovers:
             by_queue.setdefault(a.claimed.queue_id, []).append((a.claimed.id, a.claimed.attempt_id))
+        outage = self._outages["release"]
+        kept = 0
         for queue_id, held in by_queue.items():
-            released = await self._retrying(
-                "release",
-                lambda q=queue_id, h=held: store.release(self.pool, q, self.worker_id, h),  # type: ignore[misc]
-                give_up_after=10.0,
-            )
-            log.info("gave back %s unfinished tasks", released)
+            give_up_at = time.monotonic() + self.settings.db_deadline
+            while True:
+                try:
+                    released = await self.db.release(queue_id, self.worker_id, held)
+                except Exception as error:
+                    self.metrics.db_error("release")
+                    delay = outage.failed(error)
+                    if time.monotonic() + delay > give_up_at:
+                        log.error(
+                            "could not give back %d tasks: %s", len(held), describe_error(error)
+                        )
+                        kept += len(held)
+                        break
+                    await asyncio.sleep(delay)
+                    continue
+                outage.succeeded()
+                log.info("gave back %s unfinished tasks", released)
+                break
+        return kept
 
     # -- claiming ----------------------------------------------------------------------------
 
@@ -191,6 +296,8 @@ class Worker:
         self._progress.set()
 
     def _free(self) -> int:
+        if len(self._acks) >= self.max_pending_outcomes:
+            return 0  # record what is done before taking more
         return self.settings.concurrency - len(self.attempts) - self._reserved
 
     async def _claim_loop(self) -> None:
@@ -198,9 +305,8 @@ class Worker:
         on one queue fight over the same index entries with SKIP LOCKED). A queue with a backlog
         (its last claim came back full) waits for a worthwhile batch of free slots; a drained
         queue is claimed from again when notified, when its next delayed task is due, or after
-        poll_interval."""
-        names = list(self.queue_ids)
-        self._claim_states = {n: _ClaimState(self.queue_ids[n]) for n in names}
+        poll_interval; a queue whose claim failed, after the claim's backoff."""
+        names = list(self._claim_states)
         turn = 0
         while True:
             self.last_loop_at = time.monotonic()
@@ -218,7 +324,8 @@ class Worker:
         no room for any claim."""
         if self._stopping or len(self._claims) >= MAX_PARALLEL_CLAIMS:
             return False
-        if state.in_flight or (state.drained and time.monotonic() < state.wake_at):
+        now = time.monotonic()
+        if state.in_flight or now < state.retry_at or (state.drained and now < state.wake_at):
             return True
         free = self._free()
         if free < (self._worthwhile if state.backlog else 1):
@@ -231,7 +338,13 @@ class Worker:
         state.in_flight += 1
         task = asyncio.create_task(self._claim_batch(name, state, want))
         self._claims.add(task)
-        task.add_done_callback(self._claims.discard)
+        task.add_done_callback(self._claim_done)
+
+    def _claim_done(self, task: asyncio.Task[None]) -> None:
+        self._claims.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a claim crashed", exc_info=task.exception())
+            self._progress.set()
 
     async def _claim_batch(self, name: str, state: _ClaimState, want: int) -> None:
         try:
@@ -239,6 +352,9 @@ class Worker:
         finally:
             self._reserved -= want
             state.in_flight -= 1
+        if claimed is None:  # failed; tried again once state.retry_at has come
+            self._progress.set()
+            return
         state.backlog = len(claimed) == want
         if not state.backlog:
             state.drained, state.wake_at = True, time.monotonic() + self.settings.poll_interval
@@ -257,9 +373,11 @@ class Worker:
         """A drained queue is claimed from again when its next delayed task is due, if that
         comes before the next poll."""
         try:
-            due_in = await store.next_run_in(self.pool, state.queue_id)
-        except CONNECTION_ERRORS:
-            return  # the poll still comes
+            due_in = await self.db.next_run_in(state.queue_id)
+        except Exception as error:
+            if not is_database_error(error):
+                log.exception("asking when the next delayed task is due failed")
+            return  # a hint only: the poll still comes
         if due_in is None:
             return
         # a little late rather than early: the claim compares run_at with the database's now
@@ -270,34 +388,54 @@ class Worker:
             self._progress.set()
 
     def _until_next_wake(self) -> float:
-        """How long the claim loop may sleep: until the next drained queue's wake_at. A queue
-        already due but waiting for free slots is woken by a slot freeing, not by a timer."""
+        """How long the claim loop may sleep: until the next drained queue's wake_at or a
+        failed claim's retry. A queue already due but waiting for free slots is woken by a
+        slot freeing, not by a timer."""
         now = time.monotonic()
         wakes = [s.wake_at - now for s in self._claim_states.values() if s.drained]
+        wakes += [s.retry_at - now for s in self._claim_states.values()]
         return min([self.settings.poll_interval, *(w for w in wakes if w > 0)])
 
-    async def _claim(self, name: str, state: _ClaimState, want: int) -> list[store.ClaimedTask]:
+    async def _claim(
+        self, name: str, state: _ClaimState, want: int
+    ) -> list[store.ClaimedTask] | None:
+        """The claimed tasks, or None if the claim failed (state.retry_at then says when to
+        try again)."""
         now = time.monotonic()
         promote = now >= state.due_at or now - state.promoted_at >= PROMOTE_INTERVAL
         if promote:
             state.due_at, state.promoted_at = float("inf"), now
+        outage = self._outages["claim"]
         try:
-            claimed = await store.claim(
-                self.pool,
-                self.queue_ids[name],
-                name,
-                self.worker_id,
-                want,
-                self.settings.lease_seconds,
-                promote,
+            if state.orphans:
+                await self._release_orphans(name, state)
+            claimed = await self.db.claim(
+                state.queue_id, name, self.worker_id, want, self.settings.lease_seconds, promote
             )
-        except CONNECTION_ERRORS as error:
+        except Exception as error:
             self.metrics.db_error("claim")
-            log.warning("claim failed: %s", describe_connection_error(error))
-            await asyncio.sleep(min(1.0, self.settings.poll_interval))
-            return []
+            state.retry_at = time.monotonic() + outage.failed(error)
+            # It may have committed without a word back: look for its tasks before the next.
+            state.orphans = True
+            if promote:
+                state.promoted_at = float("-inf")
+            return None
+        outage.succeeded()
         self.last_db_ok_at = time.monotonic()
         return claimed
+
+    async def _release_orphans(self, name: str, state: _ClaimState) -> None:
+        queue_id = state.queue_id
+        known = [task_id for task_id, a in self.attempts.items() if a.claimed.queue_id == queue_id]
+        known += [c.id for c in self._acks if c.queue_id == queue_id]
+        released = await self.db.release_orphans(queue_id, self.worker_id, known)
+        state.orphans = False
+        if released:
+            log.warning(
+                "gave back %d tasks of %s that a failed claim had taken in this worker's name",
+                released,
+                name,
+            )
 
     def _admit(self, claimed: store.ClaimedTask) -> Attempt:
         """Take a claimed task into this worker's capacity; _begin runs it."""
@@ -305,7 +443,7 @@ class Worker:
         handler = self.registry.handlers.get(claimed.task_name)
         timeout = (handler.timeout if handler else None) or claimed.timeout_s
         now = time.monotonic()
-        attempt = Attempt(claimed, ctx, now, now + timeout, timeout)
+        attempt = Attempt(claimed, ctx, now, now + timeout, timeout, renewed=now)
         self.attempts[claimed.id] = attempt
         return attempt
 
@@ -346,6 +484,8 @@ class Worker:
             claimed.queue, claimed.task_name, outcome, time.monotonic() - attempt.started
         )
         if completion is not None:
+            if not self._acks:
+                self._acks_progress_at = time.monotonic()
             self._acks.append(completion)
             self._acks_pending.set()
         if not self._stopping:
@@ -355,43 +495,42 @@ class Worker:
 
     async def _ack_loop(self) -> None:
         """Records outcomes until shutdown has nothing more to record."""
+        outage = self._outages["complete"]
         while True:
             if not self._acks:
                 if self._acks_closing:
                     return
+                self._acks_pending.clear()
                 await self._acks_pending.wait()
                 continue
             if (
                 len(self._acks) < self.settings.batch_size
                 and self.settings.ack_interval
                 and not self._acks_closing
+                and not outage.ongoing
             ):
                 await asyncio.sleep(self.settings.ack_interval)
-            await self._flush_acks()
+            delay = await self._flush_acks()
+            if delay:
+                await asyncio.sleep(delay)
 
-    async def _flush_acks(self) -> None:
-        batch, self._acks = self._acks, []
-        self._acks_pending.clear()
-        if not batch:
-            return
+    async def _flush_acks(self) -> float:
+        """Record the oldest outcomes; returns 0, or how long to wait before trying again."""
+        batch = self._acks[:ACK_FLUSH_MAX]
+        outage = self._outages["complete"]
         try:
-            states = await store.complete(self.pool, self.worker_id, batch)
-        except CONNECTION_ERRORS as error:
-            # Keep them: recording an outcome twice is harmless (guarded by attempt id).
-            self._acks[:0] = batch
-            self._acks_pending.set()
+            states = await self.db.complete(self.worker_id, batch)
+        except Exception as error:
+            # Kept: recording an outcome twice is harmless (guarded by attempt id).
             self.metrics.db_error("complete")
-            log.warning(
-                "recording %d outcomes failed (%s); retrying",
-                len(batch),
-                describe_connection_error(error),
-            )
-            await asyncio.sleep(0.5)
-            return
-        except asyncio.CancelledError:
-            self._acks[:0] = batch
-            raise
-        self.last_db_ok_at = time.monotonic()
+            return outage.failed(error)
+        outage.succeeded()
+        # Only appends happened meanwhile: the batch is still the head of the list.
+        was_full = len(self._acks) >= self.max_pending_outcomes
+        del self._acks[: len(batch)]
+        self._acks_progress_at = self.last_db_ok_at = time.monotonic()
+        if was_full and not self._stopping:
+            self._progress.set()  # claims waited for room
         counts: dict[tuple[int, str], int] = {}
         for item in batch:
             state = states.get(item.id)
@@ -404,18 +543,23 @@ class Worker:
                 for claim_state in self._claim_states.values():
                     if claim_state.queue_id == queue_id and claim_state.drained:
                         await self._wake_when_due(claim_state)
+        return 0.0
 
-    async def _drain_acks(self, ack_task: asyncio.Task[None], give_up_after: float = 30.0) -> None:
+    async def _drain_acks(self, ack_task: asyncio.Task[None]) -> int:
+        """Let the acknowledgement loop record what is left; returns how many outcomes it
+        could not record in time."""
         self._acks_closing = True
         self._acks_pending.set()
-        try:
-            await asyncio.wait_for(ack_task, give_up_after)
-        except TimeoutError:
+        with contextlib.suppress(TimeoutError):
+            # a few tries, each within the deadline, fit in a pod's termination grace period
+            await asyncio.wait_for(ack_task, 2 * self.settings.db_deadline)
+        if self._acks:
             log.error(
                 "could not record %d outcomes before exiting; their leases will expire "
                 "and the tasks run again",
                 len(self._acks),
             )
+        return len(self._acks)
 
     def _queue_name(self, queue_id: int) -> str:
         for name, qid in self.queue_ids.items():
@@ -432,39 +576,56 @@ class Worker:
             attempt.stop(StopReason.CANCELED)
 
     async def _heartbeat_loop(self) -> None:
-        interval = self.settings.heartbeat_interval
+        """Renews each running attempt's lease once it is heartbeat_interval old (a third of
+        the lease), looking twice an interval, so a lease is renewed with at least half of it
+        left; after a failure, sooner (with backoff), so a short outage costs no lease."""
+        tick = self.settings.heartbeat_interval / 2
+        outage = self._outages["heartbeat"]
+        delay = tick
         while True:
-            await asyncio.sleep(interval)
-            self.last_loop_at = time.monotonic()
-            # Attempts younger than an interval still hold the lease their claim gave them.
-            due = [
-                a
-                for a in self.attempts.values()
-                if time.monotonic() - a.started >= interval and a.stop_reason is None
-            ]
-            by_queue: dict[int, list[Attempt]] = {}
-            for a in due:
+            await asyncio.sleep(delay)
+            self._renewals_at = time.monotonic()
+            try:
+                await self._renew_leases(self.settings.heartbeat_interval)
+            except Exception as error:
+                self.metrics.db_error("heartbeat")
+                delay = min(tick, outage.failed(error))
+                continue
+            outage.succeeded()
+            delay = tick
+
+    async def _renew_leases(self, interval: float) -> None:
+        now = time.monotonic()
+        by_queue: dict[int, list[Attempt]] = {}
+        for a in self.attempts.values():
+            if now - a.renewed >= interval and a.stop_reason is None:
                 by_queue.setdefault(a.claimed.queue_id, []).append(a)
-            for queue_id, attempts in by_queue.items():
-                held = [
-                    (a.claimed.id, a.claimed.attempt_id, a.ctx.take_progress()) for a in attempts
-                ]
-                try:
-                    alive = await store.heartbeat(
-                        self.pool, queue_id, held, self.settings.lease_seconds
-                    )
-                except CONNECTION_ERRORS as error:
-                    self.metrics.db_error("heartbeat")
-                    log.warning("lease renewal failed: %s", describe_connection_error(error))
-                    continue
-                self.last_db_ok_at = time.monotonic()
-                for a in attempts:
-                    if a.claimed.id not in alive:
-                        self.metrics.lost_leases += 1
-                        log.warning("lease of task %s lost; stopping it", a.claimed.id)
-                        a.stop(StopReason.LEASE_LOST)
-                    elif alive[a.claimed.id]:
-                        a.stop(StopReason.CANCELED)
+        # While outcomes cannot be recorded, their tasks keep their leases if the database
+        # lets us renew them: no other worker runs a finished task again meanwhile.
+        unrecorded: dict[int, list[store.Completion]] = {}
+        if self._outages["complete"].ongoing:
+            for c in self._acks:
+                unrecorded.setdefault(c.queue_id, []).append(c)
+        for queue_id in by_queue.keys() | unrecorded.keys():
+            attempts = by_queue.get(queue_id, [])
+            held = [(a.claimed.id, a.claimed.attempt_id, a.ctx.take_progress()) for a in attempts]
+            held += [(c.id, c.attempt_id, None) for c in unrecorded.get(queue_id, [])]
+            try:
+                alive = await self.db.heartbeat(queue_id, held, self.settings.lease_seconds)
+            except BaseException:
+                for a, (_, _, progress) in zip(attempts, held, strict=False):
+                    if progress is not None:
+                        a.ctx.keep_progress()  # sent with the next renewal instead
+                raise
+            self.last_db_ok_at = time.monotonic()
+            for a in attempts:
+                a.renewed = now
+                if a.claimed.id not in alive:
+                    self.metrics.lost_leases += 1
+                    log.warning("lease of task %s lost; stopping it", a.claimed.id)
+                    a.stop(StopReason.LEASE_LOST)
+                elif alive[a.claimed.id]:
+                    a.stop(StopReason.CANCELED)
 
     async def _watchdog_loop(self) -> None:
         """Stops attempts past their deadline. One sweep a tick instead of a timer per task:
@@ -480,27 +641,36 @@ class Worker:
     # -- maintenance -------------------------------------------------------------------------
 
     async def _maintenance_loop(self) -> None:
+        outage = self._outages["maintenance"]
+        retry_in: float | None = None
         while True:
             # jitter spreads the work of many workers over the interval
-            await asyncio.sleep(self.settings.maintenance_interval * random.uniform(0.5, 1.5))  # noqa: S311
+            interval = self.settings.maintenance_interval * random.uniform(0.5, 1.5)  # noqa: S311
+            await asyncio.sleep(interval if retry_in is None else retry_in)
             try:
-                await self._refresh_queue_ids()
-                for name, queue_id in self.queue_ids.items():
-                    rescued = await store.rescue_expired(self.pool, queue_id)
-                    purged = await store.purge_finished(self.pool, queue_id)
-                    if rescued:
-                        log.info("rescued %d tasks with expired leases in %s", rescued, name)
-                        self._on_ready(queue_id)
-                    if purged:
-                        log.info("deleted %d finished tasks past retention in %s", purged, name)
-            except CONNECTION_ERRORS as error:
+                await self._maintain()
+            except Exception as error:
                 self.metrics.db_error("maintenance")
-                log.warning("maintenance failed: %s", describe_connection_error(error))
+                retry_in = min(interval, outage.failed(error))
+                continue
+            outage.succeeded()
+            retry_in = None
+
+    async def _maintain(self) -> None:
+        await self._refresh_queue_ids()
+        for name, queue_id in self.queue_ids.items():
+            rescued = await self.db.rescue_expired(queue_id)
+            purged = await self.db.purge_finished(queue_id)
+            if rescued:
+                log.info("rescued %d tasks with expired leases in %s", rescued, name)
+                self._on_ready(queue_id)
+            if purged:
+                log.info("deleted %d finished tasks past retention in %s", purged, name)
 
     async def _refresh_queue_ids(self) -> None:
         """A queue dropped and provisioned again gets a new id: follow it by name."""
         for name, queue_id in list(self.queue_ids.items()):
-            info = await queue_store.get_queue(self.pool, QueueName.parse(name))
+            info = await self.db.get_queue(QueueName.parse(name))
             if info is None:
                 log.error("queue %s no longer exists; waiting for it to be created again", name)
             elif info.id != queue_id:
@@ -509,17 +679,3 @@ class Worker:
                 if name in self._claim_states:
                     self._claim_states[name].queue_id = info.id
                 self._on_ready(info.id)
-
-    async def _retrying(
-        self, operation: str, call: Callable[[], Awaitable[T]], give_up_after: float
-    ) -> T | None:
-        deadline = time.monotonic() + give_up_after
-        while True:
-            try:
-                return await call()
-            except CONNECTION_ERRORS as error:
-                self.metrics.db_error(operation)
-                if time.monotonic() > deadline:
-                    log.error("%s failed: %s", operation, describe_connection_error(error))
-                    return None
-                await asyncio.sleep(0.5)

@@ -13,7 +13,7 @@ from taskq.client import create_pool
 from taskq.worker.app import load_registry
 from taskq.worker.http import HealthServer
 from taskq.worker.logs import setup_logging
-from taskq.worker.loop import Worker
+from taskq.worker.loop import APPLICATION_NAME, Worker
 from taskq.worker.metrics import WorkerMetrics
 from taskq.worker.settings import WorkerSettings, new_worker_id
 
@@ -24,7 +24,7 @@ log = logging.getLogger("taskq.worker")
 # at-least-once, so a write lost when PostgreSQL crashes only means a task runs again, and not
 # waiting for the WAL flush on every batch doubles throughput on a durable server. Enqueues
 # (the producer's promise) stay synchronous: they never go through this pool.
-WORKER_SESSION = {"synchronous_commit": "off"}
+WORKER_SESSION = {"synchronous_commit": "off", "application_name": APPLICATION_NAME}
 
 
 # A worker allocates a few dozen short-lived objects per task. At CPython's default threshold
@@ -42,11 +42,14 @@ def tune_gc() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
-async def worker_pool(dsn: str) -> asyncpg.Pool:
+async def worker_pool(dsn: str, deadline: float = 10.0) -> asyncpg.Pool:
     """The worker's pool: claim, ack, heartbeat and maintenance each hold at most one
-    connection at a time."""
+    connection at a time. The server ends a statement that outlives the worker's deadline
+    (WorkerSettings.db_deadline; 10 s is its value for the default lease) itself too, in case
+    the worker's cancel request never reaches it."""
+    session = {**WORKER_SESSION, "statement_timeout": str(int(deadline * 1000))}
     return await create_pool(
-        dsn, min_size=2, max_size=4, server_settings=WORKER_SESSION, reset=_no_session_reset
+        dsn, min_size=2, max_size=4, server_settings=session, reset=_no_session_reset
     )
 
 
@@ -61,14 +64,14 @@ async def run_worker(settings: WorkerSettings) -> None:
     setup_logging(settings.log_level)
     registry = load_registry(settings.app)
     tune_gc()
-    pool = await worker_pool(settings.dsn.get_secret_value())
+    pool = await worker_pool(settings.dsn.get_secret_value(), settings.db_deadline)
     metrics = WorkerMetrics()
     worker = Worker(pool, registry, settings, new_worker_id(settings.pod_uid), metrics)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    server = HealthServer(metrics.registry, worker.is_live, worker.is_ready)
+    server = HealthServer(metrics.registry, worker.health_problem, worker.is_ready)
     try:
         if settings.metrics_port:
             port = await server.start(settings.metrics_host, settings.metrics_port)

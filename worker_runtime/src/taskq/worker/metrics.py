@@ -39,7 +39,9 @@ class WorkerMetrics:
         self.durations: dict[tuple[str, str], _Durations] = {}
         self.lost_leases = 0
         self.db_errors: dict[str, int] = {}
+        self.loop_restarts: dict[str, int] = {}
         self.in_flight: Callable[[], int] = lambda: 0
+        self.outcomes_pending: Callable[[], int] = lambda: 0
         self.registry.register(self)
 
     def started(self, queue: str, task: str) -> None:
@@ -60,6 +62,9 @@ class WorkerMetrics:
 
     def db_error(self, operation: str) -> None:
         self.db_errors[operation] = self.db_errors.get(operation, 0) + 1
+
+    def loop_restarted(self, loop: str) -> None:
+        self.loop_restarts[loop] = self.loop_restarts.get(loop, 0) + 1
 
     def collect(self) -> Iterator[Metric]:
         started = CounterMetricFamily(
@@ -112,3 +117,16 @@ class WorkerMetrics:
         for operation, n in self.db_errors.items():
             errors.add_metric([operation], n)
         yield errors
+        yield GaugeMetricFamily(
+            "taskq_outcomes_pending",
+            "Finished attempts whose outcome is not yet recorded in the database",
+            value=self.outcomes_pending(),
+        )
+        restarts = CounterMetricFamily(
+            "taskq_worker_loop_restarts",
+            "Worker loops that crashed and were started again",
+            labels=["loop"],
+        )
+        for loop, n in self.loop_restarts.items():
+            restarts.add_metric([loop], n)
+        yield restarts

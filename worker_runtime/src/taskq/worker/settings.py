@@ -35,6 +35,12 @@ class WorkerSettings(BaseSettings):
     shutdown_grace: float = Field(default=25.0, ge=0, description="SIGTERM: finish in-flight")
     ack_interval: float = Field(default=0.005, ge=0, le=1, description="ack batching delay")
     maintenance_interval: float = Field(default=5.0, gt=0, description="lease rescue, retention")
+    db_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        description="deadline of each database call, connecting included "
+        "(default: a third of lease_seconds, between 1 and 10 s)",
+    )
     metrics_port: int = Field(default=9090, ge=0, le=65535, description="0 disables the server")
     metrics_host: str = Field(default="127.0.0.1", description="bind address of /metrics")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -62,11 +68,28 @@ class WorkerSettings(BaseSettings):
     def _lease_allows_heartbeats(self) -> WorkerSettings:
         if self.poll_interval >= self.lease_seconds:
             raise ValueError("poll_interval must be shorter than lease_seconds")
+        if self.db_timeout is not None and self.db_timeout >= self.lease_seconds:
+            raise ValueError(
+                "db_timeout must be shorter than lease_seconds, or a hung lease renewal "
+                "outlives the lease"
+            )
         return self
 
     @property
     def heartbeat_interval(self) -> float:
         return self.lease_seconds / 3
+
+    @property
+    def db_deadline(self) -> float:
+        if self.db_timeout is not None:
+            return self.db_timeout
+        return min(10.0, max(1.0, self.lease_seconds / 3))
+
+    @property
+    def outcome_stall_limit(self) -> float:
+        """Outcomes left unrecorded this long fail the liveness probe: by then their leases
+        have run out and the tasks are being run again elsewhere."""
+        return 2 * self.lease_seconds
 
 
 def new_worker_id(pod_uid: str | None) -> str:
