@@ -18,7 +18,7 @@ include cluster/cluster.mk
 # Packaging checks (image, chart, Terraform modules), one fragment per area.
 include $(wildcard mk/*.mk)
 
-.PHONY: help venv system lint test test-fast demo demo-queue bench clean
+.PHONY: help venv system lint test test-fast demo demo-queue bench bench-footprint clean
 
 help:
 	@echo "make demo    local control plane + Postgres, the operator, tasks flowing, workers scaling"
@@ -70,6 +70,9 @@ demo-queue: venv system
 
 bench: venv system
 	$(PY) bench/queue_bench.py
+
+bench-footprint: venv system
+	$(PY) bench/footprint_bench.py
 
 bench-operator: venv system tools
 	$(PY) bench/operator_bench.py
