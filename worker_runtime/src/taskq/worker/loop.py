@@ -14,7 +14,7 @@ Every long-lived loop is supervised (supervision.py): an exception that escapes 
 with its traceback and the loop starts again. Every database call has a deadline and is
 retried with jittered exponential backoff, one log line per outage (taskq.backoff). A finished
 attempt's outcome stays in memory until the database has it; while more outcomes wait than
-`max(batch_size, concurrency)`, the worker claims nothing, and the liveness probe fails once
+`2 * max(batch_size, concurrency)`, the worker claims nothing, and the liveness probe fails once
 they have waited longer than two leases.
 """
 
@@ -104,8 +104,10 @@ class Worker:
         self._acks: list[store.Completion] = []
         self._acks_pending = asyncio.Event()
         self._acks_progress_at = time.monotonic()  # last flush, or first outcome since
-        # Above this many unrecorded outcomes the worker claims nothing.
-        self.max_pending_outcomes = max(settings.batch_size, settings.concurrency)
+        # Above this many unrecorded outcomes the worker claims nothing. At full speed one
+        # flush is in flight while the next fills: a bound of one concurrency's worth paused
+        # claims in normal operation (-10% throughput at concurrency 1000), twice does not.
+        self.max_pending_outcomes = 2 * max(settings.batch_size, settings.concurrency)
         self._progress = asyncio.Event()  # a slot freed, a claim returned, or a wake-up
         self._claims: set[asyncio.Task[None]] = set()
         self._claim_states: dict[str, _ClaimState] = {}
