@@ -85,3 +85,9 @@ SELECT taskq.next_run_in($1)
 
 -- name: release_orphans
 SELECT taskq.release_orphans($1, $2, $3) AS released
+
+-- name: worker_beat
+SELECT taskq.worker_beat($1, $2, $3) AS rescued
+
+-- name: worker_gone
+SELECT taskq.worker_gone($1)

@@ -150,3 +150,18 @@ async def release_orphans(
     call whose reply was lost); returns how many."""
     released: int = await db.fetchval(query("release_orphans"), queue_id, worker_id, list(known))
     return released
+
+
+async def worker_beat(
+    db: Executor, worker_id: str, dead_after_s: float, rescue_every_s: float
+) -> int:
+    """Renew this worker's sign of life; returns how many tasks of dead workers it rescued
+    (when this period's rescue turn was its own)."""
+    rescued: int = await db.fetchval(
+        query("worker_beat"), worker_id, dead_after_s, rescue_every_s
+    )
+    return rescued
+
+
+async def worker_gone(db: Executor, worker_id: str) -> None:
+    await db.execute(query("worker_gone"), worker_id)

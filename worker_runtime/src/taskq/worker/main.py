@@ -13,18 +13,13 @@ from taskq.client import create_pool
 from taskq.worker.app import load_registry
 from taskq.worker.http import HealthServer
 from taskq.worker.logs import setup_logging
-from taskq.worker.loop import APPLICATION_NAME, Worker
+from taskq.worker.loop import WORKER_SESSION, Worker
 from taskq.worker.metrics import WorkerMetrics
 from taskq.worker.settings import WorkerSettings, new_worker_id
 
 log = logging.getLogger("taskq.worker")
 
 
-# A worker's own writes (claims, outcomes, lease renewals) commit asynchronously: delivery is
-# at-least-once, so a write lost when PostgreSQL crashes only means a task runs again, and not
-# waiting for the WAL flush on every batch doubles throughput on a durable server. Enqueues
-# (the producer's promise) stay synchronous: they never go through this pool.
-WORKER_SESSION = {"synchronous_commit": "off", "application_name": APPLICATION_NAME}
 
 
 # A worker allocates a few dozen short-lived objects per task. At CPython's default threshold

@@ -40,6 +40,7 @@ class WorkerMetrics:
         self.lost_leases = 0
         self.db_errors: dict[str, int] = {}
         self.loop_restarts: dict[str, int] = {}
+        self.rescues: dict[str, int] = {}
         self.in_flight: Callable[[], int] = lambda: 0
         self.outcomes_pending: Callable[[], int] = lambda: 0
         self.registry.register(self)
@@ -62,6 +63,12 @@ class WorkerMetrics:
 
     def db_error(self, operation: str) -> None:
         self.db_errors[operation] = self.db_errors.get(operation, 0) + 1
+
+    def rescued(self, cause: str, count: int) -> None:
+        """Tasks this process gave back for others to run: `worker_died` (a dead worker's,
+        noticed by this process's beat), `lease_expired` (by its maintenance) or
+        `orphaned_claim` (its own, taken by a claim whose reply was lost)."""
+        self.rescues[cause] = self.rescues.get(cause, 0) + count
 
     def loop_restarted(self, loop: str) -> None:
         self.loop_restarts[loop] = self.loop_restarts.get(loop, 0) + 1
@@ -130,3 +137,12 @@ class WorkerMetrics:
         for loop, n in self.loop_restarts.items():
             restarts.add_metric([loop], n)
         yield restarts
+        rescues = CounterMetricFamily(
+            "taskq_tasks_rescued",
+            "Running tasks this process gave back to the queue, by cause "
+            "(worker_died, lease_expired, orphaned_claim)",
+            labels=["cause"],
+        )
+        for cause, n in self.rescues.items():
+            rescues.add_metric([cause], n)
+        yield rescues

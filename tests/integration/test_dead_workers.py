@@ -1,0 +1,133 @@
+"""A dead worker's tasks run again within seconds, not after their lease: every worker process
+beats once a second, and one live worker's beat gives back the tasks of a worker whose beats
+stopped (taskq.rescue_dead_workers). A worker that only pauses keeps its tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+
+import asyncpg
+
+from taskq import TaskRequest
+from taskq.client import Client
+from tests.conftest import MakeQueue
+from tests.integration.helpers import wait_for
+from tests.integration.test_crash_safety import RUNS_TABLE, Workers, wait_all_succeeded
+
+LEASE = "30"  # long: a rescue within the test's bounds cannot be the lease's doing
+
+
+def _workers(dsn: str, queue: str) -> Workers:
+    group = Workers(dsn, queue)
+    group.env.update({"TASKQ_LEASE_SECONDS": LEASE, "TASKQ_MAINTENANCE_INTERVAL": "60",
+                      "TASKQ_CONCURRENCY": "4", "TASKQ_BATCH_SIZE": "4"})
+    return group
+
+
+async def _held_by(pool: asyncpg.Pool, ids: list[int]) -> dict[str, int]:
+    rows = await pool.fetch(
+        "SELECT worker_id, count(*) AS n FROM taskq.tasks WHERE id = ANY($1) "
+        "AND state = 'running' GROUP BY worker_id", ids)
+    return {row["worker_id"]: row["n"] for row in rows}
+
+
+async def test_a_killed_workers_tasks_run_again_within_seconds(
+    dsn: str, pool: asyncpg.Pool, client: Client, make_queue: MakeQueue
+) -> None:
+    queue = await make_queue()
+    await pool.execute(RUNS_TABLE)
+    group = _workers(dsn, queue.full_name)
+    try:
+        victim = group.spawn()
+        ids = [r.id for r in await client.enqueue_many(
+            queue.full_name, [TaskRequest("record", {"sleep": 3}) for _ in range(4)])]
+        held = await wait_for(lambda: _held_by(pool, ids), lambda h: sum(h.values()) == 4,
+                              what="the first worker to hold all four")
+        (victim_id,) = held
+        group.spawn()  # the survivor
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        killed_at = time.monotonic()
+        await wait_all_succeeded(dsn, ids, timeout=25)
+        took = time.monotonic() - killed_at
+    finally:
+        group.stop_all()
+    # 3 s handlers, rescued after at most ~4 s of silence: well inside the 30 s lease
+    assert took < 20, f"the tasks waited {took:.1f}s: as long as their lease"
+    lost = await pool.fetch(
+        "SELECT worker_id, error FROM taskq.attempts WHERE task_id = ANY($1) "
+        "AND outcome = 'lost'", ids)
+    assert len(lost) == 4
+    assert {row["worker_id"] for row in lost} == {victim_id}
+    assert {json.loads(row["error"])["type"] for row in lost} == {"WorkerDied"}
+    # the dead worker's row is gone with its tasks
+    assert await pool.fetchval(
+        "SELECT count(*) FROM taskq.workers WHERE worker_id = $1", victim_id) == 0
+
+
+async def test_a_paused_worker_keeps_its_tasks(
+    dsn: str, pool: asyncpg.Pool, client: Client, make_queue: MakeQueue
+) -> None:
+    queue = await make_queue()
+    await pool.execute(RUNS_TABLE)
+    group = _workers(dsn, queue.full_name)
+    try:
+        sleeper = group.spawn()
+        ids = [r.id for r in await client.enqueue_many(
+            queue.full_name, [TaskRequest("record", {"sleep": 3}) for _ in range(4)])]
+        await wait_for(lambda: _held_by(pool, ids), lambda h: sum(h.values()) == 4,
+                       what="the worker to hold all four")
+        group.spawn()  # another worker that would take them if the first looked dead
+        sleeper.send_signal(signal.SIGSTOP)
+        await asyncio.sleep(1.0)  # shorter than the three missed beats that mean dead
+        sleeper.send_signal(signal.SIGCONT)
+        await wait_all_succeeded(dsn, ids, timeout=25)
+    finally:
+        group.stop_all()
+    assert await pool.fetchval(
+        "SELECT count(*) FROM taskq.attempts WHERE task_id = ANY($1)", ids) == 0
+    assert await pool.fetchval(
+        "SELECT count(*) FROM taskq_test_runs WHERE task_id = ANY($1)", ids) == 4
+
+
+async def test_a_worker_that_stops_cleanly_leaves_no_row(
+    dsn: str, pool: asyncpg.Pool, make_queue: MakeQueue
+) -> None:
+    queue = await make_queue()
+    group = _workers(dsn, queue.full_name)
+    worker = group.spawn()
+    pid = f":{worker.pid}:"
+    try:
+        await wait_for(
+            lambda: pool.fetchval(
+                "SELECT count(*) FROM taskq.workers WHERE worker_id LIKE '%' || $1 || '%'", pid),
+            lambda n: n == 1, what="the worker's first beat")
+    finally:
+        group.stop_all()
+    assert worker.returncode == 0
+    assert await pool.fetchval(
+        "SELECT count(*) FROM taskq.workers WHERE worker_id LIKE '%' || $1 || '%'", pid) == 0
+
+
+async def test_exactly_one_caller_takes_a_periodic_turn(dsn: str) -> None:
+    conns = [await asyncpg.connect(dsn) for _ in range(12)]
+    try:
+        await conns[0].execute(
+            "INSERT INTO taskq.duties (name) VALUES ('test_turn') ON CONFLICT DO NOTHING")
+        rounds = []
+        for _ in range(3):
+            taken = await asyncio.gather(
+                *(c.fetchval("SELECT taskq.take_turn('test_turn', 0.5)") for c in conns))
+            rounds.append(sum(taken))
+            await asyncio.sleep(0.6)
+        again = await asyncio.gather(
+            *(c.fetchval("SELECT taskq.take_turn('test_turn', 60)") for c in conns))
+    finally:
+        await conns[0].execute("DELETE FROM taskq.duties WHERE name = 'test_turn'")
+        for c in conns:
+            await c.close()
+    assert rounds == [1, 1, 1]
+    assert sum(again) == 0  # the period has not passed since the last turn
