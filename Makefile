@@ -18,7 +18,7 @@ include cluster/cluster.mk
 # Packaging checks (image, chart, Terraform modules), one fragment per area.
 include $(wildcard mk/*.mk)
 
-.PHONY: help venv system lint test test-fast demo demo-queue bench bench-footprint clean
+.PHONY: help venv system lint test test-fast demo demo-queue bench bench-footprint bench-recovery clean
 
 help:
 	@echo "make demo    local control plane + Postgres, the operator, tasks flowing, workers scaling"
@@ -73,6 +73,9 @@ bench: venv system
 
 bench-footprint: venv system
 	$(PY) bench/footprint_bench.py
+
+bench-recovery: venv system
+	$(PY) bench/recovery_bench.py
 
 bench-operator: venv system tools
 	$(PY) bench/operator_bench.py

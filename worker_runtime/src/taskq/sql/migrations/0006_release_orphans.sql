@@ -10,33 +10,15 @@ CREATE FUNCTION taskq.release_orphans(
 ) RETURNS integer
 LANGUAGE plpgsql SET plan_cache_mode = force_custom_plan AS $$
 DECLARE
-    v_count integer;
+    v_ids bigint[];
+    v_attempt_ids uuid[];
 BEGIN
-    WITH orphans AS (
-        SELECT o.id, o.attempt_id
-          FROM taskq.tasks o
-         WHERE o.queue_id = p_queue_id AND o.state = 'running' AND o.worker_id = p_worker_id
-           AND o.id <> ALL(p_known)
-           FOR UPDATE SKIP LOCKED
-    ), released AS (
-        UPDATE taskq.tasks t
-           SET state = CASE WHEN t.cancel_requested THEN 'canceled' ELSE 'ready' END,
-               finished_at = CASE WHEN t.cancel_requested THEN now() END,
-               attempts = t.attempts - 1, worker_id = NULL, attempt_id = NULL,
-               lease_expires_at = NULL
-          FROM orphans o
-         WHERE t.queue_id = p_queue_id AND t.id = o.id
-        RETURNING t.id, t.total_attempts, t.started_at, o.attempt_id
-    ), history AS (
-        INSERT INTO taskq.attempts (queue_id, task_id, attempt, attempt_id, worker_id,
-                                    started_at, finished_at, outcome)
-        SELECT p_queue_id, r.id, r.total_attempts, r.attempt_id, p_worker_id, r.started_at, now(),
-               'released'
-          FROM released r
-    )
-    SELECT count(*) INTO v_count FROM released;
-    IF v_count > 0 THEN
-        PERFORM pg_notify('taskq_ready', p_queue_id::text);
+    SELECT array_agg(o.id), array_agg(o.attempt_id) INTO v_ids, v_attempt_ids
+      FROM taskq.tasks o
+     WHERE o.queue_id = p_queue_id AND o.state = 'running' AND o.worker_id = p_worker_id
+       AND o.id <> ALL(p_known);
+    IF v_ids IS NULL THEN
+        RETURN 0;
     END IF;
-    RETURN v_count;
+    RETURN taskq.release(p_queue_id, p_worker_id, v_ids, v_attempt_ids);
 END $$;
