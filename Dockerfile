@@ -63,7 +63,8 @@ LABEL org.opencontainers.image.title="taskq-worker" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}"
 # uid/gid 10001: what the operator's pods run as (runAsUser/runAsGroup), numeric so that
-# runAsNonRoot can be checked against the image.
+# runAsNonRoot can be checked against the image. Pinned by WORKER_UID in
+# operator/src/taskq_operator/resources.py; a unit test holds both stages here to it.
 RUN groupadd --system --gid 10001 taskq \
     && useradd --system --uid 10001 --gid 10001 --home-dir /tmp --no-create-home \
         --shell /usr/sbin/nologin taskq

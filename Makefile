@@ -18,13 +18,14 @@ include cluster/cluster.mk
 # Packaging checks (image, chart, Terraform modules), one fragment per area.
 include $(wildcard mk/*.mk)
 
-.PHONY: help venv system lint test test-fast demo demo-queue bench bench-footprint bench-recovery clean
+.PHONY: help venv system lint test test-fast schema demo demo-queue bench bench-footprint bench-recovery clean
 
 help:
 	@echo "make demo    local control plane + Postgres, the operator, tasks flowing, workers scaling"
 	@echo "make demo-queue  the queue core alone: Postgres, a few thousand tasks, one worker"
 	@echo "make test    lint, type-check, and run every test (unit, integration, e2e)"
 	@echo "make bench   queue benchmarks (JSON); see docs/benchmarks.md"
+	@echo "make schema  regenerate worker_runtime/src/taskq/sql/schema.sql from the migrations"
 
 $(UV):
 	python3 -m venv $(UV_HOME)
@@ -60,6 +61,10 @@ test: venv system tools lint
 # Unit and integration tiers only (no control plane).
 test-fast: venv system
 	$(PY) -m pytest tests/unit tests/integration
+
+# The schema snapshot: every migration applied on a throwaway PostgreSQL, dumped (devenv/schema.py).
+schema: venv system
+	$(PY) -m devenv.schema
 
 demo: venv system tools
 	$(PY) -m examples.demo

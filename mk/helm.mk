@@ -1,10 +1,10 @@
 # The Helm chart charts/taskq (docs/helm.md). helm is built from tools/helm like the control
 # plane's binaries; checkov is installed into a throwaway venv under ~/.cache/taskq/ (not into the
 # project's environment).
-#   make chart-lint    helm lint (default values and the bundled-PostgreSQL variant), README and
-#                      CRD copies up to date
-#   make chart-docs    regenerate charts/taskq/README.md from values.yaml's comments
-#   make chart-crds    copy crds/*.yaml into the chart (files/crds/)
+#   make chart-lint    helm lint (default values and the bundled-PostgreSQL variant), README,
+#                      values.schema.json and CRD copies up to date
+#   make chart-docs    regenerate charts/taskq/README.md and values.schema.json from values.yaml
+#   make crds          regenerate crds/ and the chart's copy (files/crds/) from the operator's models
 #   make chart-scan    checkov over the rendered chart: no failed check allowed
 #   make chart-test    the chart's tests (render, drift, a real install/upgrade/uninstall)
 
@@ -14,14 +14,13 @@ CHECKOV_VERSION := 3.3.30
 CHECKOV_HOME := $(HOME)/.cache/taskq/checkov-$(CHECKOV_VERSION)
 CHECKOV := $(CHECKOV_HOME)/bin/checkov
 
-.PHONY: chart-lint chart-docs chart-crds chart-scan chart-test helm
+.PHONY: chart-lint chart-docs crds chart-scan chart-test helm
 
 helm:
 	@tools/build.sh helm >/dev/null
 
-chart-crds:
-	rm -f $(CHART)/files/crds/*.yaml
-	cp crds/*.yaml $(CHART)/files/crds/
+crds: venv
+	$(PY) -m taskq_operator.crdgen
 
 chart-docs: venv
 	$(PY) tools/chart_docs.py $(CHART)
@@ -30,7 +29,7 @@ chart-lint: venv
 	$(HELM) lint --strict $(CHART)
 	$(HELM) lint --strict $(CHART) -f $(CHART)/ci/all-features-values.yaml
 	$(PY) tools/chart_docs.py --check $(CHART)
-	diff -r crds $(CHART)/files/crds
+	$(PY) -m taskq_operator.crdgen --check
 
 $(CHECKOV):
 	python3 -m venv $(CHECKOV_HOME)

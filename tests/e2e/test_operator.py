@@ -15,13 +15,15 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 import yaml
 from devenv.operator import REPO
 from devenv.postgres import LocalPostgres
 
-from taskq import TaskRequest
+from taskq import BackoffPolicy, QueueSettings, TaskRequest
 from taskq.client import connect
+from tests.queue_settings import assert_stored, other_settings, taskqueue_spec
 
 from . import cluster
 from .operator import (
@@ -115,6 +117,31 @@ def queue_exists(dsn: str, queue: str) -> bool:
     return asyncio.run(run())
 
 
+def stored_queue(dsn: str, namespace: str, name: str) -> asyncpg.Record:
+    """The queue's row of taskq.queues."""
+
+    async def run() -> asyncpg.Record:
+        conn = await asyncpg.connect(dsn)
+        try:
+            row = await conn.fetchrow(
+                "SELECT * FROM taskq.queues WHERE namespace = $1 AND name = $2", namespace, name
+            )
+        finally:
+            await conn.close()
+        assert row is not None, f"no queue {namespace}/{name} in the database"
+        return row
+
+    return asyncio.run(run())
+
+
+def applied(kubeconfig: Path, namespace: str, name: str) -> dict[str, Any] | None:
+    """The TaskQueue once Ready with its current generation's settings applied."""
+    obj = ready(kubeconfig, namespace, "taskqueue", name)
+    if obj and obj["status"].get("observedGeneration") == obj["metadata"]["generation"]:
+        return obj
+    return None
+
+
 def test_taskqueue_becomes_ready_with_its_settings_in_postgres(
     kubeconfig: Path, namespace: str, operator: Operator, dsn: str
 ) -> None:
@@ -132,6 +159,36 @@ def test_taskqueue_becomes_ready_with_its_settings_in_postgres(
     printed = cluster.kubectl("-n", namespace, "get", "taskqueues", kubeconfig=kubeconfig).stdout
     assert printed.split()[:6] == ["NAME", "READY", "PENDING", "RUNNING", "DEAD", "OLDEST"]
     assert elapsed < 15
+    # The example's settings, the ones it leaves out at their defaults, are in the queue's row.
+    example_settings = QueueSettings(
+        max_attempts=5,
+        backoff=BackoffPolicy(kind="exponential", base_seconds=1, max_seconds=300),
+        timeout_seconds=60,
+        retention_succeeded_seconds=3600,
+        retention_dead_seconds=604800,
+    )
+    assert_stored(stored_queue(dsn, namespace, "thumbnails"), example_settings)
+
+    # An update of the spec changing every setting reaches the database.
+    updated = other_settings(example_settings)
+    manifest = example("taskqueue.yaml")
+    manifest["spec"] = {**taskqueue_spec(updated), "deletionPolicy": "Retain"}
+    apply(kubeconfig, namespace, manifest)
+    obj = wait_for(lambda: applied(kubeconfig, namespace, "thumbnails"), "the update applied")
+    assert obj["metadata"]["generation"] == 2
+    assert_stored(stored_queue(dsn, namespace, "thumbnails"), updated)
+
+
+def test_a_taskqueue_with_every_setting_creates_its_queue_with_them(
+    kubeconfig: Path, namespace: str, operator: Operator, dsn: str
+) -> None:
+    settings = other_settings()
+    manifest = example("taskqueue.yaml")
+    manifest["metadata"]["name"] = "every-setting"
+    manifest["spec"] = taskqueue_spec(settings)
+    apply(kubeconfig, namespace, manifest)
+    wait_for(lambda: applied(kubeconfig, namespace, "every-setting"), "the TaskQueue Ready")
+    assert_stored(stored_queue(dsn, namespace, "every-setting"), settings)
 
 
 @pytest.mark.parametrize(
@@ -272,9 +329,12 @@ def test_deleting_the_whole_namespace_finishes(
     cluster.kubectl("delete", "namespace", namespace, "--wait=false", kubeconfig=kubeconfig)
 
     def gone() -> bool:
-        return cluster.kubectl(
-            "get", "namespace", namespace, kubeconfig=kubeconfig, check=False
-        ).returncode != 0
+        return (
+            cluster.kubectl(
+                "get", "namespace", namespace, kubeconfig=kubeconfig, check=False
+            ).returncode
+            != 0
+        )
 
     wait_for(gone, f"namespace {namespace} to be deleted", limit=90)
     assert not queue_exists(dsn, f"{namespace}/thumbnails")

@@ -10,6 +10,7 @@ import pytest
 from taskq import BackoffPolicy
 from taskq.client import Client
 from taskq.store import execution as store
+from taskq.store import maintenance
 from tests.conftest import MakeQueue
 from tests.integration.helpers import (
     attempt_rows,
@@ -27,9 +28,9 @@ async def test_expired_lease_is_rescued_for_a_retry(
     queue = await make_queue(backoff=BackoffPolicy(kind="fixed", base_seconds=5, jitter=0))
     enqueued = await client.enqueue(queue.full_name, "t")
     (task,) = await claim(pool, queue, worker="crashed-worker")
-    assert await store.rescue_expired(pool, queue.id) == 0  # lease still good
+    assert await maintenance.rescue_expired(pool, queue.id) == 0  # lease still good
     await expire_lease(pool, task.id)
-    assert await store.rescue_expired(pool, queue.id) == 1
+    assert await maintenance.rescue_expired(pool, queue.id) == 1
     row = await task_row(pool, enqueued.id)
     assert row["state"] == "retrying"
     assert row["worker_id"] is None
@@ -41,7 +42,7 @@ async def test_expired_lease_is_rescued_for_a_retry(
     assert (history["outcome"], history["worker_id"], history["attempt"]) == (
         "lost", "crashed-worker", 1)
     assert history["attempt_id"] == task.attempt_id
-    assert await store.rescue_expired(pool, queue.id) == 0
+    assert await maintenance.rescue_expired(pool, queue.id) == 0
 
 
 async def test_expired_lease_out_of_attempts_is_dead(
@@ -51,7 +52,7 @@ async def test_expired_lease_out_of_attempts_is_dead(
     enqueued = await client.enqueue(queue.full_name, "t")
     (task,) = await claim(pool, queue)
     await expire_lease(pool, task.id)
-    assert await store.rescue_expired(pool, queue.id) == 1
+    assert await maintenance.rescue_expired(pool, queue.id) == 1
     info = await client.get_task(enqueued.id)
     assert (info.state, info.error["type"]) == ("dead", "LeaseExpired")
     assert info.finished_at is not None
@@ -75,7 +76,7 @@ async def test_heartbeat_extends_the_lease_and_stores_progress(
     assert json.loads((await task_row(pool, task.id))["progress"]) == {"done": 3}
     # a renewed lease is not rescued
     await pool.execute("SELECT pg_sleep(0.01)")
-    assert await store.rescue_expired(pool, queue.id) == 0
+    assert await maintenance.rescue_expired(pool, queue.id) == 0
 
 
 async def test_heartbeat_reports_cancellation_and_lost_leases(
@@ -87,7 +88,7 @@ async def test_heartbeat_reports_cancellation_and_lost_leases(
     first, second = await claim(pool, queue)
     await client.cancel(first.id)
     await expire_lease(pool, second.id)
-    await store.rescue_expired(pool, queue.id)
+    await maintenance.rescue_expired(pool, queue.id)
     alive = await store.heartbeat(pool, queue.id, [(first.id, first.attempt_id, None),
                                                    (second.id, second.attempt_id, None)], 30)
     assert alive == {first.id: True}
@@ -100,7 +101,7 @@ async def test_a_stale_attempt_cannot_finish_the_task(
     enqueued = await client.enqueue(queue.full_name, "t")
     (stale,) = await claim(pool, queue, worker="slow")
     await expire_lease(pool, stale.id)
-    assert await store.rescue_expired(pool, queue.id) == 1
+    assert await maintenance.rescue_expired(pool, queue.id) == 1
     (current,) = await claim(pool, queue, worker="fresh")
     assert current.attempt_id != stale.attempt_id
     assert current.attempt == 2
@@ -160,7 +161,7 @@ async def test_rescued_task_that_was_asked_to_cancel_is_canceled(
     (task,) = await claim(pool, queue)
     await client.cancel(task.id)
     await expire_lease(pool, task.id)
-    assert await store.rescue_expired(pool, queue.id) == 1
+    assert await maintenance.rescue_expired(pool, queue.id) == 1
     assert (await client.get_task(enqueued.id)).state == "canceled"
 
 
@@ -171,7 +172,7 @@ async def test_rescued_task_comes_back_after_its_backoff(
     enqueued = await client.enqueue(queue.full_name, "t")
     (task,) = await claim(pool, queue)
     await expire_lease(pool, task.id)
-    await store.rescue_expired(pool, queue.id)
+    await maintenance.rescue_expired(pool, queue.id)
     await make_due(pool, enqueued.id)
     (again,) = await claim(pool, queue)
     assert again.id == enqueued.id

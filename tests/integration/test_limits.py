@@ -99,7 +99,7 @@ async def test_rate_limit_without_a_burst_starts_from_a_full_bucket(
     client: Client, pool: asyncpg.Pool, make_queue: MakeQueue
 ) -> None:
     """Without rate_burst the bucket holds one second of the rate; a new (or changed) limit
-    starts full, as configure_queue promises."""
+    starts full, as taskq.ensure_queue promises."""
     queue = await make_queue(rate_limit_per_second=8)
     await client.enqueue_many(queue.full_name, [TaskRequest("t")] * 30)
     assert len(await claim(pool, queue, limit=30)) == 8

@@ -1,13 +1,20 @@
-"""The operator's database connections: one client and one LISTEN connection per database, let
-go once no resource has used the database for a while."""
+"""The operator's database connections: one client, one LISTEN connection and one maintenance
+runner per database, let go once no resource has used the database for a while."""
 
 from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 from devenv.postgres import LocalPostgres
 
-from taskq_operator.databases import Databases
+from taskq import BackoffPolicy
+from taskq.client import Client
+from taskq.maintenance.rescuer import Rescuer
+from taskq_operator.databases import MAINTENANCE_TASK, Databases, Maintenance
+from taskq_operator.metrics import OperatorMetrics
+from tests.conftest import MakeQueue
+from tests.integration.helpers import claim, expire_lease, wait_for_state
 
 IDLE = 0.3  # seconds
 
@@ -53,3 +60,30 @@ async def test_a_decommissioned_database_is_not_retried_forever() -> None:
     finally:
         await databases.close()
         server.destroy()
+
+
+async def test_the_operator_maintains_every_database_it_holds(
+    dsn: str, client: Client, pool: asyncpg.Pool, make_queue: MakeQueue
+) -> None:
+    """Its runner asks for the turns like a worker's: an expired lease is rescued, counted in
+    the operator's metrics, and maintenance stops with the database's connections."""
+    queue = await make_queue(backoff=BackoffPolicy(base_seconds=0, jitter=0))
+    enqueued = await client.enqueue(queue.full_name, "t")
+    (task,) = await claim(pool, queue, worker="crashed")
+    await expire_lease(pool, task.id)
+    metrics = OperatorMetrics()
+    databases = Databases(idle_close_s=IDLE, maintenance=Maintenance(0.2, metrics))
+    try:
+        await databases.client(dsn)
+        await wait_for_state(pool, enqueued.id, "retrying", "ready")
+        rescued = metrics.registry.get_sample_value(
+            "taskq_tasks_rescued_total", {"cause": "lease_expired"})
+        assert rescued is not None and rescued >= 1
+        turns = metrics.registry.get_sample_value(
+            "taskq_maintenance_turns_total", {"service": Rescuer.name})
+        assert turns is not None and turns >= 1
+        await asyncio.sleep(IDLE + 0.1)
+        assert await databases.prune() == [dsn]
+        assert [t for t in asyncio.all_tasks() if t.get_name() == MAINTENANCE_TASK] == []
+    finally:
+        await databases.close()

@@ -7,7 +7,7 @@ import asyncpg
 from taskq import TaskRequest
 from taskq.client import Client
 from taskq.models import QueueInfo
-from taskq.store import execution as store
+from taskq.store import maintenance as store
 from tests.conftest import MakeQueue
 from tests.integration.helpers import claim, finish
 

@@ -1,8 +1,9 @@
 """Faults in the worker's database calls, on a real PostgreSQL: every error class the loops can
 meet (asyncpg's InternalClientError after a killed backend, a deadlock, a bug, a call that
 hangs) is injected into claim, complete, heartbeat and maintenance through the worker's store
-port. No outcome is lost, claiming stops while outcomes cannot be recorded, liveness says so,
-the loops go on, and a stopping worker still gives back what it holds."""
+port (also its maintenance runner's port). No outcome is lost, claiming stops while outcomes
+cannot be recorded, liveness says so, the loops go on, and a stopping worker still gives back
+what it holds."""
 
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ import asyncpg
 import pytest
 
 from taskq.client import Client
+from taskq.maintenance.runner import MaintenanceRunner
 from taskq.models import BackoffPolicy
 from taskq.store.types import Connection
 from taskq.store.worker_store import WorkerStore
 from taskq.worker.context import TaskContext
 from taskq.worker.loop import Worker, WorkerFailedError
+from taskq.worker.metrics import WorkerMetrics
 from taskq.worker.registry import Registry
 from taskq.worker.settings import WorkerSettings
 from tests.conftest import MakeQueue
@@ -346,18 +349,20 @@ async def test_a_loop_that_ends_stops_the_worker_with_an_error(
     stops, gives back what it holds and reports which loop ended."""
     queue = await make_queue()
 
-    class EndsWatchdog(Worker):
-        async def _watchdog_loop(self) -> None:
+    class Ends(MaintenanceRunner):
+        async def run(self) -> None:
             await asyncio.sleep(0.3)
 
     settings = WorkerSettings(dsn=dsn, queues=[queue.full_name], app="unused", metrics_port=0,
                               poll_interval=0.2, lease_seconds=3)
     worker_pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
     assert worker_pool is not None
-    worker = EndsWatchdog(worker_pool, Registry(), settings, "test-ends")
+    metrics = WorkerMetrics()
+    ends = Ends(WorkerStore(worker_pool, settings.db_deadline), [], metrics)
+    worker = Worker(worker_pool, Registry(), settings, "test-ends", metrics, maintenance=ends)
     try:
-        with pytest.raises(WorkerFailedError, match="the watchdog loop ended unexpectedly"):
+        with pytest.raises(WorkerFailedError, match="the maintenance loop ended unexpectedly"):
             await asyncio.wait_for(worker.run(asyncio.Event()), 15)
     finally:
         await worker_pool.close()
-    assert worker.health_problem() == "the watchdog loop ended unexpectedly"
+    assert worker.health_problem() == "the maintenance loop ended unexpectedly"

@@ -238,17 +238,25 @@ def test_crds_are_kept_templates_behind_crds_create(helm: str) -> None:
 
 
 def test_chart_crd_copies_match_crds_dir() -> None:
-    """charts/taskq/files/crds/ must be byte-identical to crds/: run `make chart-crds`."""
+    """charts/taskq/files/crds/ must be byte-identical to crds/: run `make crds`."""
     ours = sorted(p.name for p in (CHART / "files" / "crds").glob("*.yaml"))
     theirs = sorted(p.name for p in (REPO / "crds").glob("*.yaml"))
-    assert ours == theirs, "run `make chart-crds`"
+    assert ours == theirs, "run `make crds`"
     for name in theirs:
         assert (CHART / "files" / "crds" / name).read_bytes() == (
             REPO / "crds" / name
-        ).read_bytes(), f"charts/taskq/files/crds/{name} drifted from crds/: run `make chart-crds`"
+        ).read_bytes(), f"charts/taskq/files/crds/{name} drifted from crds/: run `make crds`"
 
 
-def test_readme_is_generated_from_values() -> None:
+def chart_docs_module() -> Any:
+    spec = importlib.util.spec_from_file_location("chart_docs", REPO / "tools" / "chart_docs.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_and_schema_are_generated_from_values() -> None:
     proc = subprocess.run(
         [sys.executable, str(REPO / "tools" / "chart_docs.py"), "--check", str(CHART)],
         capture_output=True,
@@ -258,11 +266,40 @@ def test_readme_is_generated_from_values() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
+def test_the_schema_follows_values_yaml(tmp_path: Path) -> None:
+    """Types come from the defaults, descriptions from `# --`, the rest from `# @schema`; an
+    empty map or list must say what it holds."""
+    chart_docs = chart_docs_module()
+    (tmp_path / "Chart.yaml").write_text("name: demo\nversion: 0.1.0\n")
+    (tmp_path / "values.yaml").write_text(
+        "# -- How often.\n"
+        '# @schema {"type": "number", "minimum": 0}\n'
+        "interval: 2\n"
+        "probe:\n"
+        "  port: 80\n"
+        '# @schema {"additionalProperties": {"type": "string"}}\n'
+        "labels: {}\n"
+    )
+    schema = json.loads(chart_docs.render_schema(tmp_path))
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]["interval"] == {
+        "description": "How often.",
+        "type": "number",
+        "minimum": 0,
+    }
+    assert schema["properties"]["probe"] == {
+        "type": "object",
+        "properties": {"port": {"type": "integer"}},
+        "additionalProperties": False,
+    }
+    assert schema["properties"]["labels"]["additionalProperties"] == {"type": "string"}
+    (tmp_path / "values.yaml").write_text("tolerations: []\n")
+    with pytest.raises(ValueError, match="tolerations: an empty list needs"):
+        chart_docs.render_schema(tmp_path)
+
+
 def test_every_value_is_documented() -> None:
-    spec = importlib.util.spec_from_file_location("chart_docs", REPO / "tools" / "chart_docs.py")
-    assert spec is not None and spec.loader is not None
-    chart_docs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(chart_docs)
+    chart_docs = chart_docs_module()
     documented = {
         p
         for p, text in chart_docs.documented_keys((CHART / "values.yaml").read_text().splitlines())
@@ -290,6 +327,8 @@ def test_every_value_is_documented() -> None:
         "replicaCount=2",  # not a value of this chart: one operator only
         "postgresql.password=p@ss/word",  # would break the DSN
         "database.existingSecret=Not_A_Name",
+        "livenessProbe.successThreshold=0",  # a key values.yaml leaves out, still checked
+        "resources.gpus=1",  # requests, limits and claims only
     ],
 )
 def test_schema_refuses_bad_values(helm: str, bad: str) -> None:

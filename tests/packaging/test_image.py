@@ -30,11 +30,12 @@ from devenv.postgres import free_port
 
 from taskq.client import Client
 from taskq.models import QueueSettings, TaskRequest
+from taskq_operator.resources import WORKER_UID
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER_IMAGE = "taskq-worker:0.1.0"  # the defaults of mk/docker.mk, passed to it explicitly
 OPERATOR_IMAGE = "taskq-operator:0.1.0"
-UID = "10001"  # what the operator's pods run as (operator/src/taskq_operator/resources.py)
+UID = str(WORKER_UID)  # what the operator's pods run as
 TASKS = 200
 BUILD_TIMEOUT = 2400  # a cold debootstrap + both builds on 2 cores; cached reruns take seconds
 DRAIN_TIMEOUT = 120.0

@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from taskq.backoff import Backoff, Outage
-from taskq.worker.supervision import supervised
+from taskq.supervision import supervised
 
 
 def test_delays_start_within_25ms_double_and_stop_at_the_cap() -> None:

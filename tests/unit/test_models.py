@@ -9,7 +9,15 @@ import pytest
 from pydantic import ValidationError
 
 from taskq.errors import InvalidArgumentError
-from taskq.models import BackoffPolicy, Priority, QueueSettings, QueueStats, resolve_priority
+from taskq.models import (
+    BackoffPolicy,
+    Priority,
+    QueueSettings,
+    QueueStats,
+    resolve_priority,
+    setting_fields,
+)
+from tests.queue_settings import other_settings
 
 
 @pytest.mark.parametrize(
@@ -108,3 +116,34 @@ def test_oldest_ready_age() -> None:
     # a clock step never gives a negative age
     future = QueueStats(**base, oldest_ready_at=now + timedelta(seconds=1))
     assert future.oldest_ready_age_seconds == 0.0
+
+
+def test_setting_fields_are_every_leaf_of_queue_settings_once() -> None:
+    fields = setting_fields()
+    assert [f.path for f in fields][:3] == ["default_priority", "max_attempts", "backoff.kind"]
+    assert len({f.column for f in fields}) == len(fields)
+    assert len({f.flag for f in fields}) == len(fields)
+    assert all(f.info.description for f in fields)
+    leaves = {
+        f"{name}.{sub}" if isinstance(value, dict) else name
+        for name, value in QueueSettings().model_dump().items()
+        for sub in (value if isinstance(value, dict) else [None])
+    }
+    assert {f.path for f in fields} == leaves
+
+
+@pytest.mark.parametrize("settings", [QueueSettings(), other_settings()], ids=["default", "other"])
+def test_queue_settings_round_trip_through_columns(settings: QueueSettings) -> None:
+    columns = settings.to_columns()
+    assert columns["timeout_s"] == settings.timeout_seconds
+    assert columns["backoff_kind"] == settings.backoff.kind
+    assert QueueSettings.from_columns(columns) == settings
+
+
+def test_from_paths_keeps_defaults_and_names_the_field_of_an_error() -> None:
+    assert QueueSettings.from_paths({"backoff.jitter": 0.5}) == QueueSettings(
+        backoff=BackoffPolicy(jitter=0.5)
+    )
+    with pytest.raises(ValidationError) as raised:
+        QueueSettings.from_paths({"backoff.jitter": 2})
+    assert raised.value.errors()[0]["loc"] == ("backoff", "jitter")

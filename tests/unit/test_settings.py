@@ -5,16 +5,13 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from taskq.worker.settings import WorkerSettings, new_worker_id
-
-_ALL = ("DSN", "QUEUES", "APP", "CONCURRENCY", "BATCH_SIZE", "LEASE_SECONDS", "POLL_INTERVAL",
-        "LISTEN", "SHUTDOWN_GRACE", "METRICS_PORT", "LOG_LEVEL", "POD_UID")
+from taskq.worker.settings import WorkerSettings, env_name, new_worker_id
 
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in _ALL:
-        monkeypatch.delenv(f"TASKQ_{name}", raising=False)
+    for setting in WorkerSettings.model_fields:
+        monkeypatch.delenv(env_name(setting), raising=False)
     monkeypatch.setenv("TASKQ_DSN", "postgresql://u:secret@127.0.0.1:5432/db")
     monkeypatch.setenv("TASKQ_QUEUES", "default/emails")
     monkeypatch.setenv("TASKQ_APP", "myapp.tasks")

@@ -38,14 +38,14 @@ def test_a_task_canceled_before_it_began_is_recorded_canceled_without_running() 
     # The database is never reached on this path.
     worker = Worker(cast(asyncpg.Pool, None), registry, settings, "w-1")
     claimed = _claimed(41)
-    attempt = worker._admit(claimed)
+    attempt = worker.admit(claimed)
     assert worker.attempts == {41: attempt}  # admitted: it holds a slot
 
     attempt.stop(StopReason.CANCELED)  # a cancellation notice arrives before it begins
-    worker._begin(attempt)
+    worker.begin(attempt)
 
     assert ran == []
     assert attempt.task is None
     assert worker.attempts == {}
-    assert worker._acks == [Completion(7, 41, claimed.attempt_id, "canceled")]
+    assert worker.unrecorded_outcomes() == [Completion(7, 41, claimed.attempt_id, "canceled")]
     assert worker.metrics.finished_count == {("default/emails", "send", "canceled"): 1}

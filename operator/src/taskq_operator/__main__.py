@@ -13,7 +13,7 @@ from kubernetes import config as k8s_config
 from prometheus_client import start_http_server
 from pydantic import ValidationError
 
-from taskq_operator.databases import Databases
+from taskq_operator.databases import Databases, Maintenance
 from taskq_operator.handlers import register
 from taskq_operator.k8s import KubernetesPort
 from taskq_operator.metrics import OperatorMetrics
@@ -34,7 +34,8 @@ def _api_client() -> k8s_client.ApiClient:
 
 async def run(settings: OperatorSettings) -> None:
     metrics = OperatorMetrics()
-    runtime = Runtime(settings, KubernetesPort(_api_client()), Databases(), metrics)
+    databases = Databases(maintenance=Maintenance(settings.maintenance_interval, metrics))
+    runtime = Runtime(settings, KubernetesPort(_api_client()), databases, metrics)
     registry = kopf.OperatorRegistry()
     register(registry, runtime)
     if settings.metrics_port:

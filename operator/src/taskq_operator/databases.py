@@ -1,7 +1,9 @@
 """The operator's side of the queue store: one client per database, the schema migrated once
-per database, and wake-ups when tasks become ready in a queue a pool serves. A database no
-resource has used for a while is let go (its pool closed, its LISTEN connection stopped), so
-a decommissioned database is not retried forever."""
+per database, wake-ups when tasks become ready in a queue a pool serves, and a maintenance
+runner per database (taskq.maintenance: it runs a service when the database gives the
+operator its turn). A database no resource has used for a while is let go (its pool closed,
+its LISTEN connection and maintenance stopped), so a decommissioned database is not retried
+forever."""
 
 from __future__ import annotations
 
@@ -10,9 +12,19 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+
+import asyncpg
 
 from taskq.client import Client, create_pool
+from taskq.maintenance.ports import MaintenanceMetrics
+from taskq.maintenance.runner import MaintenanceRunner, default_services
+from taskq.models import QueueInfo, QueueSettings, QueueStats
+from taskq.store import queues as queue_store
+from taskq.store.dberrors import translated
+from taskq.store.maintenance import MaintenanceStore
 from taskq.store.notifications import Listener
+from taskq.supervision import supervised
 
 log = logging.getLogger("taskq_operator.databases")
 
@@ -21,14 +33,60 @@ Wake = Callable[[], None]
 # Every TaskQueue's daemon asks for its database's client at each status interval (seconds),
 # so a database unused this long serves no resource any more.
 IDLE_CLOSE_SECONDS = 600.0
+# Deadline of each maintenance call (the operator has no setting for it): a call that hangs is
+# abandoned, its connection closed, and tried again, instead of stopping maintenance.
+MAINTENANCE_DEADLINE = 30.0  # seconds
+MAINTENANCE_TASK = "taskq-operator-maintenance"  # the asyncio task's name
+
+
+@dataclass(frozen=True)
+class Maintenance:
+    """The operator's share of every database's maintenance: it asks each service's turn
+    every `period` seconds, like every worker of the database does."""
+
+    period: float
+    metrics: MaintenanceMetrics
+
+    async def run(self, pool: asyncpg.Pool) -> None:
+        runner = MaintenanceRunner(
+            MaintenanceStore(pool, MAINTENANCE_DEADLINE),
+            default_services(self.period),
+            self.metrics,
+        )
+        await supervised("maintenance", runner.run, self.metrics.maintenance_failed)
+
+
+class QueueDatabase:
+    """The queues of one database, as the reconcilers use them (reconcile.ports)."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    async def ensure_queue(self, queue: str, settings: QueueSettings) -> QueueInfo:
+        return await self._client.ensure_queue(queue, settings)
+
+    async def get_queue(self, queue: str) -> QueueInfo:
+        return await self._client.get_queue(queue)
+
+    async def queue_stats(self, queue: QueueInfo) -> QueueStats:
+        # by id: Client.queue_stats would look the queue up again
+        with translated(queue.full_name):
+            return await queue_store.queue_stats(self._client.pool, queue.id)
+
+    async def drop_queue(self, queue: str) -> bool:
+        return await self._client.drop_queue(queue)
 
 
 class Databases:
-    def __init__(self, idle_close_s: float = IDLE_CLOSE_SECONDS) -> None:
+    def __init__(
+        self, idle_close_s: float = IDLE_CLOSE_SECONDS, maintenance: Maintenance | None = None
+    ) -> None:
         self._idle_close_s = idle_close_s
+        self._maintenance = maintenance
         self._clients: dict[str, Client] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._listeners: dict[str, asyncio.Task[None]] = {}
+        self._maintainers: dict[str, asyncio.Task[None]] = {}
         self._subscribers: dict[tuple[str, int], dict[object, Wake]] = {}
         self._last_used: dict[str, float] = {}
         self._pruner: asyncio.Task[None] | None = None
@@ -64,9 +122,17 @@ class Databases:
                     ).run(),
                     name="taskq-operator-listen",
                 )
+                if self._maintenance is not None:
+                    self._maintainers[dsn] = asyncio.create_task(
+                        self._maintenance.run(client.pool), name=MAINTENANCE_TASK
+                    )
                 if self._pruner is None:
                     self._pruner = asyncio.create_task(self._prune_forever(), name="taskq-prune")
             return self._clients[dsn]
+
+    async def database(self, dsn: str) -> QueueDatabase:
+        """client(dsn), as the reconcilers use it."""
+        return QueueDatabase(await self.client(dsn))
 
     async def _prune_forever(self) -> None:
         while True:
@@ -89,10 +155,12 @@ class Databases:
                 if self._last_used.get(dsn, 0.0) >= cutoff or dsn not in self._clients:
                     continue  # asked for again meanwhile
                 client = self._clients.pop(dsn)
-                listener = self._listeners.pop(dsn)
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+                stopping = [self._listeners.pop(dsn)]
+                if dsn in self._maintainers:
+                    stopping.append(self._maintainers.pop(dsn))
+            for task in stopping:
+                task.cancel()
+            await asyncio.gather(*stopping, return_exceptions=True)
             await client.close()
             closed.append(dsn)
         if closed:
@@ -125,8 +193,9 @@ class Databases:
             self._pruner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pruner
-        for task in self._listeners.values():
+        stopping = [*self._listeners.values(), *self._maintainers.values()]
+        for task in stopping:
             task.cancel()
-        await asyncio.gather(*self._listeners.values(), return_exceptions=True)
+        await asyncio.gather(*stopping, return_exceptions=True)
         for client in self._clients.values():
             await client.close()

@@ -1,5 +1,6 @@
 """Prometheus metrics of the operator: queue depth and age, throughput, replicas, scaling
-decisions and reconcile errors. Gauges of a deleted resource are removed with it."""
+decisions, reconcile errors, and its share of maintenance. Gauges of a deleted resource are
+removed with it."""
 
 from __future__ import annotations
 
@@ -61,6 +62,29 @@ class OperatorMetrics:
             ["kind", "reason"],
             registry=self.registry,
         )
+        self.maintenance_turns = Counter(
+            "taskq_maintenance_turns",
+            "Turns at a maintenance service the operator won and ran, by service",
+            ["service"],
+            registry=self.registry,
+        )
+        self.maintenance_errors = Counter(
+            "taskq_maintenance_errors",
+            "Maintenance turns that failed and are retried, by service",
+            ["service"],
+            registry=self.registry,
+        )
+        self.rescues = Counter(
+            "taskq_tasks_rescued",
+            "Running tasks the operator's maintenance gave back to their queue, by cause",
+            ["cause"],
+            registry=self.registry,
+        )
+        self.purges = Counter(
+            "taskq_tasks_purged",
+            "Finished tasks the operator's maintenance deleted past their queue's retention",
+            registry=self.registry,
+        )
 
     def queue_observed(self, namespace: str, queue: str, stats: QueueStats) -> None:
         for state in ("ready", "scheduled", "running", "dead"):
@@ -90,6 +114,20 @@ class OperatorMetrics:
 
     def reconcile_error(self, kind: str, reason: str) -> None:
         self.errors.labels(kind, reason).inc()
+
+    # the maintenance port (taskq.maintenance.ports.MaintenanceMetrics)
+
+    def turn_taken(self, service: str) -> None:
+        self.maintenance_turns.labels(service).inc()
+
+    def maintenance_failed(self, service: str) -> None:
+        self.maintenance_errors.labels(service).inc()
+
+    def rescued(self, cause: str, count: int) -> None:
+        self.rescues.labels(cause).inc(count)
+
+    def purged(self, count: int) -> None:
+        self.purges.inc(count)
 
 
 def _remove(gauge: Gauge, *labels: str) -> None:

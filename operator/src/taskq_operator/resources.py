@@ -11,7 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from taskq_operator.api import API_VERSION, DatabaseRef, SecretKeyRef, WorkerPoolSpec
+from taskq.worker.settings import env_name
+from taskq_operator.api import (
+    API_VERSION,
+    OPERATOR_SETTINGS,
+    DatabaseRef,
+    SecretKeyRef,
+    WorkerPoolSpec,
+)
 
 Manifest = dict[str, Any]
 
@@ -20,7 +27,9 @@ MANAGED_BY = "taskq-operator"
 CONTAINER = "worker"
 METRICS_PORT = 9090
 # The uid and gid of the worker base image's user; pods run as them whatever the image says,
-# so runAsNonRoot holds even for an image whose USER is a name or root.
+# so runAsNonRoot holds even for an image whose USER is a name or root. Pinned here: the
+# Dockerfile, the chart's securityContext and the docs are tested against it
+# (tests/unit/operator/test_worker_contract.py).
 WORKER_UID = 10001
 # Seconds of terminationGracePeriodSeconds kept back from TASKQ_SHUTDOWN_GRACE, for the worker
 # to give unfinished tasks back and exit before the kubelet kills it.
@@ -214,17 +223,19 @@ def _container(pool: PoolRef, spec: WorkerPoolSpec, dsn: SecretKeyRef) -> Manife
 
 
 def _operator_env(pool: PoolRef, spec: WorkerPoolSpec, dsn: SecretKeyRef) -> list[Manifest]:
+    """The OPERATOR_SETTINGS, in that order, named as WorkerSettings reads them."""
     grace = max(1, spec.termination_grace_period_seconds - SHUTDOWN_MARGIN_SECONDS)
-    return [
-        {"name": "TASKQ_DSN", "valueFrom": {"secretKeyRef": {"name": dsn.name, "key": dsn.key}}},
-        {"name": "TASKQ_QUEUES", "value": ",".join(f"{pool.namespace}/{q}" for q in spec.queues)},
-        {"name": "TASKQ_APP", "value": spec.app},
-        {"name": "TASKQ_CONCURRENCY", "value": str(spec.concurrency)},
-        {"name": "TASKQ_METRICS_PORT", "value": str(METRICS_PORT)},
-        {"name": "TASKQ_METRICS_HOST", "value": "0.0.0.0"},  # noqa: S104 - Prometheus scrapes pods
-        {"name": "TASKQ_SHUTDOWN_GRACE", "value": str(grace)},
-        {"name": "TASKQ_POD_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
-    ]
+    sources: dict[str, Manifest] = {
+        "dsn": {"valueFrom": {"secretKeyRef": {"name": dsn.name, "key": dsn.key}}},
+        "queues": {"value": ",".join(f"{pool.namespace}/{q}" for q in spec.queues)},
+        "app": {"value": spec.app},
+        "concurrency": {"value": str(spec.concurrency)},
+        "metrics_port": {"value": str(METRICS_PORT)},
+        "metrics_host": {"value": "0.0.0.0"},  # noqa: S104 - Prometheus scrapes pods
+        "shutdown_grace": {"value": str(grace)},
+        "pod_uid": {"valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
+    }
+    return [{"name": env_name(setting), **sources[setting]} for setting in OPERATOR_SETTINGS]
 
 
 def _probe(path: str, *, period: int, failures: int) -> Manifest:

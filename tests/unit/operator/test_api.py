@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from taskq.models import BackoffPolicy, QueueSettings, QueueStats
+from taskq.models import BackoffPolicy, QueueSettings, QueueStats, setting_fields
 from taskq_operator.api import (
     OPERATOR_ENV,
     AutoscalingSpec,
@@ -19,6 +20,8 @@ from taskq_operator.api import (
     WorkerPoolSpec,
     set_condition,
 )
+from taskq_operator.openapi import structural_schema
+from tests.queue_settings import other_settings, taskqueue_spec
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -282,3 +285,33 @@ def test_set_condition_keeps_other_conditions_in_place() -> None:
     )
     assert [(c.type, c.status) for c in conditions] == [("Ready", "False"), ("Scaling", "True")]
     assert conditions[0].observed_generation is None
+
+
+@pytest.mark.parametrize("settings", [QueueSettings(), other_settings()], ids=["default", "other"])
+def test_every_queue_setting_has_one_spec_field_and_round_trips(settings: QueueSettings) -> None:
+    spec = TaskQueueSpec.model_validate(taskqueue_spec(settings))
+    assert spec.queue_settings() == settings
+
+
+def test_spec_fields_state_the_settings_bounds_and_descriptions() -> None:
+    """The CRD's words and limits for a setting are QueueSettings'."""
+    schema = structural_schema(TaskQueueSpec)
+
+    def leaves(node: dict[str, Any], prefix: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
+        for key, value in node.items():
+            if isinstance(value, dict):
+                yield from leaves(value, (*prefix, key))
+            else:
+                yield (*prefix, key)
+
+    paths = list(leaves(taskqueue_spec(other_settings()), ()))
+    assert len(paths) == len(setting_fields())
+    descriptions = {f.info.description for f in setting_fields()}
+    for path in paths:
+        node = schema
+        for key in path:
+            node = node["properties"][key]
+        assert node["description"] in descriptions, path
+    assert schema["properties"]["retry"]["properties"]["maxAttempts"]["maximum"] == 1000
+    assert schema["properties"]["rateLimit"]["properties"]["perSecond"]["exclusiveMinimum"]
+    assert schema["properties"]["timeoutSeconds"]["minimum"] == 1  # whole seconds, > 0

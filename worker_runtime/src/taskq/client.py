@@ -93,8 +93,7 @@ class Client:
     async def ensure_queue(self, queue: str, settings: QueueSettings | None = None) -> QueueInfo:
         name = QueueName.parse(queue)
         with translated(queue):
-            async with self.pool.acquire() as conn:
-                return await queue_store.ensure_queue(conn, name, settings or QueueSettings())
+            return await queue_store.ensure_queue(self.pool, name, settings or QueueSettings())
 
     async def drop_queue(self, queue: str) -> bool:
         with translated(queue):

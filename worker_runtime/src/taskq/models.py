@@ -7,11 +7,14 @@ request is a slotted dataclass because bulk enqueue builds hundreds of thousands
 from __future__ import annotations
 
 import enum
+import functools
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.fields import FieldInfo
 
 from taskq.errors import InvalidArgumentError
 
@@ -46,16 +49,34 @@ def resolve_priority(value: int | str | None, field: str = "priority") -> int | 
     return int(value)
 
 
+class Row(Protocol):
+    def __getitem__(self, column: str, /) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """Where a queue setting lives outside Python: its column of taskq.queues (and the key
+    naming it in the settings JSON of taskq.ensure_queue), and its `taskq queue create` flag
+    when that is not the field's name."""
+
+    column: str
+    flag: str | None = None
+
+
 class BackoffPolicy(BaseModel):
     """Delay between attempts: base * 2^(n-1) (exponential), base * n (linear) or base (fixed),
     capped at max_seconds, with +/- jitter (a fraction of the delay)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
-    kind: BackoffKind = "exponential"
-    base_seconds: float = Field(default=1.0, ge=0)
-    max_seconds: float = Field(default=3600.0, ge=0)
-    jitter: float = Field(default=0.2, ge=0, le=1)
+    kind: Annotated[BackoffKind, Stored("backoff_kind", flag="backoff")] = "exponential"
+    """exponential, linear or fixed."""
+    base_seconds: Annotated[float, Stored("backoff_base_s", flag="backoff-base"), Field(ge=0)] = 1.0
+    """Delay before the first retry."""
+    max_seconds: Annotated[float, Stored("backoff_max_s", flag="backoff-max"), Field(ge=0)] = 3600.0
+    """Longest delay between attempts."""
+    jitter: Annotated[float, Stored("backoff_jitter"), Field(ge=0, le=1)] = 0.2
+    """Random spread of each delay, as a fraction of it (0..1)."""
 
     @model_validator(mode="after")
     def _bounds(self) -> BackoffPolicy:
@@ -65,21 +86,132 @@ class BackoffPolicy(BaseModel):
 
 
 class QueueSettings(BaseModel):
-    """Per-queue behaviour; every field has a default, so QueueSettings() is a valid queue."""
+    """Per-queue behaviour; every field has a default, so QueueSettings() is a valid queue.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    The one definition of the queue settings: each field's type, default, bounds and
+    description (its docstring) are read by the store (the `Stored` column), the CLI (a flag
+    per field) and the operator's TaskQueue spec (defaults, bounds and descriptions of the CRD).
+    A new setting is a field here, a column in a migration and a field of the TaskQueue spec;
+    the tests iterate these fields, so they cover it without being edited.
+    """
 
-    default_priority: int = Field(default=int(Priority.NORMAL), ge=0, le=100)
-    max_attempts: int = Field(default=3, ge=1, le=1000)
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+    default_priority: Annotated[int, Stored("default_priority"), Field(ge=0, le=100)] = int(
+        Priority.NORMAL
+    )
+    """Priority of tasks enqueued without one (0..100, higher runs first)."""
+    max_attempts: Annotated[int, Stored("max_attempts"), Field(ge=1, le=1000)] = 3
+    """Attempts before a task is dead (1 = never retried)."""
     backoff: BackoffPolicy = BackoffPolicy()
-    timeout_seconds: float = Field(default=300.0, gt=0)
-    payload_limit_bytes: int = Field(default=256 * 1024, ge=1, le=64 * 1024 * 1024)
-    retention_succeeded_seconds: int = Field(default=86_400, ge=0)
-    retention_dead_seconds: int = Field(default=7 * 86_400, ge=0)
-    rate_limit_per_second: float | None = Field(default=None, gt=0)
-    rate_burst: float | None = Field(default=None, ge=1)
-    concurrency_limit: int | None = Field(default=None, ge=1)
-    paused: bool = False
+    """Delay between attempts."""
+    timeout_seconds: Annotated[float, Stored("timeout_s", flag="timeout"), Field(gt=0)] = 300.0
+    """How long one attempt may run before it is timed out."""
+    payload_limit_bytes: Annotated[
+        int, Stored("payload_limit_bytes", flag="payload-limit"), Field(ge=1, le=64 * 1024 * 1024)
+    ] = 256 * 1024
+    """Largest accepted payload, in bytes of JSON."""
+    retention_succeeded_seconds: Annotated[
+        int, Stored("retention_succeeded_s", flag="retention-succeeded"), Field(ge=0)
+    ] = 86_400
+    """Seconds a succeeded task (and its result) is kept."""
+    retention_dead_seconds: Annotated[
+        int, Stored("retention_dead_s", flag="retention-dead"), Field(ge=0)
+    ] = 7 * 86_400
+    """Seconds a dead task is kept for inspection and replay."""
+    rate_limit_per_second: Annotated[
+        float | None, Stored("rate_limit_per_s", flag="rate-limit"), Field(gt=0)
+    ] = None
+    """Task starts per second across all workers, on average."""
+    rate_burst: Annotated[float | None, Stored("rate_burst"), Field(ge=1)] = None
+    """Most starts at once after an idle period; the rate limit when unset."""
+    concurrency_limit: Annotated[int | None, Stored("concurrency_limit"), Field(ge=1)] = None
+    """Most tasks running at once across all workers; unlimited when unset."""
+    paused: Annotated[bool, Stored("paused")] = False
+    """A paused queue accepts tasks but no worker claims them."""
+
+    def to_columns(self) -> dict[str, Any]:
+        """Column of taskq.queues -> value: the settings JSON of taskq.ensure_queue."""
+        return {field.column: field.value_in(self) for field in setting_fields()}
+
+    @classmethod
+    def from_columns(cls, row: Row) -> QueueSettings:
+        """The settings stored in a row of taskq.queues (a mapping, or an asyncpg Record)."""
+        return cls.from_paths({field.path: row[field.column] for field in setting_fields()})
+
+    @classmethod
+    def from_paths(cls, values: Mapping[str, Any]) -> QueueSettings:
+        """Settings from dotted field paths ("backoff.kind"); a path left out keeps its
+        default."""
+        nested: dict[str, Any] = {}
+        for path, value in values.items():
+            *parents, leaf = path.split(".")
+            node = nested
+            for parent in parents:
+                node = node.setdefault(parent, {})
+            node[leaf] = value
+        return cls.model_validate(nested)
+
+
+# Setting names end in their unit (timeout_seconds, payload_limit_bytes), longest match first.
+_UNITS = ("per_second", "seconds", "bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class SettingField:
+    """One queue setting: a leaf field of QueueSettings, its path ("backoff.kind") and where it
+    is stored."""
+
+    path: str
+    info: FieldInfo
+    stored: Stored
+
+    @property
+    def column(self) -> str:
+        return self.stored.column
+
+    @property
+    def bounds(self) -> dict[str, Any]:
+        """The setting's bounds as Field() takes them: gt, ge, lt, le."""
+        return {
+            name: getattr(constraint, name)
+            for constraint in self.info.metadata
+            for name in ("gt", "ge", "lt", "le")
+            if hasattr(constraint, name)
+        }
+
+    @property
+    def unit(self) -> str | None:
+        """The unit, as the field's name ends: seconds, bytes or per_second."""
+        return next((u for u in _UNITS if self.path.endswith("_" + u)), None)
+
+    @property
+    def flag(self) -> str:
+        """The `taskq queue create` option, without its dashes."""
+        return self.stored.flag or self.path.replace(".", "-").replace("_", "-")
+
+    def value_in(self, settings: QueueSettings) -> Any:
+        value: Any = settings
+        for name in self.path.split("."):
+            value = getattr(value, name)
+        return value
+
+
+@functools.cache
+def setting_fields() -> tuple[SettingField, ...]:
+    """Every queue setting, in QueueSettings' order, nested models' fields in place."""
+
+    def leaves(model: type[BaseModel], prefix: str) -> Iterator[SettingField]:
+        for name, info in model.model_fields.items():
+            stored = next((m for m in info.metadata if isinstance(m, Stored)), None)
+            if stored is not None:
+                yield SettingField(prefix + name, info, stored)
+            elif isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+                yield from leaves(info.annotation, f"{prefix}{name}.")
+            else:
+                raise TypeError(f"queue setting {prefix}{name} has no Stored column")
+
+    return tuple(leaves(QueueSettings, ""))
 
 
 class QueueInfo(BaseModel):

@@ -23,6 +23,7 @@ from taskq_operator.api.taskqueue import (
 )
 from taskq_operator.api.workerpool import (
     OPERATOR_ENV,
+    OPERATOR_SETTINGS,
     AutoscalingSpec,
     PodOverrides,
     WorkerPoolSpec,
@@ -33,6 +34,7 @@ __all__ = [
     "API_VERSION",
     "GROUP",
     "OPERATOR_ENV",
+    "OPERATOR_SETTINGS",
     "VERSION",
     "AutoscalingSpec",
     "BackoffSpec",

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
 
-from taskq.models import BackoffKind, BackoffPolicy, QueueSettings, QueueStats
+from taskq.models import BackoffKind, QueueSettings, QueueStats, setting_fields
 from taskq_operator.api.base import K8sModel, cel
 from taskq_operator.api.common import Condition, SecretKeyRef
 
@@ -27,6 +32,47 @@ class DatabaseRef(K8sModel):
     """A Secret key in this namespace whose value is a PostgreSQL DSN."""
 
 
+@dataclass(frozen=True, slots=True)
+class HoldsSetting:
+    """Metadata of a spec field holding the queue setting at `path` of QueueSettings."""
+
+    path: str
+    whole: bool = False  # the spec takes whole numbers of a setting that may be fractional
+
+
+def queue_setting(path: str, *, required: bool = False, whole: bool = False) -> Any:
+    """A spec field for the queue setting at `path` ("backoff.kind"), with the setting's
+    default, bounds and description: QueueSettings states them once, for the CRD too.
+    `required`: no default (the object around it is what is optional). `whole`: whole numbers
+    only, so the default is rounded and a bound `> x` becomes `>= the next integer`."""
+    [setting] = [f for f in setting_fields() if f.path == path]
+    bounds = setting.bounds
+    if whole and "gt" in bounds:
+        bounds["ge"] = math.floor(bounds.pop("gt")) + 1
+    default = setting.info.default
+    if whole and isinstance(default, float):
+        default = round(default)
+    field: FieldInfo = Field(
+        default=PydanticUndefined if required else default,
+        description=setting.info.description,
+        **bounds,
+    )
+    field.metadata.append(HoldsSetting(path, whole))
+    return field
+
+
+def _held_settings(model: K8sModel) -> Iterator[tuple[str, Any]]:
+    """(QueueSettings path, value) of every setting a spec sets, its nested objects included;
+    an omitted object (rateLimit) sets none, so those settings keep their defaults."""
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        held = next((m for m in info.metadata if isinstance(m, HoldsSetting)), None)
+        if held is not None:
+            yield held.path, value
+        elif isinstance(value, K8sModel):
+            yield from _held_settings(value)
+
+
 class BackoffSpec(K8sModel):
     """Delay before a retry: base * 2^(n-1) (exponential), base * n (linear) or base (fixed),
     capped at maxSeconds, with +/- jitter as a fraction of the delay."""
@@ -39,17 +85,14 @@ class BackoffSpec(K8sModel):
         }
     )
 
-    kind: BackoffKind = "exponential"
-    """exponential, linear or fixed."""
-    base_seconds: float = Field(default=1.0, ge=0)
-    """Delay before the first retry."""
-    max_seconds: float = Field(default=3600.0, ge=0)
-    """Longest delay between attempts."""
-    jitter: float = Field(default=0.2, ge=0, le=1)
-    """Random spread of each delay, as a fraction of it (0..1)."""
+    kind: BackoffKind = queue_setting("backoff.kind")
+    base_seconds: float = queue_setting("backoff.base_seconds")
+    max_seconds: float = queue_setting("backoff.max_seconds")
+    jitter: float = queue_setting("backoff.jitter")
 
     @model_validator(mode="after")
     def _bounds(self) -> BackoffSpec:
+        # BackoffPolicy's rule, in the words of the CEL rule above
         if self.base_seconds > self.max_seconds:
             raise ValueError(BACKOFF_BOUNDS_MESSAGE)
         return self
@@ -58,8 +101,7 @@ class BackoffSpec(K8sModel):
 class RetrySpec(K8sModel):
     """How often and how soon a failed task runs again."""
 
-    max_attempts: int = Field(default=3, ge=1, le=1000)
-    """Attempts before a task is dead (1 = never retried)."""
+    max_attempts: int = queue_setting("max_attempts")
     backoff: BackoffSpec = BackoffSpec()
     """Delay between attempts."""
 
@@ -67,21 +109,18 @@ class RetrySpec(K8sModel):
 class RetentionSpec(K8sModel):
     """How long finished tasks are kept before they are deleted."""
 
-    succeeded_seconds: NonNegative = 86_400
-    """Seconds a succeeded task (and its result) is kept."""
-    dead_seconds: NonNegative = 7 * 86_400
-    """Seconds a dead task is kept for inspection and replay."""
+    succeeded_seconds: int = queue_setting("retention_succeeded_seconds")
+    dead_seconds: int = queue_setting("retention_dead_seconds")
 
 
 class RateLimitSpec(K8sModel):
     """A token bucket over task starts, shared by all workers of the queue."""
 
-    per_second: float = Field(gt=0)
-    """Task starts per second, on average."""
-    burst: float | None = Field(default=None, ge=1)
-    """Most starts at once after an idle period; defaults to perSecond."""
+    per_second: float = queue_setting("rate_limit_per_second", required=True)
+    burst: float | None = queue_setting("rate_burst")
 
 
+# The settings' defaults, bounds and descriptions come from taskq's QueueSettings (queue_setting).
 class TaskQueueSpec(K8sModel):
     """A queue's settings. Every field has a default, so an empty spec is a valid queue."""
 
@@ -101,47 +140,24 @@ class TaskQueueSpec(K8sModel):
     database: DatabaseRef | None = None
     """The database holding this queue; the operator's default database when omitted.
     Immutable."""
-    default_priority: int = Field(default=50, ge=0, le=100)
-    """Priority of tasks enqueued without one (0..100, higher runs first)."""
+    default_priority: int = queue_setting("default_priority")
     retry: RetrySpec = RetrySpec()
     """Attempts and backoff."""
-    timeout_seconds: int = Field(default=300, ge=1)
-    """How long one attempt may run before it is timed out."""
-    payload_limit_bytes: int = Field(default=256 * 1024, ge=1, le=64 * 1024 * 1024)
-    """Largest accepted payload, in bytes of JSON."""
+    timeout_seconds: int = queue_setting("timeout_seconds", whole=True)
+    payload_limit_bytes: int = queue_setting("payload_limit_bytes")
     retention: RetentionSpec = RetentionSpec()
     """How long finished tasks are kept."""
     rate_limit: RateLimitSpec | None = None
     """Limit on task starts per second; unlimited when omitted."""
-    concurrency_limit: int | None = Field(default=None, ge=1)
-    """Most tasks running at once across all workers; unlimited when omitted."""
-    paused: bool = False
-    """A paused queue accepts tasks but no worker claims them."""
+    concurrency_limit: int | None = queue_setting("concurrency_limit")
+    paused: bool = queue_setting("paused")
     deletion_policy: Literal["Retain", "Delete"] = "Retain"
     """What deleting the TaskQueue does to its tasks: Retain keeps them in the database
     (re-creating the TaskQueue serves them again); Delete drops the queue and its tasks."""
 
     def queue_settings(self) -> QueueSettings:
         """The settings the queue store applies to this queue."""
-        backoff = self.retry.backoff
-        return QueueSettings(
-            default_priority=self.default_priority,
-            max_attempts=self.retry.max_attempts,
-            backoff=BackoffPolicy(
-                kind=backoff.kind,
-                base_seconds=backoff.base_seconds,
-                max_seconds=backoff.max_seconds,
-                jitter=backoff.jitter,
-            ),
-            timeout_seconds=float(self.timeout_seconds),
-            payload_limit_bytes=self.payload_limit_bytes,
-            retention_succeeded_seconds=self.retention.succeeded_seconds,
-            retention_dead_seconds=self.retention.dead_seconds,
-            rate_limit_per_second=self.rate_limit.per_second if self.rate_limit else None,
-            rate_burst=self.rate_limit.burst if self.rate_limit else None,
-            concurrency_limit=self.concurrency_limit,
-            paused=self.paused,
-        )
+        return QueueSettings.from_paths(dict(_held_settings(self)))
 
 
 class TaskCounts(K8sModel):

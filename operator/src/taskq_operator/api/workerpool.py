@@ -7,21 +7,24 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
+from taskq.worker.settings import env_name
 from taskq_operator.api.base import DnsLabel, FreeForm, K8sModel, cel
 from taskq_operator.api.common import Condition, LocalObjectReference, ObjectName, Reason
 from taskq_operator.api.core import EnvFromSource, EnvVar, ResourceRequirements, Toleration
 
-# The worker environment the operator owns (docs/worker.md); a user value would fight it.
-OPERATOR_ENV = (
-    "TASKQ_DSN",
-    "TASKQ_QUEUES",
-    "TASKQ_APP",
-    "TASKQ_CONCURRENCY",
-    "TASKQ_METRICS_PORT",
-    "TASKQ_METRICS_HOST",
-    "TASKQ_SHUTDOWN_GRACE",
-    "TASKQ_POD_UID",
+# The worker settings the operator sets on every pod, as WorkerSettings fields (the contract of
+# docs/worker.md); resources.py gives each its value. A user value would fight them.
+OPERATOR_SETTINGS = (
+    "dsn",
+    "queues",
+    "app",
+    "concurrency",
+    "metrics_port",
+    "metrics_host",
+    "shutdown_grace",
+    "pod_uid",
 )
+OPERATOR_ENV = tuple(env_name(setting) for setting in OPERATOR_SETTINGS)
 
 MIN_MAX_MESSAGE = "autoscaling.minReplicas must not exceed autoscaling.maxReplicas"
 REPLICAS_MESSAGE = (

@@ -1,24 +1,18 @@
-"""What every reconcile pass needs: the ports, the settings, and the operator's memory of
-things the API does not store (autoscaling history, what was provisioned)."""
+"""The operator's wiring (settings and ports) and its memory of things the API does not
+store (autoscaling history, what was provisioned), per object."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from taskq_operator.autoscaling import Recommendation
 from taskq_operator.databases import Databases
-from taskq_operator.k8s import KubernetesPort, NotFoundError
+from taskq_operator.k8s import KubernetesPort
 from taskq_operator.metrics import OperatorMetrics
+from taskq_operator.reconcile.ports import Ports
 from taskq_operator.settings import OperatorSettings
-
-# (type Normal|Warning, reason, message): posts a Kubernetes Event on the object reconciled
-Emit = Callable[[str, str, str], None]
-
-
-class NoDatabaseError(LookupError):
-    """The resource names no database and the operator has no default one."""
 
 
 @dataclass
@@ -31,7 +25,6 @@ class PoolMemory:
 @dataclass
 class QueueMemory:
     provisioned_generation: int | None = None
-    last_maintenance: float = 0.0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -44,17 +37,7 @@ class Runtime:
     pools: dict[str, PoolMemory] = field(default_factory=dict)  # by WorkerPool uid
     queues: dict[str, QueueMemory] = field(default_factory=dict)  # by TaskQueue uid
 
-    async def dsn(self, namespace: str, secret: tuple[str, str] | None) -> str:
-        """The DSN in Secret (name, key) of the namespace, or the operator's default."""
-        if secret is not None:
-            return await self.k8s.secret_value(namespace, *secret)
-        if self.settings.default_dsn is None:
-            raise NoDatabaseError(
-                "spec.database is not set and the operator has no default database: set "
-                "spec.database.secretKeyRef, or install the operator with a default database "
-                "(TASKQ_OPERATOR_DEFAULT_DSN)"
-            )
-        return self.settings.default_dsn.get_secret_value()
-
-
-__all__ = ["Emit", "NoDatabaseError", "NotFoundError", "PoolMemory", "QueueMemory", "Runtime"]
+    @cached_property
+    def ports(self) -> Ports:
+        """What the reconcilers may use of it."""
+        return Ports(self.settings, self.k8s, self.databases, self.metrics)

@@ -1,25 +1,16 @@
 """TaskQueue: the queue exists in its database with the spec's settings; status shows its
-depth; the queue's maintenance runs here so users never schedule it."""
+depth."""
 
 from __future__ import annotations
 
 import logging
-import time
-from datetime import datetime
 
 from taskq.errors import TaskqError, UnknownQueueError
-from taskq.store import execution
-from taskq.store import queues as queue_store
-from taskq.store.dberrors import translated
 from taskq.store.migrations import MigrationChecksumError
 from taskq_operator.api import TaskQueueSpec, TaskQueueStatus, set_condition
-from taskq_operator.reconcile.runtime import (
-    Emit,
-    NoDatabaseError,
-    NotFoundError,
-    QueueMemory,
-    Runtime,
-)
+from taskq_operator.k8s import NotFoundError
+from taskq_operator.reconcile.context import TaskQueueContext
+from taskq_operator.reconcile.ports import NoDatabaseError, Ports
 
 log = logging.getLogger("taskq_operator.taskqueue")
 
@@ -33,109 +24,78 @@ def _secret(spec: TaskQueueSpec) -> tuple[str, str] | None:
     return (ref.name, ref.key) if ref else None
 
 
-async def reconcile_taskqueue(
-    rt: Runtime,
-    namespace: str,
-    name: str,
-    generation: int,
-    spec: TaskQueueSpec,
-    status: TaskQueueStatus,
-    memory: QueueMemory,
-    emit: Emit,
-    now: datetime,
-) -> TaskQueueStatus:
-    """Provision (when the spec changed or was never applied), refresh depth, run maintenance.
-    Failures become Ready=False with a reason and a message naming the cause."""
-    queue = queue_name(namespace, name)
+async def reconcile_taskqueue(ctx: TaskQueueContext) -> TaskQueueStatus:
+    """Provision (when the spec changed or was never applied), refresh depth. Failures become
+    Ready=False with a reason and a message naming the cause."""
+    queue = queue_name(ctx.namespace, ctx.name)
+    memory, status = ctx.memory, ctx.status
     try:
-        client = await rt.databases.client(await rt.dsn(namespace, _secret(spec)))
-        with translated(queue):
-            if memory.provisioned_generation != generation:
-                info = await client.ensure_queue(queue, spec.queue_settings())
-                if memory.provisioned_generation is None and status.observed_generation is None:
-                    emit("Normal", "Provisioned", f"queue {queue} created in its database")
-                elif memory.provisioned_generation is not None:
-                    emit("Normal", "Configured", f"queue {queue} settings applied")
-                memory.provisioned_generation = generation
-            else:
-                info = await client.get_queue(queue)
-            if time.monotonic() - memory.last_maintenance >= rt.settings.maintenance_interval:
-                memory.last_maintenance = time.monotonic()
-                rescued = await execution.rescue_expired(client.pool, info.id)
-                await execution.purge_finished(client.pool, info.id)
-                if rescued:
-                    emit("Normal", "LeasesRescued", f"{rescued} tasks of crashed workers retried")
-            stats = await queue_store.queue_stats(client.pool, info.id)
+        db = await ctx.ports.databases.database(
+            await ctx.ports.dsn(ctx.namespace, _secret(ctx.spec))
+        )
+        if memory.provisioned_generation != ctx.generation:
+            info = await db.ensure_queue(queue, ctx.spec.queue_settings())
+            if memory.provisioned_generation is None and status.observed_generation is None:
+                ctx.emit("Normal", "Provisioned", f"queue {queue} created in its database")
+            elif memory.provisioned_generation is not None:
+                ctx.emit("Normal", "Configured", f"queue {queue} settings applied")
+            memory.provisioned_generation = ctx.generation
+        else:
+            info = await db.get_queue(queue)
+        stats = await db.queue_stats(info)
     except UnknownQueueError:
         # dropped behind the operator's back: provision it again on the next pass
         memory.provisioned_generation = None
         return _not_ready(
-            rt,
-            status,
-            queue,
-            "QueueMissing",
-            f"queue {queue} was dropped from its database; recreating it",
-            generation,
-            now,
-            emit,
+            ctx, "QueueMissing", f"queue {queue} was dropped from its database; recreating it"
         )
     except MigrationChecksumError as error:
-        return _not_ready(rt, status, queue, "SchemaConflict", str(error), generation, now, emit)
+        return _not_ready(ctx, "SchemaConflict", str(error))
     except NotFoundError as error:
-        return _not_ready(rt, status, queue, "SecretNotFound", str(error), generation, now, emit)
+        return _not_ready(ctx, "SecretNotFound", str(error))
     except NoDatabaseError as error:
-        return _not_ready(rt, status, queue, "NoDatabase", str(error), generation, now, emit)
+        return _not_ready(ctx, "NoDatabase", str(error))
     except TaskqError as error:
-        return _not_ready(
-            rt, status, queue, "DatabaseUnavailable", str(error), generation, now, emit
-        )
-    rt.metrics.queue_observed(namespace, name, stats)
+        return _not_ready(ctx, "DatabaseUnavailable", str(error))
+    ctx.ports.metrics.queue_observed(ctx.namespace, ctx.name, stats)
     conditions = set_condition(
         status.conditions,
         type="Ready",
         status="True",
         reason="Provisioned",
         message=f"queue {queue} is ready",
-        now=now,
-        observed_generation=generation,
+        now=ctx.now,
+        observed_generation=ctx.generation,
     )
     return status.with_stats(stats).model_copy(
-        update={"conditions": conditions, "observed_generation": generation}
+        update={"conditions": conditions, "observed_generation": ctx.generation}
     )
 
 
-def _not_ready(
-    rt: Runtime,
-    status: TaskQueueStatus,
-    queue: str,
-    reason: str,
-    message: str,
-    generation: int,
-    now: datetime,
-    emit: Emit,
-) -> TaskQueueStatus:
-    previous = next((c for c in status.conditions if c.type == "Ready"), None)
+def _not_ready(ctx: TaskQueueContext, reason: str, message: str) -> TaskQueueStatus:
+    """Ready=False; an Event and a log line only when the reason is new, not every pass."""
+    previous = next((c for c in ctx.status.conditions if c.type == "Ready"), None)
     if previous is None or previous.reason != reason:
-        emit("Warning", reason, message)
-        log.warning("queue %s not ready: %s", queue, message)
-    rt.metrics.reconcile_error("TaskQueue", reason)
+        ctx.emit("Warning", reason, message)
+        log.warning("queue %s/%s not ready: %s", ctx.namespace, ctx.name, message)
+    ctx.ports.metrics.reconcile_error("TaskQueue", reason)
     conditions = set_condition(
-        status.conditions,
+        ctx.status.conditions,
         type="Ready",
         status="False",
         reason=reason,
         message=message,
-        now=now,
-        observed_generation=generation,
+        now=ctx.now,
+        observed_generation=ctx.generation,
     )
-    return status.model_copy(update={"conditions": conditions})
+    return ctx.status.model_copy(update={"conditions": conditions})
 
 
-async def delete_taskqueue(rt: Runtime, namespace: str, name: str, spec: TaskQueueSpec) -> bool:
+async def delete_taskqueue(ports: Ports, namespace: str, name: str, spec: TaskQueueSpec) -> bool:
     """Honour deletionPolicy; True when the queue was dropped. Raises TaskqError (the caller
     retries) when the database cannot be reached for a Delete."""
-    rt.metrics.queue_deleted(namespace, name)
+    ports.metrics.queue_deleted(namespace, name)
     if spec.deletion_policy != "Delete":
         return False
-    client = await rt.databases.client(await rt.dsn(namespace, _secret(spec)))
-    return await client.drop_queue(queue_name(namespace, name))
+    db = await ports.databases.database(await ports.dsn(namespace, _secret(spec)))
+    return await db.drop_queue(queue_name(namespace, name))

@@ -4,32 +4,21 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Literal
 
-from taskq.errors import TaskqError, UnknownQueueError
+from taskq.errors import TaskqError
 from taskq.models import QueueStats
-from taskq.names import QueueName
-from taskq.store import queues as queue_store
-from taskq.store.dberrors import translated
-from taskq.store.types import Executor
 from taskq_operator.api import (
     DatabaseRef,
     SecretKeyRef,
     TaskQueueSpec,
-    WorkerPoolSpec,
     WorkerPoolStatus,
     set_condition,
 )
 from taskq_operator.autoscaling import Decision, decide, decide_external
-from taskq_operator.k8s import DeploymentState
-from taskq_operator.reconcile.runtime import (
-    Emit,
-    NoDatabaseError,
-    NotFoundError,
-    PoolMemory,
-    Runtime,
-)
+from taskq_operator.k8s import DeploymentState, NotFoundError
+from taskq_operator.reconcile.context import WorkerPoolContext
+from taskq_operator.reconcile.ports import NoDatabaseError
 from taskq_operator.resources import (
     MixedDatabasesError,
     PoolRef,
@@ -59,15 +48,15 @@ class _Queues:
     paused: frozenset[str]
 
 
-async def _queues(rt: Runtime, pool: PoolRef, spec: WorkerPoolSpec) -> _Queues:
+async def _queues(ctx: WorkerPoolContext) -> _Queues:
     databases: dict[str, DatabaseRef | None] = {}
     paused = set()
-    for queue in spec.queues:
-        found = await rt.k8s.task_queue(pool.namespace, queue)
+    for queue in ctx.spec.queues:
+        found = await ctx.ports.k8s.task_queue(ctx.namespace, queue)
         if found is None:
             raise PoolProblem(
                 "QueueNotFound",
-                f"TaskQueue {pool.namespace}/{queue} does not "
+                f"TaskQueue {ctx.namespace}/{queue} does not "
                 "exist: create it, or remove it from spec.queues",
             )
         queue_spec = TaskQueueSpec.model_validate(found.get("spec") or {})
@@ -79,121 +68,98 @@ async def _queues(rt: Runtime, pool: PoolRef, spec: WorkerPoolSpec) -> _Queues:
     except MixedDatabasesError as error:
         raise PoolProblem("MixedDatabases", str(error)) from None
     try:
-        dsn = await rt.dsn(pool.namespace, (ref.name, ref.key) if ref else None)
+        dsn = await ctx.ports.dsn(ctx.namespace, (ref.name, ref.key) if ref else None)
     except (NotFoundError, NoDatabaseError) as error:
         raise PoolProblem("NoDatabase", str(error)) from None
-    return _Queues(dsn, ref or default_dsn_ref(pool.name), ref is None, frozenset(paused))
+    return _Queues(dsn, ref or default_dsn_ref(ctx.name), ref is None, frozenset(paused))
 
 
-async def _depth(
-    rt: Runtime, pool: PoolRef, spec: WorkerPoolSpec, queues: _Queues, memory: PoolMemory
-) -> list[QueueStats] | None:
+async def _depth(ctx: WorkerPoolContext, queues: _Queues) -> list[QueueStats] | None:
     """One reading per queue, or None (hold replicas) when any cannot be read. A paused
     queue's ready tasks are not demand: no worker may claim them."""
+    readings = []
     try:
-        client = await rt.databases.client(queues.dsn)
-        readings = await _readings(rt, client.pool, pool, spec, queues, memory)
+        db = await ctx.ports.databases.database(queues.dsn)
+        for queue in ctx.spec.queues:
+            info = await db.get_queue(f"{ctx.namespace}/{queue}")
+            ctx.ports.databases.subscribe(queues.dsn, info.id, ctx.uid, ctx.memory.wake.set)
+            stats = await db.queue_stats(info)
+            if queue in queues.paused:
+                stats = stats.model_copy(update={"ready": 0})
+            readings.append(stats)
     except TaskqError as error:
-        log.warning("pool %s/%s: depth unreadable: %s", pool.namespace, pool.name, error)
+        log.warning("pool %s/%s: depth unreadable: %s", ctx.namespace, ctx.name, error)
         return None
     return readings
 
 
-async def _readings(
-    rt: Runtime,
-    db: Executor,
-    pool: PoolRef,
-    spec: WorkerPoolSpec,
-    queues: _Queues,
-    memory: PoolMemory,
-) -> list[QueueStats]:
-    with translated():
-        readings = []
-        for queue in spec.queues:
-            info = await queue_store.get_queue(db, QueueName(pool.namespace, queue))
-            if info is None:
-                raise UnknownQueueError(f"{pool.namespace}/{queue}")
-            rt.databases.subscribe(queues.dsn, info.id, pool.uid, memory.wake.set)
-            stats = await queue_store.queue_stats(db, info.id)
-            if queue in queues.paused:
-                stats = stats.model_copy(update={"ready": 0})
-            readings.append(stats)
-    return readings
+async def reconcile_workerpool(ctx: WorkerPoolContext) -> WorkerPoolStatus:
+    async with ctx.memory.lock:  # the autoscaling history is read, then replaced
+        return await _reconcile(ctx)
 
 
-async def reconcile_workerpool(
-    rt: Runtime,
-    pool: PoolRef,
-    generation: int,
-    spec: WorkerPoolSpec,
-    status: WorkerPoolStatus,
-    memory: PoolMemory,
-    emit: Emit,
-    now: datetime,
-) -> WorkerPoolStatus:
-    deployment = await rt.k8s.deployment_state(pool.namespace, pool.name)
+async def _reconcile(ctx: WorkerPoolContext) -> WorkerPoolStatus:
+    k8s = ctx.ports.k8s
+    pool = PoolRef(name=ctx.name, namespace=ctx.namespace, uid=ctx.uid)
+    deployment = await k8s.deployment_state(ctx.namespace, ctx.name)
     current = deployment.spec_replicas if deployment else 0
     problem: PoolProblem | None = None
     queues: _Queues | None = None
     try:
-        queues = await _queues(rt, pool, spec)
+        queues = await _queues(ctx)
     except PoolProblem as error:
         problem = error
 
-    if spec.autoscaling.mode == "External":
-        decision = decide_external(spec.replicas, spec.autoscaling, current, now)
+    autoscaling = ctx.spec.autoscaling
+    if autoscaling.mode == "External":
+        decision = decide_external(ctx.spec.replicas, autoscaling, current, ctx.now)
     else:
-        stats = await _depth(rt, pool, spec, queues, memory) if queues else None
-        decision = decide(stats, spec.autoscaling, current, memory.history, now)
-        memory.history = decision.history
+        stats = await _depth(ctx, queues) if queues else None
+        decision = decide(stats, autoscaling, current, ctx.memory.history, ctx.now)
+        ctx.memory.history = decision.history
     # Without its queues' database the Deployment cannot be built; an existing one keeps
     # running as it is (never scaled to zero on an error).
     if queues is not None:
         if queues.default_database:
-            await rt.k8s.apply(default_dsn_secret(pool, queues.dsn))
-        await rt.k8s.apply(
-            worker_deployment(pool, spec, replicas=decision.desired, dsn=queues.dsn_ref)
+            await k8s.apply(default_dsn_secret(pool, queues.dsn))
+        await k8s.apply(
+            worker_deployment(pool, ctx.spec, replicas=decision.desired, dsn=queues.dsn_ref)
         )
         if decision.desired != current:
-            emit("Normal", decision.reason, decision.message)
-            log.info("pool %s/%s: %s", pool.namespace, pool.name, decision.message)
-    rt.metrics.pool_decided(
-        pool.namespace, pool.name, decision, current, deployment.ready_replicas if deployment else 0
-    )
-    return _status(rt, pool, generation, status, decision, current, deployment, problem, emit, now)
+            ctx.emit("Normal", decision.reason, decision.message)
+            log.info("pool %s/%s: %s", ctx.namespace, ctx.name, decision.message)
+    ready = deployment.ready_replicas if deployment else 0
+    ctx.ports.metrics.pool_decided(ctx.namespace, ctx.name, decision, current, ready)
+    return _status(ctx, decision, current, deployment, problem)
 
 
 def _status(
-    rt: Runtime,
-    pool: PoolRef,
-    generation: int,
-    status: WorkerPoolStatus,
+    ctx: WorkerPoolContext,
     decision: Decision,
     current: int,
     state: DeploymentState | None,
     problem: PoolProblem | None,
-    emit: Emit,
-    now: datetime,
 ) -> WorkerPoolStatus:
+    status = ctx.status
     ready = state.ready_replicas if state else 0
     update: dict[str, object] = {
-        "observed_generation": generation,
+        "observed_generation": ctx.generation,
         "replicas": state.replicas if state else 0,
         "ready_replicas": ready,
         "desired_replicas": decision.desired,
-        "selector": label_selector(pool.name),
+        "selector": label_selector(ctx.name),
     }
     if decision.desired != current or status.last_scale_reason is None:
         update.update(
-            last_scale_time=now,
+            last_scale_time=ctx.now,
             last_scale_reason=decision.reason,
             last_scale_message=decision.message[:1024],
         )
     condition: tuple[Literal["True", "False"], str, str]
     if problem is not None:
         if not any(c.type == "Ready" and c.reason == problem.reason for c in status.conditions):
-            emit("Warning", problem.reason, str(problem))
-        rt.metrics.reconcile_error("WorkerPool", problem.reason)
+            ctx.emit("Warning", problem.reason, str(problem))
+        ctx.ports.metrics.reconcile_error("WorkerPool", problem.reason)
         condition = ("False", problem.reason, str(problem))
     elif ready >= decision.desired:
         condition = ("True", "ReplicasReady", f"{ready} of {decision.desired} workers ready")
@@ -205,7 +171,7 @@ def _status(
         status=condition[0],
         reason=condition[1],
         message=condition[2],
-        now=now,
-        observed_generation=generation,
+        now=ctx.now,
+        observed_generation=ctx.generation,
     )
     return status.model_copy(update=update)

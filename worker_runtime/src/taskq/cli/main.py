@@ -8,13 +8,14 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from types import NoneType
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
 from taskq.client import Client, connect
 from taskq.errors import InvalidArgumentError, TaskqError
-from taskq.models import BackoffPolicy, QueueSettings, TaskRequest
+from taskq.models import QueueSettings, TaskRequest, setting_fields
 from taskq.worker.main import run_worker
 from taskq.worker.settings import WorkerSettings
 
@@ -44,25 +45,35 @@ def _payload(text: str | None, field: str = "payload") -> Any:
 
 
 def _queue_settings(args: argparse.Namespace) -> QueueSettings:
-    backoff = BackoffPolicy(
-        kind=args.backoff,
-        base_seconds=args.backoff_base,
-        max_seconds=args.backoff_max,
-        jitter=args.backoff_jitter,
-    )
-    return QueueSettings(
-        default_priority=args.default_priority,
-        max_attempts=args.max_attempts,
-        backoff=backoff,
-        timeout_seconds=args.timeout,
-        payload_limit_bytes=args.payload_limit,
-        retention_succeeded_seconds=args.retention_succeeded,
-        retention_dead_seconds=args.retention_dead,
-        rate_limit_per_second=args.rate_limit,
-        rate_burst=args.rate_burst,
-        concurrency_limit=args.concurrency_limit,
-        paused=args.paused,
-    )
+    return QueueSettings.from_paths({f.path: getattr(args, f.path) for f in setting_fields()})
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One option per queue setting, from QueueSettings: its name, type, default and help."""
+    for field in setting_fields():
+        option = f"--{field.flag}"
+        help_text = field.info.description
+        annotation = field.info.annotation
+        if annotation is bool:
+            # a setting that defaults to true would need a --no- option; none does
+            assert field.info.default is False, field.path
+            parser.add_argument(option, dest=field.path, action="store_true", help=help_text)
+            continue
+        choices: tuple[Any, ...] | None = None
+        if get_origin(annotation) is Literal:
+            kind, choices = str, get_args(annotation)
+        else:
+            # int | None reads as an int; an omitted option keeps the default (None)
+            [kind] = [t for t in get_args(annotation) if t is not NoneType] or [annotation]
+        parser.add_argument(
+            option,
+            dest=field.path,
+            type=kind,
+            choices=choices,
+            default=field.info.default,
+            metavar=None if choices else (field.unit or field.flag).replace("-", "_").upper(),
+            help=help_text if field.info.default is None else f"{help_text} Default: %(default)s.",
+        )
 
 
 async def _migrate(client: Client, _args: argparse.Namespace) -> None:
@@ -229,25 +240,7 @@ def _add_queue_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     qsub = queue.add_subparsers(dest="queue_command", required=True)
     create = qsub.add_parser("create", help="create a queue or update its settings")
     create.add_argument("queue", help="NAMESPACE/NAME")
-    d = QueueSettings()
-    create.add_argument("--default-priority", type=int, default=d.default_priority)
-    create.add_argument("--max-attempts", type=int, default=d.max_attempts)
-    create.add_argument(
-        "--backoff", choices=["exponential", "linear", "fixed"], default=d.backoff.kind
-    )
-    create.add_argument("--backoff-base", type=float, default=d.backoff.base_seconds)
-    create.add_argument("--backoff-max", type=float, default=d.backoff.max_seconds)
-    create.add_argument("--backoff-jitter", type=float, default=d.backoff.jitter)
-    create.add_argument(
-        "--timeout", type=float, default=d.timeout_seconds, help="execution timeout in seconds"
-    )
-    create.add_argument("--payload-limit", type=int, default=d.payload_limit_bytes)
-    create.add_argument("--retention-succeeded", type=int, default=d.retention_succeeded_seconds)
-    create.add_argument("--retention-dead", type=int, default=d.retention_dead_seconds)
-    create.add_argument("--rate-limit", type=float, help="tasks per second, across workers")
-    create.add_argument("--rate-burst", type=float)
-    create.add_argument("--concurrency-limit", type=int, help="most running at once")
-    create.add_argument("--paused", action="store_true")
+    _add_setting_flags(create)
     create.set_defaults(run=_queue_create)
     drop = qsub.add_parser("drop", help="drop a queue with all its tasks")
     drop.add_argument("queue")

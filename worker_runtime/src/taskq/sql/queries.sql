@@ -1,21 +1,16 @@
 -- Named queries of the taskq client and worker. Each starts with "-- name: NAME".
--- Parameters are positional ($1...); no value is ever formatted into SQL text.
+-- Parameters are positional ($1...); no value is ever formatted into SQL text. Each is named
+-- where it is used, so reading a query takes no counting: SQL functions are called in named
+-- notation (p_queue_id => $1, which PostgreSQL checks against the function), other parameters
+-- are compared with or assigned to a column, or named in a "-- $n" comment line; a unit test
+-- (tests/unit/test_sqlfiles.py) holds every query to that. The functions: schema.sql.
 
--- name: provision_queue
-SELECT taskq.provision_queue($1, $2) AS id
-
--- name: configure_queue
-UPDATE taskq.queues
-   SET default_priority = $2, max_attempts = $3, backoff_kind = $4, backoff_base_s = $5,
-       backoff_max_s = $6, backoff_jitter = $7, timeout_s = $8, payload_limit_bytes = $9,
-       retention_succeeded_s = $10, retention_dead_s = $11, rate_limit_per_s = $12,
-       rate_burst = $13, concurrency_limit = $14, paused = $15,
-       -- a changed rate limit starts from a full bucket
-       rate_tokens = CASE WHEN rate_limit_per_s IS DISTINCT FROM $12 THEN NULL ELSE rate_tokens END
- WHERE id = $1
+-- name: ensure_queue
+-- $3: the settings as JSON, keyed by column (QueueSettings.to_columns())
+SELECT * FROM taskq.ensure_queue(p_namespace => $1, p_name => $2, p_settings => $3::jsonb)
 
 -- name: drop_queue
-SELECT taskq.drop_queue($1, $2) AS dropped
+SELECT taskq.drop_queue(p_namespace => $1, p_name => $2) AS dropped
 
 -- name: get_queue
 SELECT * FROM taskq.queues WHERE namespace = $1 AND name = $2
@@ -24,10 +19,14 @@ SELECT * FROM taskq.queues WHERE namespace = $1 AND name = $2
 SELECT * FROM taskq.queues ORDER BY namespace, name
 
 -- name: queue_stats
-SELECT * FROM taskq.queue_stats($1)
+SELECT * FROM taskq.queue_stats(p_queue_id => $1)
 
 -- name: enqueue_many
-SELECT ord, id, created FROM taskq.enqueue_many($1, $2, $3::json[], $4, $5, $6, $7, $8, $9)
+SELECT ord, id, created
+  FROM taskq.enqueue_many(
+       p_queue => $1, p_task_names => $2, p_payloads => $3::json[], p_priorities => $4,
+       p_delays_s => $5, p_idempotency_keys => $6, p_max_attempts => $7, p_timeouts_s => $8,
+       p_correlation_ids => $9)
 
 -- name: get_task
 SELECT * FROM taskq.task_details WHERE id = $1
@@ -37,36 +36,43 @@ SELECT attempt, attempt_id::text AS attempt_id, worker_id, started_at, finished_
   FROM taskq.attempt_history WHERE task_id = $1 ORDER BY attempt
 
 -- name: cancel_task
-SELECT state, cancel_requested FROM taskq.cancel($1)
+SELECT state, cancel_requested FROM taskq.cancel(p_task_id => $1)
 
 -- name: list_dead
+-- $2: how many, the most recently dead first
 SELECT * FROM taskq.task_details
  WHERE queue_id = $1 AND state = 'dead'
  ORDER BY finished_at DESC, id DESC
  LIMIT $2
 
 -- name: replay_dead
-SELECT replayed, skipped FROM taskq.replay_dead($1, $2)
+SELECT replayed, skipped FROM taskq.replay_dead(p_queue_id => $1, p_ids => $2)
 
 -- name: claim
 SELECT id, task_name, payload, priority, attempt, attempt_id, max_attempts, timeout_s,
        correlation_id, idempotency_key, created_at
-  FROM taskq.claim($1, $2, $3, $4, $5)
+  FROM taskq.claim(p_queue_id => $1, p_worker_id => $2, p_limit => $3, p_lease_s => $4,
+                   p_promote => $5)
 
 -- name: complete
-SELECT id, state FROM taskq.complete($1, $2, $3, $4, $5, $6::jsonb)
+SELECT id, state
+  FROM taskq.complete(p_queue_id => $1, p_worker_id => $2, p_outcome => $3, p_ids => $4,
+                      p_attempt_ids => $5, p_details => $6::jsonb)
 
 -- name: heartbeat
-SELECT id, cancel_requested FROM taskq.heartbeat($1, $2, $3, $4::jsonb, $5)
+SELECT id, cancel_requested
+  FROM taskq.heartbeat(p_queue_id => $1, p_ids => $2, p_attempt_ids => $3,
+                       p_progress => $4::jsonb, p_lease_s => $5)
 
 -- name: release
-SELECT taskq.release($1, $2, $3, $4) AS released
+SELECT taskq.release(p_queue_id => $1, p_worker_id => $2, p_ids => $3, p_attempt_ids => $4)
+       AS released
 
 -- name: rescue_expired
-SELECT taskq.rescue_expired($1, $2) AS rescued
+SELECT taskq.rescue_expired(p_queue_id => $1, p_limit => $2) AS rescued
 
 -- name: purge_finished
-SELECT taskq.purge_finished($1, $2) AS purged
+SELECT taskq.purge_finished(p_queue_id => $1, p_limit => $2) AS purged
 
 -- name: queue_for_copy
 -- The queue's defaults for a bulk COPY, and the transaction's clock (the same now() the SQL
@@ -75,19 +81,41 @@ SELECT id, default_priority, max_attempts, payload_limit_bytes, now() AS now
   FROM taskq.queues WHERE namespace = $1 AND name = $2
 
 -- name: reserve_task_ids
+-- $1: how many ids
 SELECT array_agg(nextval('taskq.task_id_seq')) AS ids FROM generate_series(1, $1)
 
 -- name: notify_ready
+-- $1: the queue id, as text
 SELECT pg_notify('taskq_ready', $1)
 
 -- name: next_run_in
-SELECT taskq.next_run_in($1)
+SELECT taskq.next_run_in(p_queue_id => $1)
 
 -- name: release_orphans
-SELECT taskq.release_orphans($1, $2, $3) AS released
+SELECT taskq.release_orphans(p_queue_id => $1, p_worker_id => $2, p_known => $3) AS released
 
 -- name: worker_beat
-SELECT taskq.worker_beat($1, $2, $3) AS rescued
+SELECT taskq.worker_beat(p_worker_id => $1, p_dead_after_s => $2, p_rescue_every_s => $3)
+       AS rescued
 
 -- name: worker_gone
-SELECT taskq.worker_gone($1)
+SELECT taskq.worker_gone(p_worker_id => $1)
+
+-- name: take_turn
+-- true for exactly one caller per period across the database
+SELECT taskq.take_turn(p_duty => $1, p_every_s => $2) AS taken
+
+-- name: turn_free_in
+-- $1 duty, $2 its period (s): seconds until its next turn is free (0: now); no row for a duty
+-- the database does not know. Epochs, not timestamp arithmetic: last_run_at may be -infinity.
+SELECT greatest(0, extract(epoch FROM d.last_run_at)::float8 + $2::float8
+                   - extract(epoch FROM now())::float8) AS free_in
+  FROM taskq.duties d WHERE d.name = $1
+
+-- name: add_duty
+-- $1 duty: a maintenance service's row in taskq.duties, made on its first turn
+INSERT INTO taskq.duties (name) VALUES ($1) ON CONFLICT (name) DO NOTHING
+
+-- name: maintained_queues
+-- Every queue of the database: maintenance covers them all, whoever runs it.
+SELECT id, namespace || '/' || name AS name FROM taskq.queues ORDER BY id

@@ -1,4 +1,5 @@
-"""The worker's side of the store: claim, complete, heartbeat, release, and maintenance."""
+"""The worker's side of the store: claim, complete, heartbeat, release, and its beat.
+Maintenance (expired leases, retention) is in store/maintenance.py."""
 
 from __future__ import annotations
 
@@ -131,16 +132,6 @@ async def next_run_in(db: Executor, queue_id: int) -> float | None:
     """Seconds until the queue's earliest delayed or retrying task is due; None: none waits."""
     seconds: float | None = await db.fetchval(query("next_run_in"), queue_id)
     return seconds
-
-
-async def rescue_expired(db: Executor, queue_id: int, limit: int = 1000) -> int:
-    rescued: int = await db.fetchval(query("rescue_expired"), queue_id, limit)
-    return rescued
-
-
-async def purge_finished(db: Executor, queue_id: int, limit: int = 10_000) -> int:
-    purged: int = await db.fetchval(query("purge_finished"), queue_id, limit)
-    return purged
 
 
 async def release_orphans(

@@ -6,7 +6,9 @@ Concurrent pieces, each an asyncio task on one event loop:
   attempts        one asyncio task per running attempt (sync handlers run in threads)
   ack loop        records finished attempts in batches; keeps them until the database has them
   heartbeat loop  renews leases of long attempts, learns of cancellations and lost leases
-  maintenance     rescues expired leases and applies retention for the served queues
+  maintenance     the database's maintenance services, each when this process has its turn
+                  (taskq.maintenance: expired leases, retention, for every queue)
+  queue refresh   follows a served queue dropped and provisioned again under a new id
   listener        LISTEN connection that wakes the claim loop (optional: polling also works)
   watchdog        stops attempts past their deadline
 
@@ -15,7 +17,8 @@ with its traceback and the loop starts again. Every database call has a deadline
 retried with jittered exponential backoff, one log line per outage (taskq.backoff). A finished
 attempt's outcome stays in memory until the database has it; while more outcomes wait than
 `2 * max(batch_size, concurrency)`, the worker claims nothing, and the liveness probe fails once
-they have waited longer than two leases.
+they have waited longer than two leases. When and what to claim is decided by ClaimPolicy
+(claim_policy.py); this module does the I/O.
 """
 
 from __future__ import annotations
@@ -28,33 +31,29 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import asyncpg
 
 from taskq.backoff import Outage
 from taskq.errors import TaskqError, UnknownQueueError
+from taskq.maintenance.runner import MaintenanceRunner, default_services
 from taskq.names import QueueName
 from taskq.store import execution as store
 from taskq.store.dberrors import describe_error, is_database_error, translated
 from taskq.store.notifications import Listener
 from taskq.store.worker_store import WorkerStore
+from taskq.supervision import supervised
 from taskq.worker.attempt import Attempt, StopReason, run_attempt
 from taskq.worker.beat import Beat
+from taskq.worker.claim_policy import ClaimOrder, ClaimPolicy
 from taskq.worker.context import TaskContext
 from taskq.worker.metrics import WorkerMetrics
 from taskq.worker.registry import Registry
 from taskq.worker.settings import WorkerSettings
-from taskq.worker.supervision import supervised
 
 log = logging.getLogger("taskq.worker")
 
 WATCHDOG_TICK = 0.1  # seconds
-# A claim also makes due delayed and retrying tasks ready when one is known to be due, or when
-# this worker's last such claim on the queue is this old (planning that step was a third of
-# a small claim's time, and it usually finds nothing).
-PROMOTE_INTERVAL = 0.1  # seconds
-MAX_PARALLEL_CLAIMS = 2  # claims in flight at once, each on a different queue
 # Most outcomes one flush records: after a long outage the backlog is recorded in several
 # calls, each well within its deadline.
 ACK_FLUSH_MAX = 5_000
@@ -65,25 +64,12 @@ APPLICATION_NAME = "taskq worker"
 # again, and not waiting for the WAL flush on every batch doubles throughput on a durable
 # server. Enqueues (the producer's promise) stay synchronous: they never use these sessions.
 WORKER_SESSION = {"synchronous_commit": "off", "application_name": APPLICATION_NAME}
-DB_OPERATIONS = ("claim", "complete", "heartbeat", "maintenance", "release")
+DB_OPERATIONS = ("claim", "complete", "heartbeat", "queue refresh", "release")
 
 
 class WorkerFailedError(TaskqError):
     """The worker stopped, but left outcomes unrecorded or tasks held, or one of its loops
     ended; the message says which."""
-
-
-@dataclass(slots=True)
-class _ClaimState:
-    queue_id: int
-    backlog: bool = False  # the last claim came back full
-    drained: bool = False  # the last claim came back short: wait for a wake-up or wake_at
-    wake_at: float = 0.0  # monotonic: when a drained queue is claimed from again
-    retry_at: float = 0.0  # monotonic: after a failed claim, the next waits for its backoff
-    orphans: bool = False  # a failed claim may have taken tasks in our name: give them back
-    due_at: float = float("inf")  # monotonic: when a delayed task is known to be due
-    promoted_at: float = float("-inf")  # monotonic: the last claim that promoted due tasks
-    in_flight: int = 0
 
 
 class Worker:
@@ -96,6 +82,7 @@ class Worker:
         metrics: WorkerMetrics | None = None,
         *,
         db: WorkerStore | None = None,
+        maintenance: MaintenanceRunner | None = None,
     ) -> None:
         self.db = db or WorkerStore(pool, settings.db_deadline)
         self.registry = registry
@@ -104,23 +91,24 @@ class Worker:
         self.metrics = metrics or WorkerMetrics()
         self.metrics.in_flight = lambda: len(self.attempts)
         self.metrics.outcomes_pending = lambda: len(self._acks)
+        self.maintenance = maintenance or MaintenanceRunner(
+            self.db, default_services(settings.maintenance_interval), self.metrics
+        )
         self.queue_ids: dict[str, int] = {}
         self.attempts: dict[int, Attempt] = {}
         # Outcomes not yet recorded, oldest first. Only a successful flush removes them.
         self._acks: list[store.Completion] = []
         self._acks_pending = asyncio.Event()
         self._acks_progress_at = time.monotonic()  # last flush, or first outcome since
-        # Above this many unrecorded outcomes the worker claims nothing. At full speed one
-        # flush is in flight while the next fills: a bound of one concurrency's worth paused
-        # claims in normal operation (-10% throughput at concurrency 1000), twice does not.
-        self.max_pending_outcomes = 2 * max(settings.batch_size, settings.concurrency)
+        self.claims = ClaimPolicy(
+            concurrency=settings.concurrency,
+            batch_size=settings.batch_size,
+            poll_interval=settings.poll_interval,
+        )
         self._progress = asyncio.Event()  # a slot freed, a claim returned, or a wake-up
-        self._claims: set[asyncio.Task[None]] = set()
-        self._claim_states: dict[str, _ClaimState] = {}
-        self._reserved = 0  # capacity promised to claims in flight
+        self._claim_tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._acks_closing = False
-        self._worthwhile = max(1, min(settings.batch_size, settings.concurrency) // 2)
         self._threads = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="taskq-task")
         self._outages = {
             operation: Outage(operation, log, is_database_error, describe_error)
@@ -131,6 +119,15 @@ class Worker:
         self.last_loop_at = time.monotonic()
         self._renewals_at = time.monotonic()
         self.last_db_ok_at = 0.0
+
+    @property
+    def max_pending_outcomes(self) -> int:
+        """Above this many unrecorded outcomes the worker claims nothing (ClaimPolicy)."""
+        return self.claims.max_pending_outcomes
+
+    def unrecorded_outcomes(self) -> list[store.Completion]:
+        """Finished attempts whose outcome the database does not have yet, oldest first."""
+        return list(self._acks)
 
     # -- health ------------------------------------------------------------------------------
 
@@ -166,7 +163,7 @@ class Worker:
             if info is None:
                 raise UnknownQueueError(name)
             self.queue_ids[name] = info.id
-        self._claim_states = {n: _ClaimState(qid) for n, qid in self.queue_ids.items()}
+            self.claims.follow(name, info.id)
         self.last_db_ok_at = time.monotonic()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -193,7 +190,8 @@ class Worker:
         background = [
             ack_task,
             self._start("lease renewal", self._heartbeat_loop),
-            self._start("maintenance", self._maintenance_loop),
+            self._start("maintenance", self.maintenance.run),
+            self._start("queue refresh", self._refresh_loop),
             self._start("watchdog", self._watchdog_loop),
         ]
         if self.settings.listen:
@@ -249,7 +247,7 @@ class Worker:
         with contextlib.suppress(asyncio.CancelledError):
             await claimer
         # claims in flight may already hold tasks: let them land, then treat them as running
-        await asyncio.gather(*self._claims, return_exceptions=True)
+        await asyncio.gather(*self._claim_tasks, return_exceptions=True)
         running = [a.task for a in self.attempts.values() if a.task is not None]
         if running:
             log.info(
@@ -308,156 +306,112 @@ class Worker:
     # -- claiming ----------------------------------------------------------------------------
 
     def _on_ready(self, queue_id: int) -> None:
-        for claim_state in self._claim_states.values():
-            if queue_id < 0 or claim_state.queue_id == queue_id:
-                claim_state.drained = False
+        self.claims.ready(queue_id)
         self._progress.set()
 
-    def _free(self) -> int:
-        if len(self._acks) >= self.max_pending_outcomes:
-            return 0  # record what is done before taking more
-        return self.settings.concurrency - len(self.attempts) - self._reserved
-
     async def _claim_loop(self) -> None:
-        """Launches claims while there is capacity, one claim in flight per queue (two claims
-        on one queue fight over the same index entries with SKIP LOCKED). A queue with a backlog
-        (its last claim came back full) waits for a worthwhile batch of free slots; a drained
-        queue is claimed from again when notified, when its next delayed task is due, or after
-        poll_interval; a queue whose claim failed, after the claim's backoff."""
-        names = list(self._claim_states)
-        turn = 0
+        """Sends the claims the policy asks for whenever something changed (a slot freed, a
+        claim returned, a wake-up) or its next wake-up time came."""
         while True:
             self.last_loop_at = time.monotonic()
             self._progress.clear()
-            for i in range(len(names)):
-                name = names[(turn + i) % len(names)]
-                if not self._claim_more(name, self._claim_states[name]):
-                    break
-            turn += 1
+            if not self._stopping:
+                for order in self.claims.plan(
+                    time.monotonic(), len(self.attempts), len(self._acks)
+                ):
+                    self._launch_claim(order)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._progress.wait(), self._until_next_wake())
+                await asyncio.wait_for(
+                    self._progress.wait(), self.claims.sleep_for(time.monotonic())
+                )
 
-    def _claim_more(self, name: str, state: _ClaimState) -> bool:
-        """Launch a claim on this queue if it is due and there is room; False when there is
-        no room for any claim."""
-        if self._stopping or len(self._claims) >= MAX_PARALLEL_CLAIMS:
-            return False
-        now = time.monotonic()
-        if state.in_flight or now < state.retry_at or (state.drained and now < state.wake_at):
-            return True
-        free = self._free()
-        if free < (self._worthwhile if state.backlog else 1):
-            return False
-        self._launch_claim(name, state, min(free, self.settings.batch_size))
-        return True
-
-    def _launch_claim(self, name: str, state: _ClaimState, want: int) -> None:
-        self._reserved += want
-        state.in_flight += 1
-        task = asyncio.create_task(self._claim_batch(name, state, want))
-        self._claims.add(task)
+    def _launch_claim(self, order: ClaimOrder) -> None:
+        task = asyncio.create_task(self._claim_batch(order))
+        self._claim_tasks.add(task)
         task.add_done_callback(self._claim_done)
 
     def _claim_done(self, task: asyncio.Task[None]) -> None:
-        self._claims.discard(task)
+        self._claim_tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("a claim crashed", exc_info=task.exception())
             self._progress.set()
 
-    async def _claim_batch(self, name: str, state: _ClaimState, want: int) -> None:
-        try:
-            claimed = await self._claim(name, state, want)
-        finally:
-            self._reserved -= want
-            state.in_flight -= 1
-        if claimed is None:  # failed; tried again once state.retry_at has come
+    async def _claim_batch(self, order: ClaimOrder) -> None:
+        claimed = await self._claim(order)
+        if claimed is None:  # failed; tried again once its backoff has passed
             self._progress.set()
             return
-        state.backlog = len(claimed) == want
-        if not state.backlog:
-            state.drained, state.wake_at = True, time.monotonic() + self.settings.poll_interval
-        attempts = [self._admit(task) for task in claimed]
-        if state.backlog and self._claim_more(name, state):
+        self.claims.landed(order, len(claimed), time.monotonic())
+        attempts = [self.admit(task) for task in claimed]
+        again = None
+        if not self._stopping:
+            again = self.claims.plan_next(
+                order.queue, time.monotonic(), len(self.attempts), len(self._acks)
+            )
+        if again is not None:
+            self._launch_claim(again)
             # Let the next claim's query leave before this batch's handlers take the event
             # loop: the database claims the next batch while this one runs.
             await asyncio.sleep(0)
         for attempt in attempts:
-            self._begin(attempt)
+            self.begin(attempt)
         self._progress.set()
-        if state.drained:
-            await self._wake_when_due(state)
+        if self.claims.drained(order.queue):
+            await self._wake_when_due(order.queue)
 
-    async def _wake_when_due(self, state: _ClaimState) -> None:
+    async def _wake_when_due(self, queue: str) -> None:
         """A drained queue is claimed from again when its next delayed task is due, if that
         comes before the next poll."""
         try:
-            due_in = await self.db.next_run_in(state.queue_id)
+            due_in = await self.db.next_run_in(self.claims.queue_id(queue))
         except Exception as error:
             if not is_database_error(error):
                 log.exception("asking when the next delayed task is due failed")
             return  # a hint only: the poll still comes
-        if due_in is None:
-            return
-        # a little late rather than early: the claim compares run_at with the database's now
-        due_at = time.monotonic() + max(due_in, 0.0) + 0.002
-        state.due_at = min(state.due_at, due_at)
-        if state.drained:
-            state.wake_at = min(state.wake_at, due_at)
+        if due_in is not None and self.claims.due_in(queue, due_in, time.monotonic()):
             self._progress.set()
 
-    def _until_next_wake(self) -> float:
-        """How long the claim loop may sleep: until the next drained queue's wake_at or a
-        failed claim's retry. A queue already due but waiting for free slots is woken by a
-        slot freeing, not by a timer."""
-        now = time.monotonic()
-        wakes = [s.wake_at - now for s in self._claim_states.values() if s.drained]
-        wakes += [s.retry_at - now for s in self._claim_states.values()]
-        return min([self.settings.poll_interval, *(w for w in wakes if w > 0)])
-
-    async def _claim(
-        self, name: str, state: _ClaimState, want: int
-    ) -> list[store.ClaimedTask] | None:
-        """The claimed tasks, or None if the claim failed (state.retry_at then says when to
-        try again)."""
-        now = time.monotonic()
-        promote = now >= state.due_at or now - state.promoted_at >= PROMOTE_INTERVAL
-        if promote:
-            state.due_at, state.promoted_at = float("inf"), now
+    async def _claim(self, order: ClaimOrder) -> list[store.ClaimedTask] | None:
+        """The claimed tasks, or None if the claim failed (the policy is told)."""
         outage = self._outages["claim"]
         try:
-            if state.orphans:
-                await self._release_orphans(name, state)
+            if order.release_orphans:
+                await self._release_orphans(order)
             claimed = await self.db.claim(
-                state.queue_id, name, self.worker_id, want, self.settings.lease_seconds, promote
+                order.queue_id,
+                order.queue,
+                self.worker_id,
+                order.want,
+                self.settings.lease_seconds,
+                order.promote,
             )
         except Exception as error:
             self.metrics.db_error("claim")
-            state.retry_at = time.monotonic() + outage.failed(error)
-            # It may have committed without a word back: look for its tasks before the next.
-            state.orphans = True
-            if promote:
-                state.promoted_at = float("-inf")
+            self.claims.failed(order, time.monotonic(), outage.failed(error))
             return None
+        except BaseException:
+            self.claims.failed(order, time.monotonic(), 0.0)  # torn down: only the books matter
+            raise
         outage.succeeded()
         self.last_db_ok_at = time.monotonic()
         return claimed
 
-    async def _release_orphans(self, name: str, state: _ClaimState) -> None:
-        queue_id = state.queue_id
+    async def _release_orphans(self, order: ClaimOrder) -> None:
+        queue_id = order.queue_id
         known = [task_id for task_id, a in self.attempts.items() if a.claimed.queue_id == queue_id]
         known += [c.id for c in self._acks if c.queue_id == queue_id]
         released = await self.db.release_orphans(queue_id, self.worker_id, known)
-        state.orphans = False
         if released:
             self.metrics.rescued("orphaned_claim", released)
             log.warning(
                 "gave back %d tasks of %s that a failed claim had taken in this worker's name",
                 released,
-                name,
+                order.queue,
             )
 
-    def _admit(self, claimed: store.ClaimedTask) -> Attempt:
-        """Take a claimed task into this worker's capacity; _begin runs it."""
+    def admit(self, claimed: store.ClaimedTask) -> Attempt:
+        """Take a claimed task into this worker's capacity (it holds a slot from now on);
+        `begin` runs it. Apart so that the next claim can leave between the two."""
         ctx = TaskContext(claimed, self.worker_id)
         handler = self.registry.handlers.get(claimed.task_name)
         timeout = (handler.timeout if handler else None) or claimed.timeout_s
@@ -466,7 +420,9 @@ class Worker:
         self.attempts[claimed.id] = attempt
         return attempt
 
-    def _begin(self, attempt: Attempt) -> None:
+    def begin(self, attempt: Attempt) -> None:
+        """Start an admitted attempt, unless it was canceled meanwhile: then its outcome is
+        recorded `canceled` without running the handler."""
         claimed = attempt.claimed
         self.metrics.started(claimed.queue, claimed.task_name)
         if attempt.stop_reason is StopReason.CANCELED:
@@ -559,9 +515,8 @@ class Worker:
         for (queue_id, state), count in counts.items():
             self.metrics.settled(self._queue_name(queue_id), state, count)
             if state == "retrying":  # our own failures may be due before the next poll
-                for claim_state in self._claim_states.values():
-                    if claim_state.queue_id == queue_id and claim_state.drained:
-                        await self._wake_when_due(claim_state)
+                for queue in self.claims.drained_queues(queue_id):
+                    await self._wake_when_due(queue)
         return 0.0
 
     async def _drain_acks(self, ack_task: asyncio.Task[None]) -> int:
@@ -657,35 +612,23 @@ class Worker:
                 if attempt.deadline <= now and attempt.stop_reason is None:
                     attempt.stop(StopReason.TIMEOUT)
 
-    # -- maintenance -------------------------------------------------------------------------
+    # -- queue refresh -----------------------------------------------------------------------
 
-    async def _maintenance_loop(self) -> None:
-        outage = self._outages["maintenance"]
+    async def _refresh_loop(self) -> None:
+        outage = self._outages["queue refresh"]
         retry_in: float | None = None
         while True:
-            # jitter spreads the work of many workers over the interval
+            # jitter spreads the lookups of many workers over the interval
             interval = self.settings.maintenance_interval * random.uniform(0.5, 1.5)  # noqa: S311
             await asyncio.sleep(interval if retry_in is None else retry_in)
             try:
-                await self._maintain()
+                await self._refresh_queue_ids()
             except Exception as error:
-                self.metrics.db_error("maintenance")
+                self.metrics.db_error("queue refresh")
                 retry_in = min(interval, outage.failed(error))
                 continue
             outage.succeeded()
             retry_in = None
-
-    async def _maintain(self) -> None:
-        await self._refresh_queue_ids()
-        for name, queue_id in self.queue_ids.items():
-            rescued = await self.db.rescue_expired(queue_id)
-            purged = await self.db.purge_finished(queue_id)
-            if rescued:
-                self.metrics.rescued("lease_expired", rescued)
-                log.info("rescued %d tasks with expired leases in %s", rescued, name)
-                self._on_ready(queue_id)
-            if purged:
-                log.info("deleted %d finished tasks past retention in %s", purged, name)
 
     async def _refresh_queue_ids(self) -> None:
         """A queue dropped and provisioned again gets a new id: follow it by name."""
@@ -696,6 +639,5 @@ class Worker:
             elif info.id != queue_id:
                 log.info("queue %s was provisioned again; following it", name)
                 self.queue_ids[name] = info.id
-                if name in self._claim_states:
-                    self._claim_states[name].queue_id = info.id
+                self.claims.follow(name, info.id)
                 self._on_ready(info.id)

@@ -41,6 +41,8 @@ class WorkerMetrics:
         self.db_errors: dict[str, int] = {}
         self.loop_restarts: dict[str, int] = {}
         self.rescues: dict[str, int] = {}
+        self.maintenance_turns: dict[str, int] = {}
+        self.purged_count = 0
         self.in_flight: Callable[[], int] = lambda: 0
         self.outcomes_pending: Callable[[], int] = lambda: 0
         self.registry.register(self)
@@ -66,9 +68,20 @@ class WorkerMetrics:
 
     def rescued(self, cause: str, count: int) -> None:
         """Tasks this process gave back for others to run: `worker_died` (a dead worker's,
-        noticed by this process's beat), `lease_expired` (by its maintenance) or
-        `orphaned_claim` (its own, taken by a claim whose reply was lost)."""
+        noticed by this process's beat), `lease_expired` (by the Rescuer, when this process
+        had its turn) or `orphaned_claim` (its own, taken by a claim whose reply was lost)."""
         self.rescues[cause] = self.rescues.get(cause, 0) + count
+
+    # the maintenance port (taskq.maintenance.ports.MaintenanceMetrics)
+
+    def turn_taken(self, service: str) -> None:
+        self.maintenance_turns[service] = self.maintenance_turns.get(service, 0) + 1
+
+    def maintenance_failed(self, service: str) -> None:
+        self.db_error("maintenance")
+
+    def purged(self, count: int) -> None:
+        self.purged_count += count
 
     def loop_restarted(self, loop: str) -> None:
         self.loop_restarts[loop] = self.loop_restarts.get(loop, 0) + 1
@@ -146,3 +159,16 @@ class WorkerMetrics:
         for cause, n in self.rescues.items():
             rescues.add_metric([cause], n)
         yield rescues
+        turns = CounterMetricFamily(
+            "taskq_maintenance_turns",
+            "Turns at a maintenance service this process won and ran, by service",
+            labels=["service"],
+        )
+        for service, n in self.maintenance_turns.items():
+            turns.add_metric([service], n)
+        yield turns
+        yield CounterMetricFamily(
+            "taskq_tasks_purged",
+            "Finished tasks this process deleted past their queue's retention",
+            value=self.purged_count,
+        )

@@ -16,9 +16,11 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from taskq.names import QueueName
 
+ENV_PREFIX = "TASKQ_"
+
 
 class WorkerSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TASKQ_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
     dsn: SecretStr = Field(description="PostgreSQL DSN (from a Secret in pods)")
     queues: Annotated[list[str], NoDecode] = Field(
@@ -34,7 +36,9 @@ class WorkerSettings(BaseSettings):
     listen: bool = Field(default=True, description="LISTEN for wake-ups (off behind PgBouncer)")
     shutdown_grace: float = Field(default=25.0, ge=0, description="SIGTERM: finish in-flight")
     ack_interval: float = Field(default=0.005, ge=0, le=1, description="ack batching delay")
-    maintenance_interval: float = Field(default=5.0, gt=0, description="lease rescue, retention")
+    maintenance_interval: float = Field(
+        default=5.0, gt=0, description="period of maintenance (lease rescue, retention)"
+    )
     db_timeout: float | None = Field(
         default=None,
         gt=0,
@@ -90,6 +94,15 @@ class WorkerSettings(BaseSettings):
         """Outcomes left unrecorded this long fail the liveness probe: by then their leases
         have run out and the tasks are being run again elsewhere."""
         return 2 * self.lease_seconds
+
+
+def env_name(setting: str) -> str:
+    """The environment variable of a WorkerSettings field. The operator names the variables it
+    sets through this, so a renamed or removed setting fails loudly there instead of leaving
+    pods with a variable nothing reads."""
+    if setting not in WorkerSettings.model_fields:
+        raise KeyError(f"WorkerSettings has no setting {setting!r}")
+    return ENV_PREFIX + setting.upper()
 
 
 def new_worker_id(pod_uid: str | None) -> str:

@@ -1,7 +1,7 @@
-"""Keeps the worker's long-lived loops alive: a loop that raises is logged with its traceback
-and started again after a backoff, so a bug on a rare path can never leave a live process
-with a dead loop (a dead acknowledgement loop once let a worker claim on while recording
-nothing)."""
+"""Keeps long-lived loops alive (the worker's, and the maintenance runner wherever it runs): a
+loop that raises is logged with its traceback and started again after a backoff, so a bug on a
+rare path can never leave a live process with a dead loop (a dead acknowledgement loop once let
+a worker claim on while recording nothing)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from taskq.backoff import Backoff
 
-log = logging.getLogger("taskq.worker")
+log = logging.getLogger("taskq")
 
 # A loop that ran this long before it crashed starts again after the shortest backoff.
 HEALTHY_RUN = 60.0  # seconds

@@ -1,0 +1,47 @@
+"""What maintenance reaches the world through: the database (store.maintenance.MaintenanceStore,
+or tests' in-memory fakes) and the metrics of the process it runs in (the worker's or the
+operator's registry)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from taskq.store.maintenance import MaintainedQueue
+
+
+class MaintenanceDatabase(Protocol):
+    async def take_turn(self, duty: str, every_s: float) -> bool:
+        """True for exactly one caller per `every_s` seconds across the database."""
+        ...
+
+    async def turn_free_in(self, duty: str, every_s: float) -> float | None:
+        """Seconds until the duty's next turn is free; None for a duty not known yet."""
+        ...
+
+    async def add_duty(self, duty: str) -> None: ...
+
+    async def maintained_queues(self) -> list[MaintainedQueue]:
+        """Every queue of the database."""
+        ...
+
+    async def rescue_expired(self, queue_id: int, limit: int) -> int: ...
+
+    async def purge_finished(self, queue_id: int, limit: int) -> int: ...
+
+    async def notify_ready(self, queue_id: int) -> None: ...
+
+
+class MaintenanceMetrics(Protocol):
+    def turn_taken(self, service: str) -> None:
+        """This process won the service's turn and runs it."""
+        ...
+
+    def maintenance_failed(self, service: str) -> None: ...
+
+    def rescued(self, cause: str, count: int) -> None:
+        """Tasks given back to their queue; the Rescuer's cause is `lease_expired`."""
+        ...
+
+    def purged(self, count: int) -> None:
+        """Finished tasks deleted past their queue's retention."""
+        ...

@@ -1,0 +1,82 @@
+"""The store's side of maintenance: turns at the database's periodic duties, the queues to
+maintain, and the per-queue work (expired leases, retention)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from taskq.store.deadlines import DeadlineStore
+from taskq.store.sqlfiles import query
+from taskq.store.types import Executor
+
+
+@dataclass(frozen=True, slots=True)
+class MaintainedQueue:
+    id: int
+    name: str  # namespace/name, for log lines
+
+
+async def take_turn(db: Executor, duty: str, every_s: float) -> bool:
+    """True for exactly one caller per `every_s` seconds across the database."""
+    taken: bool = await db.fetchval(query("take_turn"), duty, every_s)
+    return taken
+
+
+async def turn_free_in(db: Executor, duty: str, every_s: float) -> float | None:
+    """Seconds until the duty's next turn is free (0: now); None if the database does not
+    know the duty yet."""
+    seconds: float | None = await db.fetchval(query("turn_free_in"), duty, every_s)
+    return seconds
+
+
+async def add_duty(db: Executor, duty: str) -> None:
+    await db.execute(query("add_duty"), duty)
+
+
+async def maintained_queues(db: Executor) -> list[MaintainedQueue]:
+    rows = await db.fetch(query("maintained_queues"))
+    return [MaintainedQueue(row["id"], row["name"]) for row in rows]
+
+
+async def rescue_expired(db: Executor, queue_id: int, limit: int = 1000) -> int:
+    """Running tasks of the queue whose lease expired are retried (or dead, or canceled),
+    the attempt recorded `lost`; returns how many."""
+    rescued: int = await db.fetchval(query("rescue_expired"), queue_id, limit)
+    return rescued
+
+
+async def purge_finished(db: Executor, queue_id: int, limit: int = 10_000) -> int:
+    """Finished tasks of the queue past its retention are deleted with their history;
+    returns how many."""
+    purged: int = await db.fetchval(query("purge_finished"), queue_id, limit)
+    return purged
+
+
+async def notify_ready(db: Executor, queue_id: int) -> None:
+    await db.execute(query("notify_ready"), str(queue_id))
+
+
+class MaintenanceStore(DeadlineStore):
+    """The maintenance port (taskq.maintenance.ports.MaintenanceDatabase) on a pool, each call
+    under the deadline."""
+
+    async def take_turn(self, duty: str, every_s: float) -> bool:
+        return await self._run(take_turn, duty, every_s)
+
+    async def turn_free_in(self, duty: str, every_s: float) -> float | None:
+        return await self._run(turn_free_in, duty, every_s)
+
+    async def add_duty(self, duty: str) -> None:
+        await self._run(add_duty, duty)
+
+    async def maintained_queues(self) -> list[MaintainedQueue]:
+        return await self._run(maintained_queues)
+
+    async def rescue_expired(self, queue_id: int, limit: int) -> int:
+        return await self._run(rescue_expired, queue_id, limit)
+
+    async def purge_finished(self, queue_id: int, limit: int) -> int:
+        return await self._run(purge_finished, queue_id, limit)
+
+    async def notify_ready(self, queue_id: int) -> None:
+        await self._run(notify_ready, queue_id)
