@@ -31,20 +31,28 @@ def pg() -> Iterator[LocalPostgres]:
     server.destroy()
 
 
+async def fresh_database(pg: LocalPostgres, name: str, *, migrated: bool = True) -> str:
+    """An empty database `name` on `pg` (dropped first if it exists), with every migration
+    applied unless `migrated` is false; returns its DSN."""
+    admin = await asyncpg.connect(pg.dsn)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    database = pg.dsn.rsplit("/", 1)[0] + "/" + name
+    if migrated:
+        conn = await asyncpg.connect(database)
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+    return database
+
+
 @pytest.fixture(scope="session")
 async def dsn(pg: LocalPostgres) -> str:
-    conn = await asyncpg.connect(pg.dsn)
-    try:
-        await conn.execute("CREATE DATABASE taskq_test")
-    finally:
-        await conn.close()
-    database = pg.dsn.rsplit("/", 1)[0] + "/taskq_test"
-    conn = await asyncpg.connect(database)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-    return database
+    return await fresh_database(pg, "taskq_test")
 
 
 @pytest.fixture

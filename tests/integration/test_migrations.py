@@ -10,17 +10,12 @@ from devenv.postgres import LocalPostgres
 
 from taskq.store.migrations import migrate
 from taskq.store.sqlfiles import bootstrap_sql, migrations
+from tests.conftest import fresh_database
 
 
 @pytest.fixture
 async def fresh_db(pg: LocalPostgres) -> AsyncIterator[asyncpg.Connection]:
-    admin = await asyncpg.connect(pg.dsn)
-    try:
-        await admin.execute("DROP DATABASE IF EXISTS taskq_migrations")
-        await admin.execute("CREATE DATABASE taskq_migrations")
-    finally:
-        await admin.close()
-    conn = await asyncpg.connect(pg.dsn.rsplit("/", 1)[0] + "/taskq_migrations")
+    conn = await asyncpg.connect(await fresh_database(pg, "taskq_migrations", migrated=False))
     try:
         yield conn
     finally:

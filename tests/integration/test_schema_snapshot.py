@@ -12,8 +12,8 @@ import pytest
 from devenv import schema
 from devenv.postgres import LocalPostgres
 
-from taskq.store.migrations import migrate
 from taskq.store.sqlfiles import queries
+from tests.conftest import fresh_database
 
 # Called by producers in other languages (README.md); every other function has a caller here.
 _SQL_INTERFACE = {"enqueue"}
@@ -24,19 +24,7 @@ _DIFF_LINES = 80
 async def migrated(pg: LocalPostgres) -> str:
     """A database of its own with every migration applied and no queue (whose partitions the
     dump would include)."""
-    admin = await asyncpg.connect(pg.dsn)
-    try:
-        await admin.execute("DROP DATABASE IF EXISTS taskq_schema_snapshot")
-        await admin.execute("CREATE DATABASE taskq_schema_snapshot")
-    finally:
-        await admin.close()
-    dsn = pg.dsn.rsplit("/", 1)[0] + "/taskq_schema_snapshot"
-    conn = await asyncpg.connect(dsn)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-    return dsn
+    return await fresh_database(pg, "taskq_schema_snapshot")
 
 
 def test_the_committed_schema_snapshot_is_current(migrated: str) -> None:

@@ -742,6 +742,9 @@ CREATE TABLE taskq.tasks (
     attempts integer DEFAULT 0 NOT NULL,
     total_attempts integer DEFAULT 0 NOT NULL,
     max_attempts integer NOT NULL,
+    backoff_kind text,
+    backoff_base_s double precision,
+    backoff_max_s double precision,
     timeout_s double precision,
     worker_id text,
     attempt_id uuid,
@@ -755,6 +758,7 @@ CREATE TABLE taskq.tasks (
     finished_at timestamp with time zone,
     CONSTRAINT task_attempt_held_or_succeeded CHECK (((state = ANY (ARRAY['running'::text, 'succeeded'::text])) = ((worker_id IS NOT NULL) AND (attempt_id IS NOT NULL)))),
     CONSTRAINT task_attempts_range CHECK (((attempts >= 0) AND (attempts <= max_attempts) AND (total_attempts >= attempts))),
+    CONSTRAINT task_backoff_kind CHECK ((backoff_kind = ANY (ARRAY['exponential'::text, 'linear'::text, 'fixed'::text]))),
     CONSTRAINT task_dead_has_error CHECK (((state <> 'dead'::text) OR (error IS NOT NULL))),
     CONSTRAINT task_finished_has_time CHECK (((state = ANY (ARRAY['succeeded'::text, 'dead'::text, 'canceled'::text])) = (finished_at IS NOT NULL))),
     CONSTRAINT task_idempotency_key_length CHECK (((length(idempotency_key) >= 1) AND (length(idempotency_key) <= 255))),
@@ -767,6 +771,18 @@ CREATE TABLE taskq.tasks (
     CONSTRAINT task_timeout_positive CHECK ((timeout_s > (0)::double precision))
 )
 PARTITION BY LIST (queue_id);
+
+-- COMMENT: COLUMN tasks.backoff_kind
+
+COMMENT ON COLUMN taskq.tasks.backoff_kind IS 'unused since migration 0009 (never written; retries use the queue''s backoff)';
+
+-- COMMENT: COLUMN tasks.backoff_base_s
+
+COMMENT ON COLUMN taskq.tasks.backoff_base_s IS 'unused since migration 0009 (never written; retries use the queue''s backoff)';
+
+-- COMMENT: COLUMN tasks.backoff_max_s
+
+COMMENT ON COLUMN taskq.tasks.backoff_max_s IS 'unused since migration 0009 (never written; retries use the queue''s backoff)';
 
 -- FUNCTION: retry_at(taskq.tasks, taskq.queues)
 
