@@ -17,6 +17,7 @@ from taskq.store import execution as store
 from taskq.store.execution import ClaimedTask, Completion, Outcome
 from taskq.store.worker_store import WorkerStore
 from taskq.worker.loop import Worker
+from taskq.worker.main import worker_pool
 from taskq.worker.registry import Registry
 from taskq.worker.settings import WorkerSettings
 
@@ -109,8 +110,9 @@ async def running_worker(
     options.update(settings)
     worker_settings = WorkerSettings(dsn=dsn, queues=queues, app="unused", metrics_port=0,
                                      **options)
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
-    assert pool is not None
+    # the worker's own pool: its sessions end a statement past the deadline server-side, so a
+    # call the worker gave up on cannot commit later (a claim held up by a lock would)
+    pool = await worker_pool(dsn, worker_settings.db_deadline)
     worker = Worker(
         pool, registry, worker_settings, f"test-{uuid.uuid4().hex[:8]}",
         db=store(pool, worker_settings.db_deadline),
