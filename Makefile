@@ -31,7 +31,8 @@ $(UV):
 	python3 -m venv $(UV_HOME)
 	$(UV_HOME)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-$(VENV)/.synced: $(UV) uv.lock pyproject.toml worker_runtime/pyproject.toml operator/pyproject.toml
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml worker_runtime/pyproject.toml operator/pyproject.toml \
+		api/pyproject.toml
 	$(UV) sync --frozen --quiet
 	touch $@
 
@@ -52,15 +53,15 @@ system:
 
 lint: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy worker_runtime/src operator/src devenv tests bench examples
+	$(VENV)/bin/mypy worker_runtime/src operator/src api/src devenv tests bench examples
 	$(VENV)/bin/lint-imports
 
 test: venv system tools lint
 	$(PY) -m pytest
 
-# Unit and integration tiers only (no control plane).
+# Unit, integration and API tiers only (no control plane).
 test-fast: venv system
-	$(PY) -m pytest tests/unit tests/integration
+	$(PY) -m pytest tests/unit tests/integration tests/api
 
 # The schema snapshot: every migration applied on a throwaway PostgreSQL, dumped (devenv/schema.py).
 schema: venv system

@@ -51,3 +51,18 @@ def test_refuses_a_cycle() -> None:
     cyclic.append(cyclic)
     with pytest.raises(InvalidArgumentError, match="circular reference"):
         jsonutil.dumps(cyclic)
+
+
+@pytest.mark.parametrize(
+    ("value", "holds"),
+    [
+        ("a\x00b", True),
+        ({"key\x00": 1}, True),
+        (["\\\x00"], True),  # an escaped backslash, then U+0000
+        ("\\u0000", False),  # the six characters \u0000, not U+0000
+        ("\\\\u0000", False),
+        ("plain", False),
+    ],
+)
+def test_finds_the_nul_character_postgres_cannot_store(value: Any, holds: bool) -> None:
+    assert jsonutil.holds_nul(jsonutil.encode(value)) is holds

@@ -13,7 +13,7 @@ from taskq.store.sqlfiles import bootstrap_sql, migrations, queries, query
 
 _REPO = Path(__file__).resolve().parents[2]
 # The code whose queries ship; tests may run queries of their own without making them used.
-_SOURCES = ("worker_runtime/src", "operator/src")
+_SOURCES = ("worker_runtime/src", "operator/src", "api/src")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,12 @@ from typing import Any, Self
 
 import asyncpg
 
-from taskq.errors import DatabaseUnavailableError, UnknownQueueError, UnknownTaskError
+from taskq.errors import (
+    DatabaseUnavailableError,
+    SchemaMissingError,
+    UnknownQueueError,
+    UnknownTaskError,
+)
 from taskq.models import (
     AttemptInfo,
     CancelResult,
@@ -27,12 +32,14 @@ from taskq.models import (
     ReplayResult,
     TaskInfo,
     TaskRequest,
+    setting_fields,
 )
 from taskq.names import QueueName
 from taskq.store import queues as queue_store
 from taskq.store import tasks as task_store
 from taskq.store.dberrors import CONNECTION_ERRORS, describe_connection_error, translated
 from taskq.store.migrations import migrate
+from taskq.store.sqlfiles import query
 from taskq.store.types import Connection
 
 
@@ -109,6 +116,25 @@ class Client:
     async def list_queues(self) -> list[QueueInfo]:
         with translated():
             return await queue_store.list_queues(self.pool)
+
+    async def set_paused(self, queue: str, paused: bool) -> QueueInfo:
+        """Pause (no worker claims its tasks; enqueueing goes on) or resume an existing queue,
+        changing no other setting. A queue managed by a TaskQueue resource gets its spec's
+        `paused` back when the operator next applies the spec: pause those in the spec."""
+        name = QueueName.parse(queue)
+        await self.get_queue(queue)  # UnknownQueueError rather than creating it
+        column = next(field.column for field in setting_fields() if field.path == "paused")
+        with translated(queue):
+            return await queue_store.change_settings(self.pool, name, {column: paused})
+
+    async def schema_version(self) -> int:
+        """The newest migration applied: a cheap readiness probe (the database answers and
+        the taskq schema is there), else DatabaseUnavailableError or SchemaMissingError."""
+        with translated():
+            version: int | None = await self.pool.fetchval(query("schema_version"))
+        if version is None:
+            raise SchemaMissingError
+        return version
 
     async def queue_stats(self, queue: str) -> QueueStats:
         info = await self.get_queue(queue)

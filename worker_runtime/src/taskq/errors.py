@@ -32,6 +32,20 @@ class UnknownTaskError(TaskqError, LookupError):
         self.task_id = task_id
 
 
+class UnknownApiKeyError(TaskqError, LookupError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no API key named {name!r} (taskq keys list shows them)")
+        self.name = name
+
+
+class ApiKeyConflictError(TaskqError):
+    """The key's state forbids the change: its name is taken, or it is already revoked."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"API key {name!r} {problem}")
+        self.name = name
+
+
 class DatabaseUnavailableError(TaskqError, ConnectionError):
     """The database cannot be reached or refused us; the message names the cause."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from json.encoder import encode_basestring
 from typing import Any
@@ -44,3 +45,13 @@ def dumps(value: Any, field: str = "payload") -> str:
 
 def loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
+
+
+# U+0000 in a JSON string is written \u0000; an escaped backslash before "u0000" is not it.
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def holds_nul(text: str) -> bool:
+    """True when the JSON text has U+0000 in a string or key: PostgreSQL's jsonb cannot store
+    it. The substring test first keeps the common case to one scan in C."""
+    return "\\u0000" in text and _NUL_ESCAPE.search(text) is not None

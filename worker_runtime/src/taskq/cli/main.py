@@ -6,16 +6,21 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from types import NoneType
 from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
+from taskq.auth import ApiKey, Role
 from taskq.client import Client, connect
 from taskq.errors import InvalidArgumentError, TaskqError
 from taskq.models import QueueSettings, TaskRequest, setting_fields
+from taskq.names import check_label
+from taskq.store import keys as key_store
 from taskq.worker.main import run_worker
 from taskq.worker.settings import WorkerSettings
 
@@ -192,6 +197,108 @@ async def _dead_replay(client: Client, args: argparse.Namespace) -> None:
     )
 
 
+_DURATION = re.compile(r"^([0-9]+)([mhd])$")
+_DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+
+
+def _expires_in(text: str | None) -> timedelta | None:
+    if text is None:
+        return None
+    match = _DURATION.match(text.strip())
+    fix = "a whole number of minutes, hours or days, e.g. 30m, 12h or 90d"
+    if not match or int(match[1]) == 0:
+        raise CliError(f"invalid --expires-in {text!r}: use {fix}")
+    amount = int(match[1])
+    limit = key_store.MAX_LIFETIME
+    if amount > limit / timedelta(**{_DURATION_UNITS[match[2]]: 1}):
+        raise CliError(
+            f"invalid --expires-in {text!r}: at most {limit.days}d; "
+            "leave --expires-in out for a key that never expires"
+        )
+    return timedelta(**{_DURATION_UNITS[match[2]]: amount})
+
+
+def _key_namespaces(args: argparse.Namespace) -> list[str] | None:
+    if args.namespaces and args.all_namespaces:
+        raise CliError("--namespace and --all-namespaces exclude each other: pass one of them")
+    if args.all_namespaces:
+        return None
+    if not args.namespaces:
+        raise CliError(
+            "say which namespaces the key reaches: --namespace NS (repeat it for more), "
+            "or --all-namespaces"
+        )
+    return [check_label(ns, "--namespace") for ns in args.namespaces]
+
+
+def _when(moment: datetime | None, absent: str = "-") -> str:
+    return absent if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _key_scope(key: ApiKey) -> str:
+    """Namespaces as `taskq keys list` shows them: `*` is every namespace (no label is `*`)."""
+    return "*" if key.namespaces is None else ",".join(key.namespaces)
+
+
+async def _keys_create(client: Client, args: argparse.Namespace) -> None:
+    role = Role.parse(args.role, "--role")
+    namespaces = _key_namespaces(args)
+    expires_in = _expires_in(args.expires_in)
+    key, secret = await key_store.create_key(
+        client.pool,
+        args.name,
+        role,
+        namespaces,
+        reads_payloads=args.reads_payloads,
+        expires_in=expires_in,
+    )
+    # the secret alone on stdout, for `> file` or `$(...)`; what it is on stderr
+    print(secret, flush=True)
+    print(
+        f"created API key {key.name!r} (prefix {key.prefix}, role {key.role.label}, "
+        f"namespaces {_key_scope(key)}, expires {_when(key.expires_at, 'never')}). "
+        "Store the secret above now: it will not be shown again.",
+        file=sys.stderr,
+    )
+
+
+_KEY_COLUMNS = ["NAME", "PREFIX", "ROLE", "NAMESPACES", "PAYLOADS", "STATE", "EXPIRES"]
+_KEY_COLUMNS += ["REVOKED", "LAST USED"]
+
+
+def _key_row(key: ApiKey, now: datetime) -> list[str]:
+    """A key as `taskq keys list` shows it, in _KEY_COLUMNS' order; never a digest."""
+    if key.revoked_at is not None:
+        state = "revoked"
+    else:
+        state = "active" if key.usable_at(now) else "expired"
+    return [
+        key.name,
+        key.prefix,
+        key.role.label,
+        _key_scope(key),
+        "yes" if key.sees_payloads() else "no",
+        state,
+        _when(key.expires_at, "never"),
+        _when(key.revoked_at),
+        _when(key.last_used_at, "never"),
+    ]
+
+
+async def _keys_list(client: Client, _args: argparse.Namespace) -> None:
+    now = datetime.now(UTC)
+    rows = [_KEY_COLUMNS] + [_key_row(key, now) for key in await key_store.list_keys(client.pool)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_KEY_COLUMNS))]
+    for row in rows:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        print("  ".join(cells).rstrip())
+
+
+async def _keys_revoke(client: Client, args: argparse.Namespace) -> None:
+    key = await key_store.revoke_key(client.pool, args.name)
+    print(f"revoked API key {key.name!r} (prefix {key.prefix}): it is refused from now on")
+
+
 def _worker(args: argparse.Namespace) -> int:
     overrides = {
         k: v
@@ -232,6 +339,12 @@ def _parser() -> argparse.ArgumentParser:
     _add_enqueue_command(sub)
     _add_worker_command(sub)
     _add_task_commands(sub)
+    _add_key_commands(sub)
+    # add_help=False: `taskq api --help` and every flag after `api` go to the API server's own
+    # parser (taskq_api.server.main), the one definition of its flags
+    sub.add_parser(
+        "api", help="serve the REST API (needs the taskq-api package)", add_help=False
+    ).set_defaults(run=None)
     return parser
 
 
@@ -299,6 +412,44 @@ def _add_task_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     replay.set_defaults(run=_dead_replay)
 
 
+def _add_key_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = sub.add_parser("keys", help="API keys of the HTTP and gRPC API")
+    ksub = keys.add_subparsers(dest="keys_command", required=True)
+    create = ksub.add_parser(
+        "create", help="make a key and print its secret (once: it is stored only hashed)"
+    )
+    create.add_argument("name", help="1-63 lowercase letters, digits or '-'")
+    create.add_argument(
+        "--namespace",
+        dest="namespaces",
+        action="append",
+        metavar="NS",
+        help="a namespace the key reaches (repeat for more)",
+    )
+    create.add_argument(
+        "--all-namespaces", action="store_true", help="the key reaches every namespace"
+    )
+    create.add_argument(
+        "--role",
+        required=True,
+        help="viewer (reads), operator (also enqueues, cancels, retries, pauses), "
+        "admin (also manages keys)",
+    )
+    create.add_argument(
+        "--expires-in", metavar="DURATION", help="e.g. 30m, 12h, 90d (default: never)"
+    )
+    create.add_argument(
+        "--reads-payloads",
+        action="store_true",
+        help="a viewer key sees payloads and results (other roles always do)",
+    )
+    create.set_defaults(run=_keys_create)
+    ksub.add_parser("list", help="every key, without secrets").set_defaults(run=_keys_list)
+    revoke = ksub.add_parser("revoke", help="refuse a key from now on")
+    revoke.add_argument("name")
+    revoke.set_defaults(run=_keys_revoke)
+
+
 async def _with_client(
     dsn: str,
     run: Callable[[Client, argparse.Namespace], Awaitable[None]],
@@ -308,9 +459,27 @@ async def _with_client(
         await run(client, args)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def _api(args: argparse.Namespace, rest: list[str]) -> int:
+    """`taskq api ...`: the taskq-api package's server, imported only now: the worker image
+    does not carry it (nor FastAPI)."""
     try:
+        from taskq_api.server.main import main as serve_api  # noqa: PLC0415
+    except ModuleNotFoundError as error:
+        raise CliError(
+            f"`taskq api` needs the taskq-api package (missing module {error.name!r}): "
+            "install it with `pip install taskq-api`, or run the API image"
+        ) from None
+    return serve_api([*(["--dsn", args.dsn] if args.dsn else []), *rest], prog="taskq api")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "api":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        if args.command == "api":
+            return _api(args, rest)
         if args.command == "worker":
             return _worker(args)
         dsn = args.dsn or os.environ.get("TASKQ_DSN")

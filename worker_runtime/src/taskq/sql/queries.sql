@@ -21,6 +21,10 @@ SELECT * FROM taskq.queues ORDER BY namespace, name
 -- name: queue_stats
 SELECT * FROM taskq.queue_stats(p_queue_id => $1)
 
+-- name: schema_version
+-- readiness: the database answers and the taskq schema is installed (the newest migration)
+SELECT max(version) AS version FROM taskq.schema_migrations
+
 -- name: enqueue_many
 SELECT ord, id, created
   FROM taskq.enqueue_many(
@@ -119,3 +123,43 @@ INSERT INTO taskq.duties (name) VALUES ($1) ON CONFLICT (name) DO NOTHING
 -- name: maintained_queues
 -- Every queue of the database: maintenance covers them all, whoever runs it.
 SELECT id, namespace || '/' || name AS name FROM taskq.queues ORDER BY id
+
+-- name: create_api_key
+-- $1 name, $2 prefix, $3 digest (SHA-256 of the whole key, never the key), $4 role,
+-- $5 namespaces (NULL: all), $6 reads_payloads, $7 seconds until it expires (NULL: never)
+INSERT INTO taskq.api_keys (name, prefix, digest, role, namespaces, reads_payloads, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7::float8))
+RETURNING id, name, prefix, role, namespaces, reads_payloads, created_at, expires_at,
+          revoked_at, last_used_at
+
+-- name: get_api_key
+SELECT id, name, prefix, role, namespaces, reads_payloads, created_at, expires_at, revoked_at,
+       last_used_at
+  FROM taskq.api_keys WHERE name = $1
+
+-- name: list_api_keys
+-- every key, revoked and expired ones included; never a digest
+SELECT id, name, prefix, role, namespaces, reads_payloads, created_at, expires_at, revoked_at,
+       last_used_at
+  FROM taskq.api_keys ORDER BY name
+
+-- name: revoke_api_key
+-- no row: no such key, or it was already revoked
+UPDATE taskq.api_keys SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL
+RETURNING id, name, prefix, role, namespaces, reads_payloads, created_at, expires_at,
+          revoked_at, last_used_at
+
+-- name: api_key_by_prefix
+-- The key a request names, with its digest to compare (in Python, in constant time) and the
+-- database clock to judge its expiry by.
+SELECT id, name, prefix, digest, role, namespaces, reads_payloads, created_at, expires_at,
+       revoked_at, last_used_at, now() AS now
+  FROM taskq.api_keys WHERE prefix = $1
+
+-- name: api_key_used
+-- $2: seconds since the last record under which this one is skipped (another request, maybe
+-- of another process, recorded it); no row when skipped
+UPDATE taskq.api_keys SET last_used_at = now()
+ WHERE id = $1
+   AND (last_used_at IS NULL OR last_used_at <= now() - make_interval(secs => $2::float8))
+RETURNING last_used_at

@@ -845,6 +845,40 @@ CREATE FUNCTION taskq.worker_gone(p_worker_id text) RETURNS void
     DELETE FROM taskq.workers WHERE worker_id = p_worker_id
 $$;
 
+-- TABLE: api_keys
+
+CREATE TABLE taskq.api_keys (
+    id integer NOT NULL,
+    name text NOT NULL,
+    prefix text NOT NULL,
+    digest bytea NOT NULL,
+    role text NOT NULL,
+    namespaces text[],
+    reads_payloads boolean DEFAULT false NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone,
+    revoked_at timestamp with time zone,
+    last_used_at timestamp with time zone,
+    CONSTRAINT api_key_digest_is_sha256 CHECK ((octet_length(digest) = 32)),
+    CONSTRAINT api_key_expires_after_creation CHECK ((expires_at > created_at)),
+    CONSTRAINT api_key_name_is_dns_label CHECK (((name ~ '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'::text) AND (length(name) <= 63))),
+    CONSTRAINT api_key_namespaces_are_dns_labels CHECK (((namespaces IS NULL) OR ((cardinality(namespaces) > 0) AND (array_position(namespaces, NULL::text) IS NULL) AND (strpos(array_to_string(namespaces, ''::text), '/'::text) = 0) AND (array_to_string(namespaces, '/'::text) ~ '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(/[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$'::text)))),
+    CONSTRAINT api_key_prefix_format CHECK ((prefix ~ '^[a-z0-9]{8}$'::text)),
+    CONSTRAINT api_key_revoked_after_creation CHECK ((revoked_at >= created_at)),
+    CONSTRAINT api_key_role CHECK ((role = ANY (ARRAY['viewer'::text, 'operator'::text, 'admin'::text])))
+);
+
+-- SEQUENCE: api_keys_id_seq
+
+ALTER TABLE taskq.api_keys ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME taskq.api_keys_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 -- TABLE: attempts
 
 CREATE TABLE taskq.attempts (
@@ -954,6 +988,21 @@ CREATE TABLE taskq.workers (
     CONSTRAINT worker_dead_after_positive CHECK ((dead_after_s > (0)::double precision))
 )
 WITH (fillfactor='50');
+
+-- CONSTRAINT: api_keys api_keys_name_key
+
+ALTER TABLE ONLY taskq.api_keys
+    ADD CONSTRAINT api_keys_name_key UNIQUE (name);
+
+-- CONSTRAINT: api_keys api_keys_pkey
+
+ALTER TABLE ONLY taskq.api_keys
+    ADD CONSTRAINT api_keys_pkey PRIMARY KEY (id);
+
+-- CONSTRAINT: api_keys api_keys_prefix_key
+
+ALTER TABLE ONLY taskq.api_keys
+    ADD CONSTRAINT api_keys_prefix_key UNIQUE (prefix);
 
 -- CONSTRAINT: attempts attempts_pkey
 

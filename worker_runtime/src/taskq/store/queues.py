@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import asyncpg
 
 from taskq import jsonutil
@@ -28,6 +31,20 @@ async def ensure_queue(db: Executor, queue: QueueName, settings: QueueSettings) 
         queue.namespace,
         queue.name,
         jsonutil.dumps(settings.to_columns(), "settings"),
+    )
+    assert row is not None
+    return info_from_row(row)
+
+
+async def change_settings(db: Executor, queue: QueueName, columns: Mapping[str, Any]) -> QueueInfo:
+    """Change only these settings (column -> value), leaving the others as they are: one
+    statement, so a concurrent change of another setting is not lost. The queue is provisioned
+    if missing, as ensure_queue does; callers that must not create one look it up first."""
+    row = await db.fetchrow(
+        query("ensure_queue"),
+        queue.namespace,
+        queue.name,
+        jsonutil.dumps(dict(columns), "settings"),
     )
     assert row is not None
     return info_from_row(row)

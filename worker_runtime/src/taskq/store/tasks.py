@@ -71,6 +71,12 @@ def _validated(t: TaskRequest, i: int, inherited: str | None) -> Row:
         raise InvalidArgumentError(
             f"tasks[{i}].payload", f"not JSON-serialisable: {error}"
         ) from None
+    if jsonutil.holds_nul(payload):
+        raise InvalidArgumentError(
+            f"tasks[{i}].payload",
+            "holds the character U+0000, which PostgreSQL cannot store in JSON: remove it, "
+            "or encode the data (e.g. base64)",
+        )
     correlation = t.correlation_id if t.correlation_id is not None else inherited
     if (
         t.priority is None

@@ -1,0 +1,186 @@
+"""The REST API's request and response bodies, where taskq's own models do not fit as they are.
+
+Requests are strict: a number is not taken from a string nor a boolean, and an unknown field is
+an error (a misspelt `delay_second` would otherwise be ignored silently).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    WithJsonSchema,
+    model_validator,
+)
+
+from taskq.errors import InvalidArgumentError
+from taskq.models import (
+    MAX_IDEMPOTENCY_KEY,
+    MAX_TASK_NAME,
+    Priority,
+    QueueInfo,
+    TaskRequest,
+    resolve_priority,
+)
+from taskq_api.service import MAX_BATCH
+
+MAX_CORRELATION_ID = 255
+_LEVELS = [level.name.lower() for level in Priority]
+
+
+def _priority(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"use an integer 0..100 or one of {', '.join(_LEVELS)}")  # noqa: TRY004
+    try:
+        resolved = resolve_priority(value.lower() if isinstance(value, str) else value)
+    except InvalidArgumentError as error:
+        raise ValueError(str(error).removeprefix("invalid priority: ")) from None
+    assert resolved is not None
+    return resolved
+
+
+PriorityValue = Annotated[
+    int,
+    PlainValidator(_priority),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 0, "maximum": 100},
+                {"type": "string", "enum": _LEVELS},
+            ],
+            "description": "0..100 (higher runs first) or a level: "
+            + ", ".join(f"{level.name.lower()} = {level.value}" for level in Priority),
+        }
+    ),
+]
+Seconds = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class TaskSubmission(_Request):
+    """One task to enqueue. Fields left out take the queue's defaults."""
+
+    task_name: Annotated[str, Field(strict=True, min_length=1, max_length=MAX_TASK_NAME)]
+    """The name the handler is registered under (`@taskq.task("...")`)."""
+    payload: Any = None
+    """Any JSON value, handed to the handler; at most the queue's payload limit once encoded."""
+    priority: PriorityValue | None = None
+    """0..100 or a level name; the queue's default priority when left out."""
+    delay_seconds: Annotated[Seconds, Field(ge=0)] | None = None
+    """Seconds before the task may run (leave out, or use run_at)."""
+    run_at: AwareDatetime | None = None
+    """When the task may run, with its timezone (RFC 3339); a past time means now. Turned into
+    a delay by the server's clock. Leave out, or use delay_seconds."""
+    idempotency_key: (
+        Annotated[str, Field(strict=True, min_length=1, max_length=MAX_IDEMPOTENCY_KEY)] | None
+    ) = None
+    """While an unfinished task of the queue holds this key, enqueueing with it again returns
+    that task (200) instead of making a new one (201)."""
+    correlation_id: (
+        Annotated[str, Field(strict=True, min_length=1, max_length=MAX_CORRELATION_ID)] | None
+    ) = None
+    """Your id tying this task to the work it belongs to; handlers see it, and tasks they
+    enqueue inherit it."""
+    max_attempts: Annotated[int, Field(strict=True, ge=1, le=1000)] | None = None
+    """Attempts before the task is dead; the queue's max_attempts when left out."""
+    timeout_seconds: Annotated[Seconds, Field(gt=0)] | None = None
+    """How long one attempt may run; the queue's timeout when left out."""
+
+    @model_validator(mode="after")
+    def _one_start(self) -> TaskSubmission:
+        if self.delay_seconds is not None and self.run_at is not None:
+            raise ValueError("give delay_seconds or run_at, not both")
+        return self
+
+    def to_request(self, now: datetime) -> TaskRequest:
+        delay: float | timedelta | None = self.delay_seconds
+        if self.run_at is not None:
+            delay = max(timedelta(0), self.run_at - now)
+        return TaskRequest(
+            task_name=self.task_name,
+            payload=self.payload,
+            priority=self.priority,
+            delay=delay,
+            idempotency_key=self.idempotency_key,
+            max_attempts=self.max_attempts,
+            timeout=self.timeout_seconds,
+            correlation_id=self.correlation_id,
+        )
+
+
+class BatchSubmission(_Request):
+    """Up to 10,000 tasks enqueued in one transaction: all of them, or none."""
+
+    tasks: Annotated[list[TaskSubmission], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class EnqueuedTask(BaseModel):
+    id: int
+    created: bool
+    """False: an unfinished task already held the idempotency key, and `id` is that task."""
+
+
+class BatchResult(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    tasks: list[EnqueuedTask]
+    """One per submitted task, in the order submitted."""
+    created: int
+    """How many tasks were made (the others already existed under their idempotency key)."""
+
+
+class ReplayRequest(_Request):
+    """Which dead tasks to send back to ready: `ids`, or every dead task with `all`."""
+
+    ids: Annotated[list[Annotated[int, Field(strict=True, ge=1)]], Field(max_length=MAX_BATCH)] = (
+        Field(default_factory=list)
+    )
+    """Ids of dead tasks of this queue (tasks in another state are skipped)."""
+    all: Annotated[bool, Field(strict=True)] = False
+    """Every dead task of the queue."""
+
+    @model_validator(mode="after")
+    def _one_choice(self) -> ReplayRequest:
+        if bool(self.ids) == self.all:
+            raise ValueError('name the tasks ("ids": [...]) or ask for every one ("all": true)')
+        return self
+
+
+class ReplayOutcome(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    replayed: int
+    """Dead tasks sent back to ready."""
+    skipped: int
+    """Dead tasks left dead: a newer unfinished task holds their idempotency key."""
+
+
+class QueueList(BaseModel):
+    queues: list[QueueInfo]
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    status: Literal["ok"] = "ok"
+    schema_version: int
+
+
+# Every top-level field of a request body: an InvalidArgumentError naming one of these (or an
+# item of one) points into the body, any other names a parameter or nothing.
+BODY_FIELDS = frozenset(
+    name
+    for model in (TaskSubmission, BatchSubmission, ReplayRequest)
+    for name in model.model_fields
+)

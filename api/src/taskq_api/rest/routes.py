@@ -1,0 +1,269 @@
+"""The REST routes under /v1: each parses its request, calls one service operation and shapes
+the answer. Authorization lives in the service, not here."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from taskq.auth import ApiKey
+from taskq.errors import InvalidArgumentError
+from taskq_api.rest.models import (
+    BatchResult,
+    BatchSubmission,
+    EnqueuedTask,
+    QueueList,
+    ReplayOutcome,
+    ReplayRequest,
+    TaskSubmission,
+)
+from taskq_api.rest.observe import OBSERVATION_SCOPE_KEY, Observation
+from taskq_api.rest.problems import responses
+from taskq_api.service import ApiService, QueueDetails, TaskDetails
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    bearerFormat="tq_<prefix>_<secret>",
+    description="An API key (`taskq keys create`): `Authorization: Bearer tq_...`",
+)
+
+
+def _service(request: Request) -> ApiService:
+    service: ApiService = request.state.service
+    return service
+
+
+async def _key(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> ApiKey:
+    key = await _service(request).authenticate(credentials.credentials if credentials else None)
+    observation: Observation | None = request.scope.get(OBSERVATION_SCOPE_KEY)
+    if observation is not None:
+        observation.key_prefix = key.prefix
+    return key
+
+
+Service = Annotated[ApiService, Depends(_service)]
+Key = Annotated[ApiKey, Depends(_key)]
+_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# Patterns documented here are checked by the service, whose errors say what a valid value is.
+_LABEL_SCHEMA = {"pattern": _LABEL, "maxLength": 63}
+Namespace = Annotated[
+    str,
+    Path(description="The queue's namespace (a DNS label)", json_schema_extra=_LABEL_SCHEMA),
+]
+Name = Annotated[
+    str, Path(description="The queue's name (a DNS label)", json_schema_extra=_LABEL_SCHEMA)
+]
+TaskId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The task's id")]
+_WAIT = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)?$")
+_WAIT_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
+Wait = Annotated[
+    str | None,
+    Query(
+        description="Hold the answer until the task is finished (succeeded, dead or canceled) "
+        "or this long has passed, e.g. 30s, 500ms, 1m, or plain seconds; at most the server's "
+        "TASKQ_API_MAX_WAIT_SECONDS (60 s by default). The answer's state tells which came first.",
+        json_schema_extra={"pattern": _WAIT.pattern},
+    ),
+]
+
+router = APIRouter(prefix="/v1")
+
+
+def _location(response: Response, task_id: int) -> None:
+    response.headers["Location"] = f"/v1/tasks/{task_id}"
+
+
+@router.post(
+    "/queues/{namespace}/{name}/tasks",
+    status_code=201,
+    response_model=TaskDetails,
+    summary="Enqueue a task",
+    tags=["tasks"],
+    responses={
+        200: {
+            "model": TaskDetails,
+            "description": "An unfinished task already held the idempotency key: this is it.",
+        },
+        **responses(400, 403, 404, 413, 415),
+    },
+)
+async def enqueue(
+    namespace: Namespace,
+    name: Name,
+    submission: Annotated[TaskSubmission, Body()],
+    key: Key,
+    service: Service,
+    response: Response,
+) -> TaskDetails:
+    """201 with the new task; 200 with the existing one when an unfinished task of the queue
+    already holds the idempotency key. `Location` names the task either way."""
+    enqueued = await service.enqueue(key, namespace, name, submission.to_request(_now()))
+    if not enqueued.created:
+        response.status_code = 200
+    _location(response, enqueued.task.id)
+    return enqueued.task
+
+
+@router.post(
+    "/queues/{namespace}/{name}/tasks:batch",
+    status_code=201,
+    response_model=BatchResult,
+    summary="Enqueue up to 10,000 tasks, all or nothing",
+    tags=["tasks"],
+    responses=responses(400, 403, 404, 413, 415),
+)
+async def enqueue_batch(
+    namespace: Namespace,
+    name: Name,
+    batch: Annotated[BatchSubmission, Body()],
+    key: Key,
+    service: Service,
+) -> BatchResult:
+    """One transaction: every task is enqueued, or (on any error) none. Errors name the task
+    by its index: `#/tasks/3/priority`."""
+    now = _now()
+    results = await service.enqueue_batch(
+        key, namespace, name, [task.to_request(now) for task in batch.tasks]
+    )
+    return BatchResult(
+        tasks=[EnqueuedTask(id=r.id, created=r.created) for r in results],
+        created=sum(r.created for r in results),
+    )
+
+
+@router.get(
+    "/tasks/{task_id}",
+    response_model=TaskDetails,
+    summary="A task with its attempts; optionally wait for it to finish",
+    tags=["tasks"],
+    responses=responses(404),
+)
+async def get_task(task_id: TaskId, key: Key, service: Service, wait: Wait = None) -> TaskDetails:
+    """Payload and result are null (and payload_hidden true) for a viewer key that does not
+    read payloads."""
+    return await service.task(key, task_id, wait=_seconds(wait))
+
+
+@router.post(
+    "/tasks/{task_id}/cancel",
+    response_model=TaskDetails,
+    summary="Cancel a task",
+    tags=["tasks"],
+    responses={
+        202: {
+            "model": TaskDetails,
+            "description": "The task is running: it was asked to stop (cancel_requested).",
+        },
+        **responses(403, 404, 409),
+    },
+)
+async def cancel_task(
+    task_id: TaskId, key: Key, service: Service, response: Response
+) -> TaskDetails:
+    """200: canceled (also when it already was); 202: running, asked to stop, which its
+    handler does cooperatively; 409: it already succeeded or is dead."""
+    task = await service.cancel(key, task_id)
+    if task.state == "running":
+        response.status_code = 202
+    return task
+
+
+@router.post(
+    "/tasks/{task_id}/retry",
+    response_model=TaskDetails,
+    summary="Run a dead task again",
+    tags=["tasks"],
+    responses=responses(403, 404, 409),
+)
+async def retry_task(task_id: TaskId, key: Key, service: Service) -> TaskDetails:
+    """The task goes back to ready with a fresh set of attempts; its history stays."""
+    return await service.retry(key, task_id)
+
+
+@router.get(
+    "/queues",
+    response_model=QueueList,
+    summary="The queues in the key's namespaces",
+    tags=["queues"],
+    responses=responses(),
+)
+async def list_queues(key: Key, service: Service) -> QueueList:
+    return QueueList(queues=await service.queues(key))
+
+
+@router.get(
+    "/queues/{namespace}/{name}",
+    response_model=QueueDetails,
+    summary="A queue's settings and counts",
+    tags=["queues"],
+    responses=responses(403, 404),
+)
+async def get_queue(namespace: Namespace, name: Name, key: Key, service: Service) -> QueueDetails:
+    return await service.queue(key, namespace, name)
+
+
+@router.post(
+    "/queues/{namespace}/{name}/pause",
+    response_model=QueueDetails,
+    summary="Pause a queue: it accepts tasks, no worker claims them",
+    tags=["queues"],
+    responses=responses(403, 404),
+)
+async def pause_queue(namespace: Namespace, name: Name, key: Key, service: Service) -> QueueDetails:
+    """For a queue made from a TaskQueue resource, the resource's spec.paused wins when the
+    operator next applies the spec: pause those in the spec."""
+    return await service.set_paused(key, namespace, name, paused=True)
+
+
+@router.post(
+    "/queues/{namespace}/{name}/resume",
+    response_model=QueueDetails,
+    summary="Resume a paused queue",
+    tags=["queues"],
+    responses=responses(403, 404),
+)
+async def resume_queue(
+    namespace: Namespace, name: Name, key: Key, service: Service
+) -> QueueDetails:
+    return await service.set_paused(key, namespace, name, paused=False)
+
+
+@router.post(
+    "/queues/{namespace}/{name}/dead:replay",
+    response_model=ReplayOutcome,
+    summary="Send dead tasks back to ready",
+    tags=["queues"],
+    responses=responses(400, 403, 404, 413, 415),
+)
+async def replay_dead(
+    namespace: Namespace,
+    name: Name,
+    replay: Annotated[ReplayRequest, Body()],
+    key: Key,
+    service: Service,
+) -> ReplayOutcome:
+    ids = None if replay.all else replay.ids
+    result = await service.replay_dead(key, namespace, name, ids)
+    return ReplayOutcome(replayed=result.replayed, skipped=result.skipped)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _seconds(wait: str | None) -> float:
+    if wait is None:
+        return 0.0
+    match = _WAIT.match(wait) if len(wait) <= 20 else None
+    if match is None:
+        raise InvalidArgumentError(
+            "wait", f"{wait[:20]!r} is not a duration: use e.g. 30s, 500ms, 1m or plain seconds"
+        )
+    return float(match[1]) * _WAIT_UNITS[match[2]]

@@ -1,0 +1,1 @@
+"""The API server process: settings, logging, the database pool and uvicorn."""

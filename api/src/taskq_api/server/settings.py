@@ -1,0 +1,56 @@
+"""The API server's settings: TASKQ_API_* environment variables, overridden by flags (built in
+main and passed in, never read at import)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "TASKQ_API_"
+
+
+class ApiSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", frozen=True, populate_by_name=True
+    )
+
+    dsn: SecretStr = Field(
+        validation_alias=AliasChoices("TASKQ_API_DSN", "TASKQ_DSN"),
+        description="PostgreSQL DSN (TASKQ_API_DSN, else TASKQ_DSN as the other commands read)",
+    )
+    host: str = Field(
+        default="127.0.0.1", description="bind address (0.0.0.0 to serve other hosts)"
+    )
+    port: int = Field(default=8000, ge=1, le=65535, description="HTTP port")
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="largest request body; over it, 413 (a batch of 10,000 small tasks is ~1 MiB)",
+    )
+    max_header_bytes: int = Field(
+        default=16 * 1024, ge=1024, description="largest request line plus headers"
+    )
+    max_wait_seconds: float = Field(
+        default=60.0, gt=0, le=600, description="longest ?wait= of GET /v1/tasks/{id}"
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default=[],
+        description="origins allowed to call from a browser (comma-separated in the "
+        "variable); none: CORS off",
+    )
+    pool_size: int = Field(default=10, ge=1, le=1000, description="database connections at most")
+    shutdown_grace: float = Field(
+        default=10.0, ge=0, description="SIGTERM: seconds to finish requests in flight"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="least level of the JSON log lines on stderr"
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value

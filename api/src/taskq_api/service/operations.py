@@ -1,0 +1,268 @@
+"""What the API does, with authorization: one method per operation, shared by every protocol
+(REST now, gRPC next) so that they cannot drift. No HTTP here: callers pass the key's secret
+and plain values, and get taskq's models or the service's errors back.
+
+Authorization, in this order: a usable key (NotAuthenticatedError), then the key's namespaces
+and role (PermissionDeniedError), then the thing itself (UnknownQueueError, UnknownTaskError).
+A task outside the key's namespaces is reported as unknown, not forbidden, so that task ids do
+not reveal what other namespaces hold; a queue is named with its namespace, so a queue outside
+them is forbidden whether or not it exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from taskq.auth import Action, ApiKey, KeyStore, Role
+from taskq.client import Client
+from taskq.errors import InvalidArgumentError, UnknownTaskError
+from taskq.models import AttemptInfo, EnqueueResult, QueueInfo, ReplayResult, TaskInfo, TaskRequest
+from taskq.names import check_label
+from taskq_api.service.errors import ConflictError, NotAuthenticatedError, PermissionDeniedError
+from taskq_api.service.views import QueueDetails, TaskDetails
+
+# Most tasks in one batch: one transaction (COPY above 64 tasks without idempotency keys).
+MAX_BATCH: Final = 10_000
+# A task in one of these states will not change by itself any more.
+FINISHED_STATES: Final = frozenset({"succeeded", "dead", "canceled"})
+# Waiting for a task polls it: no notification is sent when a task finishes (taskq_ready and
+# taskq_cancel are the only channels, and a NOTIFY per completion would cost the worker's hot
+# path). The interval starts short, for request/response over the queue, and doubles up to
+# the longest, so a waiter makes at most two reads a second once the task takes a while.
+WAIT_POLL_FIRST: Final = 0.05
+WAIT_POLL_LONGEST: Final = 0.5
+DEFAULT_MAX_WAIT: Final = 60.0
+
+_WHAT_NEEDS = {
+    Action.READ: "reading queues and tasks",
+    Action.WRITE: "enqueueing, canceling, retrying, pausing, resuming and replaying",
+    Action.MANAGE_KEYS: "managing keys",
+}
+# The store names a bad request field as tasks[i].<TaskRequest field>; the API's requests name
+# two of those fields with their unit.
+_STORE_FIELD = re.compile(r"^tasks\[(\d+)\]\.(\w+)$")
+_REQUEST_FIELDS = {"delay": "delay_seconds", "timeout": "timeout_seconds"}
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    task: TaskDetails
+    created: bool  # False: an unfinished task already held the idempotency key; this is it
+
+
+class ApiService:
+    def __init__(
+        self, client: Client, keys: KeyStore, *, max_wait: float = DEFAULT_MAX_WAIT
+    ) -> None:
+        self._client = client
+        self._keys = keys
+        self.max_wait = max_wait
+
+    # -- keys -------------------------------------------------------------------------------
+
+    async def authenticate(self, secret: str | None) -> ApiKey:
+        """The usable key whose secret this is; NotAuthenticatedError otherwise."""
+        if not secret:
+            raise NotAuthenticatedError(
+                "send an API key as `Authorization: Bearer <key>` (`taskq keys create` makes one)",
+                key_presented=False,
+            )
+        key = await self._keys.authenticate(secret)
+        if key is None:
+            raise NotAuthenticatedError(
+                "the API key is not valid: unknown, expired or revoked "
+                "(`taskq keys list` shows the keys and their state)",
+                key_presented=True,
+            )
+        return key
+
+    async def schema_version(self) -> int:
+        """Readiness: the database answers and holds the taskq schema."""
+        return await self._client.schema_version()
+
+    # -- producing --------------------------------------------------------------------------
+
+    async def enqueue(self, key: ApiKey, namespace: str, name: str, task: TaskRequest) -> Enqueued:
+        queue = self._queue(key, Action.WRITE, namespace, name)
+        try:
+            [result] = await self._client.enqueue_many(queue, [task])
+        except InvalidArgumentError as error:
+            raise _request_error(error, single=True) from None
+        info = await self._client.get_task(result.id)
+        # a task just made has no history yet: one read fewer on the common path
+        history = await self._client.task_attempts(result.id) if not result.created else []
+        return Enqueued(_details(key, info, history), result.created)
+
+    async def enqueue_batch(
+        self, key: ApiKey, namespace: str, name: str, tasks: Sequence[TaskRequest]
+    ) -> list[EnqueueResult]:
+        """All or nothing, in one transaction; errors name the task's index and field."""
+        queue = self._queue(key, Action.WRITE, namespace, name)
+        if not 1 <= len(tasks) <= MAX_BATCH:
+            raise InvalidArgumentError(
+                "tasks", f"{len(tasks)} tasks: send 1 to {MAX_BATCH} tasks in one batch"
+            )
+        try:
+            return await self._client.enqueue_many(queue, tasks)
+        except InvalidArgumentError as error:
+            raise _request_error(error, single=False) from None
+
+    # -- tasks ------------------------------------------------------------------------------
+
+    async def task(self, key: ApiKey, task_id: int, *, wait: float = 0.0) -> TaskDetails:
+        """The task with its history; with `wait` (seconds), once it is finished or the wait
+        has passed, whichever comes first (the state tells which)."""
+        if not 0 <= wait <= self.max_wait:
+            raise InvalidArgumentError(
+                "wait", f"{wait:g}s: wait between 0 and {self.max_wait:g} seconds"
+            )
+        info = await self._visible_task(key, task_id)
+        if wait > 0 and info.state not in FINISHED_STATES:
+            info = await self._until_finished(task_id, wait)
+        return await self._with_history(key, info)
+
+    async def cancel(self, key: ApiKey, task_id: int) -> TaskDetails:
+        """A waiting task is canceled at once; a running one is asked to stop (its state stays
+        running, with cancel_requested, until its handler stops). Canceling a canceled task
+        again changes nothing and is no error; a succeeded or dead one is a conflict."""
+        info = await self._visible_task(key, task_id)
+        self._require(key, Action.WRITE, _namespace(info))
+        _refuse_finished(info, "canceled")
+        result = await self._client.cancel(task_id)
+        info = await self._client.get_task(task_id)
+        if result.state in ("succeeded", "dead"):
+            _refuse_finished(info, "canceled")  # it finished in the meantime
+        return await self._with_history(key, info)
+
+    async def retry(self, key: ApiKey, task_id: int) -> TaskDetails:
+        """Run a dead task again, from a fresh set of attempts (its history stays)."""
+        info = await self._visible_task(key, task_id)
+        self._require(key, Action.WRITE, _namespace(info))
+        if info.state != "dead":
+            raise ConflictError(f"task {task_id} is {info.state}: only a dead task can be retried")
+        result = await self._client.replay_dead(info.queue, [task_id])
+        if result.replayed == 0:
+            raise ConflictError(
+                f"task {task_id} was not retried: an unfinished task holds its idempotency "
+                f"key {info.idempotency_key!r}; wait for that task, or enqueue a new one"
+                if result.skipped
+                else f"task {task_id} is no longer dead: another request retried it"
+            )
+        return await self._with_history(key, await self._client.get_task(task_id))
+
+    # -- queues -----------------------------------------------------------------------------
+
+    async def queues(self, key: ApiKey) -> list[QueueInfo]:
+        """The queues in the key's namespaces, by namespace and name."""
+        self._require(key, Action.READ, None)
+        return [q for q in await self._client.list_queues() if key.may(Action.READ, q.namespace)]
+
+    async def queue(self, key: ApiKey, namespace: str, name: str) -> QueueDetails:
+        queue = self._queue(key, Action.READ, namespace, name)
+        return await self._queue_details(await self._client.get_queue(queue))
+
+    async def set_paused(
+        self, key: ApiKey, namespace: str, name: str, *, paused: bool
+    ) -> QueueDetails:
+        """A paused queue accepts tasks but no worker claims them; no other setting changes."""
+        queue = self._queue(key, Action.WRITE, namespace, name)
+        return await self._queue_details(await self._client.set_paused(queue, paused))
+
+    async def replay_dead(
+        self, key: ApiKey, namespace: str, name: str, task_ids: Sequence[int] | None
+    ) -> ReplayResult:
+        """Send dead tasks back to ready: these ones, or every dead task when None."""
+        queue = self._queue(key, Action.WRITE, namespace, name)
+        if task_ids is not None and not 1 <= len(task_ids) <= MAX_BATCH:
+            raise InvalidArgumentError(
+                "ids", f"{len(task_ids)} ids: name 1 to {MAX_BATCH}, or leave ids out for all"
+            )
+        return await self._client.replay_dead(queue, task_ids)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _require(self, key: ApiKey, action: Action, namespace: str | None) -> None:
+        if key.may(action, namespace):
+            return
+        needed = Role(action.value)
+        if key.role < needed:
+            raise PermissionDeniedError(
+                f"{_WHAT_NEEDS[action]} needs a key of role {needed.label} or higher; this key "
+                f"(prefix {key.prefix}) is a {key.role.label} key"
+            )
+        reach = ", ".join(key.namespaces or ())
+        raise PermissionDeniedError(
+            f"this key (prefix {key.prefix}) does not reach namespace {namespace!r}; "
+            f"it reaches: {reach}"
+        )
+
+    def _queue(self, key: ApiKey, action: Action, namespace: str, name: str) -> str:
+        check_label(namespace, "namespace")
+        check_label(name, "name")
+        self._require(key, action, namespace)
+        return f"{namespace}/{name}"
+
+    async def _visible_task(self, key: ApiKey, task_id: int) -> TaskInfo:
+        info = await self._client.get_task(task_id)
+        if not key.may(Action.READ, _namespace(info)):
+            raise UnknownTaskError(task_id)
+        return info
+
+    async def _until_finished(self, task_id: int, wait: float) -> TaskInfo:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        interval = WAIT_POLL_FIRST
+        while True:
+            await asyncio.sleep(min(interval, max(0.0, deadline - loop.time())))
+            info = await self._client.get_task(task_id)
+            if info.state in FINISHED_STATES or loop.time() >= deadline:
+                return info
+            interval = min(interval * 2, WAIT_POLL_LONGEST)
+
+    async def _with_history(self, key: ApiKey, info: TaskInfo) -> TaskDetails:
+        return _details(key, info, await self._client.task_attempts(info.id))
+
+    async def _queue_details(self, info: QueueInfo) -> QueueDetails:
+        stats = await self._client.queue_stats(info.full_name)
+        return QueueDetails(
+            queue=info.full_name,
+            namespace=info.namespace,
+            name=info.name,
+            created_at=info.created_at,
+            settings=info.settings,
+            stats=stats,
+        )
+
+
+def _namespace(info: TaskInfo) -> str:
+    return info.queue.partition("/")[0]
+
+
+def _details(key: ApiKey, info: TaskInfo, history: Sequence[AttemptInfo]) -> TaskDetails:
+    fields = info.model_dump()
+    hidden = not key.sees_payloads()
+    if hidden:
+        fields.update(payload=None, result=None)
+    return TaskDetails(**fields, attempt_history=list(history), payload_hidden=hidden)
+
+
+def _refuse_finished(info: TaskInfo, verb: str) -> None:
+    if info.state in ("succeeded", "dead"):
+        raise ConflictError(
+            f"task {info.id} is {info.state}: only a waiting or running task can be {verb}"
+        )
+
+
+def _request_error(error: InvalidArgumentError, *, single: bool) -> InvalidArgumentError:
+    """The store's error, naming the field as the request names it: `priority` for one task,
+    `tasks[3].priority` in a batch."""
+    match = _STORE_FIELD.match(error.field)
+    if match is None:
+        return error
+    problem = str(error).removeprefix(f"invalid {error.field}: ")
+    field = _REQUEST_FIELDS.get(match[2], match[2])
+    return InvalidArgumentError(field if single else f"tasks[{match[1]}].{field}", problem)

@@ -1,0 +1,43 @@
+"""Helpers of the API tests: keys in headers, problem documents, the rows a queue holds."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+import httpx
+
+from taskq.models import QueueInfo
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    """The response is an RFC 9457 problem with this status, and no stack trace anywhere."""
+    assert response.status_code == status, (response.status_code, response.text)
+    assert response.headers["content-type"] == "application/problem+json", response.headers
+    assert "Traceback" not in response.text
+    assert 'File "' not in response.text
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert body["type"] and body["title"] and body["detail"]
+    assert body["correlation_id"] == response.headers["x-correlation-id"]
+    return body
+
+
+def queue_path(queue: QueueInfo, suffix: str = "") -> str:
+    return f"/v1/queues/{queue.namespace}/{queue.name}{suffix}"
+
+
+async def stored_tasks(pool: asyncpg.Pool, queue: QueueInfo) -> list[dict[str, Any]]:
+    """Every task of the queue as the database holds it, oldest first: what the API wrote."""
+    rows = await pool.fetch(
+        "SELECT id, task_name, payload::text AS payload, priority, idempotency_key, "
+        "correlation_id, max_attempts, timeout_s, state FROM taskq.tasks "
+        "WHERE queue_id = $1 ORDER BY id",
+        queue.id,
+    )
+    return [{**dict(row), "payload": json.loads(row["payload"])} for row in rows]
