@@ -18,7 +18,7 @@ include cluster/cluster.mk
 # Packaging checks (image, chart, Terraform modules), one fragment per area.
 include $(wildcard mk/*.mk)
 
-.PHONY: help venv system lint test test-fast schema demo demo-queue bench bench-footprint bench-recovery clean
+.PHONY: help venv system lint test test-fast schema demo demo-queue bench bench-footprint bench-recovery bench-api clean
 
 help:
 	@echo "make demo    local control plane + Postgres, the operator, tasks flowing, workers scaling"
@@ -82,6 +82,9 @@ bench-footprint: venv system
 
 bench-recovery: venv system
 	$(PY) bench/recovery_bench.py
+
+bench-api: venv system
+	$(PY) bench/api_bench.py
 
 bench-operator: venv system tools
 	$(PY) bench/operator_bench.py

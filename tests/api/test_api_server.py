@@ -137,6 +137,7 @@ def test_the_openapi_document_covers_every_endpoint_and_error(openapi: OpenApiCh
     assert set(operations) == {
         ("POST", "/v1/queues/{namespace}/{name}/tasks"),
         ("POST", "/v1/queues/{namespace}/{name}/tasks:batch"),
+        ("GET", "/v1/tasks"),
         ("GET", "/v1/tasks/{task_id}"),
         ("POST", "/v1/tasks/{task_id}/cancel"),
         ("POST", "/v1/tasks/{task_id}/retry"),

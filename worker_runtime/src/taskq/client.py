@@ -10,14 +10,15 @@ the task exists only if that transaction commits.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, get_args
 
 import asyncpg
 
 from taskq.errors import (
     DatabaseUnavailableError,
+    InvalidArgumentError,
     SchemaMissingError,
     UnknownQueueError,
     UnknownTaskError,
@@ -32,6 +33,7 @@ from taskq.models import (
     ReplayResult,
     TaskInfo,
     TaskRequest,
+    TaskState,
     setting_fields,
 )
 from taskq.names import QueueName
@@ -41,6 +43,17 @@ from taskq.store.dberrors import CONNECTION_ERRORS, describe_connection_error, t
 from taskq.store.migrations import migrate
 from taskq.store.sqlfiles import query
 from taskq.store.types import Connection
+
+# Most tasks one call of Client.list_tasks returns (the REST API's pages hold at most 500).
+MAX_LIST_LIMIT = 10_000
+
+
+async def no_session_reset(_conn: asyncpg.Connection) -> None:
+    """A `reset` for pools whose calls leave no session state behind (no LISTEN, SET or
+    advisory lock): asyncpg's default reset (UNLISTEN, RESET ALL, ...) costs a round trip each
+    time a connection is given back, after every claim and acknowledgement of a worker and
+    every query of the API server. asyncpg still rolls back a transaction left open by a
+    cancelled call before calling this."""
 
 
 async def create_pool(
@@ -207,6 +220,42 @@ class Client:
         if result is None:
             raise UnknownTaskError(task_id)
         return result
+
+    async def list_tasks(
+        self,
+        queue: str,
+        *,
+        state: str | None = None,
+        task_name: str | None = None,
+        correlation_id: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> list[TaskInfo]:
+        """The queue's tasks, newest (highest id) first, that match every filter given:
+        `created_after` is inclusive, `created_before` exclusive. Page with `before_id`, the
+        last id of the previous page. Each page walks the queue's primary key backwards from
+        `before_id`, so a filter that few tasks match makes a long walk."""
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise InvalidArgumentError("limit", f"{limit} must be 1..{MAX_LIST_LIMIT}")
+        if state is not None and state not in get_args(TaskState):
+            raise InvalidArgumentError(
+                "state", f"{state!r} must be one of {', '.join(get_args(TaskState))}"
+            )
+        info = await self.get_queue(queue)
+        with translated(queue):
+            return await task_store.list_tasks(
+                self.pool,
+                info.id,
+                state=state,
+                task_name=task_name,
+                correlation_id=correlation_id,
+                created_after=created_after,
+                created_before=created_before,
+                before_id=before_id,
+                limit=limit,
+            )
 
     async def list_dead(self, queue: str, limit: int = 100) -> list[TaskInfo]:
         info = await self.get_queue(queue)

@@ -38,6 +38,7 @@ from taskq.errors import (
 )
 from taskq_api.rest.models import BODY_FIELDS
 from taskq_api.service import (
+    QUEUE_REQUIRED,
     ApiError,
     ConflictError,
     NotAuthenticatedError,
@@ -197,7 +198,22 @@ def error_response(scope: Scope, error: Exception) -> Response:
 
 _INDEX = re.compile(r"\[(\d+)\]")
 # The path and query parameters of the routes, as the service names them in its errors.
-PARAMETERS = frozenset({"namespace", "name", "task_id", "wait"})
+PARAMETERS = frozenset(
+    {
+        "namespace",
+        "name",
+        "task_id",
+        "wait",
+        # GET /v1/tasks
+        "queue",
+        "state",
+        "task",
+        "created_after",
+        "created_before",
+        "limit",
+        "cursor",
+    }
+)
 
 
 def _field_problem(field: str, problem: str) -> FieldProblem:
@@ -222,11 +238,15 @@ _FIXES = {
     "missing": "required: add it",
     "extra_forbidden": "not a field of this request: remove it (/openapi.json lists the fields)",
 }
+# a required parameter left out, where "add it" does not say enough
+_MISSING_FIXES = {("query", "queue"): f"required: {QUEUE_REQUIRED}"}
 
 
 def _validation_problem(item: Mapping[str, Any]) -> FieldProblem:
     where, *path = item["loc"]
     message = _FIXES.get(item["type"], item["msg"])
+    if item["type"] == "missing":
+        message = _MISSING_FIXES.get((where, *path[:1]), message)
     ctx = item.get("ctx") or {}
     if item["type"] == "value_error" and "error" in ctx:
         message = str(ctx["error"])  # our own validators' words, without "Value error, "

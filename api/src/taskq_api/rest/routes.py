@@ -9,10 +9,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AwareDatetime
 
 from taskq.auth import ApiKey
 from taskq.errors import InvalidArgumentError
+from taskq.models import MAX_TASK_NAME, TaskState
 from taskq_api.rest.models import (
+    MAX_CORRELATION_ID,
     BatchResult,
     BatchSubmission,
     EnqueuedTask,
@@ -23,7 +26,14 @@ from taskq_api.rest.models import (
 )
 from taskq_api.rest.observe import OBSERVATION_SCOPE_KEY, Observation
 from taskq_api.rest.problems import responses
-from taskq_api.service import ApiService, QueueDetails, TaskDetails
+from taskq_api.service import (
+    DEFAULT_LIST_LIMIT,
+    MAX_LIST_LIMIT,
+    ApiService,
+    QueueDetails,
+    TaskDetails,
+    TaskPage,
+)
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -60,6 +70,7 @@ Namespace = Annotated[
 Name = Annotated[
     str, Path(description="The queue's name (a DNS label)", json_schema_extra=_LABEL_SCHEMA)
 ]
+_QUEUE_PATTERN = _LABEL.removesuffix("$") + "/" + _LABEL.removeprefix("^")
 TaskId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The task's id")]
 _WAIT = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)?$")
 _WAIT_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
@@ -149,6 +160,66 @@ async def get_task(task_id: TaskId, key: Key, service: Service, wait: Wait = Non
     """Payload and result are null (and payload_hidden true) for a viewer key that does not
     read payloads."""
     return await service.task(key, task_id, wait=_seconds(wait))
+
+
+@router.get(
+    "/tasks",
+    response_model=TaskPage,
+    summary="A queue's tasks, newest first, filtered, a page at a time",
+    tags=["tasks"],
+    responses=responses(403, 404),
+)
+async def list_tasks(
+    key: Key,
+    service: Service,
+    queue: Annotated[
+        str,
+        Query(
+            description="The queue, as NAMESPACE/NAME (required: a listing covers one queue)",
+            json_schema_extra={"pattern": _QUEUE_PATTERN, "maxLength": 127},
+        ),
+    ],
+    state: Annotated[TaskState | None, Query(description="Only tasks in this state")] = None,
+    task: Annotated[
+        str | None,
+        Query(max_length=MAX_TASK_NAME, description="Only tasks of this task name"),
+    ] = None,
+    correlation_id: Annotated[
+        str | None,
+        Query(max_length=MAX_CORRELATION_ID, description="Only tasks with this correlation id"),
+    ] = None,
+    created_after: Annotated[
+        AwareDatetime | None,
+        Query(description="Only tasks created at or after this time (RFC 3339, with a timezone)"),
+    ] = None,
+    created_before: Annotated[
+        AwareDatetime | None,
+        Query(description="Only tasks created before this time (RFC 3339, with a timezone)"),
+    ] = None,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_LIST_LIMIT, description="Tasks per page at most")
+    ] = DEFAULT_LIST_LIMIT,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=64, description="The previous page's next_cursor; leave out at first"),
+    ] = None,
+) -> TaskPage:
+    """Newest (highest id) first. Pages are keyset pagination on the task id: tasks enqueued
+    while you page are newer than the cursor, so no task repeats and none is skipped. Payload
+    and result are null (and payload_hidden true) for a viewer key that does not read
+    payloads. Each page walks the queue's tasks from the cursor down to as many matches as it
+    returns: a filter that few tasks match reads many (docs/api.md, "List tasks")."""
+    return await service.list_tasks(
+        key,
+        queue,
+        state=state,
+        task_name=task,
+        correlation_id=correlation_id,
+        created_after=created_after,
+        created_before=created_before,
+        limit=limit,
+        cursor=cursor,
+    )
 
 
 @router.post(

@@ -17,7 +17,7 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import ValidationError
 
-from taskq.client import Client, create_pool
+from taskq.client import Client, create_pool, no_session_reset
 from taskq.errors import DatabaseUnavailableError, TaskqError
 from taskq.store.keys import PgKeyStore
 from taskq.worker.logs import setup_logging
@@ -41,6 +41,7 @@ def service_opener(settings: ApiSettings) -> Callable[[], AbstractAsyncContextMa
             min_size=0,
             max_size=settings.pool_size,
             server_settings={"application_name": "taskq-api"},
+            reset=no_session_reset,  # its queries leave no session state behind
         )
         try:
             service = ApiService(Client(pool), PgKeyStore(pool), max_wait=settings.max_wait_seconds)

@@ -7,18 +7,24 @@ from taskq_api.service.errors import (
     PermissionDeniedError,
 )
 from taskq_api.service.operations import (
+    DEFAULT_LIST_LIMIT,
     DEFAULT_MAX_WAIT,
     FINISHED_STATES,
     MAX_BATCH,
+    MAX_LIST_LIMIT,
+    QUEUE_REQUIRED,
     ApiService,
     Enqueued,
 )
-from taskq_api.service.views import QueueDetails, TaskDetails
+from taskq_api.service.views import QueueDetails, TaskDetails, TaskPage, TaskView
 
 __all__ = [
+    "DEFAULT_LIST_LIMIT",
     "DEFAULT_MAX_WAIT",
     "FINISHED_STATES",
     "MAX_BATCH",
+    "MAX_LIST_LIMIT",
+    "QUEUE_REQUIRED",
     "ApiError",
     "ApiService",
     "ConflictError",
@@ -27,4 +33,6 @@ __all__ = [
     "PermissionDeniedError",
     "QueueDetails",
     "TaskDetails",
+    "TaskPage",
+    "TaskView",
 ]

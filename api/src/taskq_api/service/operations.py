@@ -12,18 +12,29 @@ them is forbidden whether or not it exists.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from datetime import datetime
+from typing import Final, get_args
 
 from taskq.auth import Action, ApiKey, KeyStore, Role
 from taskq.client import Client
 from taskq.errors import InvalidArgumentError, UnknownTaskError
-from taskq.models import AttemptInfo, EnqueueResult, QueueInfo, ReplayResult, TaskInfo, TaskRequest
+from taskq.models import (
+    AttemptInfo,
+    EnqueueResult,
+    QueueInfo,
+    ReplayResult,
+    TaskInfo,
+    TaskRequest,
+    TaskState,
+)
 from taskq.names import check_label
 from taskq_api.service.errors import ConflictError, NotAuthenticatedError, PermissionDeniedError
-from taskq_api.service.views import QueueDetails, TaskDetails
+from taskq_api.service.views import QueueDetails, TaskDetails, TaskPage, TaskView
 
 # Most tasks in one batch: one transaction (COPY above 64 tasks without idempotency keys).
 MAX_BATCH: Final = 10_000
@@ -36,6 +47,15 @@ FINISHED_STATES: Final = frozenset({"succeeded", "dead", "canceled"})
 WAIT_POLL_FIRST: Final = 0.05
 WAIT_POLL_LONGEST: Final = 0.5
 DEFAULT_MAX_WAIT: Final = 60.0
+# A listing's page: this many tasks unless the caller asks for 1..MAX_LIST_LIMIT.
+DEFAULT_LIST_LIMIT: Final = 100
+MAX_LIST_LIMIT: Final = 500
+QUEUE_REQUIRED: Final = (
+    "name the queue as NAMESPACE/NAME, e.g. queue=shop/emails: a listing covers one queue "
+    "(tasks live in per-queue partitions; listing across queues is not supported)"
+)
+_STATES: Final = get_args(TaskState)
+_MAX_TASK_ID: Final = 2**63 - 1
 
 _WHAT_NEEDS = {
     Action.READ: "reading queues and tasks",
@@ -154,6 +174,73 @@ class ApiService:
             )
         return await self._with_history(key, await self._client.get_task(task_id))
 
+    async def list_tasks(
+        self,
+        key: ApiKey,
+        queue: str | None,
+        *,
+        state: str | None = None,
+        task_name: str | None = None,
+        correlation_id: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        limit: int = DEFAULT_LIST_LIMIT,
+        cursor: str | None = None,
+    ) -> TaskPage:
+        """One page of a queue's tasks, newest first, matching every filter given; the page's
+        `next_cursor` (None on the last page) continues after it. Keyset pagination on the
+        task id: tasks enqueued between pages are newer than any cursor, so they neither
+        repeat nor shift a page. Errors name the parameters `queue`, `state`, `created_after`,
+        `limit` and `cursor`."""
+        if queue is None:
+            raise InvalidArgumentError("queue", QUEUE_REQUIRED)
+        namespace, slash, name = queue.partition("/")
+        if not slash:
+            raise InvalidArgumentError("queue", f"{queue[:130]!r}: {QUEUE_REQUIRED}")
+        try:
+            check_label(namespace, "queue")
+            check_label(name, "queue")
+        except InvalidArgumentError:
+            raise InvalidArgumentError(
+                "queue",
+                f"{queue[:130]!r}: the namespace and the name are each 1-63 lowercase letters, "
+                "digits or '-', starting and ending with a letter or digit (e.g. shop/emails)",
+            ) from None
+        full_name = self._queue(key, Action.READ, namespace, name)
+        if state is not None and state not in _STATES:
+            raise InvalidArgumentError(
+                "state", f"{state[:30]!r} is not a state: use one of {', '.join(_STATES)}"
+            )
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise InvalidArgumentError("limit", f"{limit}: ask for 1 to {MAX_LIST_LIMIT} tasks")
+        if (
+            created_after is not None
+            and created_before is not None
+            and (created_after >= created_before)
+        ):
+            raise InvalidArgumentError(
+                "created_after",
+                "is not before created_before: the window is created_after (inclusive) "
+                "to created_before (exclusive); swap them, or leave one out",
+            )
+        before_id = None if cursor is None else _decode_cursor(cursor)
+        tasks = await self._client.list_tasks(
+            full_name,
+            state=state,
+            task_name=task_name,
+            correlation_id=correlation_id,
+            created_after=created_after,
+            created_before=created_before,
+            before_id=before_id,
+            limit=limit + 1,  # one more than the page tells whether a next page exists
+        )
+        page = tasks[:limit]
+        more = len(tasks) > limit
+        return TaskPage(
+            items=[_view(key, info) for info in page],
+            next_cursor=_encode_cursor(page[-1].id) if more else None,
+        )
+
     # -- queues -----------------------------------------------------------------------------
 
     async def queues(self, key: ApiKey) -> list[QueueInfo]:
@@ -242,12 +329,42 @@ def _namespace(info: TaskInfo) -> str:
     return info.queue.partition("/")[0]
 
 
-def _details(key: ApiKey, info: TaskInfo, history: Sequence[AttemptInfo]) -> TaskDetails:
+def _visible_fields(key: ApiKey, info: TaskInfo) -> tuple[dict[str, object], bool]:
+    """The task's fields as the key may see them, and whether payload and result are hidden."""
     fields = info.model_dump()
     hidden = not key.sees_payloads()
     if hidden:
         fields.update(payload=None, result=None)
+    return fields, hidden
+
+
+def _view(key: ApiKey, info: TaskInfo) -> TaskView:
+    fields, hidden = _visible_fields(key, info)
+    return TaskView(**fields, payload_hidden=hidden)
+
+
+def _details(key: ApiKey, info: TaskInfo, history: Sequence[AttemptInfo]) -> TaskDetails:
+    fields, hidden = _visible_fields(key, info)
     return TaskDetails(**fields, attempt_history=list(history), payload_hidden=hidden)
+
+
+def _encode_cursor(task_id: int) -> str:
+    """Opaque to callers: the last id of a page, which the next page starts below."""
+    return base64.urlsafe_b64encode(str(task_id).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        text = ""
+    if len(cursor) > 32 or not text.isdigit() or not 1 <= int(text) <= _MAX_TASK_ID:
+        raise InvalidArgumentError(
+            "cursor",
+            "not a cursor of this API: pass the previous page's next_cursor as it is, or leave "
+            "cursor out for the first page",
+        )
+    return int(text)
 
 
 def _refuse_finished(info: TaskInfo, verb: str) -> None:

@@ -9,12 +9,28 @@ from pydantic import BaseModel, ConfigDict
 from taskq.models import AttemptInfo, QueueSettings, QueueStats, TaskInfo
 
 
-class TaskDetails(TaskInfo):
+class TaskView(TaskInfo):
+    """A task as a key may see it: `payload` and `result` are null, and `payload_hidden` true,
+    when the key may not read payloads (a viewer key without reads_payloads)."""
+
+    payload_hidden: bool = False
+
+
+class TaskDetails(TaskView):
     """A task with its history. `payload` and `result` are null, and `payload_hidden` true,
     when the key may not read payloads (a viewer key without reads_payloads)."""
 
     attempt_history: list[AttemptInfo]
-    payload_hidden: bool = False
+
+
+class TaskPage(BaseModel):
+    """One page of a listing, newest task first."""
+
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
+
+    items: list[TaskView]
+    next_cursor: str | None
+    """Pass as `cursor` for the next page; null on the last page."""
 
 
 class QueueDetails(BaseModel):

@@ -7,7 +7,9 @@ import logging
 from dataclasses import dataclass
 from typing import ClassVar
 
+from taskq.maintenance.each_queue import each_queue
 from taskq.maintenance.ports import MaintenanceDatabase, MaintenanceMetrics
+from taskq.store.maintenance import MaintainedQueue
 
 log = logging.getLogger("taskq.maintenance")
 
@@ -20,12 +22,14 @@ class Pruner:
 
     async def run_once(self, db: MaintenanceDatabase, metrics: MaintenanceMetrics) -> int:
         """Returns how many tasks it deleted."""
-        purged: dict[str, int] = {}
-        for queue in await db.maintained_queues():
+
+        async def purge(queue: MaintainedQueue) -> int:
             count = await db.purge_finished(queue.id, self.batch)
             if count:
                 metrics.purged(count)
-                purged[queue.name] = count
+            return count
+
+        purged, error = await each_queue(db, purge)
         total = sum(purged.values())
         if total:
             log.info(
@@ -33,4 +37,6 @@ class Pruner:
                 total,
                 ", ".join(f"{n} in {queue}" for queue, n in purged.items()),
             )
+        if error is not None:
+            raise error
         return total

@@ -9,7 +9,9 @@ import logging
 from dataclasses import dataclass
 from typing import ClassVar
 
+from taskq.maintenance.each_queue import each_queue
 from taskq.maintenance.ports import MaintenanceDatabase, MaintenanceMetrics
+from taskq.store.maintenance import MaintainedQueue
 
 log = logging.getLogger("taskq.maintenance")
 
@@ -22,14 +24,16 @@ class Rescuer:
 
     async def run_once(self, db: MaintenanceDatabase, metrics: MaintenanceMetrics) -> int:
         """Returns how many tasks it rescued."""
-        rescued: dict[str, int] = {}
-        for queue in await db.maintained_queues():
+
+        async def rescue(queue: MaintainedQueue) -> int:
             count = await db.rescue_expired(queue.id, self.batch)
             if count:
                 metrics.rescued("lease_expired", count)
-                rescued[queue.name] = count
                 # the queue's workers may be idle: they claim the tasks once they are due
                 await db.notify_ready(queue.id)
+            return count
+
+        rescued, error = await each_queue(db, rescue)
         total = sum(rescued.values())
         if total:
             log.info(
@@ -37,4 +41,6 @@ class Rescuer:
                 total,
                 ", ".join(f"{n} in {queue}" for queue, n in rescued.items()),
             )
+        if error is not None:
+            raise error
         return total

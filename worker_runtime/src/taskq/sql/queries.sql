@@ -39,6 +39,22 @@ SELECT * FROM taskq.task_details WHERE id = $1
 SELECT attempt, attempt_id::text AS attempt_id, worker_id, started_at, finished_at, outcome, error
   FROM taskq.attempt_history WHERE task_id = $1 ORDER BY attempt
 
+-- name: list_tasks
+-- One page of a queue's tasks, newest first: a backward walk of the partition's primary key
+-- (queue_id, id) from $7, the id to start below (a cursor; the largest bigint for the first
+-- page), that stops after $8 rows. The filters ($2..$6, NULL or infinity: any) are checked on
+-- the rows walked, so a rare value costs a long walk (docs/api.md).
+-- $5 created at or after, $6 created before (a half-open window)
+SELECT * FROM taskq.task_details
+ WHERE queue_id = $1
+   AND ($2::text IS NULL OR state = $2)
+   AND ($3::text IS NULL OR task_name = $3)
+   AND ($4::text IS NULL OR correlation_id = $4)
+   AND created_at >= $5::timestamptz AND created_at < $6::timestamptz
+   AND id < $7::bigint
+ ORDER BY id DESC
+ LIMIT $8
+
 -- name: cancel_task
 SELECT state, cancel_requested FROM taskq.cancel(p_task_id => $1)
 

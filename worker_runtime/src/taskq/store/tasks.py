@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -25,6 +25,11 @@ from taskq.models import (
 from taskq.store.sqlfiles import query
 from taskq.store.types import Connection, Executor
 
+# A listing's bounds when none is given: every task is inside them. Non-NULL bounds keep the
+# id bound an index condition in a generic plan too (a "$n IS NULL OR id < $n" would not be).
+_MAX_ID = 2**63 - 1
+_EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9999, 12, 31, tzinfo=UTC)
 # Tasks per statement: bounds statement size and memory; one transaction spans all chunks.
 ENQUEUE_CHUNK = 10_000
 COPY_CHUNK = 100_000
@@ -223,6 +228,34 @@ def _task_from_row(row: asyncpg.Record) -> TaskInfo:
 async def get_task(db: Executor, task_id: int) -> TaskInfo | None:
     row = await db.fetchrow(query("get_task"), task_id)
     return None if row is None else _task_from_row(row)
+
+
+async def list_tasks(
+    db: Executor,
+    queue_id: int,
+    *,
+    state: str | None,
+    task_name: str | None,
+    correlation_id: str | None,
+    created_after: datetime | None,
+    created_before: datetime | None,
+    before_id: int | None,
+    limit: int,
+) -> list[TaskInfo]:
+    """At most `limit` tasks of the queue with an id below `before_id`, newest (highest id)
+    first, that match every filter given (None: any)."""
+    rows = await db.fetch(
+        query("list_tasks"),
+        queue_id,
+        state,
+        task_name,
+        correlation_id,
+        created_after if created_after is not None else _EARLIEST,
+        created_before if created_before is not None else _LATEST,
+        before_id if before_id is not None else _MAX_ID,
+        limit,
+    )
+    return [_task_from_row(row) for row in rows]
 
 
 async def task_attempts(db: Executor, task_id: int) -> list[AttemptInfo]:

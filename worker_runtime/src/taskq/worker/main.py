@@ -9,7 +9,7 @@ import signal
 
 import asyncpg
 
-from taskq.client import create_pool
+from taskq.client import create_pool, no_session_reset
 from taskq.worker.app import load_registry
 from taskq.worker.http import HealthServer
 from taskq.worker.logs import setup_logging
@@ -44,15 +44,8 @@ async def worker_pool(dsn: str, deadline: float = 10.0) -> asyncpg.Pool:
     the worker's cancel request never reaches it."""
     session = {**WORKER_SESSION, "statement_timeout": str(int(deadline * 1000))}
     return await create_pool(
-        dsn, min_size=2, max_size=4, server_settings=session, reset=_no_session_reset
+        dsn, min_size=2, max_size=4, server_settings=session, reset=no_session_reset
     )
-
-
-async def _no_session_reset(_conn: asyncpg.Connection) -> None:
-    """Replaces asyncpg's reset query (UNLISTEN, RESET ALL, ...) for connections given back to
-    the worker's pool: the worker's calls leave no session state behind, and the query cost
-    a round trip after every claim and acknowledgement. asyncpg still rolls back a transaction
-    left open by a cancelled call before calling this."""
 
 
 async def run_worker(settings: WorkerSettings) -> None:

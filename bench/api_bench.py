@@ -1,0 +1,237 @@
+"""API benchmark: prints one JSON object.
+
+    make bench-api                       # its own durable PostgreSQL (fsync on)
+    TASKQ_BENCH_DSN=postgresql://... make bench-api
+
+The server is a real `taskq-api` process on 127.0.0.1 (log level WARNING, so that request
+logging does not dominate), PostgreSQL another, and the load comes from this process over
+keep-alive connections (a minimal HTTP/1.1 client; httpx for the batches): all three share
+the machine's cores, as the issue's targets assume.
+
+Phases (each on a fresh queue):
+  single_enqueue   POST /v1/queues/{ns}/{name}/tasks for TASKQ_BENCH_API_SECONDS (default 10)
+                   from TASKQ_BENCH_API_CONCURRENCY (default 32) concurrent callers:
+                   requests/s and latency percentiles
+  batch_enqueue    POST .../tasks:batch of 1,000 tasks, 50 times, one at a time: tasks/s,
+                   beside Client.enqueue_many of the same batches in this process
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from devenv.postgres import LocalPostgres
+
+from taskq.auth import Role
+from taskq.client import Client
+from taskq.models import TaskRequest
+from taskq.store import keys as key_store
+from taskq.store.migrations import migrate
+
+SECONDS = float(os.environ.get("TASKQ_BENCH_API_SECONDS", "10"))
+CONCURRENCY = int(os.environ.get("TASKQ_BENCH_API_CONCURRENCY", "32"))
+BATCH = 1000
+BATCHES = 50
+NAMESPACE = "bench"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def api_server(dsn: str) -> Iterator[str]:
+    port = _free_port()
+    env = {**os.environ, "TASKQ_API_DSN": dsn, "TASKQ_API_LOG_LEVEL": "WARNING"}
+    argv = [sys.executable, "-m", "taskq_api", "--host", "127.0.0.1", "--port", str(port)]
+    process = subprocess.Popen(argv, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the API server did not become ready")
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+@contextlib.asynccontextmanager
+async def http_client(url: str, key: str) -> AsyncIterator[httpx.AsyncClient]:
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits) as http:
+        yield http
+
+
+def _percentile(samples: list[float], q: int) -> float:
+    return statistics.quantiles(samples, n=100, method="inclusive")[q - 1] if samples else 0.0
+
+
+class KeepAliveConnection:
+    """A minimal HTTP/1.1 client on one kept-alive socket. The load generator shares the
+    cores with the server and PostgreSQL, so it must be cheap: httpx's AsyncClient managed
+    only ~260 requests/s at 32 concurrent connections against a trivial ASGI app that this
+    client drives at ~8,000."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, url: str) -> KeepAliveConnection:
+        host, port = url.removeprefix("http://").split(":")
+        return cls(*await asyncio.open_connection(host, int(port)))
+
+    async def post_json(self, path: str, key: str, body: object) -> int:
+        """The response's status (its body is read and dropped)."""
+        data = json.dumps(body).encode()
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {key}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + data)
+        response = await self.reader.readuntil(b"\r\n\r\n")
+        lines = response.split(b"\r\n")
+        length = next(
+            (
+                int(line.split(b":", 1)[1])
+                for line in lines
+                if line.lower().startswith(b"content-length:")
+            ),
+            0,
+        )
+        await self.reader.readexactly(length)
+        return int(lines[0].split()[1])
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def single_enqueue(url: str, key: str, queue: str) -> dict[str, float]:
+    latencies: list[float] = []
+    errors = 0
+    stop_at = time.perf_counter() + SECONDS
+
+    async def caller(n: int) -> None:
+        nonlocal errors
+        connection = await KeepAliveConnection.open(url)
+        i = 0
+        try:
+            while time.perf_counter() < stop_at:
+                started = time.perf_counter()
+                status = await connection.post_json(
+                    f"/v1/queues/{queue}/tasks",
+                    key,
+                    {"task_name": "bench", "payload": {"caller": n, "i": i}},
+                )
+                latencies.append(time.perf_counter() - started)
+                if status != 201:
+                    errors += 1
+                i += 1
+        finally:
+            connection.close()
+
+    began = time.perf_counter()
+    await asyncio.gather(*(caller(n) for n in range(CONCURRENCY)))
+    elapsed = time.perf_counter() - began
+    return {
+        "single_enqueue_requests_per_s": round(len(latencies) / elapsed),
+        "single_enqueue_p50_ms": round(_percentile(latencies, 50) * 1000, 2),
+        "single_enqueue_p95_ms": round(_percentile(latencies, 95) * 1000, 2),
+        "single_enqueue_p99_ms": round(_percentile(latencies, 99) * 1000, 2),
+        "single_enqueue_errors": errors,
+    }
+
+
+async def batch_enqueue(http: httpx.AsyncClient, client: Client, queue: str) -> dict[str, float]:
+    body = {"tasks": [{"task_name": "bench", "payload": {"n": i}} for i in range(BATCH)]}
+    began = time.perf_counter()
+    for _ in range(BATCHES):
+        response = await http.post(f"/v1/queues/{queue}/tasks:batch", json=body, timeout=60)
+        if response.status_code != 201:
+            raise RuntimeError(f"batch refused: {response.status_code} {response.text[:300]}")
+    http_rate = BATCH * BATCHES / (time.perf_counter() - began)
+    requests = [TaskRequest("bench", {"n": i}) for i in range(BATCH)]
+    began = time.perf_counter()
+    for _ in range(BATCHES):
+        await client.enqueue_many(queue, requests)
+    direct_rate = BATCH * BATCHES / (time.perf_counter() - began)
+    return {
+        "batch_enqueue_tasks_per_s": round(http_rate),
+        "client_enqueue_many_tasks_per_s": round(direct_rate),
+        "batch_share_of_client": round(http_rate / direct_rate, 2),
+    }
+
+
+async def run(dsn: str, server: str) -> dict[str, object]:
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
+    assert pool is not None
+    async with pool.acquire() as conn:
+        await migrate(conn)
+    client = Client(pool)
+    stamp = int(time.time())
+    single_queue, batch_queue = f"{NAMESPACE}/single-{stamp}", f"{NAMESPACE}/batch-{stamp}"
+    for queue in (single_queue, batch_queue):
+        await client.ensure_queue(queue)
+    _, secret = await key_store.create_key(pool, f"bench-{stamp}", Role.OPERATOR, [NAMESPACE])
+    try:
+        with api_server(dsn) as url:
+            async with http_client(url, secret) as http:
+                result: dict[str, object] = dict(await single_enqueue(url, secret, single_queue))
+                result.update(await batch_enqueue(http, client, batch_queue))
+    finally:
+        await pool.close()
+    result["settings"] = {
+        "seconds": SECONDS,
+        "concurrency": CONCURRENCY,
+        "batch": BATCH,
+        "batches": BATCHES,
+        "postgres": server,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+    return result
+
+
+def main() -> None:
+    dsn = os.environ.get("TASKQ_BENCH_DSN")
+    if dsn:
+        print(json.dumps(asyncio.run(run(dsn, "TASKQ_BENCH_DSN"))))
+        return
+    postgres = LocalPostgres.temporary(durable=True)
+    postgres.start()
+    try:
+        result = asyncio.run(run(postgres.dsn, "local PostgreSQL, durable (fsync on)"))
+    finally:
+        postgres.destroy()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

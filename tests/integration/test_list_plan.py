@@ -1,0 +1,190 @@
+"""A page of GET /v1/tasks (the list_tasks query) walks the queue's primary key backwards from
+the cursor and reads in proportion to the page, not to the queue: with a state filter, a
+task-name filter, and from a cursor deep in the queue. Checked with the planner's custom plans
+(the first executions of a prepared statement) and its generic plan (later ones) alike."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import asyncpg
+import pytest
+
+from taskq.client import Client
+from taskq.store import tasks as task_store
+from taskq.store.sqlfiles import query
+
+TASKS = 50_000
+PAGE = 100
+# id % 10 -> state: a mix as a busy queue holds, the finished ones most
+STATES = {
+    0: "succeeded",
+    1: "succeeded",
+    2: "succeeded",
+    3: "succeeded",
+    4: "dead",
+    5: "canceled",
+    6: "running",
+    7: "scheduled",
+    8: "ready",
+    9: "ready",
+}
+
+
+def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from nodes(child)
+
+
+@pytest.fixture(scope="module")
+async def full_queue(dsn: str) -> AsyncIterator[int]:
+    """One queue of TASKS tasks for the module, dropped at its end: its running tasks' leases
+    would otherwise expire under later tests, and every maintenance run would rescue them."""
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    assert pool is not None
+    client = Client(pool)
+    queue = await client.ensure_queue("list-plan/q")
+    # Written in one statement rather than enqueued and then updated, so that the heap holds
+    # them in id order as a queue filled over time does.
+    await pool.execute(
+        """
+        INSERT INTO taskq.tasks (queue_id, id, task_name, state, priority, payload, max_attempts,
+                                 attempts, total_attempts, worker_id, attempt_id,
+                                 lease_expires_at, error, finished_at, run_at, created_at)
+        SELECT $1, nextval('taskq.task_id_seq'), CASE WHEN n % 7 = 0 THEN 'rare' ELSE 't' END,
+               s.state, 50, jsonb_build_object('n', n), 3,
+               CASE WHEN s.state IN ('succeeded', 'dead', 'running') THEN 1 ELSE 0 END,
+               CASE WHEN s.state IN ('succeeded', 'dead', 'running') THEN 1 ELSE 0 END,
+               CASE WHEN s.state IN ('succeeded', 'running') THEN 'w' END,
+               CASE WHEN s.state IN ('succeeded', 'running') THEN gen_random_uuid() END,
+               CASE WHEN s.state = 'running' THEN now() + interval '1 minute' END,
+               CASE WHEN s.state = 'dead' THEN '{"message": "boom"}'::jsonb END,
+               CASE WHEN s.state IN ('succeeded', 'dead', 'canceled') THEN now() END,
+               now() + CASE WHEN s.state = 'scheduled' THEN interval '1 hour' ELSE '0' END,
+               now() - make_interval(secs => $2 - n)
+          FROM generate_series(1, $2) AS n,
+               LATERAL (SELECT ($3::text[])[n % 10 + 1] AS state) AS s
+         ORDER BY n
+        """,
+        queue.id,
+        TASKS,
+        [STATES[i] for i in range(10)],
+    )
+    await pool.execute(f"VACUUM ANALYZE taskq.tasks_q{queue.id}")
+    try:
+        yield queue.id
+    finally:
+        await client.drop_queue("list-plan/q")
+        await pool.close()
+
+
+async def table_pages(pool: asyncpg.Pool, queue_id: int) -> int:
+    pages: int = await pool.fetchval(
+        "SELECT pg_relation_size(format('taskq.tasks_q%s', $1::int)::regclass) "
+        "/ current_setting('block_size')::int",
+        queue_id,
+    )
+    return pages
+
+
+async def explain(
+    pool: asyncpg.Pool, generic: bool, queue_id: int, **filters: Any
+) -> dict[str, Any]:
+    """EXPLAIN ANALYZE of list_tasks as the store runs it, with its parameters."""
+    arguments: list[Any] = []
+
+    class Recorder:
+        async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+            assert sql == query("list_tasks")
+            arguments.extend(args)
+            return []
+
+    await task_store.list_tasks(
+        Recorder(),  # type: ignore[arg-type]
+        queue_id,
+        **{
+            "state": None,
+            "task_name": None,
+            "correlation_id": None,
+            "created_after": None,
+            "created_before": None,
+            "before_id": None,
+            "limit": PAGE + 1,
+            **filters,
+        },
+    )
+    async with pool.acquire() as conn:
+        mode = "force_generic_plan" if generic else "force_custom_plan"
+        await conn.execute(f"SET plan_cache_mode = {mode}")
+        try:
+            document = await conn.fetchval(
+                "EXPLAIN (FORMAT JSON, ANALYZE, BUFFERS) " + query("list_tasks"), *arguments
+            )
+        finally:
+            await conn.execute("RESET plan_cache_mode")
+    plan: dict[str, Any] = json.loads(document)[0]["Plan"]
+    return plan
+
+
+async def middle_id(pool: asyncpg.Pool, queue_id: int) -> int:
+    value: int = await pool.fetchval(
+        "SELECT id FROM taskq.tasks WHERE queue_id = $1 ORDER BY id OFFSET $2 LIMIT 1",
+        queue_id,
+        TASKS // 2,
+    )
+    return value
+
+
+@pytest.mark.parametrize(
+    ("filters", "matching"),
+    [
+        ({}, 1.0),
+        ({"state": "dead"}, 0.1),
+        ({"state": "succeeded"}, 0.4),
+        ({"task_name": "rare"}, 1 / 7),
+        ({"state": "ready", "task_name": "rare"}, 0.2 / 7),
+    ],
+    ids=["unfiltered", "state-dead", "state-succeeded", "task-name", "state-and-task-name"],
+)
+@pytest.mark.parametrize("deep", [False, True], ids=["first-page", "cursor-mid-queue"])
+async def test_a_page_walks_the_primary_key_in_proportion_to_the_page(
+    pool: asyncpg.Pool,
+    full_queue: int,
+    filters: dict[str, Any],
+    matching: float,
+    deep: bool,
+) -> None:
+    if deep:
+        filters = {**filters, "before_id": await middle_id(pool, full_queue)}
+    for generic in (False, True):
+        await check_page(pool, full_queue, generic, filters, matching)
+
+
+async def check_page(
+    pool: asyncpg.Pool, queue_id: int, generic: bool, filters: dict[str, Any], matching: float
+) -> None:
+    plan = await explain(pool, generic, queue_id, **filters)
+    plan_nodes = list(nodes(plan))
+    assert not [n for n in plan_nodes if n["Node Type"] == "Seq Scan"], "a sequential scan"
+    assert not [n for n in plan_nodes if n["Node Type"] == "Sort"], "a sort of the matches"
+    scans = [n for n in plan_nodes if n.get("Relation Name", "").startswith("tasks_q")]
+    assert len(scans) == 1, [n["Node Type"] for n in plan_nodes]
+    [scan] = scans
+    assert scan["Node Type"] == "Index Scan", scan["Node Type"]
+    assert scan["Index Name"].endswith("pkey"), scan["Index Name"]
+    assert scan["Scan Direction"] == "Backward"
+    assert plan["Actual Rows"] == PAGE + 1
+    # rows walked: the page over the share that matches, and a little slack
+    walked = scan["Actual Rows"] + scan.get("Rows Removed by Filter", 0)
+    assert walked <= 1.5 * (PAGE + 1) / matching + 10, walked
+    # pages read: a small part of the partition
+    pages = await table_pages(pool, queue_id)
+    buffers = plan["Shared Hit Blocks"] + plan["Shared Read Blocks"]
+    assert buffers < pages / 4, (buffers, pages)
+    print(
+        f"{filters} generic={generic}: {walked} rows walked, {buffers} buffers "
+        f"of {pages} table pages, {plan['Actual Total Time']:.2f} ms"
+    )

@@ -1,0 +1,88 @@
+"""The maintenance services over an in-memory fake of their database port: a queue whose call
+fails does not keep the other queues from their turn."""
+
+from __future__ import annotations
+
+import pytest
+
+from taskq.maintenance.pruner import Pruner
+from taskq.maintenance.rescuer import Rescuer
+from taskq.store.maintenance import MaintainedQueue
+
+
+class FakeDatabase:
+    """Queue 1 times out (a large backlog past the deadline); the others have work."""
+
+    def __init__(self) -> None:
+        self.queues = [
+            MaintainedQueue(1, "a/slow"),
+            MaintainedQueue(2, "b/q"),
+            MaintainedQueue(3, "c/q"),
+        ]
+        self.notified: list[int] = []
+
+    async def take_turn(self, duty: str, every_s: float) -> bool:
+        return True
+
+    async def turn_free_in(self, duty: str, every_s: float) -> float | None:
+        return 0.0
+
+    async def add_duty(self, duty: str) -> None:
+        pass
+
+    async def maintained_queues(self) -> list[MaintainedQueue]:
+        return self.queues
+
+    async def _work(self, queue_id: int) -> int:
+        if queue_id == 1:
+            raise TimeoutError
+        return queue_id * 10
+
+    async def rescue_expired(self, queue_id: int, limit: int) -> int:
+        return await self._work(queue_id)
+
+    async def purge_finished(self, queue_id: int, limit: int) -> int:
+        return await self._work(queue_id)
+
+    async def notify_ready(self, queue_id: int) -> None:
+        self.notified.append(queue_id)
+
+
+class Counts:
+    def __init__(self) -> None:
+        self.rescued_total = 0
+        self.purged_total = 0
+
+    def turn_taken(self, service: str) -> None:
+        pass
+
+    def maintenance_failed(self, service: str) -> None:
+        pass
+
+    def rescued(self, cause: str, count: int) -> None:
+        assert cause == "lease_expired"
+        self.rescued_total += count
+
+    def purged(self, count: int) -> None:
+        self.purged_total += count
+
+
+async def test_the_rescuer_serves_every_queue_then_reports_the_failure() -> None:
+    db, counts = FakeDatabase(), Counts()
+    with pytest.raises(TimeoutError):
+        await Rescuer(period=1.0).run_once(db, counts)
+    assert counts.rescued_total == 20 + 30
+    assert db.notified == [2, 3]
+
+
+async def test_the_pruner_serves_every_queue_then_reports_the_failure() -> None:
+    db, counts = FakeDatabase(), Counts()
+    with pytest.raises(TimeoutError):
+        await Pruner(period=1.0).run_once(db, counts)
+    assert counts.purged_total == 20 + 30
+
+
+async def test_without_failures_the_run_returns_its_total() -> None:
+    db, counts = FakeDatabase(), Counts()
+    db.queues = db.queues[1:]
+    assert await Rescuer(period=1.0).run_once(db, counts) == 50
