@@ -83,7 +83,8 @@ async def test_the_operator_maintains_every_database_it_holds(
             "taskq_maintenance_turns_total", {"service": Rescuer.name})
         assert turns is not None and turns >= 1
         await asyncio.sleep(IDLE + 0.1)
-        assert await databases.prune() == [dsn]
+        await databases.prune()  # the background pruner may have let it go first
+        assert dsn not in databases.dsns
         assert [t for t in asyncio.all_tasks() if t.get_name() == MAINTENANCE_TASK] == []
     finally:
         await databases.close()
