@@ -36,7 +36,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from devenv.postgres import LocalPostgres
+from devenv.postgres import bench_database
 
 from taskq.auth import Role
 from taskq.client import Client
@@ -220,16 +220,8 @@ async def run(dsn: str, server: str) -> dict[str, object]:
 
 
 def main() -> None:
-    dsn = os.environ.get("TASKQ_BENCH_DSN")
-    if dsn:
-        print(json.dumps(asyncio.run(run(dsn, "TASKQ_BENCH_DSN"))))
-        return
-    postgres = LocalPostgres.temporary(durable=True)
-    postgres.start()
-    try:
-        result = asyncio.run(run(postgres.dsn, "local PostgreSQL, durable (fsync on)"))
-    finally:
-        postgres.destroy()
+    with bench_database() as (dsn, label, _):
+        result = asyncio.run(run(dsn, label))
     print(json.dumps(result))
 
 

@@ -56,7 +56,7 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from devenv.postgres import LocalPostgres
+from devenv.postgres import bench_database
 
 from taskq.client import Client, connect
 from taskq.models import TaskRequest
@@ -658,16 +658,8 @@ async def run(dsn: str, description: str, owned: bool) -> dict[str, Any]:
 
 def main() -> None:
     tune_gc()  # the worker runs as in `taskq worker`, which does this once its app is loaded
-    dsn = os.environ.get("TASKQ_BENCH_DSN")
-    if dsn:
-        print(json.dumps(asyncio.run(run(dsn, "TASKQ_BENCH_DSN", owned=False))))
-        return
-    server = LocalPostgres.temporary(durable=True)
-    server.start()
-    try:
-        result = asyncio.run(run(server.dsn, "local PostgreSQL, durable (fsync on)", owned=True))
-    finally:
-        server.destroy()
+    with bench_database() as (dsn, label, server):
+        result = asyncio.run(run(dsn, label, owned=server is not None))
     print(json.dumps(result))
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from devenv.postgres import LocalPostgres
+from devenv.postgres import bench_database
 
 from taskq.client import Client, connect
 from taskq.models import TaskRequest
@@ -165,16 +165,8 @@ async def run(dsn: str, server: str) -> dict[str, Any]:
 
 def main() -> None:
     tune_gc()  # the worker runs as in `taskq worker`, which does this once its app is loaded
-    dsn = os.environ.get("TASKQ_BENCH_DSN")
-    if dsn:
-        print(json.dumps(asyncio.run(run(dsn, "TASKQ_BENCH_DSN"))))
-        return
-    server = LocalPostgres.temporary(durable=True)
-    server.start()
-    try:
-        result = asyncio.run(run(server.dsn, "local PostgreSQL, durable (fsync on)"))
-    finally:
-        server.destroy()
+    with bench_database() as (dsn, label, _):
+        result = asyncio.run(run(dsn, label))
     print(json.dumps(result))
 
 

@@ -28,7 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncpg
-from devenv.postgres import LocalPostgres
+from devenv.postgres import bench_database
 
 from taskq.client import Client, connect
 from taskq.models import TaskRequest
@@ -191,17 +191,8 @@ async def run(dsn: str, server: str, datadir: Path | None) -> dict[str, Any]:
 
 
 def main() -> None:
-    dsn = os.environ.get("TASKQ_BENCH_DSN")
-    if dsn:
-        print(json.dumps(asyncio.run(run(dsn, "TASKQ_BENCH_DSN", None))))
-        return
-    server = LocalPostgres.temporary(durable=True)
-    server.start()
-    try:
-        result = asyncio.run(run(server.dsn, "local PostgreSQL, durable (fsync on)",
-                                 server.datadir))
-    finally:
-        server.destroy()
+    with bench_database() as (dsn, label, server):
+        result = asyncio.run(run(dsn, label, server.datadir if server else None))
     print(json.dumps(result))
 
 

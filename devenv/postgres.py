@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,6 +171,23 @@ class LocalPostgres:
         self.stop("immediate")
         temp_parent = self.datadir.parent.name.startswith("taskq-pg-")
         shutil.rmtree(self.datadir.parent if temp_parent else self.datadir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def bench_database() -> Iterator[tuple[str, str, LocalPostgres | None]]:
+    """The database a benchmark runs on: TASKQ_BENCH_DSN's, else a throwaway durable server
+    destroyed afterwards. Yields (dsn, how to name it in the results, the server when it is
+    ours)."""
+    dsn = os.environ.get("TASKQ_BENCH_DSN")
+    if dsn:
+        yield dsn, "TASKQ_BENCH_DSN", None
+        return
+    server = LocalPostgres.temporary(durable=True)
+    server.start()
+    try:
+        yield server.dsn, "local PostgreSQL, durable (fsync on)", server
+    finally:
+        server.destroy()
 
 
 def _port_file(datadir: Path) -> Path:
