@@ -24,6 +24,8 @@ Per phase:
   dead_tuples_peak       highest sum of n_dead_tup over schema taskq, sampled every 0.5 s
   pickup_p50_ms/p99_ms   task created_at (the enqueue's transaction start, database clock)
                          to handler start: the enqueue's durable commit is included
+  claim_p50_ms/p99_ms    the worker's claim calls as its store makes them (connection
+                         acquire, deadline and the query), whether or not they found tasks
 
 Autovacuum runs as the server is configured. Each phase starts right after a CHECKPOINT (when
 the role may run one), so a phase shorter than checkpoint_timeout writes full-page images only
@@ -60,6 +62,8 @@ from devenv.postgres import bench_database
 
 from taskq.client import Client, connect
 from taskq.models import TaskRequest
+from taskq.store.execution import ClaimedTask
+from taskq.store.worker_store import WorkerStore
 from taskq.worker.context import TaskContext
 from taskq.worker.loop import Worker
 from taskq.worker.main import tune_gc, worker_pool
@@ -110,7 +114,7 @@ SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint
 """
 
 # The same bytes, split: per table its heap, maps and TOAST; per index of a partition, the
-# partitioned index it belongs to (tasks_ready_idx rather than a generated name).
+# partitioned index it belongs to (tasks_claim_order_idx rather than a generated name).
 SIZE_BREAKDOWN = """
 WITH rel AS (
     SELECT c.oid, c.relname, c.relkind, c.reltoastrelid
@@ -184,6 +188,7 @@ class Progress:
     target: int | None = None  # all that was enqueued, once the producer has finished
     clock_offset: float = 0.0  # database clock minus ours, seconds
     pickups_ms: list[float] = field(default_factory=list)
+    claims_ms: list[float] = field(default_factory=list)
     dead_peak: int = 0
     backlog_peak: int = 0
     last_handled_at: float = 0.0
@@ -192,6 +197,21 @@ class Progress:
     def check_done(self) -> None:
         if self.target is not None and self.handled >= self.target:
             self.done.set()
+
+
+class TimedStore(WorkerStore):
+    """The worker's own store, timing each claim into `claims_ms`."""
+
+    def __init__(self, pool: asyncpg.Pool, deadline: float, claims_ms: list[float]) -> None:
+        super().__init__(pool, deadline)
+        self._claims_ms = claims_ms
+
+    async def claim(self, *args: Any, **kwargs: Any) -> list[ClaimedTask]:
+        started = time.perf_counter()
+        try:
+            return await super().claim(*args, **kwargs)
+        finally:
+            self._claims_ms.append((time.perf_counter() - started) * 1000)
 
 
 def _settings(dsn: str, queue: str) -> WorkerSettings:
@@ -549,6 +569,7 @@ def _summary(window: Window, wal_bytes: int, progress: Progress) -> dict[str, An
     tasks = progress.enqueued
     grown = window.after.total_bytes - window.before.total_bytes
     pickups = sorted(progress.pickups_ms)
+    claims = sorted(progress.claims_ms)
     return {
         "tasks": tasks,
         "window_s": round(window.seconds, 1),
@@ -563,6 +584,9 @@ def _summary(window: Window, wal_bytes: int, progress: Progress) -> dict[str, An
         "backlog_peak": progress.backlog_peak,
         "pickup_p50_ms": round(statistics.median(pickups), 2),
         "pickup_p99_ms": round(_percentile(pickups, 0.99), 2),
+        "claims": len(claims),
+        "claim_p50_ms": round(statistics.median(claims), 2),
+        "claim_p99_ms": round(_percentile(claims, 0.99), 2),
         "autovacuums": sum(
             end["autovacuum_count"] - window.tables_before.get(table, {}).get("autovacuum_count", 0)
             for table, end in window.tables_after.items()
@@ -592,7 +616,9 @@ async def run_phase(
 
     pool = client.pool
     worker_db = await worker_pool(dsn)  # as `taskq worker` makes it
-    worker = Worker(worker_db, registry, _settings(dsn, queue), f"bench-footprint-{name}")
+    settings = _settings(dsn, queue)
+    store = TimedStore(worker_db, settings.db_deadline, progress.claims_ms)
+    worker = Worker(worker_db, registry, settings, f"bench-footprint-{name}", db=store)
     stop = asyncio.Event()
     running = asyncio.create_task(worker.run(stop))
 

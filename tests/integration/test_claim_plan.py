@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from taskq import TaskRequest
+from taskq.claim_order import ResumePoint
 from taskq.client import Client
 from taskq.store.types import Connection
 from tests.conftest import MakeQueue
@@ -27,7 +28,10 @@ def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from nodes(child)
 
 
-async def claim_plans(conn: Connection, queue_id: int) -> list[dict[str, Any]]:
+async def claim_plans(
+    conn: Connection, queue_id: int, resume: ResumePoint | None = None
+) -> list[dict[str, Any]]:
+    """The plans of every statement one claim of BATCH tasks ran, buffers included."""
     messages: list[str] = []
 
     def listener(_conn: object, message: object) -> None:
@@ -45,7 +49,12 @@ async def claim_plans(conn: Connection, queue_id: int) -> list[dict[str, Any]]:
         await conn.execute(f"SET auto_explain.{setting}")
     await conn.execute("SET client_min_messages = log")
     claimed = await conn.fetch(
-        "SELECT * FROM taskq.claim($1, 'plan-test', $2, 30)", queue_id, BATCH
+        "SELECT * FROM taskq.claim($1, 'plan-test', $2, 30, true, $3, $4, $5)",
+        queue_id,
+        BATCH,
+        None if resume is None else resume.priority,
+        None if resume is None else resume.run_at,
+        0 if resume is None else resume.id,
     )
     await conn.execute("RESET client_min_messages")
     conn.remove_log_listener(listener)

@@ -168,7 +168,13 @@ async def check_page(
 ) -> None:
     plan = await explain(pool, generic, queue_id, **filters)
     plan_nodes = list(nodes(plan))
-    assert not [n for n in plan_nodes if n["Node Type"] == "Seq Scan"], "a sequential scan"
+    # (the queues table, one row per queue, is read by whichever way the planner likes)
+    seq_scans = [
+        n["Relation Name"]
+        for n in plan_nodes
+        if n["Node Type"] == "Seq Scan" and n["Relation Name"].startswith("tasks")
+    ]
+    assert not seq_scans, f"a sequential scan of {seq_scans} ({'generic' if generic else 'custom'})"
     assert not [n for n in plan_nodes if n["Node Type"] == "Sort"], "a sort of the matches"
     scans = [n for n in plan_nodes if n.get("Relation Name", "").startswith("tasks_q")]
     assert len(scans) == 1, [n["Node Type"] for n in plan_nodes]

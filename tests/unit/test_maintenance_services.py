@@ -44,7 +44,7 @@ class FakeDatabase:
     async def purge_finished(self, queue_id: int, limit: int) -> int:
         return await self._work(queue_id)
 
-    async def notify_ready(self, queue_id: int) -> None:
+    async def wake_queue(self, queue_id: int) -> None:
         self.notified.append(queue_id)
 
 

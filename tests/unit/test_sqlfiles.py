@@ -84,7 +84,7 @@ def _parameters(sql: str) -> set[int]:
 
 def test_the_sources_are_found() -> None:
     assert len(_uses()) >= 20
-    assert any(use.name == "claim" and use.arguments == 5 for use in _uses())
+    assert any(use.name == "claim" and use.arguments == 8 for use in _uses())
 
 
 def test_every_named_query_loads() -> None:

@@ -22,6 +22,7 @@ def _claimed(task_id: int) -> ClaimedTask:
         queue_id=7, queue="default/emails", id=task_id, task_name="send", payload_json="{}",
         priority=50, attempt=1, attempt_id=uuid.uuid4(), max_attempts=3, timeout_s=30.0,
         correlation_id=None, idempotency_key=None, created_at=datetime.now(UTC),
+            run_at=datetime.now(UTC),
     )
 
 

@@ -30,7 +30,7 @@ class Rescuer:
             if count:
                 metrics.rescued("lease_expired", count)
                 # the queue's workers may be idle: they claim the tasks once they are due
-                await db.notify_ready(queue.id)
+                await db.wake_queue(queue.id)
             return count
 
         rescued, error = await each_queue(db, rescue)

@@ -70,9 +70,10 @@ SELECT replayed, skipped FROM taskq.replay_dead(p_queue_id => $1, p_ids => $2)
 
 -- name: claim
 SELECT id, task_name, payload, priority, attempt, attempt_id, max_attempts, timeout_s,
-       correlation_id, idempotency_key, created_at
+       correlation_id, idempotency_key, created_at, run_at
   FROM taskq.claim(p_queue_id => $1, p_worker_id => $2, p_limit => $3, p_lease_s => $4,
-                   p_promote => $5)
+                   p_promote => $5, p_resume_priority => $6, p_resume_at => $7,
+                   p_resume_id => $8)
 
 -- name: complete
 SELECT id, state
@@ -105,7 +106,11 @@ SELECT id, default_priority, max_attempts, payload_limit_bytes, now() AS now
 SELECT array_agg(nextval('taskq.task_id_seq')) AS ids FROM generate_series(1, $1)
 
 -- name: notify_ready
--- $1: the queue id, as text
+-- Tasks became ready in queue $1, none before priority $2 and run_at $3 in claim order.
+SELECT taskq.notify_ready($1, $2, $3)
+
+-- name: wake_queue
+-- $1: the queue id, as text. Wakes the queue's idle workers; nothing became ready behind them.
 SELECT pg_notify('taskq_ready', $1)
 
 -- name: next_run_in

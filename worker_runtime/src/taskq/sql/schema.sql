@@ -36,9 +36,9 @@ BEGIN
     END IF;
 END $$;
 
--- FUNCTION: claim(integer, text, integer, double precision, boolean)
+-- FUNCTION: claim(integer, text, integer, double precision, boolean, smallint, timestamp with time zone, bigint)
 
-CREATE FUNCTION taskq.claim(p_queue_id integer, p_worker_id text, p_limit integer, p_lease_s double precision, p_promote boolean DEFAULT true) RETURNS TABLE(id bigint, task_name text, payload jsonb, priority smallint, attempt integer, attempt_id uuid, max_attempts integer, timeout_s double precision, correlation_id text, idempotency_key text, created_at timestamp with time zone)
+CREATE FUNCTION taskq.claim(p_queue_id integer, p_worker_id text, p_limit integer, p_lease_s double precision, p_promote boolean DEFAULT true, p_resume_priority smallint DEFAULT NULL::smallint, p_resume_at timestamp with time zone DEFAULT NULL::timestamp with time zone, p_resume_id bigint DEFAULT 0) RETURNS TABLE(id bigint, task_name text, payload jsonb, priority smallint, attempt integer, attempt_id uuid, max_attempts integer, timeout_s double precision, correlation_id text, idempotency_key text, created_at timestamp with time zone, run_at timestamp with time zone)
     LANGUAGE plpgsql
     SET plan_cache_mode TO 'force_custom_plan'
     AS $$
@@ -48,6 +48,12 @@ DECLARE
     v_running integer;
     v_tokens double precision;
     v_claimed integer;
+    -- the walk reads what comes after (-priority, run_at, id) in claim order; NULL: the front
+    v_from_priority smallint := CASE WHEN p_resume_at IS NOT NULL THEN p_resume_priority END;
+    v_from_at timestamptz := CASE WHEN p_resume_priority IS NOT NULL THEN p_resume_at END;
+    v_from_id bigint := coalesce(p_resume_id, 0);
+    v_promoted_priority smallint;
+    v_promoted_at timestamptz;
 BEGIN
     SELECT * INTO v_queue FROM taskq.queues q WHERE q.id = p_queue_id;
     IF v_queue.id IS NULL OR v_queue.paused OR p_limit <= 0 THEN
@@ -80,19 +86,33 @@ BEGIN
         END IF;
     END IF;
 
-    -- Delayed and retrying tasks whose time has come become ready first.
+    -- Delayed and retrying tasks whose time has come become ready first; the walk starts no
+    -- later than the first of them in claim order, so that this claim takes them.
     IF p_promote THEN
-        UPDATE taskq.tasks t SET state = 'ready'
-         WHERE t.queue_id = p_queue_id AND t.id = ANY(ARRAY(
-               SELECT w.id FROM taskq.tasks w
-                WHERE w.queue_id = p_queue_id AND w.state IN ('scheduled', 'retrying')
-                  AND w.run_at <= now()
-                ORDER BY w.run_at LIMIT v_n FOR UPDATE SKIP LOCKED));
+        WITH promoted AS (
+            UPDATE taskq.tasks t SET state = 'ready'
+             WHERE t.queue_id = p_queue_id AND t.id = ANY(ARRAY(
+                   SELECT w.id FROM taskq.tasks w
+                    WHERE w.queue_id = p_queue_id AND w.state IN ('scheduled', 'retrying')
+                      AND w.run_at <= now()
+                    ORDER BY w.run_at LIMIT v_n FOR UPDATE SKIP LOCKED))
+            RETURNING t.priority, t.run_at
+        )
+        SELECT m.priority, m.run_at INTO v_promoted_priority, v_promoted_at FROM promoted m
+         ORDER BY m.priority DESC, m.run_at LIMIT 1;
+        IF v_promoted_at IS NOT NULL AND v_from_at IS NOT NULL
+           AND (-v_promoted_priority, v_promoted_at, 0) < (-v_from_priority, v_from_at, v_from_id)
+        THEN
+            v_from_priority := v_promoted_priority;
+            v_from_at := v_promoted_at;
+            v_from_id := 0;
+        END IF;
     END IF;
 
-    -- "id = ANY(ARRAY(subquery))" makes the selection an init plan probed through the primary
-    -- key; as a join, once the partition had statistics, the planner hashed a sequential scan
-    -- of the whole partition.
+    -- The ready index is walked in claim order, from the resume point if there is one: under
+    -- a long-lived snapshot the index keeps an entry for every task claimed since, each costing
+    -- a heap visit, and a walk from the front would visit them all (docs/design.md, "Claims
+    -- resume where they left off").
     RETURN QUERY
     WITH claimed AS (
         UPDATE taskq.tasks t
@@ -103,7 +123,9 @@ BEGIN
          WHERE t.queue_id = p_queue_id AND t.id = ANY(ARRAY(
                SELECT r.id FROM taskq.tasks r
                 WHERE r.queue_id = p_queue_id AND r.state = 'ready'
-                ORDER BY r.priority DESC, r.run_at, r.id
+                  AND (v_from_at IS NULL OR (-r.priority, r.run_at, r.id)
+                                            > (-v_from_priority, v_from_at, v_from_id))
+                ORDER BY -r.priority, r.run_at, r.id
                 LIMIT v_n FOR UPDATE SKIP LOCKED))
         RETURNING t.id, t.task_name, t.payload, t.priority, t.total_attempts, t.attempt_id,
                   t.max_attempts, coalesce(t.timeout_s, v_queue.timeout_s) AS timeout_s,
@@ -111,7 +133,8 @@ BEGIN
     )
     -- in claim order: the primary-key probe returns rows in id order
     SELECT c.id, c.task_name, c.payload, c.priority, c.total_attempts, c.attempt_id,
-           c.max_attempts, c.timeout_s, c.correlation_id, c.idempotency_key, c.created_at
+           c.max_attempts, c.timeout_s, c.correlation_id, c.idempotency_key, c.created_at,
+           c.run_at
       FROM claimed c ORDER BY c.priority DESC, c.run_at, c.id;
 
     IF v_queue.rate_limit_per_s IS NOT NULL THEN
@@ -218,6 +241,7 @@ DECLARE
     v_ords integer[];
     v_got bigint[];
     v_round integer := 0;
+    v_top integer;
 BEGIN
     SELECT * INTO v_queue FROM taskq.queues q WHERE q.id = taskq.queue_id(p_queue);
     IF cardinality(p_payloads) IS DISTINCT FROM v_n
@@ -230,6 +254,11 @@ BEGIN
     IF v_n = 0 THEN
         RETURN;
     END IF;
+    -- no task of this call comes before (v_top, now()) in claim order (p_priorities is NULL
+    -- when no task names one)
+    v_top := coalesce(
+        (SELECT max(coalesce(x, v_queue.default_priority)) FROM unnest(p_priorities) AS x),
+        v_queue.default_priority);
     SELECT i.ord INTO v_oversized FROM unnest(p_payloads) WITH ORDINALITY AS i(payload, ord)
      WHERE octet_length(i.payload::text) > v_queue.payload_limit_bytes LIMIT 1;
     IF v_oversized IS NOT NULL THEN
@@ -276,7 +305,7 @@ BEGIN
 
         IF v_round = 1 AND array_position(v_got, NULL) IS NULL THEN
             -- the common case: no key conflicted, every task was created in input order
-            PERFORM pg_notify('taskq_ready', v_queue.id::text);
+            PERFORM taskq.notify_ready(v_queue.id, v_top, now());
             RETURN QUERY SELECT g.i, v_got[g.i], true FROM generate_subscripts(v_got, 1) AS g(i);
             RETURN;
         END IF;
@@ -311,7 +340,7 @@ BEGIN
     END LOOP;
 
     IF true = ANY(v_created) THEN
-        PERFORM pg_notify('taskq_ready', v_queue.id::text);
+        PERFORM taskq.notify_ready(v_queue.id, v_top, now());
     END IF;
     RETURN QUERY SELECT g.i, v_ids[g.i], v_created[g.i] FROM generate_subscripts(v_ids, 1) AS g(i);
 END $$;
@@ -427,6 +456,15 @@ BEGIN
              WHERE w.queue_id = p_queue_id AND w.state IN ('scheduled', 'retrying'));
 END $$;
 
+-- FUNCTION: notify_ready(integer, integer, timestamp with time zone)
+
+CREATE FUNCTION taskq.notify_ready(p_queue_id integer, p_priority integer, p_from timestamp with time zone) RETURNS void
+    LANGUAGE sql
+    AS $$
+    SELECT pg_notify('taskq_ready', format('%s %s %s', p_queue_id, p_priority,
+                                           floor(extract(epoch FROM p_from) * 1000000)::bigint))
+$$;
+
 -- FUNCTION: provision_queue(text, text)
 
 CREATE FUNCTION taskq.provision_queue(p_namespace text, p_name text) RETURNS integer
@@ -541,6 +579,8 @@ CREATE FUNCTION taskq.release(p_queue_id integer, p_worker_id text, p_ids bigint
     AS $$
 DECLARE
     v_count integer;
+    v_from_priority smallint;
+    v_from_at timestamptz;
 BEGIN
     WITH released AS (
         UPDATE taskq.tasks t
@@ -551,7 +591,8 @@ BEGIN
           FROM unnest(p_ids) WITH ORDINALITY AS i(id, ord)
          WHERE t.queue_id = p_queue_id AND t.id = ANY(p_ids) AND t.id = i.id
            AND t.attempt_id = p_attempt_ids[i.ord] AND t.state = 'running'
-        RETURNING t.id, t.total_attempts, t.started_at, p_attempt_ids[i.ord] AS attempt_id
+        RETURNING t.id, t.total_attempts, t.started_at, p_attempt_ids[i.ord] AS attempt_id,
+                  t.state, t.priority, t.run_at
     ), history AS (
         INSERT INTO taskq.attempts (queue_id, task_id, attempt, attempt_id, worker_id,
                                     started_at, finished_at, outcome)
@@ -559,9 +600,14 @@ BEGIN
                'released'
           FROM released r
     )
-    SELECT count(*) INTO v_count FROM released;
-    IF v_count > 0 THEN
-        PERFORM pg_notify('taskq_ready', p_queue_id::text);
+    SELECT count(*),
+           (array_agg(r.priority ORDER BY r.priority DESC, r.run_at)
+               FILTER (WHERE r.state = 'ready'))[1],
+           (array_agg(r.run_at ORDER BY r.priority DESC, r.run_at)
+               FILTER (WHERE r.state = 'ready'))[1]
+      INTO v_count, v_from_priority, v_from_at FROM released r;
+    IF v_from_at IS NOT NULL THEN
+        PERFORM taskq.notify_ready(p_queue_id, v_from_priority, v_from_at);
     END IF;
     RETURN v_count;
 END $$;
@@ -595,29 +641,33 @@ CREATE FUNCTION taskq.replay_dead(p_queue_id integer, p_ids bigint[] DEFAULT NUL
 DECLARE
     v_replayed integer;
     v_dead integer;
+    v_top smallint;
 BEGIN
     SELECT count(*) INTO v_dead FROM taskq.tasks t
      WHERE t.queue_id = p_queue_id AND t.state = 'dead' AND (p_ids IS NULL OR t.id = ANY(p_ids));
     -- Of dead tasks sharing an idempotency key only the newest comes back: replaying them all
     -- would make several unfinished tasks hold one key (a unique violation).
-    UPDATE taskq.tasks t
-       SET state = 'ready', attempts = 0, run_at = now(), finished_at = NULL, result = NULL,
-           cancel_requested = false
-      FROM (SELECT DISTINCT ON (d.idempotency_key IS NULL, coalesce(d.idempotency_key, d.id::text))
-                   d.id
-              FROM taskq.tasks d
-             WHERE d.queue_id = p_queue_id AND d.state = 'dead'
-               AND (p_ids IS NULL OR d.id = ANY(p_ids))
-             ORDER BY d.idempotency_key IS NULL, coalesce(d.idempotency_key, d.id::text),
-                      d.finished_at DESC, d.id DESC) newest
-     WHERE t.queue_id = p_queue_id AND t.id = newest.id AND t.state = 'dead'
-       AND (t.idempotency_key IS NULL OR NOT EXISTS (
-           SELECT 1 FROM taskq.tasks u
-            WHERE u.queue_id = p_queue_id AND u.idempotency_key = t.idempotency_key
-              AND u.state IN ('scheduled', 'ready', 'running', 'retrying')));
-    GET DIAGNOSTICS v_replayed = ROW_COUNT;
+    WITH replayed AS (
+        UPDATE taskq.tasks t
+           SET state = 'ready', attempts = 0, run_at = now(), finished_at = NULL, result = NULL,
+               cancel_requested = false
+          FROM (SELECT DISTINCT ON (d.idempotency_key IS NULL, coalesce(d.idempotency_key, d.id::text))
+                       d.id
+                  FROM taskq.tasks d
+                 WHERE d.queue_id = p_queue_id AND d.state = 'dead'
+                   AND (p_ids IS NULL OR d.id = ANY(p_ids))
+                 ORDER BY d.idempotency_key IS NULL, coalesce(d.idempotency_key, d.id::text),
+                          d.finished_at DESC, d.id DESC) newest
+         WHERE t.queue_id = p_queue_id AND t.id = newest.id AND t.state = 'dead'
+           AND (t.idempotency_key IS NULL OR NOT EXISTS (
+               SELECT 1 FROM taskq.tasks u
+                WHERE u.queue_id = p_queue_id AND u.idempotency_key = t.idempotency_key
+                  AND u.state IN ('scheduled', 'ready', 'running', 'retrying')))
+        RETURNING t.priority
+    )
+    SELECT count(*), max(r.priority) INTO v_replayed, v_top FROM replayed r;
     IF v_replayed > 0 THEN
-        PERFORM pg_notify('taskq_ready', p_queue_id::text);
+        PERFORM taskq.notify_ready(p_queue_id, v_top, now());
     END IF;
     RETURN QUERY SELECT v_replayed, v_dead - v_replayed;
 END $$;
@@ -631,6 +681,8 @@ DECLARE
     v_dead text[];
     v_count integer;
     v_queues integer[];
+    v_priorities smallint[];
+    v_run_ats timestamptz[];
 BEGIN
     SELECT array_agg(w.worker_id) INTO v_dead FROM taskq.workers w
      WHERE w.beat_at < now() - make_interval(secs => w.dead_after_s);
@@ -657,7 +709,7 @@ BEGIN
           FROM lost l
          WHERE t.queue_id = l.queue_id AND t.id = l.id
         RETURNING t.queue_id, t.id, t.error, l.worker_id, l.attempt_id, l.total_attempts,
-                  l.started_at
+                  l.started_at, t.state, t.priority, t.run_at
     ), history AS (
         INSERT INTO taskq.attempts (queue_id, task_id, attempt, attempt_id, worker_id,
                                     started_at, finished_at, outcome, error)
@@ -665,8 +717,15 @@ BEGIN
                now(), 'lost', r.error
           FROM rescued r
     )
-    SELECT count(*), array_agg(DISTINCT r.queue_id) INTO v_count, v_queues FROM rescued r;
-    PERFORM pg_notify('taskq_ready', q::text) FROM unnest(v_queues) q;
+    SELECT count(*), array_agg(r.queue_id) FILTER (WHERE r.state = 'ready'),
+           array_agg(r.priority) FILTER (WHERE r.state = 'ready'),
+           array_agg(r.run_at) FILTER (WHERE r.state = 'ready')
+      INTO v_count, v_queues, v_priorities, v_run_ats FROM rescued r;
+    -- each queue's workers resume their claims no later than its first rescued task
+    PERFORM taskq.notify_ready(f.queue_id, f.priority, f.run_at)
+       FROM (SELECT DISTINCT ON (q.queue_id) q.queue_id, q.priority, q.run_at
+               FROM unnest(v_queues, v_priorities, v_run_ats) AS q(queue_id, priority, run_at)
+              ORDER BY q.queue_id, q.priority DESC, q.run_at) f;
     DELETE FROM taskq.workers w
      WHERE w.worker_id = ANY(v_dead)
        AND NOT EXISTS (SELECT FROM taskq.tasks t
@@ -1039,6 +1098,10 @@ ALTER TABLE ONLY taskq.tasks
 ALTER TABLE ONLY taskq.workers
     ADD CONSTRAINT workers_pkey PRIMARY KEY (worker_id);
 
+-- INDEX: tasks_claim_order_idx
+
+CREATE INDEX tasks_claim_order_idx ON ONLY taskq.tasks USING btree (queue_id, ((- priority)), run_at, id) WHERE (state = 'ready'::text);
+
 -- INDEX: tasks_finished_idx
 
 CREATE INDEX tasks_finished_idx ON ONLY taskq.tasks USING btree (queue_id, state, finished_at) WHERE (finished_at IS NOT NULL);
@@ -1046,10 +1109,6 @@ CREATE INDEX tasks_finished_idx ON ONLY taskq.tasks USING btree (queue_id, state
 -- INDEX: tasks_idempotency_idx
 
 CREATE UNIQUE INDEX tasks_idempotency_idx ON ONLY taskq.tasks USING btree (queue_id, idempotency_key) WHERE ((idempotency_key IS NOT NULL) AND (state = ANY (ARRAY['scheduled'::text, 'ready'::text, 'running'::text, 'retrying'::text])));
-
--- INDEX: tasks_ready_idx
-
-CREATE INDEX tasks_ready_idx ON ONLY taskq.tasks USING btree (queue_id, priority DESC, run_at, id) WHERE (state = 'ready'::text);
 
 -- INDEX: tasks_running_idx
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from taskq.claim_order import ResumePoint
 from taskq.store.sqlfiles import query
 from taskq.store.types import Executor
 
@@ -32,6 +33,7 @@ class ClaimedTask:
     correlation_id: str | None
     idempotency_key: str | None
     created_at: datetime
+    run_at: datetime
 
 
 @dataclass(slots=True)
@@ -54,9 +56,21 @@ async def claim(
     limit: int,
     lease_s: float,
     promote: bool = True,
+    resume: ResumePoint | None = None,
 ) -> list[ClaimedTask]:
-    """Claim up to `limit` tasks; `promote` first makes due delayed and retrying tasks ready."""
-    rows = await db.fetch(query("claim"), queue_id, worker_id, limit, lease_s, promote)
+    """Claim up to `limit` tasks in claim order, after `resume` if given; `promote` first makes
+    due delayed and retrying tasks ready (and the claim starts no later than they)."""
+    rows = await db.fetch(
+        query("claim"),
+        queue_id,
+        worker_id,
+        limit,
+        lease_s,
+        promote,
+        None if resume is None else resume.priority,
+        None if resume is None else resume.run_at,
+        0 if resume is None else resume.id,
+    )
     return [ClaimedTask(queue_id, queue, *row) for row in rows]
 
 

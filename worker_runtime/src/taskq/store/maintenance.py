@@ -52,8 +52,8 @@ async def purge_finished(db: Executor, queue_id: int, limit: int = 10_000) -> in
     return purged
 
 
-async def notify_ready(db: Executor, queue_id: int) -> None:
-    await db.execute(query("notify_ready"), str(queue_id))
+async def wake_queue(db: Executor, queue_id: int) -> None:
+    await db.execute(query("wake_queue"), str(queue_id))
 
 
 class MaintenanceStore(DeadlineStore):
@@ -78,5 +78,5 @@ class MaintenanceStore(DeadlineStore):
     async def purge_finished(self, queue_id: int, limit: int) -> int:
         return await self._run(purge_finished, queue_id, limit)
 
-    async def notify_ready(self, queue_id: int) -> None:
-        await self._run(notify_ready, queue_id)
+    async def wake_queue(self, queue_id: int) -> None:
+        await self._run(wake_queue, queue_id)

@@ -173,11 +173,14 @@ async def _copy_in(
         t.delay or t.timeout is not None or t.correlation_id is not None for t in tasks
     )
     columns = COPY_COLUMNS + COPY_OPTIONAL_COLUMNS if optional else COPY_COLUMNS
-    rows = _copy_rows(tasks, ids, info, offset, inherited, optional)
+    top = [0]  # the highest priority copied, known once COPY has read every row
+    rows = _copy_rows(tasks, ids, info, offset, inherited, optional, top)
     await conn.copy_records_to_table(
         f"tasks_q{info['id']}", schema_name="taskq", columns=columns, records=rows
     )
-    await conn.execute(query("notify_ready"), str(info["id"]))
+    # no row comes before (top, the transaction's clock) in claim order: ready rows have that
+    # run_at (the column default), delayed ones later
+    await conn.execute(query("notify_ready"), info["id"], top[0], info["now"])
     return [EnqueueResult(task_id, True) for task_id in ids]
 
 
@@ -188,8 +191,10 @@ def _copy_rows(
     offset: int,
     inherited: str | None,
     optional: bool,
+    top: list[int],
 ) -> Iterator[tuple[Any, ...]]:
-    """COPY_COLUMNS of each request, and COPY_OPTIONAL_COLUMNS too if `optional`."""
+    """COPY_COLUMNS of each request, and COPY_OPTIONAL_COLUMNS too if `optional`; `top[0]`
+    rises to the highest priority yielded."""
     queue_id, now, limit = info["id"], info["now"], info["payload_limit_bytes"]
     default_priority, default_attempts = info["default_priority"], info["max_attempts"]
     for i, (task_id, request) in enumerate(zip(ids, tasks, strict=True)):
@@ -203,12 +208,15 @@ def _copy_rows(
                 f"queue's limit of {limit} bytes (store large data elsewhere and pass a "
                 "reference, or raise the queue's payload limit)"
             )
+        if priority is None:
+            priority = default_priority
+        top[0] = max(top[0], priority)
         row: tuple[Any, ...] = (
             queue_id,
             task_id,
             name,
             "scheduled" if delay else "ready",
-            default_priority if priority is None else priority,
+            priority,
             payload,
             default_attempts if attempts is None else attempts,
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
+from taskq.claim_order import ResumePoint
 from taskq.models import QueueInfo
 from taskq.names import QueueName
 from taskq.store import execution
@@ -27,9 +28,10 @@ class WorkerStore(MaintenanceStore):
         limit: int,
         lease_s: float,
         promote: bool,
+        resume: ResumePoint | None = None,
     ) -> list[ClaimedTask]:
         return await self._run(
-            execution.claim, queue_id, queue, worker_id, limit, lease_s, promote
+            execution.claim, queue_id, queue, worker_id, limit, lease_s, promote, resume
         )
 
     async def complete(self, worker_id: str, done: Sequence[Completion]) -> dict[int, str]:

@@ -14,12 +14,21 @@ claims to send; every time comes in as an argument, so a table of cases tests it
   slots (half a batch); a drained one (its last claim came back short) is claimed from again
   when notified, when its next delayed task is due, or after the poll interval;
 - after a failed claim, the next one on the queue waits for its backoff, and first gives back
-  what the failed one may have taken in this worker's name.
+  what the failed one may have taken in this worker's name;
+- a claim resumes where the last one on the queue left off (a ResumePoint: the priority and
+  run_at of the last task it took), moved back when a notification says tasks became ready
+  behind it; under a long-lived snapshot a claim from the queue's front visits every task
+  claimed since (docs/design.md, "Claims resume where they left off"). Only while notifications
+  arrive: without the listener, or once it was lost, claims start at the front, and every
+  RESUME_REFRESH one does anyway (a claim another worker rolled back leaves its tasks ready
+  behind everyone's resume point, and no notification says so).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from taskq.claim_order import ResumePoint
 
 # A claim also makes due delayed and retrying tasks ready when one is known to be due, or when
 # this worker's last such claim on the queue is this old (planning that step was a third of
@@ -29,6 +38,9 @@ MAX_PARALLEL_CLAIMS = 2  # claims in flight at once, each on a different queue
 # A drained queue is woken this long after its next task's due time: a little late rather than
 # early, since the claim compares run_at with the database's clock.
 DUE_MARGIN = 0.002  # seconds
+# How long a queue's claims may resume before one starts at the front again: the bound on how
+# late a task left behind without a notification is claimed.
+RESUME_REFRESH = 10.0  # seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +52,7 @@ class ClaimOrder:
     want: int
     promote: bool
     release_orphans: bool  # first give back what a failed claim may have taken in our name
+    resume: ResumePoint | None = None  # None: from the queue's front
 
 
 @dataclass(slots=True)
@@ -53,6 +66,22 @@ class _Queue:
     orphans: bool = False  # a failed claim may have taken tasks in our name
     due_at: float = float("inf")  # when a delayed task is known to be due
     promoted_at: float = float("-inf")  # the last claim that promoted due tasks
+    resume: ResumePoint | None = None  # where the next claim starts within its priority
+    resume_until: float = float("-inf")  # then the next claim starts at the front
+    # told while a claim was in flight, applied once it lands: tasks became ready from this
+    # point on, or (forget) notifications may have been missed
+    rewind: ResumePoint | None = None
+    forget: bool = False
+
+    def resume_from(self, point: ResumePoint | None) -> None:
+        """Resume at `point`, moved back by what notifications told since."""
+        if self.forget or point is None:
+            self.resume = None
+        elif self.rewind is not None and self.rewind.before(point):
+            self.resume = self.rewind
+        else:
+            self.resume = point
+        self.rewind, self.forget = None, False
 
 
 class ClaimPolicy:
@@ -73,6 +102,7 @@ class ClaimPolicy:
         self._turn = 0  # the queue a round starts from, one further each round
         self._reserved = 0  # slots promised to claims in flight
         self._claims = 0  # claims in flight
+        self.listening = False  # notifications arrive: claims may resume
 
     # -- what to claim -----------------------------------------------------------------------
 
@@ -120,7 +150,10 @@ class ClaimPolicy:
         promote = now >= q.due_at or now - q.promoted_at >= PROMOTE_INTERVAL
         if promote:
             q.due_at, q.promoted_at = float("inf"), now
-        order = ClaimOrder(name, q.queue_id, want, promote, q.orphans)
+        q.resume_from(q.resume)
+        if not self.listening or now >= q.resume_until:
+            q.resume = None
+        order = ClaimOrder(name, q.queue_id, want, promote, q.orphans, q.resume)
         q.orphans = False
         q.claiming = True
         self._reserved += want
@@ -129,9 +162,15 @@ class ClaimPolicy:
 
     # -- what happened -----------------------------------------------------------------------
 
-    def landed(self, order: ClaimOrder, got: int, now: float) -> None:
+    def landed(
+        self, order: ClaimOrder, got: int, now: float, last: ResumePoint | None = None
+    ) -> None:
+        """The claim took `got` tasks, the last of them in claim order at `last`."""
         self._settle(order)
         q = self._queues[order.queue]
+        if order.resume is None and last is not None:
+            q.resume_until = now + RESUME_REFRESH
+        q.resume_from(last or order.resume)
         q.backlog = got == order.want
         if not q.backlog:
             q.drained, q.wake_at = True, now + self.poll_interval
@@ -151,11 +190,24 @@ class ClaimPolicy:
         self._claims -= 1
         self._queues[order.queue].claiming = False
 
-    def ready(self, queue_id: int) -> None:
-        """Tasks became ready in the queue (a negative id: maybe in any)."""
+    def ready(self, queue_id: int, since: ResumePoint | None = None) -> None:
+        """Tasks became ready in the queue, none before `since` in claim order (None: only a
+        wake-up, nothing became ready before a resume point). A negative id: maybe in any
+        queue; notifications may have been missed."""
         for q in self._queues.values():
-            if queue_id < 0 or q.queue_id == queue_id:
+            if queue_id < 0:
+                q.drained, q.forget = False, True
+            elif q.queue_id == queue_id:
                 q.drained = False
+                if since is not None and (q.rewind is None or since.before(q.rewind)):
+                    q.rewind = since
+
+    def listen(self, listening: bool) -> None:
+        """Whether notifications arrive; when they start again, what was missed is not known."""
+        if listening and not self.listening:
+            for q in self._queues.values():
+                q.forget = True
+        self.listening = listening
 
     def due_in(self, queue: str, seconds: float, now: float) -> bool:
         """The queue's next delayed task is due in `seconds`; True when that wakes a drained

@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 import asyncpg
 
 from taskq.backoff import Outage
+from taskq.claim_order import ResumePoint
 from taskq.errors import TaskqError, UnknownQueueError
 from taskq.maintenance.runner import MaintenanceRunner, default_services
 from taskq.names import QueueName
@@ -199,6 +200,7 @@ class Worker:
                 self.settings.dsn.get_secret_value(),
                 self._on_ready,
                 self._on_cancel,
+                on_listening=self.claims.listen,
                 application_name=APPLICATION_NAME,
             )
             background.append(self._start("listen", listener.run))
@@ -305,8 +307,8 @@ class Worker:
 
     # -- claiming ----------------------------------------------------------------------------
 
-    def _on_ready(self, queue_id: int) -> None:
-        self.claims.ready(queue_id)
+    def _on_ready(self, queue_id: int, since: ResumePoint | None = None) -> None:
+        self.claims.ready(queue_id, since)
         self._progress.set()
 
     async def _claim_loop(self) -> None:
@@ -341,7 +343,13 @@ class Worker:
         if claimed is None:  # failed; tried again once its backoff has passed
             self._progress.set()
             return
-        self.claims.landed(order, len(claimed), time.monotonic())
+        last = claimed[-1] if claimed else None
+        self.claims.landed(
+            order,
+            len(claimed),
+            time.monotonic(),
+            None if last is None else ResumePoint(last.priority, last.run_at, last.id),
+        )
         attempts = [self.admit(task) for task in claimed]
         again = None
         if not self._stopping:
@@ -384,6 +392,7 @@ class Worker:
                 order.want,
                 self.settings.lease_seconds,
                 order.promote,
+                order.resume,
             )
         except Exception as error:
             self.metrics.db_error("claim")
