@@ -1,7 +1,8 @@
-# taskq images, two targets (see docs/image.md):
+# taskq images, three targets (see docs/image.md):
 #   docker build --target worker   -t taskq-worker:0.1.0   .   # `taskq worker`; the base of handler images
 #   docker build --target operator -t taskq-operator:0.1.0 .   # `python -m taskq_operator`
-# Always pass --target: the last stage (operator) is what a build without one produces.
+#   docker build --target api      -t taskq-api:0.1.0      .   # `taskq-api`, the REST API server
+# Always pass --target: the last stage (api) is what a build without one produces.
 #
 # BASE_IMAGE is any Debian-like image with python3.11 (with venv/ensurepip) and useradd. The venv
 # is made with the base image's own python3, and the final stages start again from the same base,
@@ -24,20 +25,24 @@ WORKDIR /src
 COPY pyproject.toml uv.lock ./
 COPY worker_runtime/pyproject.toml worker_runtime/README.md worker_runtime/
 COPY operator/pyproject.toml operator/README.md operator/
+COPY api/pyproject.toml api/README.md api/
 # --frozen: exactly uv.lock, never re-resolved; --no-emit-workspace: taskq's own packages are
 # built from this context below, only third-party distributions come from the index.
 RUN mkdir /build \
     && /opt/build/bin/uv export --frozen --no-dev --no-emit-workspace --no-header \
         --package taskq --output-file /build/worker.txt \
     && /opt/build/bin/uv export --frozen --no-dev --no-emit-workspace --no-header \
-        --package taskq-operator --output-file /build/operator.txt
+        --package taskq-operator --output-file /build/operator.txt \
+    && /opt/build/bin/uv export --frozen --no-dev --no-emit-workspace --no-header \
+        --package taskq-api --output-file /build/api.txt
 
-# wheels: taskq and taskq-operator from this context's sources.
+# wheels: taskq, taskq-operator and taskq-api from this context's sources.
 FROM build AS wheels
 COPY worker_runtime/src worker_runtime/src
 COPY operator/src operator/src
+COPY api/src api/src
 RUN /opt/build/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation \
-        --wheel-dir /build/wheels ./worker_runtime ./operator
+        --wheel-dir /build/wheels ./worker_runtime ./operator ./api
 
 # worker-venv: /opt/taskq with the worker's dependencies only (no kopf, no kubernetes).
 # Hash-checked, wheels only (nothing is compiled), no pip in the venv, bytecode compiled here
@@ -109,3 +114,37 @@ ENV PATH=/opt/taskq/bin:$PATH \
 WORKDIR /tmp
 USER 10001:10001
 ENTRYPOINT ["python", "-m", "taskq_operator"]
+
+# ---------------------------------------------------------------------------------------------
+# api-venv: /opt/taskq with the API server's dependencies (FastAPI, uvicorn), taskq and taskq-api.
+# Its own image, not the worker's with another command: taskq-api is its own distribution so
+# that the worker image (the base of every handler image) does not carry a web framework.
+FROM build AS api-venv
+RUN python3 -m venv --without-pip /opt/taskq \
+    && /opt/build/bin/uv pip install --python /opt/taskq/bin/python --require-hashes --no-deps \
+        --only-binary :all: --compile-bytecode --requirement /build/api.txt
+COPY --from=wheels /build/wheels/ /build/wheels/
+RUN /opt/build/bin/uv pip install --python /opt/taskq/bin/python --no-deps --no-index \
+        --compile-bytecode /build/wheels/taskq-[0-9]*.whl /build/wheels/taskq_api-[0-9]*.whl
+
+# api: `taskq-api`, configured by the TASKQ_API_* environment (docs/api.md). It binds 127.0.0.1
+# unless TASKQ_API_HOST says otherwise (the chart sets 0.0.0.0 in its pods). `taskq` (migrate,
+# keys) is in the image too.
+FROM ${BASE_IMAGE} AS api
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="taskq-api" \
+      org.opencontainers.image.description="taskq API server: REST over HTTP with API keys and roles" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
+RUN groupadd --system --gid 10001 taskq \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /tmp --no-create-home \
+        --shell /usr/sbin/nologin taskq
+COPY --from=api-venv /opt/taskq /opt/taskq
+ENV PATH=/opt/taskq/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp
+WORKDIR /tmp
+USER 10001:10001
+ENTRYPOINT ["taskq-api"]

@@ -21,7 +21,8 @@ include $(wildcard mk/*.mk)
 .PHONY: help venv system lint test test-fast schema demo demo-queue bench bench-footprint bench-recovery bench-api clean
 
 help:
-	@echo "make demo    local control plane + Postgres, the operator, tasks flowing, workers scaling"
+	@echo "make demo    local control plane + Postgres, the operator, tasks flowing, workers scaling,"
+	@echo "             then a task submitted with curl and an API key, and its result read back"
 	@echo "make demo-queue  the queue core alone: Postgres, a few thousand tasks, one worker"
 	@echo "make test    lint, type-check, and run every test (unit, integration, e2e)"
 	@echo "make bench   queue benchmarks (JSON); see docs/benchmarks.md"
@@ -39,13 +40,14 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml worker_runtime/pyproject.toml oper
 venv: $(VENV)/.synced
 
 # Debian packages a fresh machine may lack: PostgreSQL's server (tests and the demo start their
-# own throwaway server from its binaries), openssl (cluster certificates) and util-linux
-# (setsid, for the cluster's processes).
+# own throwaway server from its binaries), openssl (cluster certificates), util-linux
+# (setsid, for the cluster's processes) and curl (the demo talks to the API with it).
 system:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v setsid >/dev/null || missing="$$missing util-linux"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing (apt-get)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

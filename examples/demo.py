@@ -4,11 +4,14 @@ PostgreSQL and a real Kubernetes control plane (kwok nodes) start locally; the C
 installed and the operator runs; the example TaskQueue and WorkerPool are applied; a few
 thousand tasks are enqueued; the operator scales the worker Deployment up, the queue drains,
 and the operator scales it back to zero — printed as it happens with
-`kubectl get taskqueues,workerpools`.
+`kubectl get taskqueues,workerpools`. Then the front door: the API server starts, a key made
+with `taskq keys create` submits a task with `curl`, a worker runs it (the operator scales the
+pool up again if it has reached zero), and `curl` reads its result back.
 
 kwok's pods run no containers, so this script plays the kubelet for the worker pods: for each
 Running pod it starts a local `taskq worker` with that pod's environment contract, and stops it
-(SIGTERM, graceful) when the pod goes away. Everything stays on 127.0.0.1.
+(SIGTERM, graceful) when the pod goes away. The operator and the API server run as local
+processes too. Everything stays on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
+import shlex
 import signal
 import subprocess
 import sys
@@ -23,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from devenv.api import LocalApi
 from devenv.operator import LocalOperator
 
 from examples.queue_demo import start_postgres
@@ -153,6 +159,67 @@ def replicas() -> int:
     return int(found) if found.strip().isdigit() else -1
 
 
+def create_key(dsn: str) -> str:
+    """An operator key of the demo namespace, made as a user makes one: `taskq keys create`.
+    Its name is new on each run (names stay unique, revoked ones too); it expires in a day."""
+    name = f"demo-curl-{secrets.token_hex(3)}"
+    made = subprocess.run(
+        [sys.executable, "-m", "taskq.cli.main", "keys", "create", name, "--namespace",
+         NAMESPACE, "--role", "operator", "--expires-in", "1d"],
+        env={**os.environ, "TASKQ_DSN": dsn},
+        capture_output=True, text=True, check=True, timeout=60,
+    )
+    say(f"taskq keys create {name} --namespace {NAMESPACE} --role operator --expires-in 1d")
+    return made.stdout.strip()
+
+
+def curl(key: str, *args: str) -> list[str]:
+    """A curl command line with the key; an HTTP error fails it, its problem document shown."""
+    return [
+        "curl", "--silent", "--show-error", "--fail-with-body",
+        "-H", f"Authorization: Bearer {key}", *args,
+    ]
+
+
+def shown(command: list[str], key: str) -> str:
+    """The command as printed: the key as $KEY."""
+    return shlex.join(command).replace(key, "$KEY")
+
+
+def answer(process: subprocess.Popen[bytes]) -> dict[str, Any]:
+    """The JSON curl printed; its problem document in the error when the request failed."""
+    out, _ = process.communicate(timeout=10)
+    if process.returncode != 0:
+        raise RuntimeError(f"curl exited {process.returncode}: {out.decode(errors='replace')}")
+    body: dict[str, Any] = json.loads(out)
+    return body
+
+
+def front_door(api: LocalApi, key: str, runner: PodRunner) -> None:
+    """curl submits a task and waits for its result. The pool may need scaling up for it, so
+    this script goes on playing the kubelet while the waiting curl runs in the background."""
+    submit = curl(
+        key,
+        "-H", "Content-Type: application/json",
+        "-d", json.dumps({"task_name": "make_thumbnail", "payload": {"image": "curl.png"}}),
+        f"{api.url}/v1/queues/{NAMESPACE}/thumbnails/tasks",
+    )
+    say(f"$ {shown(submit, key)}")
+    created = answer(subprocess.Popen(submit, stdout=subprocess.PIPE))
+    print(f"    {json.dumps({k: created[k] for k in ('id', 'queue', 'task_name', 'state')})}")
+    wait = curl(key, f"{api.url}/v1/tasks/{created['id']}?wait=30s")
+    say(f"$ {shown(wait, key)}")
+    waiting = subprocess.Popen(wait, stdout=subprocess.PIPE)
+    deadline = time.monotonic() + 40
+    while waiting.poll() is None and time.monotonic() < deadline:
+        runner.sync()
+        time.sleep(0.25)
+    done = answer(waiting)
+    print(f"    {json.dumps({k: done[k] for k in ('id', 'state', 'result', 'attempts')})}")
+    if done["state"] != "succeeded":
+        raise RuntimeError(f"the task submitted with curl ended {done['state']}")
+
+
 def main() -> None:
     say("starting the local control plane (first run on a machine builds it: ~13 min)")
     subprocess.run([str(REPO / "cluster" / "up.sh")], check=True)
@@ -193,6 +260,15 @@ def main() -> None:
         wait(lambda: replicas() == 0, runner, 180)
         show()
         say("drained, and scaled back to zero after the 10 s stabilization window")
+        key = create_key(server.dsn)
+        api = LocalApi({"TASKQ_DSN": server.dsn}, STATE / "demo-api.log")
+        api.start()
+        try:
+            say(f"API server on {api.url} (log: .state/demo-api.log)")
+            front_door(api, key, runner)
+        finally:
+            api.stop()
+        say("the task went in and its result came back over HTTP, with a key")
     finally:
         runner.stop()
         operator.stop()

@@ -1,12 +1,13 @@
 # The images (Dockerfile, docs/image.md), checked with a real Docker engine on this machine.
 #
-#   make image-check   hadolint, both targets built from a locally made base image, and the worker
+#   make image-check   hadolint, the three targets built from a locally made base image, the worker
 #                      image (with a user's two-line handler image on top) draining a local
-#                      Postgres queue over host networking; skipped, with the reason, when no
-#                      Docker engine can be installed or started (tests/packaging/test_image.py)
+#                      Postgres queue and the API image serving it, over host networking; skipped,
+#                      with the reason, when no Docker engine can be installed or started
+#                      (tests/packaging/test_image.py)
 #   make base-image    debootstrap'ed Debian bookworm + python3.11, imported as $(BASE_IMAGE_TAG)
 #                      (no registry is reachable here); skipped when the image exists
-#   make image-build   hadolint + base-image + both targets
+#   make image-build   hadolint + base-image + the three targets (worker, operator, api)
 #   make docker-up     start dockerd when no engine answers (installs docker.io from Debian)
 #   make docker-down   stop the dockerd that docker-up started (and only that one)
 #
@@ -24,6 +25,7 @@ BASE_TARBALL := $(DOCKER_CACHE)/base-$(BASE_SUITE)-py311.tar
 IMAGE_VERSION := 0.1.0
 WORKER_IMAGE := taskq-worker:$(IMAGE_VERSION)
 OPERATOR_IMAGE := taskq-operator:$(IMAGE_VERSION)
+API_IMAGE := taskq-api:$(IMAGE_VERSION)
 HADOLINT_VERSION := 2.15.1
 HADOLINT_HOME := $(HOME)/.cache/taskq/hadolint-$(HADOLINT_VERSION)
 HADOLINT := $(HADOLINT_HOME)/bin/hadolint
@@ -44,7 +46,8 @@ image-build: docker-up base-image image-lint
 	@start=$$(date +%s); \
 	$(IMAGE_BUILD) --target worker -t $(WORKER_IMAGE) . && \
 	$(IMAGE_BUILD) --target operator -t $(OPERATOR_IMAGE) . && \
-	echo "image-build: $(WORKER_IMAGE) and $(OPERATOR_IMAGE) from $(BASE_IMAGE_TAG) in $$(( $$(date +%s) - start ))s"
+	$(IMAGE_BUILD) --target api -t $(API_IMAGE) . && \
+	echo "image-build: $(WORKER_IMAGE), $(OPERATOR_IMAGE) and $(API_IMAGE) from $(BASE_IMAGE_TAG) in $$(( $$(date +%s) - start ))s"
 
 image-lint: $(HADOLINT)
 	$(HADOLINT) Dockerfile

@@ -2,14 +2,18 @@
 
 - Rendering: `helm lint --strict` and `helm template` with various values; the schema refuses bad
   values; least-privilege RBAC (no wildcards); the CRD copies and the README are up to date.
+- The API server (`api.*`): off by default; its Deployment, Service, Ingress,
+  PodDisruptionBudget, ServiceMonitor and NetworkPolicy when on.
 - On the local control plane (tests/e2e/cluster.py): `helm install` into a namespace of its own,
-  the operator pod Running (kwok), the RBAC exercised by running `python -m taskq_operator`
-  locally as the chart's ServiceAccount (a token from `kubectl create token`), `helm test`,
-  `helm upgrade` and `helm uninstall` leaving the CRDs and the queues in place.
+  with the API on, the operator's and the API's pods Running (kwok), the RBAC exercised by running
+  `python -m taskq_operator` locally as the chart's ServiceAccount (a token from `kubectl create
+  token`), the API's init container and server run locally with the environment of its pods,
+  `helm test`, `helm upgrade` and `helm uninstall` leaving the CRDs and the queues in place.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import importlib.util
 import json
@@ -19,13 +23,18 @@ import secrets
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from devenv.api import LocalApi
+from devenv.postgres import LocalPostgres
 
+from taskq_api.server.settings import ApiSettings
+from tests.conftest import fresh_database
 from tests.e2e import cluster
 from tests.e2e.operator import Operator, condition, get, wait_for
 
@@ -76,9 +85,15 @@ def one(docs: list[Doc], kind: str, name: str | None = None) -> Doc:
     return found[0]
 
 
-def env_of(deployment: Doc) -> dict[str, Any]:
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
-    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+def env_of(deployment: Doc, container: str | None = None) -> dict[str, Any]:
+    """The environment of the pod's first container, or of the (init) container named."""
+    pod = deployment["spec"]["template"]["spec"]
+    found = next(
+        c
+        for c in pod["containers"] + pod.get("initContainers", [])
+        if container is None or c["name"] == container
+    )
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in found["env"]}
 
 
 # --- rendering ------------------------------------------------------------------------------
@@ -122,6 +137,9 @@ def test_operator_deployment_defaults(helm: str) -> None:
     assert {p["name"] for p in service["spec"]["ports"]} == {"metrics", "health"}
     assert not find(docs, "StatefulSet") and not find(docs, "NetworkPolicy")
     assert not find(docs, "ServiceMonitor") and not find(docs, "ConfigMap")
+    # the API is off by default
+    assert not [d for d in docs if d["metadata"]["name"].endswith("-api")]
+    assert not find(docs, "Ingress") and not find(docs, "PodDisruptionBudget")
 
 
 def test_default_database_from_an_existing_secret(helm: str) -> None:
@@ -329,6 +347,13 @@ def test_every_value_is_documented() -> None:
         "database.existingSecret=Not_A_Name",
         "livenessProbe.successThreshold=0",  # a key values.yaml leaves out, still checked
         "resources.gpus=1",  # requests, limits and claims only
+        "api.replicas=0",
+        "api.port=0",
+        "api.grpc.port=70000",
+        "api.service.type=ExternalName",
+        "api.podDisruptionBudget.maxUnavailable=some",
+        "api.ingress.paths[0].path=v1",  # a path starts with /
+        "api.database.existingSecret=Not_A_Name",
     ],
 )
 def test_schema_refuses_bad_values(helm: str, bad: str) -> None:
@@ -339,16 +364,32 @@ def test_schema_refuses_bad_values(helm: str, bad: str) -> None:
 
 def test_optional_parts(helm: str) -> None:
     docs = render(helm, "-f", str(ALL_FEATURES))
-    monitor = one(docs, "ServiceMonitor")
+    monitor = one(docs, "ServiceMonitor", "taskq")
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    api_monitor = one(docs, "ServiceMonitor", "taskq-api")
+    assert api_monitor["metadata"]["labels"]["release"] == "prometheus"
+    (endpoint,) = api_monitor["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
+    api_labels = one(docs, "Service", "taskq-api")["metadata"]["labels"]
+    assert api_monitor["spec"]["selector"]["matchLabels"].items() <= api_labels.items()
     policies = {d["metadata"]["name"]: d for d in find(docs, "NetworkPolicy")}
-    assert set(policies) == {"taskq", "taskq-postgresql"}
+    assert set(policies) == {"taskq", "taskq-api", "taskq-postgresql"}
     operator_ingress = policies["taskq"]["spec"]["ingress"][0]
     assert {p["port"] for p in operator_ingress["ports"]} == {"metrics", "health"}
     assert operator_ingress["from"][0]["namespaceSelector"]
-    image = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+    api_ingress = policies["taskq-api"]["spec"]["ingress"][0]
+    assert {p["port"] for p in api_ingress["ports"]} == {"http", "grpc"}
+    assert len(api_ingress["from"]) == 2
+    # the API's database is the bundled PostgreSQL here: its policy lets the API's pods in
+    peers = policies["taskq-postgresql"]["spec"]["ingress"][0]["from"]
+    components = [p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in peers]
+    assert components == ["operator", "api"]
+    image = one(docs, "Deployment", "taskq")["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == "ghcr.io/taskq/taskq-operator@sha256:" + "0" * 64
+    api = one(docs, "Deployment", "taskq-api")["spec"]["template"]["spec"]
+    assert api["containers"][0]["image"] == "ghcr.io/taskq/taskq-api@sha256:" + "1" * 64
+    assert api["initContainers"][0]["image"] == api["containers"][0]["image"]
 
 
 def test_dashboard_configmap(helm: str) -> None:
@@ -373,6 +414,158 @@ def test_helm_test_hook(helm: str) -> None:
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "test"
     command = job["spec"]["template"]["spec"]["containers"][0]["command"]
     assert "taskq-metrics.taskq-system.svc" in command[-1]
+    # with the API, a second Job asks it through its Service, from its own image
+    docs = render(helm, "--set", "api.enabled=true", "--set", "database.existingSecret=db")
+    job = one(docs, "Job", "taskq-api-test")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "ghcr.io/taskq/taskq-api:0.1.0"
+    assert "http://taskq-api.taskq-system.svc:8000" in container["command"][-1]
+    assert "/readyz" in container["command"][-1]
+
+
+# --- the API server ---------------------------------------------------------------------------
+
+
+def test_api_deployment_service_and_budget(helm: str) -> None:
+    docs = render(helm, "--set", "api.enabled=true", "--set", "database.existingSecret=db")
+    deployment = one(docs, "Deployment", "taskq-api")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 2
+    pod = spec["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    container = pod["containers"][0]
+    assert container["image"] == "ghcr.io/taskq/taskq-api:0.1.0"
+    assert container["command"] == ["taskq-api"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"http": 8000}
+    # the restricted Pod Security profile, for the server and its init container
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (migrate,) = pod["initContainers"]
+    for each in (container, migrate):
+        sc = each["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"] == {"drop": ["ALL"]}
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert {"name": "tmp", "mountPath": "/tmp"} in each["volumeMounts"]
+    env = env_of(deployment, "api")
+    # the operator's default database, read by reference
+    assert env == {
+        "TASKQ_DSN": {"secretKeyRef": {"name": "db", "key": "dsn"}},
+        "TASKQ_API_HOST": "0.0.0.0",
+        "TASKQ_API_PORT": "8000",
+    }
+    assert migrate["command"] == ["taskq", "migrate"]
+    assert env_of(deployment, "migrate") == {"TASKQ_DSN": env["TASKQ_DSN"]}
+
+    service = one(docs, "Service", "taskq-api")
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 8000, "targetPort": "http", "protocol": "TCP"}
+    ]
+    pod_labels = spec["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"] == spec["selector"]["matchLabels"]
+    assert spec["selector"]["matchLabels"].items() <= pod_labels.items()
+    # the operator's Service and the API's select disjoint pods
+    operator_selector = one(docs, "Service", "taskq-metrics")["spec"]["selector"]
+    assert not operator_selector.items() <= pod_labels.items()
+    budget = one(docs, "PodDisruptionBudget", "taskq-api")
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert budget["spec"]["selector"]["matchLabels"] == spec["selector"]["matchLabels"]
+    assert not find(docs, "Ingress")
+
+
+def test_api_options(helm: str) -> None:
+    docs = render(
+        helm,
+        "--set", "api.enabled=true",
+        "--set", "api.replicas=1",
+        "--set", "api.migrate=false",
+        "--set", "api.database.existingSecret=api-db",
+        "--set", "api.database.secretKey=url",
+        "--set", "api.grpc.enabled=true",
+        "--set", "api.service.type=LoadBalancer",
+        "--set", "api.ingress.enabled=true",
+        "--set", "api.ingress.className=nginx",
+        "--set", "api.ingress.hosts={taskq.example.com}",
+        "--set", "api.ingress.tls[0].secretName=tls",
+        "--set", "api.ingress.tls[0].hosts={taskq.example.com}",
+        "--set", "api.extraEnv[0].name=TASKQ_API_LOG_LEVEL",
+        "--set", "api.extraEnv[0].value=WARNING",
+    )
+    deployment = one(docs, "Deployment", "taskq-api")
+    pod = deployment["spec"]["template"]["spec"]
+    assert "initContainers" not in pod
+    container = pod["containers"][0]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
+        "http": 8000,
+        "grpc": 9090,
+    }
+    env = env_of(deployment)
+    assert env["TASKQ_DSN"] == {"secretKeyRef": {"name": "api-db", "key": "url"}}
+    assert env["TASKQ_API_GRPC_PORT"] == "9090"
+    assert env["TASKQ_API_LOG_LEVEL"] == "WARNING"
+    service = one(docs, "Service", "taskq-api")
+    assert service["spec"]["type"] == "LoadBalancer"
+    assert {p["name"]: (p["port"], p["targetPort"]) for p in service["spec"]["ports"]} == {
+        "http": (8000, "http"),
+        "grpc": (9090, "grpc"),
+    }
+    # one replica: a budget would only block node drains
+    assert not find(docs, "PodDisruptionBudget")
+    ingress = one(docs, "Ingress", "taskq-api")["spec"]
+    assert ingress["ingressClassName"] == "nginx"
+    assert ingress["tls"] == [{"secretName": "tls", "hosts": ["taskq.example.com"]}]
+    (rule,) = ingress["rules"]
+    assert rule["host"] == "taskq.example.com"
+    # the REST API only: /healthz, /readyz and /metrics need no key and stay in the cluster
+    assert [(p["path"], p["pathType"]) for p in rule["http"]["paths"]] == [
+        ("/v1", "Prefix"),
+        ("/openapi.json", "Exact"),
+    ]
+    for path in rule["http"]["paths"]:
+        assert path["backend"]["service"] == {"name": "taskq-api", "port": {"name": "http"}}
+    # an Ingress without hosts routes every host
+    docs = render(
+        helm, "--set", "api.enabled=true", "--set", "postgresql.enabled=true",
+        "--set", "api.ingress.enabled=true",
+    )
+    assert "host" not in one(docs, "Ingress")["spec"]["rules"][0]
+    # the bundled PostgreSQL is the API's database when nothing else is said
+    assert env_of(one(docs, "Deployment", "taskq-api"))["TASKQ_DSN"] == {
+        "secretKeyRef": {"name": "taskq-postgresql", "key": "dsn"}
+    }
+
+
+def test_api_environment_is_read_by_api_settings(
+    helm: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The variables the chart sets mean to taskq-api what the chart means by them (its
+    settings ignore unknown variables, so a misspelt one would pass unnoticed)."""
+    docs = render(
+        helm, "--set", "api.enabled=true", "--set", "database.existingSecret=db",
+        "--set", "api.port=8080", "--set", "api.extraEnv[0].name=TASKQ_API_LOG_LEVEL",
+        "--set", "api.extraEnv[0].value=WARNING",
+    )
+    for name in [n for n in os.environ if n.startswith("TASKQ_")]:
+        monkeypatch.delenv(name)
+    for name, value in env_of(one(docs, "Deployment", "taskq-api")).items():
+        # the Secret's value, as the kubelet would put it there
+        monkeypatch.setenv(name, "postgresql://db/taskq" if "secretKeyRef" in value else value)
+    settings = ApiSettings()  # the DSN comes from the environment
+    assert settings.dsn.get_secret_value() == "postgresql://db/taskq"
+    assert (settings.host, settings.port, settings.log_level) == ("0.0.0.0", 8080, "WARNING")
+
+
+def test_api_without_a_database_is_refused(helm: str) -> None:
+    proc = run_helm(
+        helm, "template", "taskq", str(CHART), "--set", "api.enabled=true", check=False
+    )
+    assert proc.returncode != 0
+    assert "api.enabled needs a database" in proc.stderr
 
 
 # --- on the local control plane ---------------------------------------------------------------
@@ -513,8 +706,35 @@ spec:
 """
 
 
+def pod_container(
+    kube: Path, ns: str, deployment: str, container: str
+) -> tuple[list[str], dict[str, str]]:
+    """The command of a container of the live Deployment and the environment it gets, its
+    Secrets read as the kubelet reads them."""
+    spec = json.loads(
+        cluster.kubectl("-n", ns, "get", "deployment", deployment, "-o", "json", kubeconfig=kube)
+        .stdout
+    )["spec"]["template"]["spec"]
+    (found,) = [
+        c for c in spec["containers"] + spec.get("initContainers", []) if c["name"] == container
+    ]
+    env: dict[str, str] = {}
+    for entry in found["env"]:
+        if "value" in entry:
+            env[entry["name"]] = entry["value"]
+        else:
+            ref = entry["valueFrom"]["secretKeyRef"]
+            secret = json.loads(
+                cluster.kubectl(
+                    "-n", ns, "get", "secret", ref["name"], "-o", "json", kubeconfig=kube
+                ).stdout
+            )
+            env[entry["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
+    return found["command"], env
+
+
 def test_install_upgrade_uninstall_on_the_cluster(
-    helm: str, kube: Path, dsn: str, tmp_path: Path
+    helm: str, kube: Path, dsn: str, pg: LocalPostgres, tmp_path: Path
 ) -> None:
     ns = f"helm-{secrets.token_hex(3)}"
     release = "tq"
@@ -538,6 +758,18 @@ def test_install_upgrade_uninstall_on_the_cluster(
             f"--from-literal=dsn={dsn}",
             kubeconfig=kube,
         )
+        # The API's own database, without the schema: its pods' init container migrates it.
+        api_dsn = asyncio.run(fresh_database(pg, f"helm_api_{ns[5:]}", migrated=False))
+        kubectl(
+            "-n",
+            ns,
+            "create",
+            "secret",
+            "generic",
+            "taskq-api-db",
+            f"--from-literal=dsn={api_dsn}",
+            kubeconfig=kube,
+        )
         kc = ["--kubeconfig", str(kube)]
         # --take-ownership: the CRDs may already be there (applied by the e2e tests, or by
         # another release); they are adopted, never deleted (resource-policy: keep).
@@ -556,6 +788,20 @@ def test_install_upgrade_uninstall_on_the_cluster(
             "database.existingSecret=taskq-db",
             "--set",
             "operator.statusInterval=1",
+            "--set",
+            "api.enabled=true",
+            "--set",
+            "api.image.repository=taskq-api",
+            "--set",
+            "api.image.tag=dev",
+            "--set",
+            "api.database.existingSecret=taskq-api-db",
+            "--set",
+            "api.grpc.enabled=true",
+            "--set",
+            "api.ingress.enabled=true",
+            "--set",
+            "api.ingress.hosts={taskq.example.com}",
             "--wait",
             "--timeout",
             "90s",
@@ -565,6 +811,7 @@ def test_install_upgrade_uninstall_on_the_cluster(
         assert f"watches the namespaces: {ns}." in notes, notes
         assert "the DSN in Secret taskq-db (key dsn)" in notes, notes
         assert "kept on `helm uninstall`" in notes, notes
+        assert f"http://tq-taskq-api.{ns}.svc:8000" in notes, notes
         # the operator pod is Running (kwok plays the kubelet: the container does not run)
         pods = json.loads(
             kubectl(
@@ -580,6 +827,81 @@ def test_install_upgrade_uninstall_on_the_cluster(
             ).stdout
         )["items"]
         assert [p["status"]["phase"] for p in pods] == ["Running"]
+        # the API's pods too, admitted under the restricted profile, behind their Service, their
+        # budget computed by the disruption controller
+        api_pods = json.loads(
+            kubectl(
+                "-n",
+                ns,
+                "get",
+                "pods",
+                "-l",
+                "app.kubernetes.io/component=api",
+                "-o",
+                "json",
+                kubeconfig=kube,
+            ).stdout
+        )["items"]
+        assert [p["status"]["phase"] for p in api_pods] == ["Running"] * 2
+
+        def api_endpoints() -> list[Any] | None:
+            """The ready endpoints of the API's Service, once there are two."""
+            slices = json.loads(
+                kubectl(
+                    "-n",
+                    ns,
+                    "get",
+                    "endpointslices",
+                    "-l",
+                    "kubernetes.io/service-name=tq-taskq-api",
+                    "-o",
+                    "json",
+                    kubeconfig=kube,
+                ).stdout
+            )["items"]
+            ready = [
+                sorted(p["name"] for p in s["ports"])
+                for s in slices
+                for e in s.get("endpoints") or []
+                if e["conditions"].get("ready")
+            ]
+            return ready if len(ready) == 2 else None
+
+        endpoints = wait_for(api_endpoints, "the API's two pods behind its Service")
+        assert endpoints == [["grpc", "http"]] * 2
+        wait_for(
+            lambda: (
+                (get(kube, ns, "poddisruptionbudget", "tq-taskq-api") or {}).get("status", {})
+            ).get("expectedPods")
+            == 2,
+            "the API's PodDisruptionBudget counting its two pods",
+        )
+        assert get(kube, ns, "ingress", "tq-taskq-api") is not None
+
+        # The API's pod as the kubelet would run it, locally: the init container's command
+        # migrates the empty database, then the server, with the pod's environment (but bound to
+        # 127.0.0.1), becomes ready on it.
+        command, env = pod_container(kube, ns, "tq-taskq-api", "migrate")
+        migrate_env = {k: v for k, v in os.environ.items() if not k.startswith("TASKQ_")}
+        migrated = subprocess.run(
+            [str(Path(sys.executable).parent / command[0]), *command[1:]],
+            env={**migrate_env, **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert migrated.returncode == 0, migrated.stderr
+        command, env = pod_container(kube, ns, "tq-taskq-api", "api")
+        assert command == ["taskq-api"]
+        assert env["TASKQ_DSN"] == api_dsn
+        api = LocalApi(env, tmp_path / "api.log")
+        try:
+            api.start()  # returns once /readyz answers 200: the schema is there
+            with urllib.request.urlopen(f"{api.url}/openapi.json", timeout=10) as answer:
+                assert "/v1/tasks/{task_id}" in json.load(answer)["paths"]
+        finally:
+            assert api.stop() == 0, (tmp_path / "api.log").read_text()[-3000:]
         crd_uids = {
             name: uid(kube, "get", "crd", name)
             for name in ("taskqueues.taskq.dev", "workerpools.taskq.dev")
@@ -653,11 +975,11 @@ def test_install_upgrade_uninstall_on_the_cluster(
         assert "Not enough permissions" not in text, text[-3000:]
         operator.stop()
 
-        # helm test: the hook Job runs (kwok completes it)
+        # helm test: the hook Jobs run (kwok completes them)
         out = run_helm(
             helm, "test", release, "--namespace", ns, *kc, "--timeout", "90s", timeout=150
         ).stdout
-        assert "Succeeded" in out, out
+        assert out.count("Succeeded") == 2 and "tq-taskq-api-test" in out, out
 
         # upgrade: a changed value rolls out; CRDs and queues stay
         run_helm(
@@ -671,6 +993,8 @@ def test_install_upgrade_uninstall_on_the_cluster(
             "--reuse-values",
             "--set",
             "operator.statusInterval=3",
+            "--set",
+            "api.replicas=1",
             "--wait",
             "--timeout",
             "90s",
@@ -684,6 +1008,9 @@ def test_install_upgrade_uninstall_on_the_cluster(
             )
         )
         assert env["TASKQ_OPERATOR_STATUS_INTERVAL"] == "3"
+        # one API replica: no budget left to block node drains
+        assert (get(kube, ns, "deployment", "tq-taskq-api") or {})["spec"]["replicas"] == 1
+        assert get(kube, ns, "poddisruptionbudget", "tq-taskq-api") is None
         assert {n: uid(kube, "get", "crd", n) for n in crd_uids} == crd_uids
         assert get(kube, ns, "taskqueue", "jobs") is not None
 
@@ -696,6 +1023,8 @@ def test_install_upgrade_uninstall_on_the_cluster(
         assert get(kube, ns, "taskqueue", "jobs") is not None
         assert get(kube, ns, "workerpool", "crunchers") is not None
         assert get(kube, ns, "deployment", "tq-taskq") is None
+        assert get(kube, ns, "deployment", "tq-taskq-api") is None
+        assert get(kube, ns, "service", "tq-taskq-api") is None
         assert get(kube, ns, "serviceaccount", sa) is None
         assert (
             kubectl(

@@ -1,10 +1,11 @@
 """The images (Dockerfile, docs/image.md), built and run for real with a Docker engine here.
 
-`make image-build` lints the Dockerfile with hadolint and builds both targets from a base image
-made on this machine (`make base-image`: no registry is reachable). Then the worker image runs as
-the operator's pods run it (uid 10001, read-only root filesystem, /tmp the only writable place,
-no capabilities): a user's two-line handler image FROM it, with host networking, drains a queue of
-the session's local Postgres over 127.0.0.1.
+`make image-build` lints the Dockerfile with hadolint and builds the three targets from a base
+image made on this machine (`make base-image`: no registry is reachable). Then the images run as
+the chart's and the operator's pods run them (uid 10001, read-only root filesystem, /tmp the only
+writable place, no capabilities), with host networking, against the session's local Postgres
+over 127.0.0.1: a user's two-line handler image FROM the worker image drains a queue, and the API
+image takes a task submitted with a key its own `taskq keys create` made.
 
 Skipped, with the reason, when no Docker engine can be installed or started (`make docker-up`).
 The first run debootstraps the base and builds for several minutes; later runs reuse the cached
@@ -25,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from devenv.postgres import free_port
 
@@ -35,11 +37,13 @@ from taskq_operator.resources import WORKER_UID
 REPO = Path(__file__).resolve().parents[2]
 WORKER_IMAGE = "taskq-worker:0.1.0"  # the defaults of mk/docker.mk, passed to it explicitly
 OPERATOR_IMAGE = "taskq-operator:0.1.0"
+API_IMAGE = "taskq-api:0.1.0"
 UID = str(WORKER_UID)  # what the operator's pods run as
 TASKS = 200
 BUILD_TIMEOUT = 2400  # a cold debootstrap + both builds on 2 cores; cached reruns take seconds
 DRAIN_TIMEOUT = 120.0
-# How the operator's pods run the worker container, as docker run options.
+# How the operator's pods run the worker container (and the chart the API's), as docker run
+# options.
 POD_LIKE = [
     "--read-only", "--tmpfs", "/tmp:rw,size=64m", "--user", f"{UID}:{UID}",
     "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
@@ -87,6 +91,7 @@ def engine() -> Iterator[None]:
 class Images:
     worker: str
     operator: str
+    api: str
 
 
 @pytest.fixture(scope="module")
@@ -95,12 +100,12 @@ def images(engine: None) -> Images:
     build = _run(
         "make", "-s", "--no-print-directory", "image-build",
         f"WORKER_IMAGE={WORKER_IMAGE}", f"OPERATOR_IMAGE={OPERATOR_IMAGE}",
-        timeout=BUILD_TIMEOUT,
+        f"API_IMAGE={API_IMAGE}", timeout=BUILD_TIMEOUT,
     )
     assert build.returncode == 0, f"make image-build failed:\n{_tail(build)}"
     assert "hadolint" in build.stdout and "Dockerfile clean" in build.stdout
     print(f"image-build: {time.monotonic() - started:.0f}s")
-    return Images(WORKER_IMAGE, OPERATOR_IMAGE)
+    return Images(WORKER_IMAGE, OPERATOR_IMAGE, API_IMAGE)
 
 
 def _config(image: str) -> dict[str, object]:
@@ -135,7 +140,8 @@ def test_worker_image(images: Images) -> None:
     assert labels["org.opencontainers.image.version"] == "0.1.0"
 
     probe = _PROBE.format(
-        absent=["kopf", "kubernetes", "yaml", "pip", "uv", "hatchling", "taskq_operator"],
+        absent=["kopf", "kubernetes", "yaml", "pip", "uv", "hatchling", "taskq_operator",
+                "taskq_api", "fastapi", "starlette", "uvicorn"],
         present=["taskq", "asyncpg", "pydantic", "pydantic_settings", "prometheus_client"],
     )
     run = _run("docker", "run", "--rm", *POD_LIKE, "--entrypoint", "python", images.worker,
@@ -159,7 +165,7 @@ def test_operator_image(images: Images) -> None:
     assert labels["org.opencontainers.image.title"] == "taskq-operator"
 
     probe = _PROBE.format(
-        absent=["pip", "uv", "hatchling"],
+        absent=["pip", "uv", "hatchling", "taskq_api", "fastapi"],
         present=["taskq", "taskq_operator", "kopf", "kubernetes", "yaml", "asyncpg"],
     )
     run = _run("docker", "run", "--rm", *POD_LIKE, "--entrypoint", "python", images.operator,
@@ -175,6 +181,31 @@ def test_operator_image(images: Images) -> None:
     assert refused.stderr.strip().startswith(
         "taskq-operator: error: TASKQ_OPERATOR_STATUS_INTERVAL:"
     ), _tail(refused)
+
+
+def test_api_image(images: Images) -> None:
+    config = _config(images.api)
+    assert config["User"] == f"{UID}:{UID}"
+    assert config["Entrypoint"] == ["taskq-api"]
+    labels = config["Labels"]
+    assert isinstance(labels, dict)
+    assert labels["org.opencontainers.image.title"] == "taskq-api"
+
+    probe = _PROBE.format(
+        absent=["pip", "uv", "hatchling", "kopf", "kubernetes", "yaml", "taskq_operator"],
+        present=["taskq", "taskq_api", "fastapi", "uvicorn", "httptools", "asyncpg"],
+    )
+    run = _run("docker", "run", "--rm", *POD_LIKE, "--entrypoint", "python", images.api,
+               "-c", probe)
+    assert run.returncode == 0, _tail(run)
+    assert run.stdout.strip() == f"uid={UID} gid={UID} prefix=/opt/taskq found=[] missing=[]"
+
+    # The entrypoint refuses a missing DSN with one line naming both variables.
+    refused = _run("docker", "run", "--rm", *POD_LIKE, images.api)
+    assert refused.returncode == 2, _tail(refused)
+    assert refused.stderr.strip() == (
+        "taskq-api: error: TASKQ_API_DSN or TASKQ_DSN (--dsn): required"
+    )
 
 
 async def _docker(*argv: str, stdin: str | None = None, timeout: float = 600) -> tuple[int, str]:
@@ -267,5 +298,71 @@ async def test_user_image_drains_a_queue(
         _, logs = await _docker("logs", name)
         assert "Traceback" not in logs, logs[-3000:]
         print(f"{TASKS} tasks drained by the container in {drained:.1f}s")
+    finally:
+        await _docker("rm", "--force", name)
+
+
+async def test_api_image_serves_a_task(images: Images, client: Client, dsn: str) -> None:
+    """The API image as the chart runs it: `taskq keys create` from the image makes a key, the
+    server takes a task with it and shows it back, and SIGTERM stops it with exit code 0."""
+    queue = "imagecheck/api"
+    await client.ensure_queue(queue, QueueSettings())
+    pod_like_net = ["--network", "host", *POD_LIKE]
+    key_name = f"image-check-{secrets.token_hex(4)}"
+    code, out = await _docker(
+        "run", "--rm", *pod_like_net, "-e", f"TASKQ_DSN={dsn}", "--entrypoint", "taskq",
+        images.api, "keys", "create", key_name, "--namespace", "imagecheck", "--role", "operator",
+    )
+    assert code == 0, out
+    key = next(line for line in out.splitlines() if line.startswith("tq_"))
+
+    port = free_port()
+    name = f"taskq-image-check-api-{secrets.token_hex(4)}"
+    # TASKQ_API_HOST stays the default 127.0.0.1: on the host's network, loopback only
+    code, out = await _docker(
+        "run", "-d", "--name", name, *pod_like_net, "-e", f"TASKQ_API_DSN={dsn}",
+        "-e", f"TASKQ_API_PORT={port}", images.api,
+    )
+    assert code == 0, out
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    ready = await http.get("/readyz")
+                except httpx.TransportError:
+                    ready = None
+                if ready is not None and ready.status_code == 200:
+                    break
+                if time.monotonic() > deadline:
+                    _, logs = await _docker("logs", "--tail", "30", name)
+                    raise AssertionError(f"the API container never became ready:\n{logs}")
+                await asyncio.sleep(0.2)
+            assert (await http.get("/healthz")).status_code == 200
+
+            auth = {"Authorization": f"Bearer {key}"}
+            created = await http.post(
+                f"/v1/queues/{queue}/tasks",
+                json={"task_name": "make_thumbnail", "payload": {"image": "api.png"}},
+                headers=auth,
+            )
+            assert created.status_code == 201, created.text
+            task_id = created.json()["id"]
+            shown = await http.get(f"/v1/tasks/{task_id}", headers=auth)
+            assert shown.status_code == 200, shown.text
+            assert shown.json()["payload"] == {"image": "api.png"}
+            assert (await http.get(f"/v1/tasks/{task_id}")).status_code == 401
+            assert "taskq_api_" in (await http.get("/metrics")).text
+        stored = await client.get_task(task_id)
+        assert (stored.queue, stored.payload) == (queue, {"image": "api.png"})
+
+        code, out = await _docker("stop", "--time", "30", name)
+        assert code == 0, out
+        code, out = await _docker("inspect", "--format", "{{.State.ExitCode}}", name)
+        assert (code, out.strip()) == (0, "0")
+        _, logs = await _docker("logs", name)
+        assert "Traceback" not in logs, logs[-3000:]
+        assert key not in logs  # the secret is never logged
     finally:
         await _docker("rm", "--force", name)

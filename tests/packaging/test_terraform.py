@@ -11,8 +11,9 @@ provider) are used too; a module whose providers are not all available gets `tof
 - Variable contracts of the cloud modules (tests/contract/*.tftest.hcl): run against the module's
   variables.tf alone, which needs no provider, so they run everywhere.
 - `tofu apply` of examples/local (modules/taskq and the real chart) onto the local control plane
-  into a `tf-` namespace watched by nobody else, checks of what landed (the operator Deployment
-  available, the DSN Secret written but absent from the state), then `tofu destroy`.
+  into a `tf-` namespace watched by nobody else, checks of what landed (the operator and API
+  Deployments available, the API's Service named by the module's outputs, the DSN Secret written
+  but absent from the state), then `tofu destroy`.
 """
 
 from __future__ import annotations
@@ -211,9 +212,9 @@ def test_apply_and_destroy_on_the_local_cluster(tofu: Tofu, work: Path, kube: Pa
         assert secret_name == f"{ns}-database"
 
         # The operator Deployment is available (helm waited for it) and watches only ns.
-        deployments = _get(kube, ns, "deployments")["items"]
-        assert len(deployments) == 1
-        deployment = deployments[0]
+        deployments = {d["metadata"]["name"]: d for d in _get(kube, ns, "deployments")["items"]}
+        assert set(deployments) == {f"{ns}-taskq", f"{ns}-taskq-api"}
+        deployment = deployments[f"{ns}-taskq"]
         assert deployment["status"].get("availableReplicas") == 1
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         env = {e["name"]: e for e in container.get("env", [])}
@@ -231,6 +232,26 @@ def test_apply_and_destroy_on_the_local_cluster(tofu: Tofu, work: Path, kube: Pa
         ]
         secret = _get(kube, ns, "secret", secret_name)
         assert base64.b64decode(secret["data"]["dsn"]).decode() == dsn
+        # The API: two pods available, reading the same Secret, behind the Service the outputs
+        # name, with a budget and an Ingress.
+        api = deployments[f"{ns}-taskq-api"]
+        assert api["status"].get("availableReplicas") == 2
+        api_container = api["spec"]["template"]["spec"]["containers"][0]
+        assert api_container["image"] == "taskq-api:dev"
+        api_env = {e["name"]: e for e in api_container["env"]}
+        assert api_env["TASKQ_DSN"]["valueFrom"]["secretKeyRef"] == {
+            "name": secret_name,
+            "key": "dsn",
+        }
+        service = f"{ns}-taskq-api"
+        assert outputs["api_url"]["value"] == f"http://{service}.{ns}.svc:8000"
+        assert outputs["api_grpc_address"]["value"] == f"{service}.{ns}.svc:9090"
+        ports = {p["name"]: p["port"] for p in _get(kube, ns, "service", service)["spec"]["ports"]}
+        assert ports == {"http": 8000, "grpc": 9090}
+        assert _get(kube, ns, "poddisruptionbudget", service)["spec"]["maxUnavailable"] == 1
+        rules = _get(kube, ns, "ingress", service)["spec"]["rules"]
+        assert [r["host"] for r in rules] == ["taskq.local.test"]
+
         # Namespaced RBAC only in ns (watched namespaces = [ns]); the namespace is restricted.
         assert _get(kube, ns, "roles")["items"]
         namespace = json.loads(

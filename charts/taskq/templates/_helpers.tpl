@@ -39,6 +39,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: operator
 {{- end }}
 
+{{- define "taskq.apiSelectorLabels" -}}
+{{ include "taskq.selectorLabels" . }}
+app.kubernetes.io/component: api
+{{- end }}
+
 {{- define "taskq.postgresqlSelectorLabels" -}}
 {{ include "taskq.selectorLabels" . }}
 app.kubernetes.io/component: postgresql
@@ -52,12 +57,26 @@ app.kubernetes.io/component: postgresql
 {{- end }}
 {{- end }}
 
-{{- define "taskq.image" -}}
-{{- if .Values.image.digest -}}
-{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{/* An image reference from an image value (repository, tag, digest): `list <image> $`. */}}
+{{- define "taskq.imageRef" -}}
+{{- $image := index . 0 }}
+{{- if $image.digest -}}
+{{ $image.repository }}@{{ $image.digest }}
 {{- else -}}
-{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{ $image.repository }}:{{ $image.tag | default (index . 1).Chart.AppVersion }}
 {{- end }}
+{{- end }}
+
+{{- define "taskq.image" -}}
+{{ include "taskq.imageRef" (list .Values.image .) }}
+{{- end }}
+
+{{- define "taskq.apiImage" -}}
+{{ include "taskq.imageRef" (list .Values.api.image .) }}
+{{- end }}
+
+{{- define "taskq.apiName" -}}
+{{- printf "%s-api" (include "taskq.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
 {{- define "taskq.postgresqlName" -}}
@@ -78,6 +97,26 @@ app.kubernetes.io/component: postgresql
 {{- .Values.database.secretKey }}
 {{- else }}
 {{- "dsn" }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Secret and key of the API's DSN: its own `api.database`, else the operator's default
+database. Fails when there is neither: an API without a database could never become ready.
+*/}}
+{{- define "taskq.apiDatabaseSecret" -}}
+{{- $secret := .Values.api.database.existingSecret | default (include "taskq.databaseSecret" .) }}
+{{- if not $secret }}
+{{- fail "api.enabled needs a database: set api.database.existingSecret, database.existingSecret or postgresql.enabled" }}
+{{- end }}
+{{- $secret }}
+{{- end }}
+
+{{- define "taskq.apiDatabaseSecretKey" -}}
+{{- if .Values.api.database.existingSecret }}
+{{- .Values.api.database.secretKey }}
+{{- else }}
+{{- include "taskq.databaseSecretKey" . }}
 {{- end }}
 {{- end }}
 

@@ -367,6 +367,7 @@ module "taskq" {
 
   namespace              = var.namespace
   image                  = var.image
+  api                    = var.api
   values                 = var.values
   chart                  = var.chart
   chart_repository       = var.chart_repository

@@ -209,6 +209,12 @@ variable "image" {
   default = null
 }
 
+variable "api" {
+  description = "The REST API server, passed to modules/taskq (its `api` input: replicas, image, port, gRPC, Ingress host); null: not deployed."
+  type        = any
+  default     = null
+}
+
 variable "values" {
   description = "Chart values passed through to modules/taskq."
   type        = any

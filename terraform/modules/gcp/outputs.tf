@@ -47,3 +47,13 @@ output "database_k8s_secret_name" {
   description = "Kubernetes Secret (in `namespace`) holding the operator's default DSN."
   value       = module.taskq.database_secret_name
 }
+
+output "api_url" {
+  description = "In-cluster URL of the REST API; null when it is not deployed."
+  value       = module.taskq.api_url
+}
+
+output "api_ingress_url" {
+  description = "URL of the REST API through its Ingress; null without one."
+  value       = module.taskq.api_ingress_url
+}

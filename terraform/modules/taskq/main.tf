@@ -16,7 +16,39 @@ locals {
     var.image == null ? {} : {
       image = { repository = var.image.repository, tag = var.image.tag, digest = var.image.digest }
     },
+    var.api == null ? {} : { api = local.api_values },
   )
+
+  api_values = var.api == null ? null : merge(
+    {
+      enabled  = true
+      replicas = var.api.replicas
+      port     = var.api.port
+      grpc     = { enabled = var.api.grpc, port = var.api.grpc_port }
+    },
+    var.api.image == null ? {} : {
+      image = { repository = var.api.image.repository, tag = var.api.image.tag, digest = var.api.image.digest }
+    },
+    var.api.ingress_host == null ? {} : {
+      ingress = {
+        enabled   = true
+        className = var.api.ingress_class
+        hosts     = [var.api.ingress_host]
+        tls       = var.api.ingress_tls_secret == null ? [] : [{ hosts = [var.api.ingress_host], secretName = var.api.ingress_tls_secret }]
+      }
+    },
+  )
+
+  # The chart's names (`taskq.fullname` and `taskq.apiName` in charts/taskq/templates/_helpers.tpl),
+  # for the outputs: the in-cluster address of the API's Service. The apply test checks them
+  # against the Service the chart made.
+  chart_name = try(var.values.nameOverride, "") != "" ? var.values.nameOverride : "taskq"
+  fullname = trimsuffix(substr(
+    try(var.values.fullnameOverride, "") != "" ? var.values.fullnameOverride : (
+      strcontains(var.release_name, local.chart_name) ? var.release_name : "${var.release_name}-${local.chart_name}"
+    ), 0, 63
+  ), "-")
+  api_host = "${trimsuffix(substr("${local.fullname}-api", 0, 63), "-")}.${var.namespace}.svc"
 }
 
 resource "kubernetes_namespace_v1" "this" {

@@ -70,6 +70,42 @@ variable "image" {
   }
 }
 
+variable "api" {
+  description = "Deploy the REST API server (the chart's `api` values). Null: not deployed. `replicas` pods behind a Service on `port`; `image` null keeps the chart's default; `grpc` adds the gRPC port `grpc_port` to the pods and the Service; `ingress_host` makes an Ingress for that host (IngressClass `ingress_class`, empty: the cluster's default; TLS from the Secret `ingress_tls_secret` when set). The API reads the default database Secret. With `wait`, the apply waits until its pods are ready, i.e. until they reach the database."
+  type = object({
+    replicas = optional(number, 2)
+    image = optional(object({
+      repository = string
+      tag        = optional(string, "")
+      digest     = optional(string, "")
+    }))
+    port               = optional(number, 8000)
+    grpc               = optional(bool, false)
+    grpc_port          = optional(number, 9090)
+    ingress_host       = optional(string)
+    ingress_class      = optional(string, "")
+    ingress_tls_secret = optional(string)
+  })
+  default = null
+
+  validation {
+    condition     = var.api == null || try(var.api.replicas >= 1 && floor(var.api.replicas) == var.api.replicas, false)
+    error_message = "api.replicas must be a whole number of at least 1."
+  }
+  validation {
+    condition     = var.api == null || try(alltrue([for p in [var.api.port, var.api.grpc_port] : p >= 1 && p <= 65535 && floor(p) == p]), false)
+    error_message = "api.port and api.grpc_port must be ports (1 to 65535)."
+  }
+  validation {
+    condition     = var.api == null || try(var.api.image == null || (length(trimspace(var.api.image.repository)) > 0 && (var.api.image.digest == "" || can(regex("^sha256:[0-9a-f]{64}$", var.api.image.digest)))), false)
+    error_message = "api.image.repository must not be empty, and api.image.digest must be empty or sha256: followed by 64 lowercase hex digits."
+  }
+  validation {
+    condition     = var.api == null || try(var.api.ingress_host == null || can(regex("^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$", var.api.ingress_host)), false)
+    error_message = "api.ingress_host must be a DNS name (lowercase letters, digits, '-' and '.')."
+  }
+}
+
 variable "values" {
   description = "Chart values (an object, as in values.yaml), passed through. The inputs of this module are applied on top."
   type        = any

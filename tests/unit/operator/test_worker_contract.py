@@ -83,7 +83,7 @@ _UID_MENTIONS = re.compile(
 @pytest.mark.parametrize(
     ("path", "at_least"),
     [
-        ("Dockerfile", 11),  # each final stage: groupadd --gid, useradd --uid --gid, USER u:g
+        ("Dockerfile", 16),  # each final stage: groupadd --gid, useradd --uid --gid, USER u:g
         ("docs/operator.md", 1),
         ("docs/image.md", 6),
         ("docs/helm.md", 1),

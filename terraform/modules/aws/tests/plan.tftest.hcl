@@ -117,3 +117,16 @@ run "taskq_gets_the_dsn_secret" {
     error_message = "release outputs"
   }
 }
+
+run "api_is_passed_to_modules_taskq" {
+  command = plan
+
+  variables {
+    api = { replicas = 3, ingress_host = "taskq.example.com" }
+  }
+
+  assert {
+    condition     = output.api_url == "http://taskq-api.taskq.svc:8000" && output.api_ingress_url == "http://taskq.example.com"
+    error_message = "the API's addresses come from modules/taskq"
+  }
+}

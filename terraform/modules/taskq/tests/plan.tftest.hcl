@@ -40,6 +40,82 @@ run "defaults_watch_only_the_release_namespace" {
     condition     = endswith(helm_release.this.chart, "charts/taskq")
     error_message = "the chart defaults to this repository's charts/taskq"
   }
+  assert {
+    condition     = !can(yamldecode(helm_release.this.values[1]).api) && output.api_url == null && output.api_grpc_address == null && output.api_ingress_url == null
+    error_message = "the API is not deployed unless asked for"
+  }
+}
+
+run "api_with_grpc_ingress_and_tls" {
+  command = plan
+
+  variables {
+    api = {
+      replicas           = 3
+      image              = { repository = "registry.example/taskq-api", tag = "1.2.3" }
+      grpc               = true
+      ingress_host       = "taskq.example.com"
+      ingress_class      = "nginx"
+      ingress_tls_secret = "taskq-tls"
+    }
+  }
+
+  assert {
+    condition = yamldecode(helm_release.this.values[1]).api == {
+      enabled  = true
+      replicas = 3
+      port     = 8000
+      grpc     = { enabled = true, port = 9090 }
+      image    = { repository = "registry.example/taskq-api", tag = "1.2.3", digest = "" }
+      ingress = {
+        enabled   = true
+        className = "nginx"
+        hosts     = ["taskq.example.com"]
+        tls       = [{ hosts = ["taskq.example.com"], secretName = "taskq-tls" }]
+      }
+    }
+    error_message = "api input not passed to the chart as its api values"
+  }
+  assert {
+    condition     = output.api_url == "http://taskq-api.tf-plan.svc:8000" && output.api_grpc_address == "taskq-api.tf-plan.svc:9090"
+    error_message = "the in-cluster addresses name the chart's API Service (release taskq: taskq-api)"
+  }
+  assert {
+    condition     = output.api_ingress_url == "https://taskq.example.com"
+    error_message = "with a TLS Secret the Ingress URL is https"
+  }
+}
+
+run "api_defaults_and_the_charts_names" {
+  command = plan
+
+  variables {
+    release_name = "queue"
+    api          = {}
+  }
+
+  assert {
+    condition     = yamldecode(helm_release.this.values[1]).api == { enabled = true, replicas = 2, port = 8000, grpc = { enabled = false, port = 9090 } }
+    error_message = "api = {} deploys the API with the defaults, no image, ingress or gRPC"
+  }
+  assert {
+    condition     = output.api_url == "http://queue-taskq-api.tf-plan.svc:8000" && output.api_grpc_address == null && output.api_ingress_url == null
+    error_message = "release queue: the chart names the Service queue-taskq-api"
+  }
+}
+
+run "api_service_name_follows_fullname_override" {
+  command = plan
+
+  variables {
+    api    = { port = 8080 }
+    values = { fullnameOverride = "tq" }
+  }
+
+  assert {
+    condition     = output.api_url == "http://tq-api.tf-plan.svc:8080"
+    error_message = "fullnameOverride renames the chart's objects, the API Service too"
+  }
 }
 
 run "database_secret_image_and_values" {
@@ -158,4 +234,28 @@ run "invalid_repository_scheme" {
     chart_repository = "http://charts.example"
   }
   expect_failures = [var.chart_repository]
+}
+
+run "invalid_api_replicas" {
+  command = plan
+  variables {
+    api = { replicas = 0 }
+  }
+  expect_failures = [var.api]
+}
+
+run "invalid_api_ingress_host" {
+  command = plan
+  variables {
+    api = { ingress_host = "Not A Host" }
+  }
+  expect_failures = [var.api]
+}
+
+run "invalid_api_image_digest" {
+  command = plan
+  variables {
+    api = { image = { repository = "taskq-api", digest = "latest" } }
+  }
+  expect_failures = [var.api]
 }
