@@ -1,5 +1,5 @@
 """Helpers for operator e2e tests: install the CRDs, run `python -m taskq_operator` against the
-local control plane, and read resources with kubectl."""
+local control plane, and apply and read resources with kubectl."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
 from devenv.operator import REPO, LocalOperator
 from devenv.postgres import free_port
 
 from . import cluster
 
 CRDS = REPO / "crds"
+EXAMPLES = REPO / "examples" / "k8s"
 
 
 def install_crds(kubeconfig: Path) -> None:
@@ -26,6 +28,7 @@ def install_crds(kubeconfig: Path) -> None:
         "--timeout=60s",
         "crd/taskqueues.taskq.dev",
         "crd/workerpools.taskq.dev",
+        "crd/taskqapikeys.taskq.dev",
         kubeconfig=kubeconfig,
     )
 
@@ -34,7 +37,10 @@ class Operator(LocalOperator):
     """The operator of the e2e tests: it watches only their namespaces (another operator, a
     benchmark or the demo, may share the cluster) and serves /metrics for them to read."""
 
-    def __init__(self, kubeconfig: Path, default_dsn: str, log_path: Path) -> None:
+    def __init__(
+        self, kubeconfig: Path, default_dsn: str, log_path: Path, **settings: str
+    ) -> None:
+        """`settings`: more TASKQ_OPERATOR_* values (without the prefix)."""
         self.metrics_port = free_port()
         super().__init__(
             kubeconfig,
@@ -44,7 +50,9 @@ class Operator(LocalOperator):
             settings={
                 "status_interval": "1",
                 "maintenance_interval": "2",
+                "key_interval": "1",
                 "metrics_port": str(self.metrics_port),
+                **settings,
             },
         )
 
@@ -54,6 +62,32 @@ class Operator(LocalOperator):
         ) as answer:
             text: str = answer.read().decode()
             return text
+
+
+def example(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((EXAMPLES / name).read_text())
+    return loaded
+
+
+def apply(kubeconfig: Path, namespace: str, manifest: dict[str, Any] | str) -> None:
+    text = manifest if isinstance(manifest, str) else yaml.safe_dump(manifest)
+    cluster.kubectl("-n", namespace, "apply", "-f", "-", input=text, kubeconfig=kubeconfig)
+
+
+def assert_refused(kubeconfig: Path, namespace: str, manifest: dict[str, Any], field: str) -> None:
+    """The API server refuses the manifest with a message naming `field`."""
+    result = cluster.kubectl(
+        "-n",
+        namespace,
+        "apply",
+        "-f",
+        "-",
+        kubeconfig=kubeconfig,
+        input=yaml.safe_dump(manifest),
+        check=False,
+    )
+    assert result.returncode != 0, manifest["spec"]
+    assert field in result.stderr, (manifest["spec"], result.stderr)
 
 
 def get(kubeconfig: Path, namespace: str, kind: str, name: str) -> dict[str, Any] | None:

@@ -28,14 +28,15 @@ from tests.queue_settings import assert_stored, other_settings, taskqueue_spec
 from . import cluster
 from .operator import (
     Operator,
+    apply,
+    assert_refused,
     condition,
     deployment_replicas,
+    example,
     get,
     install_crds,
     wait_for,
 )
-
-EXAMPLES = REPO / "examples" / "k8s"
 
 
 @pytest.fixture(scope="module")
@@ -65,32 +66,6 @@ def _release_finalizers(kubeconfig: Path, namespace: str, operator: Operator) ->
         kubeconfig=kubeconfig,
         check=False,
     )
-
-
-def apply(kubeconfig: Path, namespace: str, manifest: dict[str, Any] | str) -> None:
-    text = manifest if isinstance(manifest, str) else yaml.safe_dump(manifest)
-    cluster.kubectl("-n", namespace, "apply", "-f", "-", input=text, kubeconfig=kubeconfig)
-
-
-def assert_refused(kubeconfig: Path, namespace: str, manifest: dict[str, Any], field: str) -> None:
-    """The API server refuses the manifest with a message naming `field`."""
-    result = cluster.kubectl(
-        "-n",
-        namespace,
-        "apply",
-        "-f",
-        "-",
-        kubeconfig=kubeconfig,
-        input=yaml.safe_dump(manifest),
-        check=False,
-    )
-    assert result.returncode != 0, manifest["spec"]
-    assert field in result.stderr, (manifest["spec"], result.stderr)
-
-
-def example(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load((EXAMPLES / name).read_text())
-    return loaded
 
 
 def ready(kubeconfig: Path, namespace: str, kind: str, name: str) -> dict[str, Any] | None:

@@ -4,14 +4,14 @@ the KeyStore the front door uses."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 from devenv.postgres import LocalPostgres
 
 from taskq import auth
-from taskq.auth import ApiKey, KeyStore, Role
+from taskq.auth import ApiKey, Grants, KeyStore, Role
 from taskq.errors import (
     ApiKeyConflictError,
     InvalidArgumentError,
@@ -263,3 +263,116 @@ async def test_database_errors_are_taskq_errors(pg: LocalPostgres) -> None:
             await keys.revoke_key(pool, "x")
     finally:
         await pool.close()
+
+
+# -- keys declared by Kubernetes objects (the operator's TaskqApiKey) --------------------------
+
+
+def _object() -> str:
+    return f"team-{uuid.uuid4().hex[:6]}/{_name()}"
+
+
+async def test_a_declared_key_is_found_by_its_object_and_authenticates(pool: asyncpg.Pool) -> None:
+    declared_by = _object()
+    expires = datetime.now(UTC) + timedelta(days=30)
+    grants = Grants(Role.OPERATOR, ("billing", "shop"), False, expires)
+    assert await keys.declared_key(pool, declared_by) is None
+
+    key, secret = await keys.declare_key(pool, declared_by, grants)
+
+    assert key.declared_by == declared_by
+    assert key.name == f"{declared_by.replace('/', '-')}-{key.prefix}"
+    assert key.grants == grants
+    found = await keys.declared_key(pool, declared_by)
+    assert found is not None and found.key == key
+    assert found.opened_by(secret) and not found.opened_by(auth.new_key().secret)
+    authenticated = await PgKeyStore(pool).authenticate(secret)
+    assert authenticated is not None and authenticated.grants == grants
+
+
+async def test_declaring_again_revokes_the_objects_key_before(pool: asyncpg.Pool) -> None:
+    declared_by = _object()
+    grants = Grants(Role.VIEWER, None, True, None)
+    first, first_secret = await keys.declare_key(pool, declared_by, grants)
+    second, second_secret = await keys.declare_key(pool, declared_by, grants)
+
+    store = PgKeyStore(pool)
+    assert await store.authenticate(first_secret) is None
+    assert await store.authenticate(second_secret) is not None
+    found = await keys.declared_key(pool, declared_by)
+    assert found is not None and found.key.id == second.id
+    listed = [k for k in await keys.list_keys(pool) if k.declared_by == declared_by]
+    assert sorted((k.id, k.revoked_at is None) for k in listed) == [
+        (first.id, False),
+        (second.id, True),
+    ]
+
+
+async def test_a_refused_declaration_keeps_the_key_before(pool: asyncpg.Pool) -> None:
+    declared_by = _object()
+    key, secret = await keys.declare_key(pool, declared_by, Grants(Role.VIEWER, None, False, None))
+    past = Grants(Role.VIEWER, None, False, datetime.now(UTC) - timedelta(hours=1))
+    with pytest.raises(InvalidArgumentError) as raised:
+        await keys.declare_key(pool, declared_by, past)
+    assert raised.value.field == "api_key_expires_after_creation"
+    # the revocation and the insert are one transaction: the old key still stands
+    assert await PgKeyStore(pool).authenticate(secret) is not None
+    found = await keys.declared_key(pool, declared_by)
+    assert found is not None and found.key.id == key.id
+
+
+async def test_grants_change_in_place(pool: asyncpg.Pool) -> None:
+    declared_by = _object()
+    key, secret = await keys.declare_key(pool, declared_by, Grants(Role.VIEWER, None, False, None))
+    later = datetime.now(UTC) + timedelta(days=1)
+    changed = await keys.set_grants(pool, key, Grants(Role.ADMIN, ("shop",), True, later))
+
+    assert (changed.id, changed.prefix) == (key.id, key.prefix)
+    assert changed.grants == Grants(Role.ADMIN, ("shop",), True, later)
+    authenticated = await PgKeyStore(pool).authenticate(secret)
+    assert authenticated is not None and authenticated.grants == changed.grants
+
+    await keys.revoke_declared(pool, declared_by)
+    with pytest.raises(ApiKeyConflictError, match="was revoked meanwhile"):
+        await keys.set_grants(pool, key, Grants(Role.VIEWER, None, False, None))
+
+
+async def test_revoking_what_an_object_declares(pool: asyncpg.Pool) -> None:
+    declared_by = _object()
+    key, secret = await keys.declare_key(pool, declared_by, Grants(Role.VIEWER, None, False, None))
+    revoked = await keys.revoke_declared(pool, declared_by)
+    assert revoked is not None and revoked.id == key.id and revoked.revoked_at is not None
+    assert await PgKeyStore(pool).authenticate(secret) is None
+    assert await keys.declared_key(pool, declared_by) is None
+    assert await keys.revoke_declared(pool, declared_by) is None  # nothing left to revoke
+
+
+async def test_long_object_names_make_label_key_names(pool: asyncpg.Pool) -> None:
+    declared_by = f"{'n' * 62}x/{'k' * 62}y"
+    key, _ = await keys.declare_key(pool, declared_by, Grants(Role.VIEWER, None, False, None))
+    assert len(key.name) == 63
+    assert key.name == f"{'n' * 54}-{key.prefix}"
+    await keys.revoke_declared(pool, declared_by)
+
+
+@pytest.mark.parametrize("declared_by", ["shop", "Shop/ci", "shop/ci/x", "shop/", "/ci"])
+async def test_a_malformed_object_is_refused(pool: asyncpg.Pool, declared_by: str) -> None:
+    grants = Grants(Role.VIEWER, None, False, None)
+    with pytest.raises(InvalidArgumentError) as raised:
+        await keys.declare_key(pool, declared_by, grants)
+    assert raised.value.field.startswith("declared_by")
+
+
+async def test_the_table_keeps_one_unrevoked_key_per_object(pool: asyncpg.Pool) -> None:
+    declared_by = _object()
+    await keys.declare_key(pool, declared_by, Grants(Role.VIEWER, None, False, None))
+    made = auth.new_key()
+    with pytest.raises(asyncpg.UniqueViolationError, match="api_keys_declared_by_unrevoked"):
+        await pool.execute(
+            "INSERT INTO taskq.api_keys (name, prefix, digest, role, declared_by)"
+            " VALUES ($1, $2, $3, 'viewer', $4)",
+            _name(),
+            made.prefix,
+            made.digest,
+            declared_by,
+        )

@@ -86,7 +86,7 @@ async def test_list_shows_keys_without_secrets_and_revoke_refuses_them(
     header, *rows = listing.splitlines()
     assert header.split() == [
         "NAME", "PREFIX", "ROLE", "NAMESPACES", "PAYLOADS", "STATE", "EXPIRES", "REVOKED",
-        "LAST", "USED",
+        "LAST", "USED", "DECLARED", "BY",
     ]  # fmt: skip
     by_name = {row.split()[0]: row.split() for row in rows}
     live_key, gone_key = await keys.get_key(pool, live), await keys.get_key(pool, gone)
@@ -98,10 +98,28 @@ async def test_list_shows_keys_without_secrets_and_revoke_refuses_them(
     assert by_name[gone][:6] == [gone, gone_key.prefix, "admin", "*", "yes", "revoked"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", by_name[gone][7])  # revoked
     assert by_name[gone][8] == "never"
+    assert by_name[live][9:] == by_name[gone][9:] == ["-"]  # made here, not declared
     for secret in (live_secret, gone_secret):
         assert secret not in listing
         assert auth.digest(secret).hex() not in listing
         assert secret[len("tq_") + auth.KEY_PREFIX_LENGTH + 1 :] not in listing
+
+
+async def test_a_declared_key_is_listed_with_its_object_and_revoking_it_says_what_follows(
+    dsn: str, pool: asyncpg.Pool
+) -> None:
+    declared_by = f"shop/{_name()}"
+    key, _secret = await keys.declare_key(
+        pool, declared_by, auth.Grants(Role.VIEWER, ("shop",), False, None)
+    )
+    listing = ok(await taskq("keys", "list", dsn=dsn)).out
+    [row] = [line.split() for line in listing.splitlines() if line.startswith(key.name)]
+    assert row[-2:] == ["TaskqApiKey", declared_by]
+
+    revoked = ok(await taskq("keys", "revoke", key.name, dsn=dsn))
+    assert f"revoked API key '{key.name}'" in revoked.out
+    assert f"declared by the TaskqApiKey {declared_by}" in revoked.err
+    assert "delete the TaskqApiKey" in revoked.err
 
 
 async def test_revoking_twice_or_an_unknown_key_fails_naming_it(dsn: str) -> None:

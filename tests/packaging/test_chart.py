@@ -40,6 +40,8 @@ from tests.e2e.operator import Operator, condition, get, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "taskq"
+# The CRDs of the chart, by plural
+PLURALS = ("taskqueues", "workerpools", "taskqapikeys")
 ALL_FEATURES = CHART / "ci" / "all-features-values.yaml"
 Doc = dict[str, Any]
 
@@ -131,6 +133,7 @@ def test_operator_deployment_defaults(helm: str) -> None:
     assert env["TASKQ_OPERATOR_METRICS_HOST"] == "0.0.0.0"
     assert env["TASKQ_OPERATOR_LIVENESS_PORT"] == "8081"
     assert env["TASKQ_OPERATOR_NAMESPACES"] == ""
+    assert env["TASKQ_OPERATOR_KEYS_NAMESPACE"] == "taskq-system"  # the release's namespace
     assert "TASKQ_OPERATOR_DEFAULT_DSN" not in env  # no default database configured
     assert pod["serviceAccountName"] == one(docs, "ServiceAccount")["metadata"]["name"]
     service = one(docs, "Service")
@@ -242,10 +245,7 @@ def test_rbac_off(helm: str) -> None:
 def test_crds_are_kept_templates_behind_crds_create(helm: str) -> None:
     docs = render(helm)
     crds = find(docs, "CustomResourceDefinition")
-    assert sorted(d["metadata"]["name"] for d in crds) == [
-        "taskqueues.taskq.dev",
-        "workerpools.taskq.dev",
-    ]
+    assert sorted(d["metadata"]["name"] for d in crds) == sorted(f"{p}.taskq.dev" for p in PLURALS)
     for crd in crds:
         assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
         assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
@@ -647,7 +647,7 @@ FOREIGN_MANAGERS = {"helm", "before-first-apply", "kubectl-patch"}
 def restore_shared_crds(admin: Path, namespace: str) -> None:
     """Hand the CRDs (shared by everyone on the cluster) back as `kubectl apply --server-side
     -f crds/` leaves them, unless another release has adopted them meanwhile."""
-    for plural in ("taskqueues", "workerpools"):
+    for plural in PLURALS:
         name = f"{plural}.taskq.dev"
         found = cluster.kubectl(
             "get", "crd", name, "-o", "json", kubeconfig=admin, check=False
@@ -693,6 +693,12 @@ apiVersion: taskq.dev/v1alpha1
 kind: TaskQueue
 metadata: {name: jobs}
 spec: {deletionPolicy: Retain}
+"""
+APIKEY = """
+apiVersion: taskq.dev/v1alpha1
+kind: TaskqApiKey
+metadata: {name: ci}
+spec: {role: operator}
 """
 WORKERPOOL = """
 apiVersion: taskq.dev/v1alpha1
@@ -904,7 +910,7 @@ def test_install_upgrade_uninstall_on_the_cluster(
             assert api.stop() == 0, (tmp_path / "api.log").read_text()[-3000:]
         crd_uids = {
             name: uid(kube, "get", "crd", name)
-            for name in ("taskqueues.taskq.dev", "workerpools.taskq.dev")
+            for name in (f"{plural}.taskq.dev" for plural in PLURALS)
         }
 
         # RBAC: what the ServiceAccount may and may not do
@@ -914,6 +920,9 @@ def test_install_upgrade_uninstall_on_the_cluster(
             ("patch", "taskqueues.taskq.dev", ns),
             ("patch", "workerpools.taskq.dev/status", ns),
             ("update", "workerpools.taskq.dev/finalizers", ns),
+            ("watch", "taskqapikeys.taskq.dev", ns),
+            ("patch", "taskqapikeys.taskq.dev/status", ns),
+            ("update", "taskqapikeys.taskq.dev/finalizers", ns),
             ("get", "deployments.apps", ns),
             ("patch", "deployments.apps", ns),
             ("create", "deployments.apps", ns),
@@ -934,6 +943,9 @@ def test_install_upgrade_uninstall_on_the_cluster(
             ("update", "customresourcedefinitions.apiextensions.k8s.io", ""),
             ("update", "taskqueues.taskq.dev/status", ns),
             ("update", "taskqueues.taskq.dev/finalizers", ns),
+            ("watch", "secrets", ns),
+            ("delete", "taskqapikeys.taskq.dev", ns),
+            ("create", "taskqapikeys.taskq.dev", ns),
         ]
         for verb, resource, where in allowed:
             assert can_i(kube, ns, sa, verb, resource, where or ns), (verb, resource, where)
@@ -948,12 +960,18 @@ def test_install_upgrade_uninstall_on_the_cluster(
         operator.start()
         kubectl("-n", ns, "apply", "-f", "-", input=TASKQUEUE, kubeconfig=kube)
         kubectl("-n", ns, "apply", "-f", "-", input=WORKERPOOL, kubeconfig=kube)
+        kubectl("-n", ns, "apply", "-f", "-", input=APIKEY, kubeconfig=kube)
         wait_for(
             lambda: (condition(get(kube, ns, "taskqueue", "jobs")) or {}).get("status") == "True",
             "TaskQueue Ready as the chart's ServiceAccount",
         )
         wait_for(lambda: get(kube, ns, "deployment", "crunchers"), "the pool's Deployment")
         wait_for(lambda: get(kube, ns, "secret", "crunchers-taskq-dsn"), "the pool's DSN Secret")
+        wait_for(
+            lambda: (condition(get(kube, ns, "taskqapikey", "ci")) or {}).get("status") == "True",
+            "TaskqApiKey Ready, its key in its Secret",
+        )
+        assert get(kube, ns, "secret", "ci") is not None
         wait_for(
             lambda: (
                 (condition(get(kube, ns, "workerpool", "crunchers")) or {}).get("status") == "True"
@@ -1036,7 +1054,7 @@ def test_install_upgrade_uninstall_on_the_cluster(
         if operator is not None:
             operator.stop()
         # no operator is left to remove the finalizers: drop them so the namespace can go
-        for kind in ("taskqueues.taskq.dev", "workerpools.taskq.dev"):
+        for kind in (f"{plural}.taskq.dev" for plural in PLURALS):
             names = kubectl(
                 "-n", ns, "get", kind, "-o", "name", kubeconfig=kube, check=False
             ).stdout.split()

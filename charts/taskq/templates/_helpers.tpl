@@ -136,27 +136,30 @@ granted by one Role per namespace. Empty list (all namespaces) or a glob: a Clus
 
 {{/*
 What the operator does in the namespaces it watches (docs/helm.md explains every rule):
-- taskqueues, workerpools: kopf lists and watches them, patches its finalizer and bookkeeping
-  annotations onto them; WorkerPools read their TaskQueues (get).
-- taskqueues/status, workerpools/status: the operator writes status through the subresource.
-- workerpools/finalizers update: the pool's Deployment and DSN Secret carry an ownerReference
-  with blockOwnerDeletion, which clusters enforcing OwnerReferencesPermissionEnforcement allow
-  only to who may update the owner's finalizers.
+- taskqueues, workerpools, taskqapikeys: kopf lists and watches them, patches its finalizer and
+  bookkeeping annotations onto them; WorkerPools read their TaskQueues (get).
+- taskqueues/status, workerpools/status, taskqapikeys/status: the operator writes status through
+  the subresource.
+- workerpools/finalizers, taskqapikeys/finalizers update: a pool's Deployment and DSN Secret, and
+  a key's Secret, carry an ownerReference with blockOwnerDeletion, which clusters enforcing
+  OwnerReferencesPermissionEnforcement allow only to who may update the owner's finalizers.
 - deployments get, create, patch: reads a pool's Deployment state; writes it by server-side
   apply, a PATCH that the API server authorizes as create when the object does not exist yet.
-- secrets get, create, patch: reads DSN Secrets named by TaskQueues; server-side apply (create,
-  then patch) of the per-pool copy `<pool>-taskq-dsn` of the default DSN.
+- secrets get, create, patch: reads DSN Secrets named by TaskQueues and TaskqApiKeys, and a
+  key's own Secret; server-side apply (create, then patch) of the per-pool copy
+  `<pool>-taskq-dsn` of the default DSN and of a TaskqApiKey's Secret. By name: never list or
+  watch, which would read every Secret of the namespace.
 - events create: kopf posts Warning Events on the resources.
 */}}
 {{- define "taskq.namespacedRules" -}}
 - apiGroups: ["taskq.dev"]
-  resources: ["taskqueues", "workerpools"]
+  resources: ["taskqueues", "workerpools", "taskqapikeys"]
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["taskq.dev"]
-  resources: ["taskqueues/status", "workerpools/status"]
+  resources: ["taskqueues/status", "workerpools/status", "taskqapikeys/status"]
   verbs: ["get", "patch"]
 - apiGroups: ["taskq.dev"]
-  resources: ["workerpools/finalizers"]
+  resources: ["workerpools/finalizers", "taskqapikeys/finalizers"]
   verbs: ["update"]
 - apiGroups: ["apps"]
   resources: ["deployments"]

@@ -1,4 +1,5 @@
-"""The TaskQueue and WorkerPool CustomResourceDefinitions, generated from the api models.
+"""The TaskQueue, WorkerPool and TaskqApiKey CustomResourceDefinitions, generated from the api
+models.
 
 python -m taskq_operator.crdgen            # write crds/*.yaml and the Helm chart's copy
 python -m taskq_operator.crdgen --check    # exit 1 when either differs from the models
@@ -20,6 +21,8 @@ import yaml
 from taskq_operator.api import (
     GROUP,
     VERSION,
+    TaskqApiKeySpec,
+    TaskqApiKeyStatus,
     TaskQueueSpec,
     TaskQueueStatus,
     WorkerPoolSpec,
@@ -205,6 +208,35 @@ def worker_pool_crd() -> dict[str, Any]:
     )
 
 
+def api_key_crd() -> dict[str, Any]:
+    schema = _root_schema(
+        TaskqApiKeySpec,
+        TaskqApiKeyStatus,
+        description="An API key of the taskq API: the operator issues it into a Secret, keeps "
+        "its grants equal to the spec, and revokes it when this object is deleted.",
+        spec_required=True,
+    )
+    columns = [
+        _column("Role", ".spec.role", "string", "viewer, operator or admin."),
+        _column("Namespaces", ".status.namespaces", "string", "Namespaces the key reaches."),
+        _column("Prefix", ".status.prefix", "string", "The key's public prefix, as logged."),
+        _column("Ready", _READY, "string", "Whether the key is in its Secret and usable."),
+        _column("Last Used", ".status.lastUsedAt", "date", "When it last authenticated."),
+        _AGE,
+        _column("Expires", ".spec.expiresAt", "date", "When it stops working.", priority=1),
+        _column("Secret", ".status.secretName", "string", "The Secret holding it.", priority=1),
+        _column("Key", ".status.keyName", "string", "Its name in `taskq keys list`.", priority=1),
+    ]
+    return _crd(
+        kind="TaskqApiKey",
+        plural="taskqapikeys",
+        short_name="tqkey",
+        schema=schema,
+        columns=columns,
+        subresources={"status": {}},
+    )
+
+
 def render(crd: dict[str, Any]) -> str:
     return HEADER + yaml.safe_dump(crd, sort_keys=False, width=100, allow_unicode=True)
 
@@ -213,7 +245,7 @@ def rendered() -> dict[str, str]:
     """File name -> content, as in crds/."""
     return {
         f"{crd['spec']['group']}_{crd['spec']['names']['plural']}.yaml": render(crd)
-        for crd in (task_queue_crd(), worker_pool_crd())
+        for crd in (task_queue_crd(), worker_pool_crd(), api_key_crd())
     }
 
 

@@ -1,9 +1,10 @@
-"""The daemon of each TaskQueue and WorkerPool: it runs the object's reconciler on a period and
-whenever it is woken (a spec change; for pools, tasks becoming ready in one of their queues),
-writes the status, and finishes a deletion kopf lost track of. Reacting to actual state this
-way, not only to events, is what lets a pool wake from zero within a second of a burst.
+"""The daemon of each TaskQueue, WorkerPool and TaskqApiKey: it runs the object's reconciler on
+a period and whenever it is woken (a spec change; for pools, tasks becoming ready in one of
+their queues), writes the status, and finishes a deletion kopf lost track of. Reacting to
+actual state this way, not only to events, is what lets a pool wake from zero within a second
+of a burst, and a key come back into a Secret someone deleted.
 
-One loop serves both kinds; a `Kind` holds what differs between them."""
+One loop serves every kind; a `Kind` holds what differs between them."""
 
 from __future__ import annotations
 
@@ -19,12 +20,29 @@ import kopf
 from pydantic import BaseModel, ValidationError
 
 from taskq.errors import TaskqError
-from taskq_operator.api import TaskQueueSpec, TaskQueueStatus, WorkerPoolSpec, WorkerPoolStatus
+from taskq_operator.api import (
+    TaskqApiKeySpec,
+    TaskqApiKeyStatus,
+    TaskQueueSpec,
+    TaskQueueStatus,
+    WorkerPoolSpec,
+    WorkerPoolStatus,
+)
 from taskq_operator.k8s import NotFoundError
 from taskq_operator.metrics import OperatorMetrics
-from taskq_operator.reconcile.context import Context, TaskQueueContext, WorkerPoolContext
+from taskq_operator.reconcile.apikey import (
+    SETTLED_REASONS,
+    delete_api_key,
+    reconcile_api_key,
+)
+from taskq_operator.reconcile.context import (
+    ApiKeyContext,
+    Context,
+    TaskQueueContext,
+    WorkerPoolContext,
+)
 from taskq_operator.reconcile.ports import Emit, NoDatabaseError
-from taskq_operator.reconcile.runtime import PoolMemory, QueueMemory, Runtime
+from taskq_operator.reconcile.runtime import KeyMemory, PoolMemory, QueueMemory, Runtime
 from taskq_operator.reconcile.taskqueue import delete_taskqueue, reconcile_taskqueue
 from taskq_operator.reconcile.workerpool import reconcile_workerpool
 
@@ -80,8 +98,24 @@ def _pool_next_pass(ctx: WorkerPoolContext, _: WorkerPoolStatus) -> float:
     return float(ctx.spec.autoscaling.poll_interval_seconds)
 
 
+def _key_next_pass(ctx: ApiKeyContext, status: TaskqApiKeyStatus) -> float | None:
+    """The period once the key is ready, or when only the user can change what is wrong;
+    sooner after a failure that may pass (the database, a conflict)."""
+    ready = next((c for c in status.conditions if c.type == "Ready"), None)
+    settled = ready is not None and ready.reason in SETTLED_REASONS
+    return ctx.ports.settings.key_interval if settled else None
+
+
 async def _drop_queue(ctx: TaskQueueContext) -> None:
     await delete_taskqueue(ctx.ports, ctx.namespace, ctx.name, ctx.spec)
+
+
+async def _revoke_key(ctx: ApiKeyContext) -> None:
+    await delete_api_key(ctx.ports, ctx.namespace, ctx.name, ctx.spec, ctx.memory)
+
+
+def _no_metrics(_metrics: OperatorMetrics, _namespace: str, _name: str) -> None:
+    """A TaskqApiKey has no series of its own (its errors are counted by kind and reason)."""
 
 
 TASKQUEUES = Kind(
@@ -108,7 +142,19 @@ WORKERPOOLS = Kind(
     finish_deletion=_nothing,  # its Deployment and Secret go with it (owner references)
     forget=OperatorMetrics.pool_deleted,
 )
-KINDS: tuple[Kind[Any, Any, Any], ...] = (TASKQUEUES, WORKERPOOLS)
+APIKEYS = Kind(
+    name="TaskqApiKey",
+    plural="taskqapikeys",
+    spec_model=TaskqApiKeySpec,
+    status_model=TaskqApiKeyStatus,
+    memories=lambda runtime: runtime.keys,
+    new_memory=KeyMemory,
+    reconcile=reconcile_api_key,
+    next_pass=_key_next_pass,
+    finish_deletion=_revoke_key,
+    forget=_no_metrics,
+)
+KINDS: tuple[Kind[Any, Any, Any], ...] = (TASKQUEUES, WORKERPOOLS, APIKEYS)
 
 
 def wake(runtime: Runtime, kind: Kind[Any, Any, Any], uid: str) -> None:
@@ -181,6 +227,21 @@ async def taskqueue_deleted(runtime: Runtime, body: kopf.Body) -> None:
     if dropped:
         message = f"queue {namespace}/{name} and its tasks dropped (Delete policy)"
         _emitter(body)("Normal", "Dropped", message)
+
+
+async def api_key_deleted(runtime: Runtime, body: kopf.Body) -> None:
+    """kopf's deletion handler of a TaskqApiKey: revoke its key."""
+    namespace, name = _namespace(body), body.meta.name
+    spec = TaskqApiKeySpec.model_validate(dict(body.spec))
+    # the daemon's memory while it still runs (kopf does not wait for it to stop first)
+    memory = runtime.keys.get(body.meta.uid) or KeyMemory()
+    try:
+        revoked = await delete_api_key(runtime.ports, namespace, name, spec, memory)
+    except (TaskqError, NotFoundError, NoDatabaseError) as error:
+        # kopf keeps the finalizer and retries: the key is never left usable behind our back
+        raise kopf.TemporaryError(f"cannot revoke the key yet: {error}", delay=5) from error
+    if revoked is not None:
+        _emitter(body)("Normal", "Revoked", f"key {revoked.prefix} revoked")
 
 
 class _Finished(Exception):

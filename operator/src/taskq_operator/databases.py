@@ -1,5 +1,5 @@
-"""The operator's side of the queue store: one client per database, the schema migrated once
-per database, wake-ups when tasks become ready in a queue a pool serves, and a maintenance
+"""The operator's side of the queue and key stores: one client per database, the schema migrated
+once per database, wake-ups when tasks become ready in a queue a pool serves, and a maintenance
 runner per database (taskq.maintenance: it runs a service when the database gives the
 operator its turn). A database no resource has used for a while is let go (its pool closed,
 its LISTEN connection and maintenance stopped), so a decommissioned database is not retried
@@ -16,10 +16,12 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from taskq.auth import ApiKey, Grants
 from taskq.client import Client, create_pool
 from taskq.maintenance.ports import MaintenanceMetrics
 from taskq.maintenance.runner import MaintenanceRunner, default_services
 from taskq.models import QueueInfo, QueueSettings, QueueStats
+from taskq.store import keys as key_store
 from taskq.store import queues as queue_store
 from taskq.store.dberrors import translated
 from taskq.store.maintenance import MaintenanceStore
@@ -75,6 +77,26 @@ class QueueDatabase:
 
     async def drop_queue(self, queue: str) -> bool:
         return await self._client.drop_queue(queue)
+
+
+class KeyDatabase:
+    """The API keys of one database, as the TaskqApiKey reconciler uses them
+    (reconcile.ports)."""
+
+    def __init__(self, client: Client) -> None:
+        self._pool = client.pool
+
+    async def declared_key(self, declared_by: str) -> key_store.DeclaredKey | None:
+        return await key_store.declared_key(self._pool, declared_by)
+
+    async def declare_key(self, declared_by: str, grants: Grants) -> tuple[ApiKey, str]:
+        return await key_store.declare_key(self._pool, declared_by, grants)
+
+    async def set_grants(self, key: ApiKey, grants: Grants) -> ApiKey:
+        return await key_store.set_grants(self._pool, key, grants)
+
+    async def revoke_declared(self, declared_by: str) -> ApiKey | None:
+        return await key_store.revoke_declared(self._pool, declared_by)
 
 
 class Databases:
@@ -133,6 +155,10 @@ class Databases:
     async def database(self, dsn: str) -> QueueDatabase:
         """client(dsn), as the reconcilers use it."""
         return QueueDatabase(await self.client(dsn))
+
+    async def keys(self, dsn: str) -> KeyDatabase:
+        """client(dsn)'s API keys, as the TaskqApiKey reconciler uses them."""
+        return KeyDatabase(await self.client(dsn))
 
     async def _prune_forever(self) -> None:
         while True:

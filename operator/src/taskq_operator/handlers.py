@@ -43,6 +43,12 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     async def taskqueue_deleted(body: kopf.Body, **_: Any) -> None:
         await daemons.taskqueue_deleted(runtime, body)
 
+    @kopf.on.delete(
+        GROUP, VERSION, "taskqapikeys", registry=registry, backoff=2.0, id="taskqapikey_deleted"
+    )
+    async def taskqapikey_deleted(body: kopf.Body, **_: Any) -> None:
+        await daemons.api_key_deleted(runtime, body)
+
 
 def _register_daemon(
     registry: kopf.OperatorRegistry, runtime: Runtime, kind: daemons.Kind[Any, Any, Any]

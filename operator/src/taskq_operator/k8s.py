@@ -31,6 +31,14 @@ class DeploymentState:
     ready_replicas: int
 
 
+@dataclass(frozen=True)
+class SecretState:
+    """A Secret as the operator reads one it may own."""
+
+    data: dict[str, str]  # decoded; a value that is not UTF-8 has its bad bytes replaced
+    controller_uid: str | None  # the uid of its controlling owner, if it has one
+
+
 class KubernetesPort:
     def __init__(self, api: k8s_client.ApiClient) -> None:
         self._core = k8s_client.CoreV1Api(api)
@@ -48,6 +56,23 @@ class KubernetesPort:
         if key not in data:
             raise NotFoundError(f"Secret {namespace}/{name} has no key {key!r}")
         return base64.b64decode(data[key]).decode()
+
+    async def read_secret(self, namespace: str, name: str) -> SecretState | None:
+        """The Secret; None when it does not exist."""
+        try:
+            secret = await asyncio.to_thread(self._core.read_namespaced_secret, name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        owners = (secret.metadata.owner_references if secret.metadata else None) or []
+        return SecretState(
+            data={
+                key: base64.b64decode(value).decode(errors="replace")
+                for key, value in (secret.data or {}).items()
+            },
+            controller_uid=next((o.uid for o in owners if o.controller), None),
+        )
 
     async def apply(self, manifest: Manifest) -> None:
         """Server-side apply of a namespaced Deployment or Secret."""

@@ -38,8 +38,8 @@ DEFAULT_DSN_KEY = "dsn"
 
 
 @dataclass(frozen=True, slots=True)
-class PoolRef:
-    """Identity of a WorkerPool, from its metadata."""
+class ObjectRef:
+    """Identity of a WorkerPool or a TaskqApiKey, from its metadata."""
 
     name: str
     namespace: str
@@ -69,13 +69,14 @@ def label_selector(pool: str) -> str:
     return ",".join(f"{key}={value}" for key, value in sorted(selector_labels(pool).items()))
 
 
-def owner_reference(pool: PoolRef) -> Manifest:
-    """The pool controls what it owns: deleting it deletes them (garbage collection)."""
+def owner_reference(owner: ObjectRef, kind: str) -> Manifest:
+    """The owner (of `kind`) controls what it owns: deleting it deletes them (garbage
+    collection)."""
     return {
         "apiVersion": API_VERSION,
-        "kind": "WorkerPool",
-        "name": pool.name,
-        "uid": pool.uid,
+        "kind": kind,
+        "name": owner.name,
+        "uid": owner.uid,
         "controller": True,
         "blockOwnerDeletion": True,
     }
@@ -106,7 +107,7 @@ def _describe(db: DatabaseRef | None) -> str:
     return f"Secret {db.secret_key_ref.name} key {db.secret_key_ref.key}"
 
 
-def default_dsn_secret(pool: PoolRef, dsn: str) -> Manifest:
+def default_dsn_secret(pool: ObjectRef, dsn: str) -> Manifest:
     """The copy of the operator's default DSN a pool's pods read. Owned by the pool, so it
     lives exactly as long as the pods that need it and no credential outlives its user."""
     ref = default_dsn_ref(pool.name)
@@ -117,7 +118,7 @@ def default_dsn_secret(pool: PoolRef, dsn: str) -> Manifest:
             "name": ref.name,
             "namespace": pool.namespace,
             "labels": worker_labels(pool.name),
-            "ownerReferences": [owner_reference(pool)],
+            "ownerReferences": [owner_reference(pool, "WorkerPool")],
         },
         "type": "Opaque",
         # data, not stringData: it is what the API server returns, so a compare is exact.
@@ -126,7 +127,7 @@ def default_dsn_secret(pool: PoolRef, dsn: str) -> Manifest:
 
 
 def worker_deployment(
-    pool: PoolRef, spec: WorkerPoolSpec, *, replicas: int, dsn: SecretKeyRef
+    pool: ObjectRef, spec: WorkerPoolSpec, *, replicas: int, dsn: SecretKeyRef
 ) -> Manifest:
     """The Deployment running `taskq worker` for a pool, configured only through the
     environment contract of docs/worker.md."""
@@ -138,7 +139,7 @@ def worker_deployment(
             "name": pool.name,
             "namespace": pool.namespace,
             "labels": labels,
-            "ownerReferences": [owner_reference(pool)],
+            "ownerReferences": [owner_reference(pool, "WorkerPool")],
         },
         "spec": {
             "replicas": replicas,
@@ -160,7 +161,7 @@ def worker_deployment(
     }
 
 
-def _pod_spec(pool: PoolRef, spec: WorkerPoolSpec, dsn: SecretKeyRef) -> Manifest:
+def _pod_spec(pool: ObjectRef, spec: WorkerPoolSpec, dsn: SecretKeyRef) -> Manifest:
     pod = spec.pod
     pod_spec: Manifest = {
         "containers": [_container(pool, spec, dsn)],
@@ -194,7 +195,7 @@ def _pod_spec(pool: PoolRef, spec: WorkerPoolSpec, dsn: SecretKeyRef) -> Manifes
     return pod_spec
 
 
-def _container(pool: PoolRef, spec: WorkerPoolSpec, dsn: SecretKeyRef) -> Manifest:
+def _container(pool: ObjectRef, spec: WorkerPoolSpec, dsn: SecretKeyRef) -> Manifest:
     container: Manifest = {
         "name": CONTAINER,
         "image": spec.image,
@@ -222,7 +223,7 @@ def _container(pool: PoolRef, spec: WorkerPoolSpec, dsn: SecretKeyRef) -> Manife
     return container
 
 
-def _operator_env(pool: PoolRef, spec: WorkerPoolSpec, dsn: SecretKeyRef) -> list[Manifest]:
+def _operator_env(pool: ObjectRef, spec: WorkerPoolSpec, dsn: SecretKeyRef) -> list[Manifest]:
     """The OPERATOR_SETTINGS, in that order, named as WorkerSettings reads them."""
     grace = max(1, spec.termination_grace_period_seconds - SHUTDOWN_MARGIN_SECONDS)
     sources: dict[str, Manifest] = {
@@ -244,4 +245,25 @@ def _probe(path: str, *, period: int, failures: int) -> Manifest:
         "periodSeconds": period,
         "timeoutSeconds": 2,
         "failureThreshold": failures,
+    }
+
+
+# The data key of an API key's Secret, as apps read it (secretKeyRef key: key).
+API_KEY_DATA_KEY = "key"
+
+
+def api_key_secret(owner: ObjectRef, secret_name: str, secret: str) -> Manifest:
+    """The Secret holding a TaskqApiKey's key. Owned by it, so the key's only copy goes with
+    the object that declares it (the key itself is revoked by the operator)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": secret_name,
+            "namespace": owner.namespace,
+            "labels": {"app.kubernetes.io/managed-by": MANAGED_BY, "taskq.dev/api-key": owner.name},
+            "ownerReferences": [owner_reference(owner, "TaskqApiKey")],
+        },
+        "type": "Opaque",
+        "data": {API_KEY_DATA_KEY: base64.b64encode(secret.encode()).decode("ascii")},
     }

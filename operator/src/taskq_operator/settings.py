@@ -29,6 +29,22 @@ class OperatorSettings(BaseSettings):
     min_reconcile_gap: float = Field(
         default=0.5, ge=0, description="least seconds between two scaling passes of one pool"
     )
+    keys_namespace: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=63,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="the namespace whose TaskqApiKeys may reach other namespaces, or every one, "
+        "and be admin keys; elsewhere a TaskqApiKey reaches only its own namespace. None: no "
+        "namespace may",
+    )
+    key_interval: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="seconds between checks of each TaskqApiKey (its Secret still holds the "
+        "key; expiry; last use)",
+    )
 
     @field_validator("namespaces", mode="before")
     @classmethod

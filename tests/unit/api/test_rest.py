@@ -21,7 +21,12 @@ from taskq.errors import (
 from taskq_api.rest.models import ReplayRequest, TaskSubmission
 from taskq_api.rest.problems import _field_problem, _pointer, error_response, kind_of
 from taskq_api.rest.routes import _seconds
-from taskq_api.service import ConflictError, NotAuthenticatedError, PermissionDeniedError
+from taskq_api.service import (
+    ConflictError,
+    NotAuthenticatedError,
+    PermissionDeniedError,
+    RateLimitedError,
+)
 
 _NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -33,6 +38,7 @@ _NOW = datetime(2030, 1, 1, tzinfo=UTC)
     (UnknownTaskError(1), 404),
     (ConflictError("x"), 409),
     (PayloadTooLargeError("x"), 413),
+    (RateLimitedError("x", key_prefix="abcd1234", retry_after=0.5), 429),
     (InvalidArgumentError("f", "x"), 422),
     (DatabaseUnavailableError("x"), 503),
     (SchemaMissingError(), 503),
@@ -125,3 +131,15 @@ def test_a_database_outage_answers_503_with_retry_after_and_no_cause() -> None:
     assert response.status_code == 503
     assert response.headers["retry-after"] == "5"
     assert "db.internal" not in bytes(response.body).decode()
+
+
+@pytest.mark.parametrize(("wait", "header"), [(0.01, "1"), (1.0, "1"), (1.2, "2"), (7.5, "8")])
+def test_a_key_over_its_rate_answers_429_with_whole_seconds_to_wait(
+    wait: float, header: str
+) -> None:
+    scope = {"type": "http", "path": "/v1/queues"}
+    error = RateLimitedError("slow down", key_prefix="abcd1234", retry_after=wait)
+    response = error_response(scope, error)
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == header
+    assert json.loads(bytes(response.body))["type"] == "/problems/rate-limited"

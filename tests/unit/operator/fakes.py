@@ -4,6 +4,9 @@ writes, and can be told to fail the way the real ones do."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import dataclasses
 import itertools
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -11,9 +14,12 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from taskq.errors import TaskqError, UnknownQueueError
+from taskq import auth
+from taskq.auth import ApiKey, Grants
+from taskq.errors import ApiKeyConflictError, TaskqError, UnknownQueueError
 from taskq.models import QueueInfo, QueueSettings, QueueStats
-from taskq_operator.k8s import DeploymentState, Manifest, NotFoundError
+from taskq.store.keys import DeclaredKey, declared_name
+from taskq_operator.k8s import DeploymentState, Manifest, NotFoundError, SecretState
 from taskq_operator.metrics import OperatorMetrics
 from taskq_operator.reconcile.ports import Ports
 from taskq_operator.settings import OperatorSettings
@@ -25,6 +31,7 @@ DEFAULT_DSN = "postgresql://operator@default/taskq"
 class FakeKubernetes:
     def __init__(self) -> None:
         self.secrets: dict[tuple[str, str], dict[str, str]] = {}  # (namespace, name): data
+        self.secret_owners: dict[tuple[str, str], str] = {}  # (namespace, name): controller uid
         self.task_queues: dict[tuple[str, str], Manifest] = {}
         self.deployments: dict[tuple[str, str], DeploymentState] = {}
         self.applied: list[Manifest] = []
@@ -37,6 +44,12 @@ class FakeKubernetes:
             raise NotFoundError(f"Secret {namespace}/{name} has no key {key!r}")
         return data[key]
 
+    async def read_secret(self, namespace: str, name: str) -> SecretState | None:
+        data = self.secrets.get((namespace, name))
+        if data is None:
+            return None
+        return SecretState(dict(data), self.secret_owners.get((namespace, name)))
+
     async def task_queue(self, namespace: str, name: str) -> Manifest | None:
         return self.task_queues.get((namespace, name))
 
@@ -47,8 +60,16 @@ class FakeKubernetes:
         """Recorded; a Deployment's spec.replicas takes effect as on the API server (its
         pods, replicas and readyReplicas, are left to each test)."""
         self.applied.append(manifest)
+        key = (manifest["metadata"]["namespace"], manifest["metadata"]["name"])
+        if manifest["kind"] == "Secret":
+            # a server-side apply merges the keys it sets into the Secret's data
+            data = {k: base64.b64decode(v).decode() for k, v in manifest["data"].items()}
+            self.secrets[key] = {**self.secrets.get(key, {}), **data}
+            owners = manifest["metadata"].get("ownerReferences", [])
+            controller = next((o["uid"] for o in owners if o.get("controller")), None)
+            if controller is not None:
+                self.secret_owners[key] = controller
         if manifest["kind"] == "Deployment":
-            key = (manifest["metadata"]["namespace"], manifest["metadata"]["name"])
             old = self.deployments.get(key, DeploymentState(0, 0, 0))
             self.deployments[key] = DeploymentState(
                 manifest["spec"]["replicas"], old.replicas, old.ready_replicas
@@ -129,9 +150,105 @@ class FakeQueueDatabase:
         return self.queues.pop(queue, None) is not None
 
 
+class FakeKeyDatabase:
+    """The API keys of one database: what taskq.store.keys keeps, with real key secrets."""
+
+    def __init__(self) -> None:
+        self.keys: list[tuple[ApiKey, bytes]] = []  # every key ever made, with its digest
+        self.error: TaskqError | None = None
+        """Raised by every call from now on: the database failing under the operator."""
+        self._ids = itertools.count(1)
+        self.now = NOW
+        self.pause: asyncio.Event | None = None
+        """When set to an Event, declared_key waits for it (a pass held up mid-way)."""
+        self.paused = asyncio.Event()  # set once a call waits on `pause`
+
+    def _answer(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def _unrevoked(self, declared_by: str) -> int | None:
+        return next(
+            (
+                i
+                for i, (key, _) in enumerate(self.keys)
+                if key.declared_by == declared_by and key.revoked_at is None
+            ),
+            None,
+        )
+
+    def usable(self, declared_by: str) -> ApiKey | None:
+        index = self._unrevoked(declared_by)
+        return None if index is None else self.keys[index][0]
+
+    def authenticates(self, secret: str) -> ApiKey | None:
+        """The unrevoked key whose secret this is (expiry aside)."""
+        return next(
+            (k for k, d in self.keys if k.revoked_at is None and auth.matches(secret, d)), None
+        )
+
+    def revoke(self, declared_by: str) -> ApiKey | None:
+        """As `taskq keys revoke` would, or the object's deletion."""
+        index = self._unrevoked(declared_by)
+        if index is None:
+            return None
+        key, digest = self.keys[index]
+        self.keys[index] = (dataclasses.replace(key, revoked_at=self.now), digest)
+        return self.keys[index][0]
+
+    async def declared_key(self, declared_by: str) -> DeclaredKey | None:
+        self._answer()
+        if self.pause is not None:
+            self.paused.set()
+            await self.pause.wait()
+        index = self._unrevoked(declared_by)
+        return None if index is None else DeclaredKey(*self.keys[index])
+
+    async def declare_key(self, declared_by: str, grants: Grants) -> tuple[ApiKey, str]:
+        self._answer()
+        self.revoke(declared_by)
+        made = auth.new_key()
+        key = ApiKey(
+            id=next(self._ids),
+            name=declared_name(declared_by, made.prefix),
+            prefix=made.prefix,
+            role=grants.role,
+            namespaces=grants.namespaces,
+            reads_payloads=grants.reads_payloads,
+            created_at=self.now,
+            expires_at=grants.expires_at,
+            revoked_at=None,
+            last_used_at=None,
+            declared_by=declared_by,
+        )
+        self.keys.append((key, made.digest))
+        return key, made.secret
+
+    async def set_grants(self, key: ApiKey, grants: Grants) -> ApiKey:
+        self._answer()
+        index = next(i for i, (k, _) in enumerate(self.keys) if k.id == key.id)
+        stored, digest = self.keys[index]
+        if stored.revoked_at is not None:
+            raise ApiKeyConflictError(key.name, "was revoked meanwhile")
+        changed = dataclasses.replace(
+            stored,
+            role=grants.role,
+            namespaces=grants.namespaces,
+            reads_payloads=grants.reads_payloads,
+            expires_at=grants.expires_at,
+        )
+        self.keys[index] = (changed, digest)
+        return changed
+
+    async def revoke_declared(self, declared_by: str) -> ApiKey | None:
+        self._answer()
+        return self.revoke(declared_by)
+
+
 class FakeDatabases:
     def __init__(self) -> None:
         self.databases: dict[str, FakeQueueDatabase] = {}
+        self.key_databases: dict[str, FakeKeyDatabase] = {}
         self.errors: dict[str, TaskqError] = {}
         """By DSN: raised when the database is opened (unreachable, a schema conflict)."""
         self.subscriptions: dict[tuple[str, int], dict[object, Callable[[], None]]] = {}
@@ -146,6 +263,14 @@ class FakeDatabases:
 
     def subscribe(self, dsn: str, queue_id: int, key: object, wake: Callable[[], None]) -> None:
         self.subscriptions.setdefault((dsn, queue_id), {})[key] = wake
+
+    def key_database(self, dsn: str) -> FakeKeyDatabase:
+        return self.key_databases.setdefault(dsn, FakeKeyDatabase())
+
+    async def keys(self, dsn: str) -> FakeKeyDatabase:
+        if dsn in self.errors:
+            raise self.errors[dsn]
+        return self.key_database(dsn)
 
 
 class Events:
@@ -164,7 +289,9 @@ class Events:
 class World:
     """The ports of one test, with the fakes behind them at hand."""
 
-    def __init__(self, default_dsn: str | None = DEFAULT_DSN) -> None:
+    def __init__(
+        self, default_dsn: str | None = DEFAULT_DSN, keys_namespace: str | None = None
+    ) -> None:
         self.k8s = FakeKubernetes()
         self.databases = FakeDatabases()
         self.metrics = OperatorMetrics()
@@ -173,6 +300,7 @@ class World:
             default_dsn=SecretStr(default_dsn) if default_dsn else None,
             status_interval=2.0,
             min_reconcile_gap=0.5,
+            keys_namespace=keys_namespace,
         )
         self.ports = Ports(settings, self.k8s, self.databases, self.metrics)
 

@@ -1,4 +1,5 @@
-"""The TaskQueue and WorkerPool models: defaults, the wire format, and errors naming the field."""
+"""The TaskQueue, WorkerPool and TaskqApiKey models: defaults, the wire format, and errors
+naming the field."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from taskq_operator.api import (
     AutoscalingSpec,
     Condition,
     SecretKeyRef,
+    TaskqApiKeySpec,
     TaskQueueSpec,
     TaskQueueStatus,
     WorkerPoolSpec,
@@ -208,6 +210,41 @@ def test_worker_pool_spec_errors_name_the_field(
 ) -> None:
     with pytest.raises(ValidationError) as exc:
         WorkerPoolSpec.model_validate(pool(**fields))
+    found = errors(exc)
+    assert any(where == loc and words in message for where, message in found), found
+
+
+def test_a_minimal_api_key_spec_reaches_its_namespace_forever() -> None:
+    spec = TaskqApiKeySpec.model_validate({"role": "viewer"})
+    assert (spec.namespaces, spec.all_namespaces, spec.reads_payloads) == (None, False, False)
+    assert (spec.expires_at, spec.secret_name, spec.database) == (None, None, None)
+    wire = {"role": "operator", "namespaces": ["a", "b"], "expiresAt": "2030-01-01T00:00:00Z"}
+    assert TaskqApiKeySpec.model_validate(wire).to_k8s() == {
+        **wire,
+        "expiresAt": "2030-01-01T00:00:00Z",
+        "allNamespaces": False,
+        "readsPayloads": False,
+    }
+
+
+@pytest.mark.parametrize(
+    ("fields", "loc", "words"),
+    [
+        ({"role": "root"}, ("role",), "'viewer', 'operator' or 'admin'"),
+        ({}, ("role",), "Field required"),
+        ({"role": "viewer", "namespaces": ["a"], "allNamespaces": True}, (), "exclude each other"),
+        ({"role": "viewer", "namespaces": ["a", "a"]}, (), "must not repeat"),
+        ({"role": "viewer", "namespaces": []}, ("namespaces",), "at least 1 item"),
+        ({"role": "viewer", "namespaces": ["Shop"]}, ("namespaces", 0), "pattern"),
+        ({"role": "viewer", "expiresAt": "2030-01-01T00:00:00"}, ("expiresAt",), "timezone"),
+        ({"role": "viewer", "secretName": "Bad_Name"}, ("secretName",), "pattern"),
+    ],
+)
+def test_api_key_spec_errors_name_the_field(
+    fields: dict[str, Any], loc: tuple[str | int, ...], words: str
+) -> None:
+    with pytest.raises(ValidationError) as exc:
+        TaskqApiKeySpec.model_validate(fields)
     found = errors(exc)
     assert any(where == loc and words in message for where, message in found), found
 

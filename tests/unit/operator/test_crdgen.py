@@ -11,10 +11,15 @@ import yaml
 from pydantic import BaseModel
 
 from taskq_operator import crdgen
-from taskq_operator.api import TaskQueueSpec, WorkerPoolSpec
+from taskq_operator.api import TaskqApiKeySpec, TaskQueueSpec, WorkerPoolSpec
 from taskq_operator.openapi import UnsupportedSchemaError, structural_schema, without_empty
 
-CRDS = {"TaskQueue": crdgen.task_queue_crd(), "WorkerPool": crdgen.worker_pool_crd()}
+CRDS = {
+    "TaskQueue": crdgen.task_queue_crd(),
+    "WorkerPool": crdgen.worker_pool_crd(),
+    "TaskqApiKey": crdgen.api_key_crd(),
+}
+SHORT_NAMES = {"TaskQueue": "tq", "WorkerPool": "wp", "TaskqApiKey": "tqkey"}
 
 
 def version(kind: str) -> dict[str, Any]:
@@ -71,6 +76,7 @@ def test_check_mode_reports_stale_files(tmp_path: Path, capsys: pytest.CaptureFi
     assert "taskq.dev_taskqueues.yaml is stale" in capsys.readouterr().err
     assert crdgen.main(["--out", str(tmp_path)]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "taskq.dev_taskqapikeys.yaml",
         "taskq.dev_taskqueues.yaml",
         "taskq.dev_workerpools.yaml",
     ]
@@ -110,7 +116,7 @@ def test_crd_identity(kind: str) -> None:
         "listKind": f"{kind}List",
         "plural": plural,
         "singular": kind.lower(),
-        "shortNames": ["tq" if kind == "TaskQueue" else "wp"],
+        "shortNames": [SHORT_NAMES[kind]],
         "categories": ["taskq"],
     }
     assert version(kind)["name"] == "v1alpha1"
@@ -120,6 +126,7 @@ def test_crd_identity(kind: str) -> None:
 
 def test_subresources() -> None:
     assert version("TaskQueue")["subresources"] == {"status": {}}
+    assert version("TaskqApiKey")["subresources"] == {"status": {}}
     scale = version("WorkerPool")["subresources"]["scale"]
     assert scale == {
         "specReplicasPath": ".spec.replicas",
@@ -137,6 +144,7 @@ def test_subresources() -> None:
     [
         ("TaskQueue", ["Ready", "Pending", "Running", "Dead", "Oldest", "Age"]),
         ("WorkerPool", ["Queues", "Desired", "Ready", "Min", "Max", "Age"]),
+        ("TaskqApiKey", ["Role", "Namespaces", "Prefix", "Ready", "Last Used", "Age"]),
     ],
 )
 def test_printer_columns(kind: str, columns: list[str]) -> None:
@@ -170,10 +178,13 @@ def test_the_oldest_column_is_an_age() -> None:
     [
         ("TaskQueue", TaskQueueSpec, {}),
         ("WorkerPool", WorkerPoolSpec, {"queues": ["q"], "image": "app:1", "app": "app.tasks"}),
+        ("TaskqApiKey", TaskqApiKeySpec, {"role": "viewer"}),
     ],
 )
 def test_the_api_server_fills_in_the_models_defaults(
-    kind: str, model: type[TaskQueueSpec | WorkerPoolSpec], minimal: dict[str, Any]
+    kind: str,
+    model: type[TaskQueueSpec | WorkerPoolSpec | TaskqApiKeySpec],
+    minimal: dict[str, Any],
 ) -> None:
     defaulted = apply_defaults(at(root(kind), ".spec"), minimal)
     assert without_empty(defaulted) == without_empty(model.model_validate(minimal).to_k8s())
@@ -204,6 +215,8 @@ def test_spec_is_required_only_where_fields_are() -> None:
     assert root("TaskQueue")["properties"]["spec"]["default"]["timeoutSeconds"] == 300
     assert root("WorkerPool")["required"] == ["spec"]
     assert at(root("WorkerPool"), ".spec")["required"] == ["queues", "image", "app"]
+    assert root("TaskqApiKey")["required"] == ["spec"]
+    assert at(root("TaskqApiKey"), ".spec")["required"] == ["role"]
 
 
 @pytest.mark.parametrize("kind", CRDS)
@@ -224,6 +237,18 @@ def test_the_database_of_a_queue_cannot_change() -> None:
     assert rule["message"].startswith("spec.database is immutable")
     assert "create a new TaskQueue" in rule["message"]
     assert rule["fieldPath"] == ".database"
+
+
+def test_a_keys_database_and_secret_cannot_change_and_its_reach_is_one_or_the_other() -> None:
+    reach, database, secret = rules("TaskqApiKey", ".spec")
+    assert "self.allNamespaces" in reach["rule"] and "has(self.namespaces)" in reach["rule"]
+    assert reach["message"].startswith("spec.namespaces and spec.allNamespaces exclude")
+    for rule, field in ((database, "database"), (secret, "secretName")):
+        assert f"oldSelf.{field}" in rule["rule"]
+        assert rule["message"].startswith(f"spec.{field} is immutable")
+        assert rule["fieldPath"] == f".{field}"
+    assert at(root("TaskqApiKey"), ".spec.namespaces")["x-kubernetes-list-type"] == "set"
+    assert at(root("TaskqApiKey"), ".spec.expiresAt")["format"] == "date-time"
 
 
 def test_cross_field_rules() -> None:

@@ -1,4 +1,4 @@
-"""The worker Deployment and the DSN Secret, asserted field by field."""
+"""The worker Deployment, the DSN Secret and an API key's Secret, asserted field by field."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 from taskq_operator.api import OPERATOR_ENV, DatabaseRef, SecretKeyRef, WorkerPoolSpec
 from taskq_operator.resources import (
     MixedDatabasesError,
-    PoolRef,
+    ObjectRef,
+    api_key_secret,
     default_dsn_ref,
     default_dsn_secret,
     label_selector,
@@ -19,7 +20,7 @@ from taskq_operator.resources import (
     worker_dsn,
 )
 
-POOL = PoolRef(name="mailers", namespace="shop", uid="0b1c2d3e-uid")
+POOL = ObjectRef(name="mailers", namespace="shop", uid="0b1c2d3e-uid")
 DSN_REF = SecretKeyRef(name="shop-db", key="url")
 OWNER = {
     "apiVersion": "taskq.dev/v1alpha1",
@@ -248,6 +249,23 @@ def test_the_default_dsn_copy_is_owned_by_the_pool() -> None:
         "data": {"dsn": base64.b64encode(b"postgresql://taskq:pw@db:5432/taskq").decode()},
     }
     assert default_dsn_ref("mailers") == SecretKeyRef(name="mailers-taskq-dsn", key="dsn")
+
+
+def test_an_api_keys_secret_is_owned_by_its_taskqapikey() -> None:
+    owner = ObjectRef(name="ci", namespace="shop", uid="4e5f-uid")
+    secret = api_key_secret(owner, "ci-taskq-key", "tq_abcd1234_s3cret")
+    assert secret == {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": "ci-taskq-key",
+            "namespace": "shop",
+            "labels": {"app.kubernetes.io/managed-by": "taskq-operator", "taskq.dev/api-key": "ci"},
+            "ownerReferences": [{**OWNER, "kind": "TaskqApiKey", "name": "ci", "uid": "4e5f-uid"}],
+        },
+        "type": "Opaque",
+        "data": {"key": base64.b64encode(b"tq_abcd1234_s3cret").decode()},
+    }
 
 
 def test_a_pool_on_the_default_database_reads_the_copy() -> None:

@@ -12,10 +12,10 @@ import yaml
 
 from taskq.worker.settings import WorkerSettings, env_name
 from taskq_operator.api import OPERATOR_ENV, OPERATOR_SETTINGS, SecretKeyRef, WorkerPoolSpec
-from taskq_operator.resources import METRICS_PORT, WORKER_UID, PoolRef, worker_deployment
+from taskq_operator.resources import METRICS_PORT, WORKER_UID, ObjectRef, worker_deployment
 
 REPO = Path(__file__).resolve().parents[3]
-POOL = PoolRef(name="mailers", namespace="shop", uid="0b1c2d3e-uid")
+POOL = ObjectRef(name="mailers", namespace="shop", uid="0b1c2d3e-uid")
 # What the kubelet would put in the variables the pod reads from elsewhere.
 RESOLVED = {
     "secretKeyRef": "postgresql://worker@db.shop:5432/shop",

@@ -59,6 +59,17 @@ class Action(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class Grants:
+    """What a key may do and until when: what its maker chooses, and may change for a key
+    declared from Kubernetes (a TaskqApiKey's spec)."""
+
+    role: Role
+    namespaces: tuple[str, ...] | None  # sorted; None: every namespace
+    reads_payloads: bool  # a viewer sees payloads and results (operators and admins always do)
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class ApiKey:
     """A key as the database describes it (never its secret)."""
 
@@ -66,12 +77,17 @@ class ApiKey:
     name: str
     prefix: str
     role: Role
-    namespaces: tuple[str, ...] | None  # None: every namespace
+    namespaces: tuple[str, ...] | None  # sorted; None: every namespace
     reads_payloads: bool  # a viewer sees payloads and results (operators and admins always do)
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None
+    declared_by: str | None = None  # the TaskqApiKey (namespace/name) that declares it
+
+    @property
+    def grants(self) -> Grants:
+        return Grants(self.role, self.namespaces, self.reads_payloads, self.expires_at)
 
     def usable_at(self, now: datetime) -> bool:
         return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)

@@ -13,6 +13,7 @@ example) or `parameter` (a path or query parameter).
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from taskq_api.service import (
     ConflictError,
     NotAuthenticatedError,
     PermissionDeniedError,
+    RateLimitedError,
 )
 
 log = logging.getLogger("taskq_api.errors")
@@ -112,6 +114,7 @@ PROBLEMS: Sequence[tuple[type[Exception], Kind]] = (
     (UnknownTaskError, Kind(404, "unknown-task", "No such task")),
     (ConflictError, Kind(409, "conflict", "Conflict with the current state")),
     (PayloadTooLargeError, Kind(413, "payload-too-large", "Payload over the queue's limit")),
+    (RateLimitedError, Kind(429, "rate-limited", "Too many requests")),
     (InvalidArgumentError, INVALID_REQUEST),
     (DatabaseUnavailableError, Kind(503, "database-unavailable", "Database unavailable")),
     (SchemaMissingError, Kind(503, "schema-missing", "taskq schema not installed")),
@@ -177,6 +180,9 @@ def error_response(scope: Scope, error: Exception) -> Response:
         if error.key_presented:
             challenge += ', error="invalid_token"'
         headers["WWW-Authenticate"] = challenge
+    elif isinstance(error, RateLimitedError):
+        # whole seconds (RFC 9110), rounded up: a client that waits this long gets through
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
     elif kind.status == 503:
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         if isinstance(error, DatabaseUnavailableError):
@@ -339,7 +345,7 @@ def install(app: FastAPI) -> None:
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The `responses=` of a route: a Problem for each status it may answer with, besides
-    the ones every route shares (401, 422, 431, 500, 503)."""
+    the ones every route shares (401, 422, 429, 431, 500, 503)."""
     described = {
         400: "The body is not valid JSON.",
         401: "No API key, or not a usable one.",
@@ -349,12 +355,13 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         413: "The body is over the server's limit, or a payload over the queue's.",
         415: "The body is not JSON.",
         422: "A field or parameter is invalid; `errors` names each one.",
+        429: "The key sent more requests than its rate; retry after Retry-After seconds.",
         431: "The request line and headers are over the server's limit.",
         500: "The server failed (never with a stack trace).",
         503: "The database is unreachable or not migrated; retry after Retry-After seconds.",
     }
     out: dict[int | str, dict[str, Any]] = {}
-    for status in sorted({401, 422, 431, 500, 503, *statuses}):
+    for status in sorted({401, 422, 429, 431, 500, 503, *statuses}):
         entry: dict[str, Any] = {
             "description": described[status],
             "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
@@ -366,7 +373,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
                     "schema": {"type": "string"},
                 }
             }
-        if status == 503:
+        if status in (429, 503):
             entry["headers"] = {
                 "Retry-After": {"description": "seconds", "schema": {"type": "string"}}
             }

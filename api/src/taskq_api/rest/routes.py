@@ -31,6 +31,7 @@ from taskq_api.service import (
     MAX_LIST_LIMIT,
     ApiService,
     QueueDetails,
+    RateLimitedError,
     TaskDetails,
     TaskPage,
 )
@@ -51,8 +52,15 @@ async def _key(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> ApiKey:
-    key = await _service(request).authenticate(credentials.credentials if credentials else None)
     observation: Observation | None = request.scope.get(OBSERVATION_SCOPE_KEY)
+    try:
+        key = await _service(request).authenticate(
+            credentials.credentials if credentials else None
+        )
+    except RateLimitedError as error:
+        if observation is not None:  # the log line names the key that was held back
+            observation.key_prefix = error.key_prefix
+        raise
     if observation is not None:
         observation.key_prefix = key.prefix
     return key

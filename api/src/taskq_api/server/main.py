@@ -23,7 +23,7 @@ from taskq.store.keys import PgKeyStore
 from taskq.worker.logs import setup_logging
 from taskq_api.rest import ApiMetrics, create_app
 from taskq_api.server.settings import ENV_PREFIX, ApiSettings
-from taskq_api.service import ApiService
+from taskq_api.service import ApiService, RateLimiter
 
 log = logging.getLogger("taskq_api")
 
@@ -44,7 +44,17 @@ def service_opener(settings: ApiSettings) -> Callable[[], AbstractAsyncContextMa
             reset=no_session_reset,  # its queries leave no session state behind
         )
         try:
-            service = ApiService(Client(pool), PgKeyStore(pool), max_wait=settings.max_wait_seconds)
+            limiter = (
+                RateLimiter(settings.rate_limit, settings.rate_burst)
+                if settings.rate_limit
+                else None
+            )
+            service = ApiService(
+                Client(pool),
+                PgKeyStore(pool),
+                max_wait=settings.max_wait_seconds,
+                limiter=limiter,
+            )
             try:
                 version = await service.schema_version()
                 log.info("database ready", extra={"schema_version": version})

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "TASKQ_API_"
@@ -41,12 +42,38 @@ class ApiSettings(BaseSettings):
         "variable); none: CORS off",
     )
     pool_size: int = Field(default=10, ge=1, le=1000, description="database connections at most")
+    # Off by default: a useful limit sits below what the server can take divided among the
+    # keys that share it, which only the deployment knows (docs/api.md, "Request rate").
+    rate_limit: float = Field(
+        default=0.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="requests a second each API key may send to this process (429 over it); "
+        "0: no limit",
+    )
+    rate_burst: int | None = Field(
+        default=None,
+        ge=1,
+        description="requests a key may send at once, saved up while it sends fewer than "
+        "rate_limit; default: one second's worth",
+    )
     shutdown_grace: float = Field(
         default=10.0, ge=0, description="SIGTERM: seconds to finish requests in flight"
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="least level of the JSON log lines on stderr"
     )
+
+    @field_validator("rate_burst")
+    @classmethod
+    def _burst_needs_a_rate(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and not info.data.get("rate_limit"):
+            raise PydanticCustomError(
+                "burst_without_rate",
+                "a burst without a rate limits nothing: set TASKQ_API_RATE_LIMIT "
+                "(--rate-limit) too, or leave the burst out",
+            )
+        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod

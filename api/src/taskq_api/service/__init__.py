@@ -5,6 +5,7 @@ from taskq_api.service.errors import (
     ConflictError,
     NotAuthenticatedError,
     PermissionDeniedError,
+    RateLimitedError,
 )
 from taskq_api.service.operations import (
     DEFAULT_LIST_LIMIT,
@@ -16,6 +17,7 @@ from taskq_api.service.operations import (
     ApiService,
     Enqueued,
 )
+from taskq_api.service.ratelimit import RateLimiter
 from taskq_api.service.views import QueueDetails, TaskDetails, TaskPage, TaskView
 
 __all__ = [
@@ -32,6 +34,8 @@ __all__ = [
     "NotAuthenticatedError",
     "PermissionDeniedError",
     "QueueDetails",
+    "RateLimitedError",
+    "RateLimiter",
     "TaskDetails",
     "TaskPage",
     "TaskView",

@@ -24,3 +24,12 @@ class PermissionDeniedError(ApiError):
 class ConflictError(ApiError):
     """The request is valid but the state of what it names forbids it now (e.g. retrying a
     task that is not dead)."""
+
+
+class RateLimitedError(ApiError):
+    """The key sent more requests than its rate allows (service/ratelimit.py)."""
+
+    def __init__(self, message: str, *, key_prefix: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.key_prefix = key_prefix
+        self.retry_after = retry_after  # seconds until the key may send a request again

@@ -33,7 +33,13 @@ from taskq.models import (
     TaskState,
 )
 from taskq.names import check_label
-from taskq_api.service.errors import ConflictError, NotAuthenticatedError, PermissionDeniedError
+from taskq_api.service.errors import (
+    ConflictError,
+    NotAuthenticatedError,
+    PermissionDeniedError,
+    RateLimitedError,
+)
+from taskq_api.service.ratelimit import RateLimiter
 from taskq_api.service.views import QueueDetails, TaskDetails, TaskPage, TaskView
 
 # Most tasks in one batch: one transaction (COPY above 64 tasks without idempotency keys).
@@ -76,16 +82,23 @@ class Enqueued:
 
 class ApiService:
     def __init__(
-        self, client: Client, keys: KeyStore, *, max_wait: float = DEFAULT_MAX_WAIT
+        self,
+        client: Client,
+        keys: KeyStore,
+        *,
+        max_wait: float = DEFAULT_MAX_WAIT,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self._client = client
         self._keys = keys
         self.max_wait = max_wait
+        self._limiter = limiter  # None: no request rate per key
 
     # -- keys -------------------------------------------------------------------------------
 
     async def authenticate(self, secret: str | None) -> ApiKey:
-        """The usable key whose secret this is; NotAuthenticatedError otherwise."""
+        """The usable key whose secret this is; NotAuthenticatedError otherwise, and
+        RateLimitedError when the key is over its request rate."""
         if not secret:
             raise NotAuthenticatedError(
                 "send an API key as `Authorization: Bearer <key>` (`taskq keys create` makes one)",
@@ -98,6 +111,17 @@ class ApiService:
                 "(`taskq keys list` shows the keys and their state)",
                 key_presented=True,
             )
+        if self._limiter is not None:
+            retry_after = self._limiter.take(key.prefix)
+            if retry_after > 0:
+                raise RateLimitedError(
+                    f"this key (prefix {key.prefix}) is over the server's limit of "
+                    f"{self._limiter.per_second:g} requests/s per key (bursts of "
+                    f"{self._limiter.burst}): retry in {retry_after:.2f} s, and send fewer "
+                    f"requests (a batch enqueues up to {MAX_BATCH:,} tasks in one)",
+                    key_prefix=key.prefix,
+                    retry_after=retry_after,
+                )
         return key
 
     async def schema_version(self) -> int:

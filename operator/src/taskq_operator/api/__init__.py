@@ -1,5 +1,7 @@
-"""Pydantic models of the TaskQueue and WorkerPool resources: the source of the CRDs."""
+"""Pydantic models of the TaskQueue, WorkerPool and TaskqApiKey resources: the source of the
+CRDs."""
 
+from taskq_operator.api.apikey import TaskqApiKeySpec, TaskqApiKeyStatus
 from taskq_operator.api.base import API_VERSION, GROUP, VERSION, K8sModel
 from taskq_operator.api.common import Condition, LocalObjectReference, SecretKeyRef, set_condition
 from taskq_operator.api.core import (
@@ -55,6 +57,8 @@ __all__ = [
     "TaskCounts",
     "TaskQueueSpec",
     "TaskQueueStatus",
+    "TaskqApiKeySpec",
+    "TaskqApiKeyStatus",
     "Throughput",
     "Toleration",
     "WorkerPoolSpec",

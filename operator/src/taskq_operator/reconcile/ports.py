@@ -7,8 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from taskq.auth import ApiKey, Grants
 from taskq.models import QueueInfo, QueueSettings, QueueStats
-from taskq_operator.k8s import DeploymentState, Manifest
+from taskq.store.keys import DeclaredKey
+from taskq_operator.k8s import DeploymentState, Manifest, SecretState
 from taskq_operator.metrics import OperatorMetrics
 from taskq_operator.settings import OperatorSettings
 
@@ -24,6 +26,8 @@ class Kubernetes(Protocol):
     async def secret_value(self, namespace: str, name: str, key: str) -> str:
         """The decoded value; k8s.NotFoundError when the Secret or its key is missing."""
         ...
+
+    async def read_secret(self, namespace: str, name: str) -> SecretState | None: ...
 
     async def task_queue(self, namespace: str, name: str) -> Manifest | None: ...
 
@@ -48,9 +52,29 @@ class QueueDatabase(Protocol):
     async def drop_queue(self, queue: str) -> bool: ...
 
 
+class KeyDatabase(Protocol):
+    """The API keys of one database (taskq.store.keys); failures are raised as TaskqError
+    subclasses. Keys are found by the object declaring them, `namespace/name`."""
+
+    async def declared_key(self, declared_by: str) -> DeclaredKey | None: ...
+
+    async def declare_key(self, declared_by: str, grants: Grants) -> tuple[ApiKey, str]:
+        """A new key and its secret; the object's key before it is revoked with it."""
+        ...
+
+    async def set_grants(self, key: ApiKey, grants: Grants) -> ApiKey: ...
+
+    async def revoke_declared(self, declared_by: str) -> ApiKey | None: ...
+
+
 class Databases(Protocol):
     async def database(self, dsn: str) -> QueueDatabase:
         """The database, its schema migrated; DatabaseUnavailableError if unreachable."""
+        ...
+
+    async def keys(self, dsn: str) -> KeyDatabase:
+        """The database's API keys, its schema migrated; DatabaseUnavailableError if
+        unreachable."""
         ...
 
     def subscribe(self, dsn: str, queue_id: int, key: object, wake: Callable[[], None]) -> None:

@@ -29,6 +29,15 @@ class QueueMemory:
 
 
 @dataclass
+class KeyMemory:
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    # kopf runs the deletion handler while the daemon may still be in a pass: the lock keeps
+    # a pass from issuing a key after the revocation, and `revoked` every later pass
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    revoked: bool = False
+
+
+@dataclass
 class Runtime:
     settings: OperatorSettings
     k8s: KubernetesPort
@@ -36,6 +45,7 @@ class Runtime:
     metrics: OperatorMetrics
     pools: dict[str, PoolMemory] = field(default_factory=dict)  # by WorkerPool uid
     queues: dict[str, QueueMemory] = field(default_factory=dict)  # by TaskQueue uid
+    keys: dict[str, KeyMemory] = field(default_factory=dict)  # by TaskqApiKey uid
 
     @cached_property
     def ports(self) -> Ports:

@@ -3,16 +3,12 @@ depth."""
 
 from __future__ import annotations
 
-import logging
-
 from taskq.errors import TaskqError, UnknownQueueError
 from taskq.store.migrations import MigrationChecksumError
 from taskq_operator.api import TaskQueueSpec, TaskQueueStatus, set_condition
 from taskq_operator.k8s import NotFoundError
-from taskq_operator.reconcile.context import TaskQueueContext
+from taskq_operator.reconcile.context import TaskQueueContext, not_ready
 from taskq_operator.reconcile.ports import NoDatabaseError, Ports
-
-log = logging.getLogger("taskq_operator.taskqueue")
 
 
 def queue_name(namespace: str, name: str) -> str:
@@ -73,22 +69,7 @@ async def reconcile_taskqueue(ctx: TaskQueueContext) -> TaskQueueStatus:
 
 
 def _not_ready(ctx: TaskQueueContext, reason: str, message: str) -> TaskQueueStatus:
-    """Ready=False; an Event and a log line only when the reason is new, not every pass."""
-    previous = next((c for c in ctx.status.conditions if c.type == "Ready"), None)
-    if previous is None or previous.reason != reason:
-        ctx.emit("Warning", reason, message)
-        log.warning("queue %s/%s not ready: %s", ctx.namespace, ctx.name, message)
-    ctx.ports.metrics.reconcile_error("TaskQueue", reason)
-    conditions = set_condition(
-        ctx.status.conditions,
-        type="Ready",
-        status="False",
-        reason=reason,
-        message=message,
-        now=ctx.now,
-        observed_generation=ctx.generation,
-    )
-    return ctx.status.model_copy(update={"conditions": conditions})
+    return not_ready(ctx, "TaskQueue", reason, message)
 
 
 async def delete_taskqueue(ports: Ports, namespace: str, name: str, spec: TaskQueueSpec) -> bool:

@@ -21,7 +21,7 @@ from taskq_operator.reconcile.context import WorkerPoolContext
 from taskq_operator.reconcile.ports import NoDatabaseError
 from taskq_operator.resources import (
     MixedDatabasesError,
-    PoolRef,
+    ObjectRef,
     default_dsn_ref,
     default_dsn_secret,
     label_selector,
@@ -100,7 +100,7 @@ async def reconcile_workerpool(ctx: WorkerPoolContext) -> WorkerPoolStatus:
 
 async def _reconcile(ctx: WorkerPoolContext) -> WorkerPoolStatus:
     k8s = ctx.ports.k8s
-    pool = PoolRef(name=ctx.name, namespace=ctx.namespace, uid=ctx.uid)
+    pool = ObjectRef(name=ctx.name, namespace=ctx.namespace, uid=ctx.uid)
     deployment = await k8s.deployment_state(ctx.namespace, ctx.name)
     current = deployment.spec_replicas if deployment else 0
     problem: PoolProblem | None = None

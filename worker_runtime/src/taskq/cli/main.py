@@ -263,7 +263,7 @@ async def _keys_create(client: Client, args: argparse.Namespace) -> None:
 
 
 _KEY_COLUMNS = ["NAME", "PREFIX", "ROLE", "NAMESPACES", "PAYLOADS", "STATE", "EXPIRES"]
-_KEY_COLUMNS += ["REVOKED", "LAST USED"]
+_KEY_COLUMNS += ["REVOKED", "LAST USED", "DECLARED BY"]
 
 
 def _key_row(key: ApiKey, now: datetime) -> list[str]:
@@ -282,6 +282,7 @@ def _key_row(key: ApiKey, now: datetime) -> list[str]:
         _when(key.expires_at, "never"),
         _when(key.revoked_at),
         _when(key.last_used_at, "never"),
+        f"TaskqApiKey {key.declared_by}" if key.declared_by else "-",
     ]
 
 
@@ -297,6 +298,13 @@ async def _keys_list(client: Client, _args: argparse.Namespace) -> None:
 async def _keys_revoke(client: Client, args: argparse.Namespace) -> None:
     key = await key_store.revoke_key(client.pool, args.name)
     print(f"revoked API key {key.name!r} (prefix {key.prefix}): it is refused from now on")
+    if key.declared_by:
+        # the object still declares a key: the operator issues it a new one
+        print(
+            f"it was declared by the TaskqApiKey {key.declared_by}: the operator puts a new key "
+            "into that object's Secret; delete the TaskqApiKey to stop issuing keys",
+            file=sys.stderr,
+        )
 
 
 def _worker(args: argparse.Namespace) -> int:

@@ -151,30 +151,60 @@ SELECT id, namespace || '/' || name AS name FROM taskq.queues ORDER BY id
 INSERT INTO taskq.api_keys (name, prefix, digest, role, namespaces, reads_payloads, expires_at)
 VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7::float8))
 RETURNING id, name, prefix, role, namespaces, reads_payloads, created_at, expires_at,
-          revoked_at, last_used_at
+          revoked_at, last_used_at, declared_by
 
 -- name: get_api_key
 SELECT id, name, prefix, role, namespaces, reads_payloads, created_at, expires_at, revoked_at,
-       last_used_at
+       last_used_at, declared_by
   FROM taskq.api_keys WHERE name = $1
 
 -- name: list_api_keys
 -- every key, revoked and expired ones included; never a digest
 SELECT id, name, prefix, role, namespaces, reads_payloads, created_at, expires_at, revoked_at,
-       last_used_at
+       last_used_at, declared_by
   FROM taskq.api_keys ORDER BY name
 
 -- name: revoke_api_key
 -- no row: no such key, or it was already revoked
 UPDATE taskq.api_keys SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL
 RETURNING id, name, prefix, role, namespaces, reads_payloads, created_at, expires_at,
-          revoked_at, last_used_at
+          revoked_at, last_used_at, declared_by
+
+-- name: declare_api_key
+-- A key a Kubernetes object declares (migration 0012). $1 name, $2 prefix, $3 digest, $4 role,
+-- $5 namespaces (NULL: all), $6 reads_payloads, $7 expires_at (NULL: never), $8 declared_by
+INSERT INTO taskq.api_keys
+       (name, prefix, digest, role, namespaces, reads_payloads, expires_at, declared_by)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+RETURNING id, name, prefix, role, namespaces, reads_payloads, created_at, expires_at,
+          revoked_at, last_used_at, declared_by
+
+-- name: declared_api_key
+-- the unrevoked key an object declares, with its digest: the operator compares the key in the
+-- object's Secret with it
+SELECT id, name, prefix, digest, role, namespaces, reads_payloads, created_at, expires_at,
+       revoked_at, last_used_at, declared_by
+  FROM taskq.api_keys WHERE declared_by = $1 AND revoked_at IS NULL
+
+-- name: set_api_key_grants
+-- no row: the key was revoked meanwhile
+UPDATE taskq.api_keys
+   SET role = $2, namespaces = $3, reads_payloads = $4, expires_at = $5
+ WHERE id = $1 AND revoked_at IS NULL
+RETURNING id, name, prefix, role, namespaces, reads_payloads, created_at, expires_at,
+          revoked_at, last_used_at, declared_by
+
+-- name: revoke_declared_api_key
+-- no row: the object declares no unrevoked key
+UPDATE taskq.api_keys SET revoked_at = now() WHERE declared_by = $1 AND revoked_at IS NULL
+RETURNING id, name, prefix, role, namespaces, reads_payloads, created_at, expires_at,
+          revoked_at, last_used_at, declared_by
 
 -- name: api_key_by_prefix
 -- The key a request names, with its digest to compare (in Python, in constant time) and the
 -- database clock to judge its expiry by.
 SELECT id, name, prefix, digest, role, namespaces, reads_payloads, created_at, expires_at,
-       revoked_at, last_used_at, now() AS now
+       revoked_at, last_used_at, declared_by, now() AS now
   FROM taskq.api_keys WHERE prefix = $1
 
 -- name: api_key_used

@@ -918,6 +918,8 @@ CREATE TABLE taskq.api_keys (
     expires_at timestamp with time zone,
     revoked_at timestamp with time zone,
     last_used_at timestamp with time zone,
+    declared_by text,
+    CONSTRAINT api_key_declared_by_object CHECK ((declared_by ~ '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$'::text)),
     CONSTRAINT api_key_digest_is_sha256 CHECK ((octet_length(digest) = 32)),
     CONSTRAINT api_key_expires_after_creation CHECK ((expires_at > created_at)),
     CONSTRAINT api_key_name_is_dns_label CHECK (((name ~ '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'::text) AND (length(name) <= 63))),
@@ -1097,6 +1099,10 @@ ALTER TABLE ONLY taskq.tasks
 
 ALTER TABLE ONLY taskq.workers
     ADD CONSTRAINT workers_pkey PRIMARY KEY (worker_id);
+
+-- INDEX: api_keys_declared_by_unrevoked
+
+CREATE UNIQUE INDEX api_keys_declared_by_unrevoked ON taskq.api_keys USING btree (declared_by) WHERE (revoked_at IS NULL);
 
 -- INDEX: tasks_claim_order_idx
 

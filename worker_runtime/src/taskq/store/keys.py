@@ -1,25 +1,27 @@
-"""API keys in PostgreSQL (taskq.api_keys, migration 0010): create, list, revoke, and the
-KeyStore the front door authenticates requests with. What a key allows: taskq/auth.py.
+"""API keys in PostgreSQL (taskq.api_keys, migrations 0010 and 0012): create, list, revoke, the
+keys Kubernetes objects declare (the operator's TaskqApiKey), and the KeyStore the front door
+authenticates requests with. What a key allows: taskq/auth.py.
 
 Every call here translates database errors (store/dberrors.py), so its callers (the CLI, the
-API server) see taskq errors only.
+API server, the operator) see taskq errors only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
 
 import asyncpg
 
 from taskq import auth
-from taskq.auth import ApiKey, Role
+from taskq.auth import ApiKey, Grants, Role
 from taskq.errors import ApiKeyConflictError, InvalidArgumentError, UnknownApiKeyError
 from taskq.names import check_label
 from taskq.store.dberrors import translated
 from taskq.store.sqlfiles import query
-from taskq.store.types import Executor
+from taskq.store.types import Connection, Executor
 
 # A key that should outlive this is made without an expiry; beyond it lie timestamp overflows.
 MAX_LIFETIME = timedelta(days=3650)
@@ -43,6 +45,7 @@ def key_from_row(row: asyncpg.Record) -> ApiKey:
         expires_at=row["expires_at"],
         revoked_at=row["revoked_at"],
         last_used_at=row["last_used_at"],
+        declared_by=row["declared_by"],
     )
 
 
@@ -78,26 +81,61 @@ async def create_key(
             "(a key made without an expiry never expires)",
         )
     seconds = None if expires_in is None else expires_in.total_seconds()
+    async with _connection(db) as conn:
+        return await _insert(
+            conn,
+            lambda _prefix: name,
+            lambda key_name, made: conn.fetchrow(
+                query("create_api_key"),
+                key_name,
+                made.prefix,
+                made.digest,
+                role.label,
+                confined,
+                reads_payloads,
+                seconds,
+            ),
+        )
+
+
+@contextlib.asynccontextmanager
+async def _connection(db: Executor) -> AsyncIterator[Connection]:
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn:
+            yield conn
+    else:
+        yield db
+
+
+async def _insert(
+    conn: Connection,
+    name_of: Callable[[str], str],
+    insert: Callable[[str, auth.NewKey], Awaitable[asyncpg.Record | None]],
+) -> tuple[ApiKey, str]:
+    """A new key named `name_of(its prefix)`, written by `insert(name, key)`, and its
+    secret."""
     with translated():
         for _ in range(_PREFIX_DRAWS):
             made = auth.new_key()
+            name = name_of(made.prefix)
             try:
-                row = await db.fetchrow(
-                    query("create_api_key"),
-                    name,
-                    made.prefix,
-                    made.digest,
-                    role.label,
-                    confined,
-                    reads_payloads,
-                    seconds,
-                )
+                # a savepoint inside a caller's transaction, so that a taken prefix only
+                # costs a draw
+                async with conn.transaction():
+                    row = await insert(name, made)
             except asyncpg.UniqueViolationError as error:
-                if getattr(error, "constraint_name", None) != "api_keys_prefix_key":
+                constraint = getattr(error, "constraint_name", None)
+                if constraint == "api_keys_prefix_key":
+                    continue  # the prefix was taken: draw another key
+                if constraint == "api_keys_declared_by_unrevoked":
                     raise ApiKeyConflictError(
-                        name, "already exists (a revoked key keeps its name): choose another name"
+                        name,
+                        "was not made: another key of the same object was made at the same "
+                        "time (by a second operator?); that one stands",
                     ) from None
-                continue  # the prefix was taken: draw another key
+                raise ApiKeyConflictError(
+                    name, "already exists (a revoked key keeps its name): choose another name"
+                ) from None
             assert row is not None
             return key_from_row(row), made.secret
     raise RuntimeError(f"{_PREFIX_DRAWS} random key prefixes in a row were taken")
@@ -126,6 +164,96 @@ async def revoke_key(db: Executor, name: str) -> ApiKey:
     if existing is None:
         raise UnknownApiKeyError(name)
     raise ApiKeyConflictError(name, f"was already revoked at {existing.revoked_at}")
+
+
+# -- keys declared by Kubernetes objects (the operator's TaskqApiKey) ------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeclaredKey:
+    """The unrevoked key an object declares, with the digest its secret must have."""
+
+    key: ApiKey
+    digest: bytes
+
+    def opened_by(self, secret: str) -> bool:
+        return auth.matches(secret, self.digest)
+
+
+def declared_name(declared_by: str, prefix: str) -> str:
+    """`<namespace>-<name>-<prefix>`, cut to a label: readable in `taskq keys list`, and
+    unique through the prefix, since each key an object is issued needs a name of its own."""
+    base = declared_by.replace("/", "-")[: 62 - auth.KEY_PREFIX_LENGTH].rstrip("-")
+    return f"{base}-{prefix}"
+
+
+def _check_declared_by(declared_by: str) -> str:
+    namespace, slash, name = declared_by.partition("/")
+    if not slash:
+        raise InvalidArgumentError("declared_by", f"{declared_by!r} is not namespace/name")
+    check_label(namespace, "declared_by namespace")
+    check_label(name, "declared_by name")
+    return declared_by
+
+
+async def declared_key(db: Executor, declared_by: str) -> DeclaredKey | None:
+    """The unrevoked key the object `declared_by` (namespace/name) declares, if any."""
+    with translated():
+        row = await db.fetchrow(query("declared_api_key"), _check_declared_by(declared_by))
+    return None if row is None else DeclaredKey(key_from_row(row), row["digest"])
+
+
+async def declare_key(db: Executor, declared_by: str, grants: Grants) -> tuple[ApiKey, str]:
+    """A new key for the object `declared_by`, and its secret; the key it declared before,
+    if any, is revoked in the same transaction (its secret is no longer where the object
+    says). An expiry must be in the future (InvalidArgumentError otherwise)."""
+    declared_by = _check_declared_by(declared_by)
+    namespaces = _check_namespaces(grants.namespaces)
+    async with _connection(db) as conn, conn.transaction():
+        with translated():
+            await conn.execute(query("revoke_declared_api_key"), declared_by)
+        return await _insert(
+            conn,
+            lambda prefix: declared_name(declared_by, prefix),
+            lambda key_name, made: conn.fetchrow(
+                query("declare_api_key"),
+                key_name,
+                made.prefix,
+                made.digest,
+                grants.role.label,
+                namespaces,
+                grants.reads_payloads,
+                grants.expires_at,
+                declared_by,
+            ),
+        )
+
+
+async def set_grants(db: Executor, key: ApiKey, grants: Grants) -> ApiKey:
+    """The key with new grants, at once (its next request is judged by them).
+    ApiKeyConflictError when it was revoked meanwhile."""
+    namespaces = _check_namespaces(grants.namespaces)
+    with translated():
+        row = await db.fetchrow(
+            query("set_api_key_grants"),
+            key.id,
+            grants.role.label,
+            namespaces,
+            grants.reads_payloads,
+            grants.expires_at,
+        )
+    if row is None:
+        raise ApiKeyConflictError(key.name, "was revoked meanwhile: its grants stay as they were")
+    return key_from_row(row)
+
+
+async def revoke_declared(db: Executor, declared_by: str) -> ApiKey | None:
+    """Revoke the key the object declares; None when it declares no unrevoked key."""
+    with translated():
+        row = await db.fetchrow(
+            query("revoke_declared_api_key"), _check_declared_by(declared_by)
+        )
+    return None if row is None else key_from_row(row)
 
 
 class PgKeyStore:
