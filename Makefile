@@ -18,7 +18,7 @@ include cluster/cluster.mk
 # Packaging checks (image, chart, Terraform modules), one fragment per area.
 include $(wildcard mk/*.mk)
 
-.PHONY: help venv system lint test test-fast schema demo demo-queue bench bench-footprint bench-recovery bench-api clean
+.PHONY: help venv system lint test test-fast schema demo demo-queue bench bench-footprint bench-recovery bench-kills bench-api clean
 
 help:
 	@echo "make demo    local control plane + Postgres, the operator, tasks flowing, workers scaling,"
@@ -84,6 +84,9 @@ bench-footprint: venv system
 
 bench-recovery: venv system
 	$(PY) bench/recovery_bench.py
+
+bench-kills: venv system
+	$(PY) bench/kills_bench.py
 
 bench-api: venv system
 	$(PY) bench/api_bench.py

@@ -58,12 +58,11 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.timing import ClaimTiming, TimedStore, percentile
 from devenv.postgres import bench_database
 
 from taskq.client import Client, connect
 from taskq.models import TaskRequest
-from taskq.store.execution import ClaimedTask
-from taskq.store.worker_store import WorkerStore
 from taskq.worker.context import TaskContext
 from taskq.worker.loop import Worker
 from taskq.worker.main import tune_gc, worker_pool
@@ -188,7 +187,7 @@ class Progress:
     target: int | None = None  # all that was enqueued, once the producer has finished
     clock_offset: float = 0.0  # database clock minus ours, seconds
     pickups_ms: list[float] = field(default_factory=list)
-    claims_ms: list[float] = field(default_factory=list)
+    claims: list[ClaimTiming] = field(default_factory=list)
     dead_peak: int = 0
     backlog_peak: int = 0
     last_handled_at: float = 0.0
@@ -197,21 +196,6 @@ class Progress:
     def check_done(self) -> None:
         if self.target is not None and self.handled >= self.target:
             self.done.set()
-
-
-class TimedStore(WorkerStore):
-    """The worker's own store, timing each claim into `claims_ms`."""
-
-    def __init__(self, pool: asyncpg.Pool, deadline: float, claims_ms: list[float]) -> None:
-        super().__init__(pool, deadline)
-        self._claims_ms = claims_ms
-
-    async def claim(self, *args: Any, **kwargs: Any) -> list[ClaimedTask]:
-        started = time.perf_counter()
-        try:
-            return await super().claim(*args, **kwargs)
-        finally:
-            self._claims_ms.append((time.perf_counter() - started) * 1000)
 
 
 def _settings(dsn: str, queue: str) -> WorkerSettings:
@@ -228,10 +212,6 @@ def _settings(dsn: str, queue: str) -> WorkerSettings:
 
 def _per_task(value: float, tasks: int) -> float:
     return round(value / tasks, 1) if tasks else 0.0
-
-
-def _percentile(sorted_values: list[float], fraction: float) -> float:
-    return sorted_values[max(0, int(len(sorted_values) * fraction) - 1)]
 
 
 # -- server ----------------------------------------------------------------------------------
@@ -569,7 +549,7 @@ def _summary(window: Window, wal_bytes: int, progress: Progress) -> dict[str, An
     tasks = progress.enqueued
     grown = window.after.total_bytes - window.before.total_bytes
     pickups = sorted(progress.pickups_ms)
-    claims = sorted(progress.claims_ms)
+    claims = sorted(c.ms for c in progress.claims if c.kind == "claim")
     return {
         "tasks": tasks,
         "window_s": round(window.seconds, 1),
@@ -583,10 +563,10 @@ def _summary(window: Window, wal_bytes: int, progress: Progress) -> dict[str, An
         "dead_tuples_end": window.dead_end,
         "backlog_peak": progress.backlog_peak,
         "pickup_p50_ms": round(statistics.median(pickups), 2),
-        "pickup_p99_ms": round(_percentile(pickups, 0.99), 2),
+        "pickup_p99_ms": round(percentile(pickups, 0.99), 2),
         "claims": len(claims),
         "claim_p50_ms": round(statistics.median(claims), 2),
-        "claim_p99_ms": round(_percentile(claims, 0.99), 2),
+        "claim_p99_ms": round(percentile(claims, 0.99), 2),
         "autovacuums": sum(
             end["autovacuum_count"] - window.tables_before.get(table, {}).get("autovacuum_count", 0)
             for table, end in window.tables_after.items()
@@ -617,7 +597,7 @@ async def run_phase(
     pool = client.pool
     worker_db = await worker_pool(dsn)  # as `taskq worker` makes it
     settings = _settings(dsn, queue)
-    store = TimedStore(worker_db, settings.db_deadline, progress.claims_ms)
+    store = TimedStore(worker_db, settings.db_deadline, progress.claims)
     worker = Worker(worker_db, registry, settings, f"bench-footprint-{name}", db=store)
     stop = asyncio.Event()
     running = asyncio.create_task(worker.run(stop))

@@ -9,6 +9,9 @@ Phases:
   beat_cost     WORKERS simulated worker processes beating once a second for BEAT_SECONDS
                 (taskq.worker_beat through a pool, as each worker's beat thread calls it):
                 achieved beats/s, call latency, and PostgreSQL's CPU per second of beating
+
+Claim latency while the worker's backends are killed is measured by kills_bench.py
+(`make bench-kills`).
 """
 
 from __future__ import annotations
