@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from taskq.claim_order import ResumePoint
+from taskq.backoff import Backoff
 from taskq.store.dberrors import describe_error, is_database_error
 from taskq.store.types import Connection
 
@@ -67,7 +68,9 @@ class Listener:
             self._on_cancel(int(payload))
 
     async def run(self) -> None:
-        delay = 0.1
+        # a killed backend is replaced at once (notifications sent meanwhile are missed, and
+        # tasks wait for the poll); an unreachable server is retried less and less often
+        backoff = Backoff(cap=5.0)
         while True:
             conn: asyncpg.Connection | None = None
             try:
@@ -78,7 +81,7 @@ class Listener:
                 conn.add_termination_listener(lambda _c: self._lost.set())
                 await conn.add_listener(READY_CHANNEL, self._ready)
                 await conn.add_listener(CANCEL_CHANNEL, self._cancel)
-                delay = 0.1
+                backoff.reset()
                 # Something may have become ready while we were not listening.
                 self._on_listening(True)
                 self._on_ready(-1, None)
@@ -92,15 +95,13 @@ class Listener:
             except Exception as error:
                 if is_database_error(error):
                     log.warning(
-                        "listen connection failed (%s); retrying in %.1fs",
+                        "listen connection failed (%s); retrying with backoff",
                         describe_error(error),
-                        delay,
                     )
                 else:
-                    log.exception("listen connection crashed; retrying in %.1fs", delay)
+                    log.exception("listen connection crashed; retrying with backoff")
             finally:
                 self._on_listening(False)
                 if conn is not None and not conn.is_closed():
                     conn.terminate()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            await asyncio.sleep(backoff.next_delay())
