@@ -168,8 +168,9 @@ async def check_page(
 ) -> None:
     plan = await explain(pool, generic, queue_id, **filters)
     plan_nodes = list(nodes(plan))
-    assert not [n for n in plan_nodes if n["Node Type"] == "Seq Scan"], "a sequential scan"
     assert not [n for n in plan_nodes if n["Node Type"] == "Sort"], "a sort of the matches"
+    # The view joins taskq.queues, a few rows, which the planner may read whole once earlier
+    # tests have made enough queues; the queue's tasks it must walk by their primary key.
     scans = [n for n in plan_nodes if n.get("Relation Name", "").startswith("tasks_q")]
     assert len(scans) == 1, [n["Node Type"] for n in plan_nodes]
     [scan] = scans
