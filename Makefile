@@ -18,7 +18,7 @@ include cluster/cluster.mk
 # Packaging checks (image, chart, Terraform modules), one fragment per area.
 include $(wildcard mk/*.mk)
 
-.PHONY: help venv system lint test test-fast schema demo demo-queue bench bench-footprint bench-recovery bench-kills bench-api clean
+.PHONY: help venv system lint test test-fast schema proto demo demo-queue bench bench-footprint bench-recovery bench-kills bench-api clean
 
 help:
 	@echo "make demo    local control plane + Postgres, the operator, tasks flowing, workers scaling,"
@@ -27,6 +27,7 @@ help:
 	@echo "make test    lint, type-check, and run every test (unit, integration, e2e)"
 	@echo "make bench   queue benchmarks (JSON); see docs/benchmarks.md"
 	@echo "make schema  regenerate worker_runtime/src/taskq/sql/schema.sql from the migrations"
+	@echo "make proto   regenerate the gRPC modules (api/src/taskq_api/grpc/v1) from api/proto"
 
 $(UV):
 	python3 -m venv $(UV_HOME)
@@ -68,6 +69,10 @@ test-fast: venv system
 # The schema snapshot: every migration applied on a throwaway PostgreSQL, dumped (devenv/schema.py).
 schema: venv system
 	$(PY) -m devenv.schema
+
+# The gRPC service's Python modules and their stubs, from api/proto (devenv/protogen.py).
+proto: venv
+	$(PY) -m devenv.protogen
 
 demo: venv system tools
 	$(PY) -m examples.demo

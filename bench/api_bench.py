@@ -5,13 +5,16 @@
 
 The server is a real `taskq-api` process on 127.0.0.1 (log level WARNING, so that request
 logging does not dominate), PostgreSQL another, and the load comes from this process over
-keep-alive connections (a minimal HTTP/1.1 client; httpx for the batches): all three share
-the machine's cores, as the issue's targets assume.
+keep-alive connections (a minimal HTTP/1.1 client; httpx for the batches; a grpcio channel for
+gRPC): all three share the machine's cores, as the issue's targets assume.
 
 Phases (each on a fresh queue):
   single_enqueue   POST /v1/queues/{ns}/{name}/tasks for TASKQ_BENCH_API_SECONDS (default 10)
                    from TASKQ_BENCH_API_CONCURRENCY (default 32) concurrent callers:
                    requests/s and latency percentiles
+  grpc_enqueue     the same over gRPC (taskq.v1 Enqueue), the same callers multiplexed on one
+                   channel (one HTTP/2 connection), for the same time: calls/s and latency
+                   percentiles, beside REST's
   batch_enqueue    POST .../tasks:batch of 1,000 tasks, 50 times, one at a time: tasks/s,
                    beside Client.enqueue_many of the same batches in this process
 """
@@ -32,6 +35,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
+import grpc
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -43,6 +47,8 @@ from taskq.client import Client
 from taskq.models import TaskRequest
 from taskq.store import keys as key_store
 from taskq.store.migrations import migrate
+from taskq_api.grpc.v1 import taskq_pb2 as pb
+from taskq_api.grpc.v1 import taskq_pb2_grpc as pb_grpc
 
 SECONDS = float(os.environ.get("TASKQ_BENCH_API_SECONDS", "10"))
 CONCURRENCY = int(os.environ.get("TASKQ_BENCH_API_CONCURRENCY", "32"))
@@ -59,10 +65,12 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def api_server(dsn: str) -> Iterator[str]:
-    port = _free_port()
+def api_server(dsn: str) -> Iterator[tuple[str, str]]:
+    """The server's HTTP base URL and gRPC target, once it is ready."""
+    port, grpc_port = _free_port(), _free_port()
     env = {**os.environ, "TASKQ_API_DSN": dsn, "TASKQ_API_LOG_LEVEL": "WARNING"}
-    argv = [sys.executable, "-m", "taskq_api", "--host", "127.0.0.1", "--port", str(port)]
+    argv = [sys.executable, "-m", "taskq_api", "--host", "127.0.0.1", "--port", str(port),
+            "--grpc-port", str(grpc_port)]
     process = subprocess.Popen(argv, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -76,7 +84,7 @@ def api_server(dsn: str) -> Iterator[str]:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the API server did not become ready")
             time.sleep(0.1)
-        yield url
+        yield url, f"127.0.0.1:{grpc_port}"
     finally:
         process.terminate()
         process.wait(30)
@@ -169,6 +177,42 @@ async def single_enqueue(url: str, key: str, queue: str) -> dict[str, float]:
     }
 
 
+async def grpc_enqueue(target: str, key: str, queue: str) -> dict[str, float]:
+    namespace, name = queue.split("/")
+    metadata = (("authorization", f"Bearer {key}"),)
+    latencies: list[float] = []
+    errors = 0
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = pb_grpc.TaskqServiceStub(channel)
+        await channel.channel_ready()
+        stop_at = time.perf_counter() + SECONDS
+
+        async def caller(n: int) -> None:
+            nonlocal errors
+            i = 0
+            while time.perf_counter() < stop_at:
+                request = pb.EnqueueRequest(namespace=namespace, name=name, task=pb.TaskSubmission(
+                    task_name="bench", payload_json=json.dumps({"caller": n, "i": i})))
+                started = time.perf_counter()
+                try:
+                    await stub.Enqueue(request, metadata=metadata)
+                except grpc.aio.AioRpcError:
+                    errors += 1
+                latencies.append(time.perf_counter() - started)
+                i += 1
+
+        began = time.perf_counter()
+        await asyncio.gather(*(caller(n) for n in range(CONCURRENCY)))
+        elapsed = time.perf_counter() - began
+    return {
+        "grpc_enqueue_calls_per_s": round(len(latencies) / elapsed),
+        "grpc_enqueue_p50_ms": round(_percentile(latencies, 50) * 1000, 2),
+        "grpc_enqueue_p95_ms": round(_percentile(latencies, 95) * 1000, 2),
+        "grpc_enqueue_p99_ms": round(_percentile(latencies, 99) * 1000, 2),
+        "grpc_enqueue_errors": errors,
+    }
+
+
 async def batch_enqueue(http: httpx.AsyncClient, client: Client, queue: str) -> dict[str, float]:
     body = {"tasks": [{"task_name": "bench", "payload": {"n": i}} for i in range(BATCH)]}
     began = time.perf_counter()
@@ -197,13 +241,15 @@ async def run(dsn: str, server: str) -> dict[str, object]:
     client = Client(pool)
     stamp = int(time.time())
     single_queue, batch_queue = f"{NAMESPACE}/single-{stamp}", f"{NAMESPACE}/batch-{stamp}"
-    for queue in (single_queue, batch_queue):
+    grpc_queue = f"{NAMESPACE}/grpc-{stamp}"
+    for queue in (single_queue, grpc_queue, batch_queue):
         await client.ensure_queue(queue)
     _, secret = await key_store.create_key(pool, f"bench-{stamp}", Role.OPERATOR, [NAMESPACE])
     try:
-        with api_server(dsn) as url:
+        with api_server(dsn) as (url, grpc_target):
             async with http_client(url, secret) as http:
                 result: dict[str, object] = dict(await single_enqueue(url, secret, single_queue))
+                result.update(await grpc_enqueue(grpc_target, secret, grpc_queue))
                 result.update(await batch_enqueue(http, client, batch_queue))
     finally:
         await pool.close()

@@ -1,8 +1,10 @@
-"""The API server, started for real inside the test session: uvicorn on 127.0.0.1 and a free
-port, over the session's PostgreSQL (tests/conftest.py), spoken to with httpx over a socket.
+"""The API server, started for real inside the test session: uvicorn and the gRPC server on
+127.0.0.1 and free ports, over the session's PostgreSQL (tests/conftest.py), spoken to with
+httpx and grpcio over sockets.
 
 - ``api_url`` (session): the server's base URL.
 - ``http`` (function): an httpx.AsyncClient on it, without a key.
+- ``grpc_stub`` (function): a taskq.v1 stub on a grpc.aio channel to the server's gRPC port.
 - ``make_key`` (function): `await make_key("operator", ["t3"])` makes a real key in the
   database (taskq.store.keys) and returns its secret.
 - ``openapi`` (session): the server's own /openapi.json, to validate responses against.
@@ -16,19 +18,25 @@ import itertools
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
+import grpc
 import httpx
 import pytest
-import uvicorn
+from devenv.postgres import free_port
+from prometheus_client import CollectorRegistry
 
 from taskq.auth import Role
 from taskq.store import keys as key_store
-from taskq_api.rest import ApiMetrics
-from taskq_api.server.main import build_app, uvicorn_config
+from taskq_api.grpc.v1 import taskq_pb2_grpc as pb_grpc
+from taskq_api.server.process import ApiServer, open_service
 from taskq_api.server.settings import ApiSettings
+from taskq_api.service import ApiService
 from tests.api.openapi import OpenApiChecker
+
+if TYPE_CHECKING:  # the stub's type on a grpc.aio channel (the stubs have it, the module not)
+    from taskq_api.grpc.v1.taskq_pb2_grpc import TaskqServiceAsyncStub as GrpcStub
 
 # A small limit, so that "too large" tests send little; batches of 10,000 tiny tasks fit.
 MAX_BODY_BYTES = 1024 * 1024
@@ -40,27 +48,35 @@ MakeKey = Callable[..., Awaitable[str]]
 
 
 class RunningApi:
-    def __init__(self, url: str, metrics: ApiMetrics) -> None:
+    def __init__(self, url: str, grpc_target: str, registry: CollectorRegistry) -> None:
         self.url = url
-        self.metrics = metrics
+        self.grpc_target = grpc_target
+        self.registry = registry  # the REST and the gRPC metrics
 
 
 @contextlib.asynccontextmanager
-async def running_api(dsn: str, **settings: Any) -> AsyncIterator[RunningApi]:
-    """The real server (uvicorn, the app as `taskq api` builds it) on 127.0.0.1 and a free
-    port in this event loop, until the block ends."""
+async def running_api(
+    dsn: str, service: ApiService | None = None, **settings: Any
+) -> AsyncIterator[RunningApi]:
+    """The real server (ApiServer, as `taskq api` runs it) on 127.0.0.1 and free ports in this
+    event loop, until the block ends; over `service` when given, else the one `taskq api`
+    opens."""
     options: dict[str, Any] = {
         "max_body_bytes": MAX_BODY_BYTES,
         "max_wait_seconds": MAX_WAIT_SECONDS,
         "pool_size": 10,
         "shutdown_grace": 5.0,
+        "grpc_port": free_port(),
     }
     options.update(settings)
     # port: unused, the server takes the socket bound below
     api_settings = ApiSettings(dsn=dsn, host="127.0.0.1", port=1, **options)
-    metrics = ApiMetrics()
-    server = uvicorn.Server(uvicorn_config(api_settings, build_app(api_settings, metrics)))
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    registry = CollectorRegistry()
+    async with contextlib.AsyncExitStack() as stack:
+        if service is None:
+            service = await stack.enter_async_context(open_service(api_settings))
+        server = ApiServer(api_settings, service, registry)
+        sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
         task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -70,7 +86,9 @@ async def running_api(dsn: str, **settings: Any) -> AsyncIterator[RunningApi]:
             await asyncio.sleep(0.01)
         assert server.started, "the API server did not start"
         try:
-            yield RunningApi(f"http://127.0.0.1:{port}", metrics)
+            yield RunningApi(
+                f"http://127.0.0.1:{port}", f"127.0.0.1:{server.grpc_port}", registry
+            )
         finally:
             server.should_exit = True
             await asyncio.wait_for(task, 30)
@@ -91,6 +109,12 @@ def api_url(api: RunningApi) -> str:
 async def http(api_url: str) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=api_url, timeout=30) as client:
         yield client
+
+
+@pytest.fixture
+async def grpc_stub(api: RunningApi) -> AsyncIterator[GrpcStub]:
+    async with grpc.aio.insecure_channel(api.grpc_target) as channel:
+        yield pb_grpc.TaskqServiceStub(channel)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Helpers of the API tests: keys in headers, problem documents, the rows a queue holds."""
+"""Helpers of the API tests: keys in headers and metadata, problem documents and gRPC
+statuses, the rows a queue holds."""
 
 from __future__ import annotations
 
@@ -6,13 +7,31 @@ import json
 from typing import Any
 
 import asyncpg
+import grpc
 import httpx
+import pytest
 
 from taskq.models import QueueInfo
 
 
 def bearer(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
+
+
+def grpc_key(secret: str) -> tuple[tuple[str, str], ...]:
+    """Call metadata carrying the key, as gRPC clients send it."""
+    return (("authorization", f"Bearer {secret}"),)
+
+
+def grpc_refusal(raised: pytest.ExceptionInfo[grpc.aio.AioRpcError], code: grpc.StatusCode) -> str:
+    """The call ended with this status code, and details without a stack trace; returns them."""
+    error = raised.value
+    assert error.code() == code, (error.code(), error.details())
+    details = error.details() or ""
+    assert details
+    assert "Traceback" not in details
+    assert 'File "' not in details
+    return details
 
 
 def problem(response: httpx.Response, status: int) -> dict[str, Any]:

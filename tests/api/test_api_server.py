@@ -56,14 +56,14 @@ async def test_metrics_count_requests_by_route_template_and_status(
     key = bearer(await make_key("operator", [queue.namespace]))
     created = await http.post(queue_path(queue, "/tasks"), headers=key, json={"task_name": "t"})
     labels = {"method": "GET", "route": "/v1/tasks/{task_id}", "status": "200"}
-    before = api.metrics.registry.get_sample_value("taskq_api_requests_total", labels) or 0.0
+    before = api.registry.get_sample_value("taskq_api_requests_total", labels) or 0.0
 
     for _ in range(3):
         await http.get(f"/v1/tasks/{created.json()['id']}", headers=key)
     await http.get("/v1/tasks/1", headers={})
     text = (await http.get("/metrics")).text
 
-    assert api.metrics.registry.get_sample_value("taskq_api_requests_total", labels) == before + 3
+    assert api.registry.get_sample_value("taskq_api_requests_total", labels) == before + 3
     assert 'route="/v1/tasks/{task_id}",status="401"' in text
     assert "taskq_api_request_duration_seconds_bucket" in text
     assert f"/v1/tasks/{created.json()['id']}" not in text  # templates, never paths
@@ -170,7 +170,8 @@ async def test_taskq_api_serves_from_the_command_line(
     port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("TASKQ_")}
     process = await asyncio.create_subprocess_exec(
-        str(_BIN / "taskq"), "api", "--port", str(port), "--log-level", "INFO",
+        str(_BIN / "taskq"), "api", "--port", str(port), "--grpc-port", str(free_port()),
+        "--log-level", "INFO",
         env={**environment, "TASKQ_DSN": dsn},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )

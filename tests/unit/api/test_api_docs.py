@@ -1,10 +1,15 @@
 """docs/api.md against the code it describes: every setting with its variable and flag, every
-endpoint, every problem type. A new setting, route or error fails here until it is documented."""
+endpoint and gRPC method, every problem type and status code. A new setting, route, method or
+error fails here until it is documented."""
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
+from taskq_api.grpc.status import STATUS_CODES
+from taskq_api.grpc.v1 import taskq_pb2 as pb
+from taskq_api.rest import create_app
 from taskq_api.rest.problems import (
     HEADERS_TOO_LARGE,
     INTERNAL,
@@ -15,10 +20,15 @@ from taskq_api.rest.problems import (
     UNAUTHENTICATED,
     UNSUPPORTED_MEDIA_TYPE,
 )
-from taskq_api.server.main import _parser, build_app
+from taskq_api.server.main import _parser
 from taskq_api.server.settings import ENV_PREFIX, ApiSettings
+from taskq_api.service import ApiService
 
 _DOC = (Path(__file__).resolve().parents[3] / "docs" / "api.md").read_text(encoding="utf-8")
+
+
+def _no_service() -> AbstractAsyncContextManager[ApiService]:
+    raise AssertionError("the OpenAPI document needs no service")
 
 
 def test_every_setting_has_its_variable_and_flag_in_the_table() -> None:
@@ -32,7 +42,7 @@ def test_every_setting_has_its_variable_and_flag_in_the_table() -> None:
 
 
 def test_every_endpoint_is_in_the_table() -> None:
-    app = build_app(ApiSettings(dsn="postgresql://unused/none"))  # no lifespan: no database
+    app = create_app(_no_service, max_body_bytes=1024)  # no lifespan: no service
     for path, item in app.openapi()["paths"].items():
         for method in item:
             assert f"`{method.upper()} {path}`" in _DOC, f"{method.upper()} {path}"
@@ -45,3 +55,10 @@ def test_every_problem_type_is_in_the_table() -> None:
     ]
     for kind in kinds:
         assert f"`{kind.type}`" in _DOC, kind
+
+
+def test_every_grpc_method_and_status_code_is_in_the_tables() -> None:
+    for method in pb.DESCRIPTOR.services_by_name["TaskqService"].methods_by_name:
+        assert f"`{method}`" in _DOC, method
+    for _cls, code in STATUS_CODES:
+        assert f"| `{code.name}` |" in _DOC, code

@@ -18,7 +18,7 @@ from taskq.errors import (
     UnknownQueueError,
     UnknownTaskError,
 )
-from taskq_api.rest.models import ReplayRequest, TaskSubmission
+from taskq_api.rest.models import TaskSubmission
 from taskq_api.rest.problems import _field_problem, _pointer, error_response, kind_of
 from taskq_api.rest.routes import _seconds
 from taskq_api.service import (
@@ -93,12 +93,6 @@ def test_priority_by_number_or_level(given: Any, priority: int) -> None:
 def test_requests_are_strict(fields: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         TaskSubmission.model_validate({"task_name": "t", **fields})
-
-
-@pytest.mark.parametrize("fields", [{}, {"ids": [1], "all": True}, {"ids": []}])
-def test_a_replay_names_ids_or_all(fields: dict[str, Any]) -> None:
-    with pytest.raises(ValidationError, match="ids"):
-        ReplayRequest.model_validate(fields)
 
 
 @pytest.mark.parametrize(("text", "seconds"), [

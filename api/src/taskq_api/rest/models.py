@@ -28,9 +28,8 @@ from taskq.models import (
     TaskRequest,
     resolve_priority,
 )
-from taskq_api.service import MAX_BATCH
+from taskq_api.service import MAX_BATCH, MAX_CORRELATION_ID, delay_until
 
-MAX_CORRELATION_ID = 255
 _LEVELS = [level.name.lower() for level in Priority]
 
 
@@ -104,7 +103,7 @@ class TaskSubmission(_Request):
     def to_request(self, now: datetime) -> TaskRequest:
         delay: float | timedelta | None = self.delay_seconds
         if self.run_at is not None:
-            delay = max(timedelta(0), self.run_at - now)
+            delay = delay_until(self.run_at, now)
         return TaskRequest(
             task_name=self.task_name,
             payload=self.payload,
@@ -139,7 +138,8 @@ class BatchResult(BaseModel):
 
 
 class ReplayRequest(_Request):
-    """Which dead tasks to send back to ready: `ids`, or every dead task with `all`."""
+    """Which dead tasks to send back to ready: `ids`, or every dead task with `all` (one or
+    the other: the service checks, as it does for gRPC)."""
 
     ids: Annotated[list[Annotated[int, Field(strict=True, ge=1)]], Field(max_length=MAX_BATCH)] = (
         Field(default_factory=list)
@@ -147,12 +147,6 @@ class ReplayRequest(_Request):
     """Ids of dead tasks of this queue (tasks in another state are skipped)."""
     all: Annotated[bool, Field(strict=True)] = False
     """Every dead task of the queue."""
-
-    @model_validator(mode="after")
-    def _one_choice(self) -> ReplayRequest:
-        if bool(self.ids) == self.all:
-            raise ValueError('name the tasks ("ids": [...]) or ask for every one ("all": true)')
-        return self
 
 
 class ReplayOutcome(BaseModel):

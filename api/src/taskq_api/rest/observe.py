@@ -8,9 +8,7 @@ path, the query, a header, a key or a body: the key appears only as its public p
 from __future__ import annotations
 
 import logging
-import re
 import time
-import uuid
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -26,17 +24,13 @@ from taskq_api.rest.problems import (
     error_response,
     problem_response,
 )
+from taskq_api.service import DURATION_BUCKETS, correlation_id
 
 log = logging.getLogger("taskq_api.access")
 
 CORRELATION_HEADER = "X-Correlation-Id"
 OBSERVATION_SCOPE_KEY = "taskq.observation"
 UNMATCHED_ROUTE = "<unmatched>"
-# A caller's correlation id is kept when it looks like an id; anything else is replaced, so
-# that a log line never carries what a caller smuggled into a header.
-_CORRELATION = re.compile(r"^[A-Za-z0-9._:/@+=-]{1,128}$")
-# Up to a minute: long-polls (?wait=) count here too.
-_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
 class ApiMetrics:
@@ -53,7 +47,7 @@ class ApiMetrics:
             "Time to answer an HTTP request (long-polls included), by method, route template "
             "and status",
             ["method", "route", "status"],
-            buckets=_BUCKETS,
+            buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
 
@@ -83,8 +77,7 @@ class Observer:
             return
         began = time.perf_counter()
         headers = Headers(scope=scope)
-        given = headers.get(CORRELATION_HEADER, "")
-        correlation = given if _CORRELATION.match(given) else uuid.uuid4().hex
+        correlation = correlation_id(headers.get(CORRELATION_HEADER))
         observation = Observation(correlation)
         scope[OBSERVATION_SCOPE_KEY] = observation
         scope[CORRELATION_SCOPE_KEY] = correlation

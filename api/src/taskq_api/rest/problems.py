@@ -39,6 +39,8 @@ from taskq.errors import (
 )
 from taskq_api.rest.models import BODY_FIELDS
 from taskq_api.service import (
+    DATABASE_UNAVAILABLE_DETAIL,
+    INTERNAL_DETAIL,
     QUEUE_REQUIRED,
     ApiError,
     ConflictError,
@@ -190,15 +192,12 @@ def error_response(scope: Scope, error: Exception) -> Response:
             log.warning(
                 "database unavailable: %s", error, extra={"correlation_id": _correlation(scope)}
             )
-            detail = (
-                "the database is unavailable; retry later (the server's log has the cause "
-                "under this correlation id)"
-            )
+            detail = DATABASE_UNAVAILABLE_DETAIL
     elif isinstance(error, InvalidArgumentError):
         problem = detail.removeprefix(f"invalid {error.field}: ")
         errors.append(_field_problem(error.field, problem))
     elif kind is INTERNAL:
-        detail = "the server failed; its log has the details under this correlation id"
+        detail = INTERNAL_DETAIL
     return problem_response(scope, kind, detail, errors=errors, headers=headers)
 
 

@@ -15,7 +15,6 @@ from taskq.auth import ApiKey
 from taskq.errors import InvalidArgumentError
 from taskq.models import MAX_TASK_NAME, TaskState
 from taskq_api.rest.models import (
-    MAX_CORRELATION_ID,
     BatchResult,
     BatchSubmission,
     EnqueuedTask,
@@ -28,6 +27,7 @@ from taskq_api.rest.observe import OBSERVATION_SCOPE_KEY, Observation
 from taskq_api.rest.problems import responses
 from taskq_api.service import (
     DEFAULT_LIST_LIMIT,
+    MAX_CORRELATION_ID,
     MAX_LIST_LIMIT,
     ApiService,
     QueueDetails,
@@ -328,8 +328,7 @@ async def replay_dead(
     key: Key,
     service: Service,
 ) -> ReplayOutcome:
-    ids = None if replay.all else replay.ids
-    result = await service.replay_dead(key, namespace, name, ids)
+    result = await service.replay_dead(key, namespace, name, replay.ids, every=replay.all)
     return ReplayOutcome(replayed=result.replayed, skipped=result.skipped)
 
 

@@ -1,1 +1,1 @@
-"""The API server process: settings, logging, the database pool and uvicorn."""
+"""The API server process: settings, logging, the database pool, uvicorn and the gRPC server."""

@@ -1,103 +1,24 @@
-"""`taskq-api` and `taskq api`: settings from TASKQ_API_* and flags, JSON logs, the database
-pool, and uvicorn serving the REST application."""
+"""`taskq-api` and `taskq api`: settings from TASKQ_API_* and flags, JSON logs, and the server
+process (process.py) until SIGTERM."""
 
 from __future__ import annotations
 
 import argparse
-import logging
+import asyncio
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from socket import socket
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Literal, get_args, get_origin
 
-import uvicorn
-from fastapi import FastAPI
 from pydantic import ValidationError
 
-from taskq.client import Client, create_pool, no_session_reset
-from taskq.errors import DatabaseUnavailableError, TaskqError
-from taskq.store.keys import PgKeyStore
+from taskq.errors import TaskqError
 from taskq.worker.logs import setup_logging
-from taskq_api.rest import ApiMetrics, create_app
+from taskq_api.server.process import StartupError, serve
 from taskq_api.server.settings import ENV_PREFIX, ApiSettings
-from taskq_api.service import ApiService, RateLimiter
-
-log = logging.getLogger("taskq_api")
 
 EXIT_USAGE = 2
-
-
-def service_opener(settings: ApiSettings) -> Callable[[], AbstractAsyncContextManager[ApiService]]:
-    """Opens the pool for the application's lifetime. The pool connects on demand (min_size
-    0): the server starts while the database is down, and /readyz says so until it is up."""
-
-    @asynccontextmanager
-    async def open_service() -> AsyncIterator[ApiService]:
-        pool = await create_pool(
-            settings.dsn.get_secret_value(),
-            min_size=0,
-            max_size=settings.pool_size,
-            server_settings={"application_name": "taskq-api"},
-            reset=no_session_reset,  # its queries leave no session state behind
-        )
-        try:
-            limiter = (
-                RateLimiter(settings.rate_limit, settings.rate_burst)
-                if settings.rate_limit
-                else None
-            )
-            service = ApiService(
-                Client(pool),
-                PgKeyStore(pool),
-                max_wait=settings.max_wait_seconds,
-                limiter=limiter,
-            )
-            try:
-                version = await service.schema_version()
-                log.info("database ready", extra={"schema_version": version})
-            except ValueError as error:  # asyncpg parses the DSN when it first connects
-                raise DatabaseUnavailableError(f"invalid database DSN: {error}") from None
-            except TaskqError as error:
-                log.warning("database not ready (%s): /readyz answers 503 until it is", error)
-            yield service
-        finally:
-            await pool.close()
-
-    return open_service
-
-
-def build_app(settings: ApiSettings, metrics: ApiMetrics | None = None) -> FastAPI:
-    return create_app(
-        service_opener(settings),
-        max_body_bytes=settings.max_body_bytes,
-        max_header_bytes=settings.max_header_bytes,
-        cors_origins=settings.cors_origins,
-        metrics=metrics,
-    )
-
-
-def uvicorn_config(settings: ApiSettings, app: FastAPI) -> uvicorn.Config:
-    return uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        lifespan="on",
-        log_config=None,  # our JSON lines (setup_logging), not uvicorn's format
-        access_log=False,  # one line per request comes from rest/observe.py
-        server_header=False,
-        # h11 cuts off far larger heads itself; the exact limit is the application's (431)
-        h11_max_incomplete_event_size=settings.max_header_bytes,
-        timeout_graceful_shutdown=int(settings.shutdown_grace),
-    )
-
-
-async def serve(settings: ApiSettings, sockets: Sequence[socket] | None = None) -> None:
-    """Serve until stopped (SIGTERM/SIGINT when run by main; cancel or should_exit in tests)."""
-    server = uvicorn.Server(uvicorn_config(settings, build_app(settings)))
-    await server.serve(sockets=list(sockets) if sockets is not None else None)
 
 
 # Flags whose name is not the setting's (a list is given one item per flag).
@@ -108,7 +29,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     """One flag per setting of ApiSettings, with its description: the one definition."""
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Serve the taskq REST API. Every flag overrides its "
+        description="Serve the taskq API: REST over HTTP, and gRPC. Every flag overrides its "
         f"{ENV_PREFIX}* variable (docs/api.md).",
     )
     for name, field in ApiSettings.model_fields.items():
@@ -168,9 +89,12 @@ def main(argv: Sequence[str] | None = None, prog: str = "taskq-api") -> int:
     # this handler turns that into exit status 0, as a stop asked for is no failure
     signal.signal(signal.SIGTERM, _stopped)
     try:
-        uvicorn.Server(uvicorn_config(settings, build_app(settings))).run()
+        asyncio.run(serve(settings))
     except KeyboardInterrupt:
         return 130
+    except (StartupError, TaskqError) as error:  # e.g. a gRPC port in use, an invalid DSN
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -25,16 +25,25 @@ class ApiSettings(BaseSettings):
         default="127.0.0.1", description="bind address (0.0.0.0 to serve other hosts)"
     )
     port: int = Field(default=8000, ge=1, le=65535, description="HTTP port")
+    grpc_port: int = Field(
+        default=9090, ge=0, le=65535, description="gRPC port, on the same host; 0: no gRPC"
+    )
     max_body_bytes: int = Field(
         default=16 * 1024 * 1024,
         ge=1024,
-        description="largest request body; over it, 413 (a batch of 10,000 small tasks is ~1 MiB)",
+        description="largest request body or gRPC message; over it, 413 or RESOURCE_EXHAUSTED "
+        "(a batch of 10,000 small tasks is ~1 MiB)",
     )
     max_header_bytes: int = Field(
-        default=16 * 1024, ge=1024, description="largest request line plus headers"
+        default=16 * 1024,
+        ge=1024,
+        description="largest request line plus headers, or gRPC metadata",
     )
     max_wait_seconds: float = Field(
-        default=60.0, gt=0, le=600, description="longest ?wait= of GET /v1/tasks/{id}"
+        default=60.0,
+        gt=0,
+        le=600,
+        description="longest ?wait= of GET /v1/tasks/{id} (gRPC: GetTask's wait_seconds)",
     )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default=[],
@@ -58,7 +67,7 @@ class ApiSettings(BaseSettings):
         "rate_limit; default: one second's worth",
     )
     shutdown_grace: float = Field(
-        default=10.0, ge=0, description="SIGTERM: seconds to finish requests in flight"
+        default=10.0, ge=0, description="SIGTERM: seconds to finish requests and calls in flight"
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="least level of the JSON log lines on stderr"

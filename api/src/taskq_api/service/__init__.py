@@ -1,16 +1,19 @@
-"""The API's operations with their authorization, free of any protocol (no HTTP, no gRPC)."""
+"""The API's operations with their authorization, free of any protocol (no HTTP, no gRPC),
+and what every protocol records of a call the same way."""
 
 from taskq_api.service.errors import (
+    DATABASE_UNAVAILABLE_DETAIL,
+    INTERNAL_DETAIL,
     ApiError,
     ConflictError,
     NotAuthenticatedError,
     PermissionDeniedError,
     RateLimitedError,
 )
+from taskq_api.service.observation import DURATION_BUCKETS, correlation_id
 from taskq_api.service.operations import (
     DEFAULT_LIST_LIMIT,
     DEFAULT_MAX_WAIT,
-    FINISHED_STATES,
     MAX_BATCH,
     MAX_LIST_LIMIT,
     QUEUE_REQUIRED,
@@ -18,13 +21,19 @@ from taskq_api.service.operations import (
     Enqueued,
 )
 from taskq_api.service.ratelimit import RateLimiter
+from taskq_api.service.submissions import MAX_CORRELATION_ID, delay_until
 from taskq_api.service.views import QueueDetails, TaskDetails, TaskPage, TaskView
+from taskq_api.service.waiting import FINISHED_STATES
 
 __all__ = [
+    "DATABASE_UNAVAILABLE_DETAIL",
     "DEFAULT_LIST_LIMIT",
     "DEFAULT_MAX_WAIT",
+    "DURATION_BUCKETS",
     "FINISHED_STATES",
+    "INTERNAL_DETAIL",
     "MAX_BATCH",
+    "MAX_CORRELATION_ID",
     "MAX_LIST_LIMIT",
     "QUEUE_REQUIRED",
     "ApiError",
@@ -39,4 +48,6 @@ __all__ = [
     "TaskDetails",
     "TaskPage",
     "TaskView",
+    "correlation_id",
+    "delay_until",
 ]

@@ -3,6 +3,14 @@ these and taskq's errors to its statuses in one place (REST: rest/problems.py)."
 
 from __future__ import annotations
 
+# What a caller is told of a failure of the server, or of its database: the cause stays in the
+# server's log, under the call's correlation id (it may name hosts, or hold a secret).
+INTERNAL_DETAIL = "the server failed; its log has the details under this correlation id"
+DATABASE_UNAVAILABLE_DETAIL = (
+    "the database is unavailable; retry later (the server's log has the cause under this "
+    "correlation id)"
+)
+
 
 class ApiError(Exception):
     """Base of the refusals of the API's service layer; the message says what to do."""

@@ -1,5 +1,5 @@
 """What the API does, with authorization: one method per operation, shared by every protocol
-(REST now, gRPC next) so that they cannot drift. No HTTP here: callers pass the key's secret
+(REST and gRPC) so that they cannot drift. No HTTP here: callers pass the key's secret
 and plain values, and get taskq's models or the service's errors back.
 
 Authorization, in this order: a usable key (NotAuthenticatedError), then the key's namespaces
@@ -14,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import math
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, get_args
@@ -40,18 +42,12 @@ from taskq_api.service.errors import (
     RateLimitedError,
 )
 from taskq_api.service.ratelimit import RateLimiter
+from taskq_api.service.submissions import check_correlation_ids
 from taskq_api.service.views import QueueDetails, TaskDetails, TaskPage, TaskView
+from taskq_api.service.waiting import FINISHED_STATES, changed, reads
 
 # Most tasks in one batch: one transaction (COPY above 64 tasks without idempotency keys).
 MAX_BATCH: Final = 10_000
-# A task in one of these states will not change by itself any more.
-FINISHED_STATES: Final = frozenset({"succeeded", "dead", "canceled"})
-# Waiting for a task polls it: no notification is sent when a task finishes (taskq_ready and
-# taskq_cancel are the only channels, and a NOTIFY per completion would cost the worker's hot
-# path). The interval starts short, for request/response over the queue, and doubles up to
-# the longest, so a waiter makes at most two reads a second once the task takes a while.
-WAIT_POLL_FIRST: Final = 0.05
-WAIT_POLL_LONGEST: Final = 0.5
 DEFAULT_MAX_WAIT: Final = 60.0
 # A listing's page: this many tasks unless the caller asks for 1..MAX_LIST_LIMIT.
 DEFAULT_LIST_LIMIT: Final = 100
@@ -101,7 +97,8 @@ class ApiService:
         RateLimitedError when the key is over its request rate."""
         if not secret:
             raise NotAuthenticatedError(
-                "send an API key as `Authorization: Bearer <key>` (`taskq keys create` makes one)",
+                "send an API key as `Authorization: Bearer <key>`, an HTTP header or gRPC "
+                "metadata (`taskq keys create` makes one)",
                 key_presented=False,
             )
         key = await self._keys.authenticate(secret)
@@ -133,6 +130,7 @@ class ApiService:
     async def enqueue(self, key: ApiKey, namespace: str, name: str, task: TaskRequest) -> Enqueued:
         queue = self._queue(key, Action.WRITE, namespace, name)
         try:
+            check_correlation_ids([task])
             [result] = await self._client.enqueue_many(queue, [task])
         except InvalidArgumentError as error:
             raise _request_error(error, single=True) from None
@@ -151,6 +149,7 @@ class ApiService:
                 "tasks", f"{len(tasks)} tasks: send 1 to {MAX_BATCH} tasks in one batch"
             )
         try:
+            check_correlation_ids(tasks)
             return await self._client.enqueue_many(queue, tasks)
         except InvalidArgumentError as error:
             raise _request_error(error, single=False) from None
@@ -166,8 +165,24 @@ class ApiService:
             )
         info = await self._visible_task(key, task_id)
         if wait > 0 and info.state not in FINISHED_STATES:
-            info = await self._until_finished(task_id, wait)
+            deadline = asyncio.get_running_loop().time() + wait
+            async for read in reads(self._client, task_id, deadline):
+                info = read  # the last read: finished, or the wait is over
         return await self._with_history(key, info)
+
+    async def watch(self, key: ApiKey, task_id: int) -> AsyncGenerator[TaskDetails, None]:
+        """The task now, then again each time its state, attempts, cancel request or progress
+        changes, until it is finished: the finished task is the last one yielded. No bound of
+        its own: the caller's deadline, or its going away, ends a watch sooner."""
+        info = await self._visible_task(key, task_id)
+        yield await self._with_history(key, info)
+        if info.state in FINISHED_STATES:
+            return
+        async with aclosing(reads(self._client, task_id, math.inf)) as later:
+            async for read in later:
+                if changed(info, read):
+                    info = read
+                    yield await self._with_history(key, info)
 
     async def cancel(self, key: ApiKey, task_id: int) -> TaskDetails:
         """A waiting task is canceled at once; a running one is asked to stop (its state stays
@@ -284,15 +299,25 @@ class ApiService:
         return await self._queue_details(await self._client.set_paused(queue, paused))
 
     async def replay_dead(
-        self, key: ApiKey, namespace: str, name: str, task_ids: Sequence[int] | None
+        self, key: ApiKey, namespace: str, name: str, ids: Sequence[int], *, every: bool
     ) -> ReplayResult:
-        """Send dead tasks back to ready: these ones, or every dead task when None."""
+        """Send dead tasks back to ready: these `ids`, or every dead task of the queue; the
+        request names one or the other (errors name `ids` and `all`)."""
         queue = self._queue(key, Action.WRITE, namespace, name)
-        if task_ids is not None and not 1 <= len(task_ids) <= MAX_BATCH:
+        if bool(ids) == every:
             raise InvalidArgumentError(
-                "ids", f"{len(task_ids)} ids: name 1 to {MAX_BATCH}, or leave ids out for all"
+                "ids",
+                "name the dead tasks in ids, or ask for every one with all (not both, "
+                "not neither)",
             )
-        return await self._client.replay_dead(queue, task_ids)
+        if len(ids) > MAX_BATCH:
+            raise InvalidArgumentError(
+                "ids", f"{len(ids)} ids: name 1 to {MAX_BATCH}, or ask for all instead"
+            )
+        bad = next((i for i, task_id in enumerate(ids) if not 1 <= task_id <= _MAX_TASK_ID), None)
+        if bad is not None:
+            raise InvalidArgumentError(f"ids[{bad}]", f"{ids[bad]} is not a task id (1 or more)")
+        return await self._client.replay_dead(queue, None if every else ids)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -322,17 +347,6 @@ class ApiService:
         if not key.may(Action.READ, _namespace(info)):
             raise UnknownTaskError(task_id)
         return info
-
-    async def _until_finished(self, task_id: int, wait: float) -> TaskInfo:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
-        interval = WAIT_POLL_FIRST
-        while True:
-            await asyncio.sleep(min(interval, max(0.0, deadline - loop.time())))
-            info = await self._client.get_task(task_id)
-            if info.state in FINISHED_STATES or loop.time() >= deadline:
-                return info
-            interval = min(interval * 2, WAIT_POLL_LONGEST)
 
     async def _with_history(self, key: ApiKey, info: TaskInfo) -> TaskDetails:
         return _details(key, info, await self._client.task_attempts(info.id))

@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from taskq.claim_order import ResumePoint
 from taskq.backoff import Backoff
+from taskq.claim_order import ResumePoint
 from taskq.store.dberrors import describe_error, is_database_error
 from taskq.store.types import Connection
 
