@@ -26,6 +26,7 @@ class LocalApi:
         """`env`: the server's TASKQ_* settings (a DSN at least), added to this process's
         environment without its own TASKQ_* variables."""
         self.port = free_port()
+        self.grpc_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self.env = {
@@ -34,6 +35,8 @@ class LocalApi:
             # loopback only, outside a pod (the chart's 0.0.0.0 is for the pod network)
             "TASKQ_API_HOST": "127.0.0.1",
             "TASKQ_API_PORT": str(self.port),
+            # a free port rather than 9090, which another server on this machine may hold
+            "TASKQ_API_GRPC_PORT": str(self.grpc_port),
         }
         self.process: subprocess.Popen[bytes] | None = None
 

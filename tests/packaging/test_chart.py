@@ -457,6 +457,7 @@ def test_api_deployment_service_and_budget(helm: str) -> None:
         "TASKQ_DSN": {"secretKeyRef": {"name": "db", "key": "dsn"}},
         "TASKQ_API_HOST": "0.0.0.0",
         "TASKQ_API_PORT": "8000",
+        "TASKQ_API_GRPC_PORT": "0",  # no gRPC port the Service does not expose
     }
     assert migrate["command"] == ["taskq", "migrate"]
     assert env_of(deployment, "migrate") == {"TASKQ_DSN": env["TASKQ_DSN"]}
@@ -558,6 +559,21 @@ def test_api_environment_is_read_by_api_settings(
     settings = ApiSettings()  # the DSN comes from the environment
     assert settings.dsn.get_secret_value() == "postgresql://db/taskq"
     assert (settings.host, settings.port, settings.log_level) == ("0.0.0.0", 8080, "WARNING")
+    assert settings.grpc_port == 0  # off, as the chart's api.grpc.enabled says
+
+
+def test_api_grpc_environment_is_read_by_api_settings(
+    helm: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = render(
+        helm, "--set", "api.enabled=true", "--set", "database.existingSecret=db",
+        "--set", "api.grpc.enabled=true", "--set", "api.grpc.port=9443",
+    )
+    for name in [n for n in os.environ if n.startswith("TASKQ_")]:
+        monkeypatch.delenv(name)
+    for name, value in env_of(one(docs, "Deployment", "taskq-api")).items():
+        monkeypatch.setenv(name, "postgresql://db/taskq" if "secretKeyRef" in value else value)
+    assert ApiSettings().grpc_port == 9443
 
 
 def test_api_without_a_database_is_refused(helm: str) -> None:
