@@ -3,6 +3,7 @@ role: the status, the problem, and that a refused request changed nothing in the
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -199,3 +200,18 @@ async def test_a_key_for_every_namespace_reaches_any_queue(
     task = await http.get(f"/v1/tasks/{scene.task}", headers=key)
     assert (response.status_code, task.status_code) == (200, 200)
     assert task.json()["payload_hidden"] is True
+
+
+async def test_a_revoked_key_is_refused_once_the_server_forgets_it(
+    http: httpx.AsyncClient, pool: asyncpg.Pool, make_key: MakeKey
+) -> None:
+    """The server remembers an authenticated key for TASKQ_API_KEY_CACHE_SECONDS (1 s here):
+    a revocation reaches a key in use within that time (docs/api-keys.md)."""
+    secret = await make_key("viewer", ["shop"])
+    assert (await http.get("/v1/queues", headers=bearer(secret))).status_code == 200
+    name = await pool.fetchval(
+        "SELECT name FROM taskq.api_keys WHERE prefix = $1", auth.parse_prefix(secret)
+    )
+    await key_store.revoke_key(pool, name)
+    await asyncio.sleep(1.2)
+    problem(await http.get("/v1/queues", headers=bearer(secret)), 401)

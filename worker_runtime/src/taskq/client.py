@@ -200,6 +200,14 @@ class Client:
             async with self.pool.acquire() as conn:
                 return await task_store.enqueue_many(conn, queue, tasks)
 
+    async def enqueue_and_get(self, queue: str, task: TaskRequest) -> tuple[bool, TaskInfo]:
+        """One task enqueued and read back in one round trip: whether this call created it
+        (False: its idempotency key was held by the task returned), and the task."""
+        QueueName.parse(queue)
+        with translated(queue):
+            async with self.pool.acquire() as conn:
+                return await task_store.enqueue_details(conn, queue, task)
+
     # -- tasks ------------------------------------------------------------------------------
 
     async def get_task(self, task_id: int) -> TaskInfo:

@@ -14,13 +14,14 @@ import uvicorn
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from taskq.auth import KeyStore
 from taskq.client import Client, create_pool, no_session_reset
 from taskq.errors import DatabaseUnavailableError, TaskqError
 from taskq.store.keys import PgKeyStore
 from taskq_api.grpc import GrpcMetrics, create_server
 from taskq_api.rest import ApiMetrics, create_app
 from taskq_api.server.settings import ApiSettings
-from taskq_api.service import ApiService, RateLimiter
+from taskq_api.service import ApiService, CachedKeyStore, RateLimiter
 
 log = logging.getLogger("taskq_api")
 
@@ -45,8 +46,11 @@ async def open_service(settings: ApiSettings) -> AsyncIterator[ApiService]:
         limiter = (
             RateLimiter(settings.rate_limit, settings.rate_burst) if settings.rate_limit else None
         )
+        keys: KeyStore = PgKeyStore(pool)
+        if settings.key_cache_seconds:
+            keys = CachedKeyStore(keys, settings.key_cache_seconds)
         service = ApiService(
-            Client(pool), PgKeyStore(pool), max_wait=settings.max_wait_seconds, limiter=limiter
+            Client(pool), keys, max_wait=settings.max_wait_seconds, limiter=limiter
         )
         try:
             version = await service.schema_version()

@@ -66,6 +66,14 @@ class ApiSettings(BaseSettings):
         description="requests a key may send at once, saved up while it sends fewer than "
         "rate_limit; default: one second's worth",
     )
+    key_cache_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        allow_inf_nan=False,
+        description="seconds an authenticated key is remembered: a key revoked or narrowed "
+        "is honoured as it was for up to this long; 0: every request reads its key",
+    )
     shutdown_grace: float = Field(
         default=10.0, ge=0, description="SIGTERM: seconds to finish requests and calls in flight"
     )

@@ -10,6 +10,7 @@ from taskq_api.service.errors import (
     PermissionDeniedError,
     RateLimitedError,
 )
+from taskq_api.service.keycache import CachedKeyStore
 from taskq_api.service.observation import DURATION_BUCKETS, correlation_id
 from taskq_api.service.operations import (
     DEFAULT_LIST_LIMIT,
@@ -38,6 +39,7 @@ __all__ = [
     "QUEUE_REQUIRED",
     "ApiError",
     "ApiService",
+    "CachedKeyStore",
     "ConflictError",
     "Enqueued",
     "NotAuthenticatedError",

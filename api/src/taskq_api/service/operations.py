@@ -131,13 +131,12 @@ class ApiService:
         queue = self._queue(key, Action.WRITE, namespace, name)
         try:
             check_correlation_ids([task])
-            [result] = await self._client.enqueue_many(queue, [task])
+            created, info = await self._client.enqueue_and_get(queue, task)
         except InvalidArgumentError as error:
             raise _request_error(error, single=True) from None
-        info = await self._client.get_task(result.id)
         # a task just made has no history yet: one read fewer on the common path
-        history = await self._client.task_attempts(result.id) if not result.created else []
-        return Enqueued(_details(key, info, history), result.created)
+        history = await self._client.task_attempts(info.id) if not created else []
+        return Enqueued(_details(key, info, history), created)
 
     async def enqueue_batch(
         self, key: ApiKey, namespace: str, name: str, tasks: Sequence[TaskRequest]

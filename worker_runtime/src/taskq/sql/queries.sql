@@ -32,6 +32,14 @@ SELECT ord, id, created
        p_delays_s => $5, p_idempotency_keys => $6, p_max_attempts => $7, p_timeouts_s => $8,
        p_correlation_ids => $9)
 
+-- name: enqueue_details
+-- One task, as enqueue_many's arrays of one: whether it was created, and the task.
+SELECT e.created, (e.task).*
+  FROM taskq.enqueue_details(
+       p_queue => $1, p_task_names => $2, p_payloads => $3::json[], p_priorities => $4,
+       p_delays_s => $5, p_idempotency_keys => $6, p_max_attempts => $7, p_timeouts_s => $8,
+       p_correlation_ids => $9) AS e
+
 -- name: get_task
 SELECT * FROM taskq.task_details WHERE id = $1
 

@@ -225,6 +225,161 @@ CREATE FUNCTION taskq.enqueue(p_queue text, p_task_name text, p_payload jsonb DE
         ARRAY[p_correlation_id]) AS e
 $$;
 
+-- TABLE: queues
+
+CREATE TABLE taskq.queues (
+    id integer NOT NULL,
+    namespace text NOT NULL,
+    name text NOT NULL,
+    default_priority smallint DEFAULT 50 NOT NULL,
+    max_attempts integer DEFAULT 3 NOT NULL,
+    backoff_kind text DEFAULT 'exponential'::text NOT NULL,
+    backoff_base_s double precision DEFAULT 1 NOT NULL,
+    backoff_max_s double precision DEFAULT 3600 NOT NULL,
+    backoff_jitter double precision DEFAULT 0.2 NOT NULL,
+    timeout_s double precision DEFAULT 300 NOT NULL,
+    payload_limit_bytes integer DEFAULT 262144 NOT NULL,
+    retention_succeeded_s bigint DEFAULT 86400 NOT NULL,
+    retention_dead_s bigint DEFAULT 604800 NOT NULL,
+    rate_limit_per_s double precision,
+    rate_burst double precision,
+    concurrency_limit integer,
+    paused boolean DEFAULT false NOT NULL,
+    rate_tokens double precision,
+    rate_refilled_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT queue_backoff_bounds CHECK (((backoff_base_s >= (0)::double precision) AND (backoff_max_s >= backoff_base_s))),
+    CONSTRAINT queue_backoff_jitter_range CHECK (((backoff_jitter >= (0)::double precision) AND (backoff_jitter <= (1)::double precision))),
+    CONSTRAINT queue_backoff_kind CHECK ((backoff_kind = ANY (ARRAY['exponential'::text, 'linear'::text, 'fixed'::text]))),
+    CONSTRAINT queue_concurrency_limit_positive CHECK (((concurrency_limit IS NULL) OR (concurrency_limit > 0))),
+    CONSTRAINT queue_default_priority_range CHECK (((default_priority >= 0) AND (default_priority <= 100))),
+    CONSTRAINT queue_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 1000))),
+    CONSTRAINT queue_name_is_dns_label CHECK (((name ~ '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'::text) AND (length(name) <= 63))),
+    CONSTRAINT queue_namespace_is_dns_label CHECK (((namespace ~ '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'::text) AND (length(namespace) <= 63))),
+    CONSTRAINT queue_payload_limit_range CHECK (((payload_limit_bytes >= 1) AND (payload_limit_bytes <= 67108864))),
+    CONSTRAINT queue_rate_burst_positive CHECK (((rate_burst IS NULL) OR (rate_burst >= (1)::double precision))),
+    CONSTRAINT queue_rate_limit_positive CHECK (((rate_limit_per_s IS NULL) OR (rate_limit_per_s > (0)::double precision))),
+    CONSTRAINT queue_retention_non_negative CHECK (((retention_succeeded_s >= 0) AND (retention_dead_s >= 0))),
+    CONSTRAINT queue_timeout_positive CHECK ((timeout_s > (0)::double precision))
+);
+
+-- SEQUENCE: task_id_seq
+
+CREATE SEQUENCE taskq.task_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 100;
+
+-- TABLE: tasks
+
+CREATE TABLE taskq.tasks (
+    queue_id integer NOT NULL,
+    id bigint DEFAULT nextval('taskq.task_id_seq'::regclass) NOT NULL,
+    task_name text NOT NULL,
+    state text NOT NULL,
+    priority smallint NOT NULL,
+    payload jsonb NOT NULL,
+    run_at timestamp with time zone DEFAULT now() NOT NULL,
+    idempotency_key text,
+    correlation_id text,
+    attempts integer DEFAULT 0 NOT NULL,
+    total_attempts integer DEFAULT 0 NOT NULL,
+    max_attempts integer NOT NULL,
+    backoff_kind text,
+    backoff_base_s double precision,
+    backoff_max_s double precision,
+    timeout_s double precision,
+    worker_id text,
+    attempt_id uuid,
+    lease_expires_at timestamp with time zone,
+    cancel_requested boolean DEFAULT false NOT NULL,
+    result jsonb,
+    error jsonb,
+    progress jsonb,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    started_at timestamp with time zone,
+    finished_at timestamp with time zone,
+    CONSTRAINT task_attempt_held_or_succeeded CHECK (((state = ANY (ARRAY['running'::text, 'succeeded'::text])) = ((worker_id IS NOT NULL) AND (attempt_id IS NOT NULL)))),
+    CONSTRAINT task_attempts_range CHECK (((attempts >= 0) AND (attempts <= max_attempts) AND (total_attempts >= attempts))),
+    CONSTRAINT task_backoff_kind CHECK ((backoff_kind = ANY (ARRAY['exponential'::text, 'linear'::text, 'fixed'::text]))),
+    CONSTRAINT task_dead_has_error CHECK (((state <> 'dead'::text) OR (error IS NOT NULL))),
+    CONSTRAINT task_finished_has_time CHECK (((state = ANY (ARRAY['succeeded'::text, 'dead'::text, 'canceled'::text])) = (finished_at IS NOT NULL))),
+    CONSTRAINT task_idempotency_key_length CHECK (((length(idempotency_key) >= 1) AND (length(idempotency_key) <= 255))),
+    CONSTRAINT task_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 1000))),
+    CONSTRAINT task_name_length CHECK (((length(task_name) >= 1) AND (length(task_name) <= 200))),
+    CONSTRAINT task_priority_range CHECK (((priority >= 0) AND (priority <= 100))),
+    CONSTRAINT task_running_has_lease CHECK (((state = 'running'::text) = (lease_expires_at IS NOT NULL))),
+    CONSTRAINT task_state_known CHECK ((state = ANY (ARRAY['scheduled'::text, 'ready'::text, 'running'::text, 'succeeded'::text, 'retrying'::text, 'dead'::text, 'canceled'::text]))),
+    CONSTRAINT task_succeeded_no_error CHECK (((state <> 'succeeded'::text) OR (error IS NULL))),
+    CONSTRAINT task_timeout_positive CHECK ((timeout_s > (0)::double precision))
+)
+PARTITION BY LIST (queue_id);
+
+-- COMMENT: COLUMN tasks.backoff_kind
+
+COMMENT ON COLUMN taskq.tasks.backoff_kind IS 'unused since migration 0009 (never written; retries use the queue''s backoff)';
+
+-- COMMENT: COLUMN tasks.backoff_base_s
+
+COMMENT ON COLUMN taskq.tasks.backoff_base_s IS 'unused since migration 0009 (never written; retries use the queue''s backoff)';
+
+-- COMMENT: COLUMN tasks.backoff_max_s
+
+COMMENT ON COLUMN taskq.tasks.backoff_max_s IS 'unused since migration 0009 (never written; retries use the queue''s backoff)';
+
+-- VIEW: task_details
+
+CREATE VIEW taskq.task_details AS
+ SELECT t.queue_id,
+    t.id,
+    ((q.namespace || '/'::text) || q.name) AS queue,
+    t.task_name,
+    t.state,
+    t.priority,
+    t.payload,
+    t.run_at,
+    t.idempotency_key,
+    t.correlation_id,
+    t.attempts,
+    t.total_attempts,
+    t.max_attempts,
+    t.worker_id,
+    (t.attempt_id)::text AS attempt_id,
+    t.lease_expires_at,
+    t.cancel_requested,
+    t.result,
+    t.error,
+    t.progress,
+    t.created_at,
+    t.started_at,
+    t.finished_at
+   FROM (taskq.tasks t
+     JOIN taskq.queues q ON ((q.id = t.queue_id)));
+
+-- FUNCTION: enqueue_details(text, text[], json[], integer[], double precision[], text[], integer[], double precision[], text[])
+
+CREATE FUNCTION taskq.enqueue_details(p_queue text, p_task_names text[], p_payloads json[], p_priorities integer[] DEFAULT NULL::integer[], p_delays_s double precision[] DEFAULT NULL::double precision[], p_idempotency_keys text[] DEFAULT NULL::text[], p_max_attempts integer[] DEFAULT NULL::integer[], p_timeouts_s double precision[] DEFAULT NULL::double precision[], p_correlation_ids text[] DEFAULT NULL::text[]) RETURNS TABLE(created boolean, task taskq.task_details)
+    LANGUAGE plpgsql
+    SET plan_cache_mode TO 'force_custom_plan'
+    AS $$
+DECLARE
+    v_id bigint;
+    v_created boolean;
+BEGIN
+    IF cardinality(p_task_names) IS DISTINCT FROM 1 THEN
+        RAISE EXCEPTION 'enqueue_details: one task at a time (% given)',
+            coalesce(cardinality(p_task_names), 0) USING ERRCODE = 'TQ003';
+    END IF;
+    SELECT e.id, e.created INTO v_id, v_created
+      FROM taskq.enqueue_many(p_queue, p_task_names, p_payloads, p_priorities, p_delays_s,
+                              p_idempotency_keys, p_max_attempts, p_timeouts_s,
+                              p_correlation_ids) AS e;
+    RETURN QUERY SELECT v_created, d FROM taskq.task_details d
+                  WHERE d.queue_id = taskq.queue_id(p_queue) AND d.id = v_id;
+END $$;
+
 -- FUNCTION: enqueue_many(text, text[], json[], integer[], double precision[], text[], integer[], double precision[], text[])
 
 CREATE FUNCTION taskq.enqueue_many(p_queue text, p_task_names text[], p_payloads json[], p_priorities integer[] DEFAULT NULL::integer[], p_delays_s double precision[] DEFAULT NULL::double precision[], p_idempotency_keys text[] DEFAULT NULL::text[], p_max_attempts integer[] DEFAULT NULL::integer[], p_timeouts_s double precision[] DEFAULT NULL::double precision[], p_correlation_ids text[] DEFAULT NULL::text[]) RETURNS TABLE(ord integer, id bigint, created boolean)
@@ -255,10 +410,13 @@ BEGIN
         RETURN;
     END IF;
     -- no task of this call comes before (v_top, now()) in claim order (p_priorities is NULL
-    -- when no task names one)
-    v_top := coalesce(
-        (SELECT max(coalesce(x, v_queue.default_priority)) FROM unnest(p_priorities) AS x),
-        v_queue.default_priority);
+    -- when no task names one: then no query is run for it)
+    v_top := v_queue.default_priority;
+    IF p_priorities IS NOT NULL THEN
+        v_top := coalesce(
+            (SELECT max(coalesce(x, v_queue.default_priority)) FROM unnest(p_priorities) AS x),
+            v_top);
+    END IF;
     SELECT i.ord INTO v_oversized FROM unnest(p_payloads) WITH ORDINALITY AS i(payload, ord)
      WHERE octet_length(i.payload::text) > v_queue.payload_limit_bytes LIMIT 1;
     IF v_oversized IS NOT NULL THEN
@@ -344,44 +502,6 @@ BEGIN
     END IF;
     RETURN QUERY SELECT g.i, v_ids[g.i], v_created[g.i] FROM generate_subscripts(v_ids, 1) AS g(i);
 END $$;
-
--- TABLE: queues
-
-CREATE TABLE taskq.queues (
-    id integer NOT NULL,
-    namespace text NOT NULL,
-    name text NOT NULL,
-    default_priority smallint DEFAULT 50 NOT NULL,
-    max_attempts integer DEFAULT 3 NOT NULL,
-    backoff_kind text DEFAULT 'exponential'::text NOT NULL,
-    backoff_base_s double precision DEFAULT 1 NOT NULL,
-    backoff_max_s double precision DEFAULT 3600 NOT NULL,
-    backoff_jitter double precision DEFAULT 0.2 NOT NULL,
-    timeout_s double precision DEFAULT 300 NOT NULL,
-    payload_limit_bytes integer DEFAULT 262144 NOT NULL,
-    retention_succeeded_s bigint DEFAULT 86400 NOT NULL,
-    retention_dead_s bigint DEFAULT 604800 NOT NULL,
-    rate_limit_per_s double precision,
-    rate_burst double precision,
-    concurrency_limit integer,
-    paused boolean DEFAULT false NOT NULL,
-    rate_tokens double precision,
-    rate_refilled_at timestamp with time zone,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT queue_backoff_bounds CHECK (((backoff_base_s >= (0)::double precision) AND (backoff_max_s >= backoff_base_s))),
-    CONSTRAINT queue_backoff_jitter_range CHECK (((backoff_jitter >= (0)::double precision) AND (backoff_jitter <= (1)::double precision))),
-    CONSTRAINT queue_backoff_kind CHECK ((backoff_kind = ANY (ARRAY['exponential'::text, 'linear'::text, 'fixed'::text]))),
-    CONSTRAINT queue_concurrency_limit_positive CHECK (((concurrency_limit IS NULL) OR (concurrency_limit > 0))),
-    CONSTRAINT queue_default_priority_range CHECK (((default_priority >= 0) AND (default_priority <= 100))),
-    CONSTRAINT queue_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 1000))),
-    CONSTRAINT queue_name_is_dns_label CHECK (((name ~ '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'::text) AND (length(name) <= 63))),
-    CONSTRAINT queue_namespace_is_dns_label CHECK (((namespace ~ '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'::text) AND (length(namespace) <= 63))),
-    CONSTRAINT queue_payload_limit_range CHECK (((payload_limit_bytes >= 1) AND (payload_limit_bytes <= 67108864))),
-    CONSTRAINT queue_rate_burst_positive CHECK (((rate_burst IS NULL) OR (rate_burst >= (1)::double precision))),
-    CONSTRAINT queue_rate_limit_positive CHECK (((rate_limit_per_s IS NULL) OR (rate_limit_per_s > (0)::double precision))),
-    CONSTRAINT queue_retention_non_negative CHECK (((retention_succeeded_s >= 0) AND (retention_dead_s >= 0))),
-    CONSTRAINT queue_timeout_positive CHECK ((timeout_s > (0)::double precision))
-);
 
 -- FUNCTION: ensure_queue(text, text, jsonb)
 
@@ -777,72 +897,6 @@ BEGIN
     RETURN v_count;
 END $$;
 
--- SEQUENCE: task_id_seq
-
-CREATE SEQUENCE taskq.task_id_seq
-    START WITH 1
-    INCREMENT BY 1
-    NO MINVALUE
-    NO MAXVALUE
-    CACHE 100;
-
--- TABLE: tasks
-
-CREATE TABLE taskq.tasks (
-    queue_id integer NOT NULL,
-    id bigint DEFAULT nextval('taskq.task_id_seq'::regclass) NOT NULL,
-    task_name text NOT NULL,
-    state text NOT NULL,
-    priority smallint NOT NULL,
-    payload jsonb NOT NULL,
-    run_at timestamp with time zone DEFAULT now() NOT NULL,
-    idempotency_key text,
-    correlation_id text,
-    attempts integer DEFAULT 0 NOT NULL,
-    total_attempts integer DEFAULT 0 NOT NULL,
-    max_attempts integer NOT NULL,
-    backoff_kind text,
-    backoff_base_s double precision,
-    backoff_max_s double precision,
-    timeout_s double precision,
-    worker_id text,
-    attempt_id uuid,
-    lease_expires_at timestamp with time zone,
-    cancel_requested boolean DEFAULT false NOT NULL,
-    result jsonb,
-    error jsonb,
-    progress jsonb,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    started_at timestamp with time zone,
-    finished_at timestamp with time zone,
-    CONSTRAINT task_attempt_held_or_succeeded CHECK (((state = ANY (ARRAY['running'::text, 'succeeded'::text])) = ((worker_id IS NOT NULL) AND (attempt_id IS NOT NULL)))),
-    CONSTRAINT task_attempts_range CHECK (((attempts >= 0) AND (attempts <= max_attempts) AND (total_attempts >= attempts))),
-    CONSTRAINT task_backoff_kind CHECK ((backoff_kind = ANY (ARRAY['exponential'::text, 'linear'::text, 'fixed'::text]))),
-    CONSTRAINT task_dead_has_error CHECK (((state <> 'dead'::text) OR (error IS NOT NULL))),
-    CONSTRAINT task_finished_has_time CHECK (((state = ANY (ARRAY['succeeded'::text, 'dead'::text, 'canceled'::text])) = (finished_at IS NOT NULL))),
-    CONSTRAINT task_idempotency_key_length CHECK (((length(idempotency_key) >= 1) AND (length(idempotency_key) <= 255))),
-    CONSTRAINT task_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 1000))),
-    CONSTRAINT task_name_length CHECK (((length(task_name) >= 1) AND (length(task_name) <= 200))),
-    CONSTRAINT task_priority_range CHECK (((priority >= 0) AND (priority <= 100))),
-    CONSTRAINT task_running_has_lease CHECK (((state = 'running'::text) = (lease_expires_at IS NOT NULL))),
-    CONSTRAINT task_state_known CHECK ((state = ANY (ARRAY['scheduled'::text, 'ready'::text, 'running'::text, 'succeeded'::text, 'retrying'::text, 'dead'::text, 'canceled'::text]))),
-    CONSTRAINT task_succeeded_no_error CHECK (((state <> 'succeeded'::text) OR (error IS NULL))),
-    CONSTRAINT task_timeout_positive CHECK ((timeout_s > (0)::double precision))
-)
-PARTITION BY LIST (queue_id);
-
--- COMMENT: COLUMN tasks.backoff_kind
-
-COMMENT ON COLUMN taskq.tasks.backoff_kind IS 'unused since migration 0009 (never written; retries use the queue''s backoff)';
-
--- COMMENT: COLUMN tasks.backoff_base_s
-
-COMMENT ON COLUMN taskq.tasks.backoff_base_s IS 'unused since migration 0009 (never written; retries use the queue''s backoff)';
-
--- COMMENT: COLUMN tasks.backoff_max_s
-
-COMMENT ON COLUMN taskq.tasks.backoff_max_s IS 'unused since migration 0009 (never written; retries use the queue''s backoff)';
-
 -- FUNCTION: retry_at(taskq.tasks, taskq.queues)
 
 CREATE FUNCTION taskq.retry_at(t taskq.tasks, q taskq.queues) RETURNS timestamp with time zone
@@ -1009,35 +1063,6 @@ CREATE TABLE taskq.schema_migrations (
     checksum text NOT NULL,
     applied_at timestamp with time zone DEFAULT now() NOT NULL
 );
-
--- VIEW: task_details
-
-CREATE VIEW taskq.task_details AS
- SELECT t.queue_id,
-    t.id,
-    ((q.namespace || '/'::text) || q.name) AS queue,
-    t.task_name,
-    t.state,
-    t.priority,
-    t.payload,
-    t.run_at,
-    t.idempotency_key,
-    t.correlation_id,
-    t.attempts,
-    t.total_attempts,
-    t.max_attempts,
-    t.worker_id,
-    (t.attempt_id)::text AS attempt_id,
-    t.lease_expires_at,
-    t.cancel_requested,
-    t.result,
-    t.error,
-    t.progress,
-    t.created_at,
-    t.started_at,
-    t.finished_at
-   FROM (taskq.tasks t
-     JOIN taskq.queues q ON ((q.id = t.queue_id)));
 
 -- TABLE: workers
 

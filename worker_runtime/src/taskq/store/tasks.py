@@ -225,7 +225,17 @@ def _copy_rows(
         yield row
 
 
-def _task_from_row(row: asyncpg.Record) -> TaskInfo:
+async def enqueue_details(conn: Connection, queue: str, task: TaskRequest) -> tuple[bool, TaskInfo]:
+    """One task enqueued and read back in one statement: whether this call created it (else
+    its idempotency key was held), and the task."""
+    row = await conn.fetchrow(query("enqueue_details"), queue, *_columns([task]))
+    assert row is not None  # the function raises rather than return nothing
+    data = dict(row)
+    created: bool = data.pop("created")
+    return created, _task_from_row(data)
+
+
+def _task_from_row(row: asyncpg.Record | dict[str, Any]) -> TaskInfo:
     data = dict(row)
     del data["queue_id"]
     for key in ("payload", "result", "error", "progress"):

@@ -181,10 +181,13 @@ BEGIN
         RETURN;
     END IF;
     -- no task of this call comes before (v_top, now()) in claim order (p_priorities is NULL
-    -- when no task names one)
-    v_top := coalesce(
-        (SELECT max(coalesce(x, v_queue.default_priority)) FROM unnest(p_priorities) AS x),
-        v_queue.default_priority);
+    -- when no task names one: then no query is run for it)
+    v_top := v_queue.default_priority;
+    IF p_priorities IS NOT NULL THEN
+        v_top := coalesce(
+            (SELECT max(coalesce(x, v_queue.default_priority)) FROM unnest(p_priorities) AS x),
+            v_top);
+    END IF;
     SELECT i.ord INTO v_oversized FROM unnest(p_payloads) WITH ORDINALITY AS i(payload, ord)
      WHERE octet_length(i.payload::text) > v_queue.payload_limit_bytes LIMIT 1;
     IF v_oversized IS NOT NULL THEN
