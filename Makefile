@@ -18,7 +18,7 @@ include cluster/cluster.mk
 # Packaging checks (image, chart, Terraform modules), one fragment per area.
 include $(wildcard mk/*.mk)
 
-.PHONY: help venv system lint test test-fast schema proto demo demo-queue bench bench-footprint bench-recovery bench-kills bench-api clean
+.PHONY: help venv system lint test test-fast schema proto demo demo-queue bench bench-footprint bench-recovery bench-kills bench-api bench-list clean
 
 help:
 	@echo "make demo    local control plane + Postgres, the operator, tasks flowing, workers scaling,"
@@ -95,6 +95,10 @@ bench-kills: venv system
 
 bench-api: venv system
 	$(PY) bench/api_bench.py
+
+# GET /v1/tasks over 5,000,000 tasks (TASKQ_BENCH_LIST_ROWS); filling them takes minutes.
+bench-list: venv system
+	$(PY) bench/list_bench.py
 
 bench-operator: venv system tools
 	$(PY) bench/operator_bench.py
