@@ -3,10 +3,8 @@
     make bench-list                               # 5,000,000 tasks, its own durable PostgreSQL
     TASKQ_BENCH_LIST_ROWS=1000000 make bench-list
 
-One queue is filled with TASKQ_BENCH_LIST_ROWS tasks in one INSERT ... SELECT, in id order as
-a queue filled over time, with the state mix of tests/integration/test_list_plan.py (40 %
-succeeded, 10 % dead, 10 % canceled, 10 % running, 10 % scheduled, 20 % ready; one task name
-in seven "rare"; one task in 1,000 with a correlation id), then VACUUM ANALYZE. A real
+One queue is filled with TASKQ_BENCH_LIST_ROWS tasks in one statement (devenv/filled_queue.py:
+the mix of states of a busy queue, as tests/integration/test_list_plan.py uses). A real
 `taskq-api` process serves the requests; this process sends TASKQ_BENCH_LIST_REQUESTS
 (default 200) sequential requests per case over one kept-alive httpx connection and reports
 p50/p95/max latency per case (the issue's target: p95 ≤ 50 ms with 5,000,000 rows).
@@ -30,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import asyncpg
 import httpx
 from bench.api_bench import NAMESPACE, api_server
+from devenv.filled_queue import fill_queue
 from devenv.postgres import bench_database
 
 from taskq.auth import Role
@@ -39,35 +38,12 @@ from taskq.store.migrations import migrate
 
 ROWS = int(os.environ.get("TASKQ_BENCH_LIST_ROWS", "5000000"))
 REQUESTS = int(os.environ.get("TASKQ_BENCH_LIST_REQUESTS", "200"))
-STATES = ["succeeded"] * 4 + ["dead", "canceled", "running", "scheduled", "ready", "ready"]
-
-FILL = """
-INSERT INTO taskq.tasks (queue_id, id, task_name, state, priority, payload, max_attempts,
-                         attempts, total_attempts, worker_id, attempt_id, lease_expires_at,
-                         error, finished_at, run_at, created_at, correlation_id)
-SELECT $1, nextval('taskq.task_id_seq'), CASE WHEN n % 7 = 0 THEN 'rare' ELSE 't' END,
-       s.state, 50, jsonb_build_object('n', n), 3,
-       CASE WHEN s.state IN ('succeeded', 'dead', 'running') THEN 1 ELSE 0 END,
-       CASE WHEN s.state IN ('succeeded', 'dead', 'running') THEN 1 ELSE 0 END,
-       CASE WHEN s.state IN ('succeeded', 'running') THEN 'w' END,
-       CASE WHEN s.state IN ('succeeded', 'running') THEN gen_random_uuid() END,
-       CASE WHEN s.state = 'running' THEN now() + interval '1 hour' END,
-       CASE WHEN s.state = 'dead' THEN '{"message": "boom"}'::jsonb END,
-       CASE WHEN s.state IN ('succeeded', 'dead', 'canceled') THEN now() END,
-       now() + CASE WHEN s.state = 'scheduled' THEN interval '1 day' ELSE '0' END,
-       now() - make_interval(secs => ($2 - n) / 100.0),
-       CASE WHEN n % 1000 = 0 THEN 'order-' || n END
-  FROM generate_series(1, $2) AS n,
-       LATERAL (SELECT ($3::text[])[n % 10 + 1] AS state) AS s
- ORDER BY n
-"""
 
 
 async def fill(client: Client, pool: asyncpg.Pool) -> tuple[str, int]:
     queue = await client.ensure_queue(f"{NAMESPACE}/list")
     started = time.perf_counter()
-    await pool.execute(FILL, queue.id, ROWS, STATES, timeout=3600)
-    await pool.execute(f"VACUUM ANALYZE taskq.tasks_q{queue.id}", timeout=3600)
+    await fill_queue(pool, queue.id, ROWS)
     middle: int = await pool.fetchval(
         f"SELECT id FROM taskq.tasks_q{queue.id} ORDER BY id OFFSET $1 LIMIT 1", ROWS // 2
     )

@@ -4,6 +4,7 @@ statuses, the rows a queue holds."""
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -11,7 +12,9 @@ import grpc
 import httpx
 import pytest
 
+from taskq import auth
 from taskq.models import QueueInfo
+from taskq.store import keys as key_store
 
 
 def bearer(secret: str) -> dict[str, str]:
@@ -60,3 +63,28 @@ async def stored_tasks(pool: asyncpg.Pool, queue: QueueInfo) -> list[dict[str, A
         queue.id,
     )
     return [{**dict(row), "payload": json.loads(row["payload"])} for row in rows]
+
+
+async def unusable_credentials(
+    kind: str, make_key: Callable[..., Awaitable[str]], pool: asyncpg.Pool, namespace: str
+) -> str:
+    """A credential that must be refused, as an Authorization header's value (REST) or the
+    `authorization` metadata's (gRPC): `kind` is unknown, malformed, basic, tampered, revoked
+    or expired."""
+    if kind == "unknown":
+        return f"Bearer {auth.new_key().secret}"  # well formed, never stored
+    if kind == "malformed":
+        return "Bearer tq_' OR 1=1 --"
+    if kind == "basic":
+        return "Basic dXNlcjpwYXNz"
+    secret = await make_key("admin", [namespace])
+    prefix = auth.parse_prefix(secret)
+    if kind == "tampered":
+        return f"Bearer {secret[:-2]}{'AB' if secret[-2:] != 'AB' else 'CD'}"
+    name = await pool.fetchval("SELECT name FROM taskq.api_keys WHERE prefix = $1", prefix)
+    if kind == "revoked":
+        await key_store.revoke_key(pool, name)
+    else:  # expired: a microsecond after it was made
+        await pool.execute("UPDATE taskq.api_keys SET expires_at = created_at + "
+                           "interval '1 microsecond' WHERE name = $1", name)
+    return f"Bearer {secret}"

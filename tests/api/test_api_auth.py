@@ -16,7 +16,7 @@ from taskq.client import Client
 from taskq.models import QueueInfo
 from taskq.store import keys as key_store
 from tests.api.conftest import MakeKey
-from tests.api.helpers import bearer, problem, stored_tasks
+from tests.api.helpers import bearer, problem, stored_tasks, unusable_credentials
 from tests.api.openapi import OpenApiChecker
 from tests.conftest import MakeQueue
 from tests.integration.helpers import claim, finish
@@ -98,27 +98,6 @@ async def test_no_key_is_401_with_a_challenge(
     await scene.unchanged(pool)
 
 
-async def _unusable(kind: str, make_key: MakeKey, pool: asyncpg.Pool, namespace: str) -> str:
-    """An Authorization header value that must be refused."""
-    if kind == "unknown":
-        return f"Bearer {auth.new_key().secret}"  # well formed, never stored
-    if kind == "malformed":
-        return "Bearer tq_' OR 1=1 --"
-    if kind == "basic":
-        return "Basic dXNlcjpwYXNz"
-    secret = await make_key("admin", [namespace])
-    prefix = auth.parse_prefix(secret)
-    if kind == "tampered":
-        return f"Bearer {secret[:-2]}{'AB' if secret[-2:] != 'AB' else 'CD'}"
-    name = await pool.fetchval("SELECT name FROM taskq.api_keys WHERE prefix = $1", prefix)
-    if kind == "revoked":
-        await key_store.revoke_key(pool, name)
-    else:  # expired: a microsecond after it was made
-        await pool.execute("UPDATE taskq.api_keys SET expires_at = created_at + "
-                           "interval '1 microsecond' WHERE name = $1", name)
-    return f"Bearer {secret}"
-
-
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=ids)
 @pytest.mark.parametrize("kind", ["unknown", "malformed", "basic", "tampered", "revoked",
                                   "expired"])
@@ -126,7 +105,7 @@ async def test_an_unusable_key_is_401(
     endpoint: Endpoint, kind: str, scene: Scene, http: httpx.AsyncClient, pool: asyncpg.Pool,
     make_key: MakeKey, openapi: OpenApiChecker,
 ) -> None:
-    header = await _unusable(kind, make_key, pool, scene.queue.namespace)
+    header = await unusable_credentials(kind, make_key, pool, scene.queue.namespace)
 
     response = openapi.check(await http.request(
         **scene.request(endpoint), headers={"Authorization": header}))

@@ -13,13 +13,11 @@ import grpc
 import pytest
 from google.protobuf.message import Message
 
-from taskq import auth
 from taskq.client import Client
 from taskq.models import QueueInfo
-from taskq.store import keys as key_store
 from taskq_api.grpc.v1 import taskq_pb2 as pb
 from tests.api.conftest import MakeKey
-from tests.api.helpers import grpc_key, grpc_refusal, stored_tasks
+from tests.api.helpers import grpc_key, grpc_refusal, stored_tasks, unusable_credentials
 from tests.conftest import MakeQueue
 from tests.integration.helpers import claim, finish
 
@@ -117,27 +115,6 @@ async def test_no_key_is_unauthenticated(
     await scene.unchanged(pool)
 
 
-async def _unusable(kind: str, make_key: MakeKey, pool: asyncpg.Pool, namespace: str) -> str:
-    """An authorization metadata value that must be refused."""
-    if kind == "unknown":
-        return f"Bearer {auth.new_key().secret}"  # well formed, never stored
-    if kind == "malformed":
-        return "Bearer tq_' OR 1=1 --"
-    if kind == "basic":
-        return "Basic dXNlcjpwYXNz"
-    secret = await make_key("admin", [namespace])
-    prefix = auth.parse_prefix(secret)
-    if kind == "tampered":
-        return f"Bearer {secret[:-2]}{'AB' if secret[-2:] != 'AB' else 'CD'}"
-    name = await pool.fetchval("SELECT name FROM taskq.api_keys WHERE prefix = $1", prefix)
-    if kind == "revoked":
-        await key_store.revoke_key(pool, name)
-    else:  # expired: a microsecond after it was made
-        await pool.execute("UPDATE taskq.api_keys SET expires_at = created_at + "
-                           "interval '1 microsecond' WHERE name = $1", name)
-    return f"Bearer {secret}"
-
-
 @pytest.mark.parametrize("rpc", RPCS, ids=ids)
 @pytest.mark.parametrize("kind", ["unknown", "malformed", "basic", "tampered", "revoked",
                                   "expired"])
@@ -145,7 +122,7 @@ async def test_an_unusable_key_is_unauthenticated(
     rpc: Rpc, kind: str, scene: Scene, grpc_stub: GrpcStub, pool: asyncpg.Pool,
     make_key: MakeKey,
 ) -> None:
-    value = await _unusable(kind, make_key, pool, scene.queue.namespace)
+    value = await unusable_credentials(kind, make_key, pool, scene.queue.namespace)
 
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await rpc.call(grpc_stub, scene, (("authorization", value),))

@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from devenv.filled_queue import fill_queue
 
 from taskq.client import Client
 from taskq.store import tasks as task_store
@@ -18,19 +19,6 @@ from taskq.store.sqlfiles import query
 
 TASKS = 50_000
 PAGE = 100
-# id % 10 -> state: a mix as a busy queue holds, the finished ones most
-STATES = {
-    0: "succeeded",
-    1: "succeeded",
-    2: "succeeded",
-    3: "succeeded",
-    4: "dead",
-    5: "canceled",
-    6: "running",
-    7: "scheduled",
-    8: "ready",
-    9: "ready",
-}
 
 
 def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -47,33 +35,7 @@ async def full_queue(dsn: str) -> AsyncIterator[int]:
     assert pool is not None
     client = Client(pool)
     queue = await client.ensure_queue("list-plan/q")
-    # Written in one statement rather than enqueued and then updated, so that the heap holds
-    # them in id order as a queue filled over time does.
-    await pool.execute(
-        """
-        INSERT INTO taskq.tasks (queue_id, id, task_name, state, priority, payload, max_attempts,
-                                 attempts, total_attempts, worker_id, attempt_id,
-                                 lease_expires_at, error, finished_at, run_at, created_at)
-        SELECT $1, nextval('taskq.task_id_seq'), CASE WHEN n % 7 = 0 THEN 'rare' ELSE 't' END,
-               s.state, 50, jsonb_build_object('n', n), 3,
-               CASE WHEN s.state IN ('succeeded', 'dead', 'running') THEN 1 ELSE 0 END,
-               CASE WHEN s.state IN ('succeeded', 'dead', 'running') THEN 1 ELSE 0 END,
-               CASE WHEN s.state IN ('succeeded', 'running') THEN 'w' END,
-               CASE WHEN s.state IN ('succeeded', 'running') THEN gen_random_uuid() END,
-               CASE WHEN s.state = 'running' THEN now() + interval '1 minute' END,
-               CASE WHEN s.state = 'dead' THEN '{"message": "boom"}'::jsonb END,
-               CASE WHEN s.state IN ('succeeded', 'dead', 'canceled') THEN now() END,
-               now() + CASE WHEN s.state = 'scheduled' THEN interval '1 hour' ELSE '0' END,
-               now() - make_interval(secs => $2 - n)
-          FROM generate_series(1, $2) AS n,
-               LATERAL (SELECT ($3::text[])[n % 10 + 1] AS state) AS s
-         ORDER BY n
-        """,
-        queue.id,
-        TASKS,
-        [STATES[i] for i in range(10)],
-    )
-    await pool.execute(f"VACUUM ANALYZE taskq.tasks_q{queue.id}")
+    await fill_queue(pool, queue.id, TASKS)  # devenv/filled_queue.py: the mix of states
     try:
         yield queue.id
     finally:
