@@ -75,7 +75,7 @@ async def measure(http: httpx.AsyncClient, params: dict[str, Any]) -> dict[str, 
         response = await http.get("/v1/tasks", params=params)
         latencies.append((time.perf_counter() - started) * 1000)
         response.raise_for_status()
-        rows = len(response.json()["tasks"])
+        rows = len(response.json()["items"])
     latencies.sort()
     return {
         "p50_ms": round(statistics.median(latencies), 2),

@@ -63,6 +63,21 @@ SELECT * FROM taskq.task_details
  ORDER BY id DESC
  LIMIT $8
 
+-- name: list_tasks_by_correlation
+-- list_tasks when a correlation id ($4) is given: the walk is of that id's tasks only
+-- (tasks_correlation_idx, newest first), the other filters checked on them. As list_tasks:
+-- $2 state, $3 task name (NULL: any), $5 created at or after, $6 created before, $7 the id to
+-- start below, $8 how many.
+SELECT * FROM taskq.task_details
+ WHERE queue_id = $1
+   AND correlation_id = $4::text
+   AND ($2::text IS NULL OR state = $2)
+   AND ($3::text IS NULL OR task_name = $3)
+   AND created_at >= $5::timestamptz AND created_at < $6::timestamptz
+   AND id < $7::bigint
+ ORDER BY id DESC
+ LIMIT $8
+
 -- name: cancel_task
 SELECT state, cancel_requested FROM taskq.cancel(p_task_id => $1)
 

@@ -1133,6 +1133,10 @@ CREATE UNIQUE INDEX api_keys_declared_by_unrevoked ON taskq.api_keys USING btree
 
 CREATE INDEX tasks_claim_order_idx ON ONLY taskq.tasks USING btree (queue_id, ((- priority)), run_at, id) WHERE (state = 'ready'::text);
 
+-- INDEX: tasks_correlation_idx
+
+CREATE INDEX tasks_correlation_idx ON ONLY taskq.tasks USING btree (queue_id, correlation_id, id) WHERE (correlation_id IS NOT NULL);
+
 -- INDEX: tasks_finished_idx
 
 CREATE INDEX tasks_finished_idx ON ONLY taskq.tasks USING btree (queue_id, state, finished_at) WHERE (finished_at IS NOT NULL);
