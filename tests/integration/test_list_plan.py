@@ -15,7 +15,6 @@ from devenv.filled_queue import fill_queue
 
 from taskq.client import Client
 from taskq.store import tasks as task_store
-from taskq.store.sqlfiles import query
 
 TASKS = 50_000
 PAGE = 100
