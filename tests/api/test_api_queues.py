@@ -141,3 +141,19 @@ async def test_dead_replay_needs_ids_or_all(
         assert problem(response, 422)["errors"][0]["pointer"] == pointer
     missing = await http.post(queue_path(queue, "/dead:replay"), headers=key)
     assert problem(missing, 422)["errors"][0]["pointer"] == "#"
+
+
+async def test_replaying_an_id_that_is_not_dead_replays_nothing_and_names_it(
+    http: httpx.AsyncClient, client: Client, make_queue: MakeQueue, make_key: MakeKey
+) -> None:
+    queue = await make_queue()
+    ready = await client.enqueue(queue.full_name, "t")
+    response = await http.post(
+        f"/v1/queues/{queue.full_name}/dead:replay",
+        json={"ids": [ready.id]},
+        headers=bearer(await make_key("operator", [queue.namespace])),
+    )
+    body = problem(response, 422)
+    assert f"task {ready.id} is ready, not dead" in body["detail"]
+    assert body["errors"][0]["pointer"] == "#/ids"
+    assert (await client.get_task(ready.id)).state == "ready"

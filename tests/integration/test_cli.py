@@ -146,6 +146,13 @@ async def test_dead_letters_list_and_replay(
     one_line_error(refused, "--all")
     assert ok(replayed).out.strip() == "replayed 1 dead tasks"
     assert (await client.get_task(ids[0])).state == "ready"
+    # naming a task that is not dead (ids[0] is ready again), or no task of the queue, does
+    # nothing and says which id
+    one_line_error(await taskq("dead", "replay", queue, str(ids[0]), dsn=dsn),
+                   f"task {ids[0]} is ready, not dead")
+    one_line_error(await taskq("dead", "replay", queue, str(ids[1]), "999999999", dsn=dsn),
+                   f"no task 999999999 in queue {queue}")
+    assert (await client.get_task(ids[1])).state == "dead"  # all or nothing
     assert "replayed 1 dead tasks" in ok(await taskq("dead", "replay", queue, "--all",
                                                      dsn=dsn)).out
     listed_after, show_run = await asyncio.gather(
@@ -227,3 +234,13 @@ async def test_usage_errors_exit_2(dsn: str) -> None:
         assert run.code == 2
         assert "Traceback" not in run.err
         assert "usage: taskq" in run.err
+
+
+async def test_a_numeric_priority_is_a_priority(dsn: str, client: Client) -> None:
+    """`--priority 80` as the help says (0..100 or a level name), and out of range refused."""
+    queue = _queue_name()
+    ok(await taskq("queue", "create", queue, dsn=dsn))
+    enqueued = json.loads(ok(await taskq("enqueue", queue, "t", "--priority", "80", dsn=dsn)).out)
+    assert (await client.get_task(enqueued["id"])).priority == 80
+    one_line_error(await taskq("enqueue", queue, "t", "--priority", "101", dsn=dsn),
+                   "priority", "0..100")

@@ -273,7 +273,8 @@ class Client:
     async def replay_dead(self, queue: str, task_ids: Sequence[int] | None = None) -> ReplayResult:
         info = await self.get_queue(queue)
         with translated(queue):
-            return await task_store.replay_dead(self.pool, info.id, task_ids)
+            async with self.pool.acquire() as conn:
+                return await task_store.replay_dead(conn, queue, info.id, task_ids)
 
 
 async def connect(dsn: str, *, min_size: int = 1, max_size: int = 10) -> Client:

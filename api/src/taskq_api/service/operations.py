@@ -202,7 +202,12 @@ class ApiService:
         self._require(key, Action.WRITE, _namespace(info))
         if info.state != "dead":
             raise ConflictError(f"task {task_id} is {info.state}: only a dead task can be retried")
-        result = await self._client.replay_dead(info.queue, [task_id])
+        try:
+            result = await self._client.replay_dead(info.queue, [task_id])
+        except InvalidArgumentError:  # it stopped being dead since it was read above
+            raise ConflictError(
+                f"task {task_id} is no longer dead: another request retried it"
+            ) from None
         if result.replayed == 0:
             raise ConflictError(
                 f"task {task_id} was not retried: an unfinished task holds its idempotency "

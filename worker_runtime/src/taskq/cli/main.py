@@ -337,6 +337,13 @@ def _settings_error(error: ValidationError) -> str:
     return "; ".join(problems)
 
 
+
+def _priority_arg(text: str) -> int | str:
+    """`--priority 80` is the number 80 (a level name stays text); taskq.models.resolve_priority
+    then checks either, as for every other door."""
+    return int(text) if text.strip().removeprefix("-").isdigit() else text
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="taskq", description="Postgres-backed task queue")
     parser.add_argument("--dsn", help="PostgreSQL DSN (default: $TASKQ_DSN)")
@@ -379,7 +386,9 @@ def _add_enqueue_command(sub: argparse._SubParsersAction[argparse.ArgumentParser
     enqueue.add_argument("task", help="task name (the handler's key)")
     enqueue.add_argument("payload", nargs="?", help="JSON payload")
     enqueue.add_argument("--jsonl", metavar="FILE", help="one JSON payload per line ('-': stdin)")
-    enqueue.add_argument("--priority", help="0..100 or urgent/high/normal/low")
+    enqueue.add_argument(
+        "--priority", type=_priority_arg, help="0..100 or urgent/high/normal/low"
+    )
     enqueue.add_argument("--delay", type=float, help="seconds before it may run")
     enqueue.add_argument("--idempotency-key")
     enqueue.add_argument("--max-attempts", type=int)

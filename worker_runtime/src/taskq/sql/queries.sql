@@ -88,6 +88,11 @@ SELECT * FROM taskq.task_details
  ORDER BY finished_at DESC, id DESC
  LIMIT $2
 
+-- name: task_states_locked
+-- $1 queue id, $2 task ids: the state of each that is in the queue, locked until the
+-- transaction ends (a replay checks them, then replays them)
+SELECT id, state FROM taskq.tasks WHERE queue_id = $1 AND id = ANY($2::bigint[]) FOR UPDATE
+
 -- name: replay_dead
 SELECT replayed, skipped FROM taskq.replay_dead(p_queue_id => $1, p_ids => $2)
 

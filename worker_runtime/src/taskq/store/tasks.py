@@ -292,9 +292,27 @@ async def list_dead(db: Executor, queue_id: int, limit: int) -> list[TaskInfo]:
     return [_task_from_row(row) for row in await db.fetch(query("list_dead"), queue_id, limit)]
 
 
-async def replay_dead(db: Executor, queue_id: int, task_ids: Sequence[int] | None) -> ReplayResult:
-    row = await db.fetchrow(
-        query("replay_dead"), queue_id, None if task_ids is None else list(task_ids)
-    )
+async def replay_dead(
+    conn: Connection, queue: str, queue_id: int, task_ids: Sequence[int] | None
+) -> ReplayResult:
+    """Every dead task of the queue (`task_ids` None), or these: then each must be a dead task
+    of the queue, else nothing is replayed and the error names the first that is not."""
+    async with conn.transaction():
+        if task_ids is not None:
+            rows = await conn.fetch(query("task_states_locked"), queue_id, list(task_ids))
+            states = {row["id"]: row["state"] for row in rows}
+            for task_id in task_ids:
+                state = states.get(task_id)
+                if state != "dead":
+                    raise InvalidArgumentError(
+                        "ids",
+                        f"no task {task_id} in queue {queue}"
+                        if state is None
+                        else f"task {task_id} is {state}, not dead: name only dead tasks "
+                        f"(taskq dead list {queue} lists them)",
+                    )
+        row = await conn.fetchrow(
+            query("replay_dead"), queue_id, None if task_ids is None else list(task_ids)
+        )
     assert row is not None
     return ReplayResult(row["replayed"], row["skipped"])
