@@ -153,6 +153,8 @@ async def test_dead_letters_list_and_replay(
     one_line_error(await taskq("dead", "replay", queue, str(ids[1]), "999999999", dsn=dsn),
                    f"no task 999999999 in queue {queue}")
     assert (await client.get_task(ids[1])).state == "dead"  # all or nothing
+    one_line_error(await taskq("tasks", "cancel", str(ids[1]), dsn=dsn),
+                   f"task {ids[1]} already finished (dead); nothing to cancel")
     assert "replayed 1 dead tasks" in ok(await taskq("dead", "replay", queue, "--all",
                                                      dsn=dsn)).out
     listed_after, show_run = await asyncio.gather(

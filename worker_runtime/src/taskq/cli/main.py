@@ -170,8 +170,8 @@ async def _tasks_cancel(client: Client, args: argparse.Namespace) -> None:
         print(f"task {args.id} is running: asked its worker to stop it")
     elif result.state == "canceled":
         print(f"task {args.id} canceled")
-    else:
-        print(f"task {args.id} already finished ({result.state}); nothing to cancel")
+    else:  # nothing was done: not a success (exit 1)
+        raise CliError(f"task {args.id} already finished ({result.state}); nothing to cancel")
 
 
 async def _dead_list(client: Client, args: argparse.Namespace) -> None:
