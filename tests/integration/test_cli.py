@@ -246,3 +246,15 @@ async def test_a_numeric_priority_is_a_priority(dsn: str, client: Client) -> Non
     assert (await client.get_task(enqueued["id"])).priority == 80
     one_line_error(await taskq("enqueue", queue, "t", "--priority", "101", dsn=dsn),
                    "priority", "0..100")
+
+
+async def test_durations_past_their_bounds_are_refused_naming_the_flag(dsn: str) -> None:
+    """A retention of 10^12 s was accepted, then broke every maintenance pass; a delay of
+    1e300 s failed in the database naming nothing."""
+    queue = _queue_name()
+    refused = await taskq("queue", "create", queue, "--retention-succeeded", "1000000000000",
+                          dsn=dsn)
+    one_line_error(refused, "retention", "315360000")
+    ok(await taskq("queue", "create", queue, dsn=dsn))
+    one_line_error(await taskq("enqueue", queue, "t", "--delay", "1e300", dsn=dsn),
+                   "delay", "315360000")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import asyncpg
 import pytest
@@ -134,6 +135,11 @@ async def test_oversized_payload_is_refused_naming_the_limit(
         (TaskRequest("t", priority="highest"), "tasks[0].priority"),
         (TaskRequest("t", priority=101), "tasks[0].priority"),
         (TaskRequest("t", delay=-1), "tasks[0].delay"),
+        (TaskRequest("t", delay=1e300), "tasks[0].delay"),
+        (TaskRequest("t", delay=float("inf")), "tasks[0].delay"),
+        (TaskRequest("t", timeout=float("inf")), "tasks[0].timeout"),
+        (TaskRequest("t", timeout=float("nan")), "tasks[0].timeout"),
+        (TaskRequest("t", timeout=31 * 86_400), "tasks[0].timeout"),
         (TaskRequest("t", max_attempts=0), "tasks[0].max_attempts"),
         (TaskRequest("t", idempotency_key="k" * 300), "tasks[0].idempotency_key"),
     ],
@@ -165,6 +171,32 @@ async def test_sql_function_enqueues_for_any_language(
     )
     task = await client.get_task(task_id)
     assert (task.task_name, task.payload, task.priority) == ("from_sql", {"k": 1}, 90)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        ("p_priority => 100000", "p_priorities[1] is 100000: give 0..100"),
+        ("p_priority => -1", "p_priorities[1] is -1"),
+        ("p_delay_s => -5", "p_delays_s[1] is -5"),
+        ("p_delay_s => 1e300", "p_delays_s[1] is 1e+300"),
+        ("p_delay_s => 'NaN'", "p_delays_s[1] is NaN"),
+        ("p_delay_s => 'Infinity'", "p_delays_s[1] is Infinity"),
+        ("p_max_attempts => 0", "p_max_attempts[1] is 0"),
+        ("p_timeout_s => 0", "p_timeouts_s[1] is 0"),
+        ("p_timeout_s => 'Infinity'", "p_timeouts_s[1] is Infinity"),
+    ],
+)
+async def test_the_sql_door_refuses_what_the_client_refuses_naming_the_argument(
+    pool: asyncpg.Pool, make_queue: MakeQueue, arguments: str, named: str
+) -> None:
+    queue = await make_queue()
+    with pytest.raises(asyncpg.PostgresError, match=re.escape(named)) as raised:
+        await pool.fetchval(f"SELECT taskq.enqueue($1, 't', {arguments})", queue.full_name)
+    assert raised.value.sqlstate == "TQ003"
+    assert await pool.fetchval(
+        "SELECT count(*) FROM taskq.tasks WHERE queue_id = $1", queue.id
+    ) == 0
 
 
 async def test_bulk_copy_applies_priorities_delays_and_queue_defaults(

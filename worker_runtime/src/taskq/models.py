@@ -23,6 +23,12 @@ BackoffKind = Literal["exponential", "linear", "fixed"]
 
 MAX_TASK_NAME = 200
 MAX_IDEMPOTENCY_KEY = 255
+# Upper bounds of durations and rates, in every door (Python, CLI, CRD, SQL): past them the
+# database's timestamps and integers overflow, or a typo (ms for s) goes unnoticed.
+MAX_DELAY_SECONDS = 10 * 365 * 86_400  # a task's delay: ten years
+MAX_TIMEOUT_SECONDS = 30 * 86_400  # one attempt's timeout: thirty days
+MAX_RETENTION_SECONDS = 10 * 365 * 86_400  # how long finished tasks are kept: ten years
+MAX_RATE = 1_000_000  # tasks a second, and a burst or a concurrency limit
 
 
 class Priority(enum.IntEnum):
@@ -105,27 +111,35 @@ class QueueSettings(BaseModel):
     """Attempts before a task is dead (1 = never retried)."""
     backoff: BackoffPolicy = BackoffPolicy()
     """Delay between attempts."""
-    timeout_seconds: Annotated[float, Stored("timeout_s", flag="timeout"), Field(gt=0)] = 300.0
+    timeout_seconds: Annotated[
+        float, Stored("timeout_s", flag="timeout"), Field(gt=0, le=MAX_TIMEOUT_SECONDS)
+    ] = 300.0
     """How long one attempt may run before it is timed out."""
     payload_limit_bytes: Annotated[
         int, Stored("payload_limit_bytes", flag="payload-limit"), Field(ge=1, le=64 * 1024 * 1024)
     ] = 256 * 1024
     """Largest accepted payload, in bytes of JSON."""
     retention_succeeded_seconds: Annotated[
-        int, Stored("retention_succeeded_s", flag="retention-succeeded"), Field(ge=0)
+        int,
+        Stored("retention_succeeded_s", flag="retention-succeeded"),
+        Field(ge=0, le=MAX_RETENTION_SECONDS),
     ] = 86_400
     """Seconds a succeeded task (and its result) is kept."""
     retention_dead_seconds: Annotated[
-        int, Stored("retention_dead_s", flag="retention-dead"), Field(ge=0)
+        int,
+        Stored("retention_dead_s", flag="retention-dead"),
+        Field(ge=0, le=MAX_RETENTION_SECONDS),
     ] = 7 * 86_400
     """Seconds a dead task is kept for inspection and replay."""
     rate_limit_per_second: Annotated[
-        float | None, Stored("rate_limit_per_s", flag="rate-limit"), Field(gt=0)
+        float | None, Stored("rate_limit_per_s", flag="rate-limit"), Field(gt=0, le=MAX_RATE)
     ] = None
     """Task starts per second across all workers, on average."""
-    rate_burst: Annotated[float | None, Stored("rate_burst"), Field(ge=1)] = None
+    rate_burst: Annotated[float | None, Stored("rate_burst"), Field(ge=1, le=MAX_RATE)] = None
     """Most starts at once after an idle period; the rate limit when unset."""
-    concurrency_limit: Annotated[int | None, Stored("concurrency_limit"), Field(ge=1)] = None
+    concurrency_limit: Annotated[
+        int | None, Stored("concurrency_limit"), Field(ge=1, le=MAX_RATE)
+    ] = None
     """Most tasks running at once across all workers; unlimited when unset."""
     paused: Annotated[bool, Stored("paused")] = False
     """A paused queue accepts tasks but no worker claims them."""

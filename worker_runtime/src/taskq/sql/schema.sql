@@ -397,6 +397,7 @@ DECLARE
     v_got bigint[];
     v_round integer := 0;
     v_top integer;
+    v_problem text;
 BEGIN
     SELECT * INTO v_queue FROM taskq.queues q WHERE q.id = taskq.queue_id(p_queue);
     IF cardinality(p_payloads) IS DISTINCT FROM v_n
@@ -408,6 +409,32 @@ BEGIN
     END IF;
     IF v_n = 0 THEN
         RETURN;
+    END IF;
+    -- The bounds the Python client checks (taskq/models.py MAX_*), for SQL callers too: out of
+    -- them a timestamp or a smallint overflows with a message that names nothing.
+    IF p_priorities IS NOT NULL OR p_delays_s IS NOT NULL OR p_max_attempts IS NOT NULL
+       OR p_timeouts_s IS NOT NULL THEN
+        SELECT CASE
+                 WHEN NOT i.priority BETWEEN 0 AND 100 THEN
+                     format('p_priorities[%s] is %s: give 0..100', i.ord, i.priority)
+                 WHEN NOT i.delay_s BETWEEN 0 AND 315360000 THEN
+                     format('p_delays_s[%s] is %s: give 0..315360000 seconds (ten years)',
+                            i.ord, i.delay_s)
+                 WHEN NOT i.max_attempts BETWEEN 1 AND 1000 THEN
+                     format('p_max_attempts[%s] is %s: give 1..1000', i.ord, i.max_attempts)
+                 ELSE format('p_timeouts_s[%s] is %s: give more than 0 and at most 2592000 '
+                             'seconds (thirty days)', i.ord, i.timeout_s)
+               END INTO v_problem
+          FROM unnest(p_priorities, p_delays_s, p_max_attempts, p_timeouts_s)
+               WITH ORDINALITY AS i(priority, delay_s, max_attempts, timeout_s, ord)
+         WHERE NOT coalesce(i.priority BETWEEN 0 AND 100, true)
+            OR NOT coalesce(i.delay_s BETWEEN 0 AND 315360000, true)
+            OR NOT coalesce(i.max_attempts BETWEEN 1 AND 1000, true)
+            OR NOT coalesce(i.timeout_s > 0 AND i.timeout_s <= 2592000, true)
+         ORDER BY i.ord LIMIT 1;
+        IF v_problem IS NOT NULL THEN
+            RAISE EXCEPTION 'enqueue_many: %', v_problem USING ERRCODE = 'TQ003';
+        END IF;
     END IF;
     -- no task of this call comes before (v_top, now()) in claim order (p_priorities is NULL
     -- when no task names one: then no query is run for it)

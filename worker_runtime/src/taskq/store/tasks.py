@@ -12,8 +12,10 @@ from taskq import jsonutil
 from taskq.correlation import current_correlation_id
 from taskq.errors import InvalidArgumentError, PayloadTooLargeError, UnknownQueueError
 from taskq.models import (
+    MAX_DELAY_SECONDS,
     MAX_IDEMPOTENCY_KEY,
     MAX_TASK_NAME,
+    MAX_TIMEOUT_SECONDS,
     AttemptInfo,
     CancelResult,
     EnqueueResult,
@@ -53,8 +55,10 @@ def _delay_seconds(delay: float | timedelta | None, position: int) -> float | No
     if delay is None:
         return None
     seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
-    if not 0 <= seconds < float("inf"):  # also refuses NaN
-        raise InvalidArgumentError(f"tasks[{position}].delay", f"{delay!r} must be >= 0 seconds")
+    if not 0 <= seconds <= MAX_DELAY_SECONDS:  # also refuses NaN
+        raise InvalidArgumentError(
+            f"tasks[{position}].delay", f"{delay!r} must be 0..{MAX_DELAY_SECONDS} seconds"
+        )
     return seconds
 
 
@@ -97,8 +101,10 @@ def _validated(t: TaskRequest, i: int, inherited: str | None) -> Row:
         )
     if t.max_attempts is not None and not 1 <= t.max_attempts <= 1000:
         raise InvalidArgumentError(f"tasks[{i}].max_attempts", "must be 1..1000")
-    if t.timeout is not None and not t.timeout > 0:
-        raise InvalidArgumentError(f"tasks[{i}].timeout", "must be > 0 seconds")
+    if t.timeout is not None and not 0 < t.timeout <= MAX_TIMEOUT_SECONDS:  # NaN too
+        raise InvalidArgumentError(
+            f"tasks[{i}].timeout", f"must be > 0 and at most {MAX_TIMEOUT_SECONDS} seconds"
+        )
     return (
         name,
         payload,
