@@ -337,7 +337,6 @@ def _settings_error(error: ValidationError) -> str:
     return "; ".join(problems)
 
 
-
 def _priority_arg(text: str) -> int | str:
     """`--priority 80` is the number 80 (a level name stays text); taskq.models.resolve_priority
     then checks either, as for every other door."""
