@@ -254,7 +254,7 @@ async def test_durations_past_their_bounds_are_refused_naming_the_flag(dsn: str)
     queue = _queue_name()
     refused = await taskq("queue", "create", queue, "--retention-succeeded", "1000000000000",
                           dsn=dsn)
-    one_line_error(refused, "retention", "315360000")
+    one_line_error(refused, "--retention-succeeded: ", "315360000")
     ok(await taskq("queue", "create", queue, dsn=dsn))
     one_line_error(await taskq("enqueue", queue, "t", "--delay", "1e300", dsn=dsn),
                    "delay", "315360000")

@@ -514,9 +514,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _validation_message(error: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in item['loc'])}: {item['msg']}" for item in error.errors()
-    )
+    """Each problem under the name the user typed: a queue setting's flag, not its field."""
+    flags = {field.path: f"--{field.flag}" for field in setting_fields()}
+    problems = []
+    for item in error.errors():
+        path = ".".join(str(p) for p in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        problems.append(f"{flags.get(path, path or 'settings')}: {message}")
+    return "; ".join(problems)
 
 
 if __name__ == "__main__":
