@@ -196,11 +196,10 @@ async def test_errors_are_one_line_without_a_traceback(
         taskq("worker", dsn=dsn, env={"TASKQ_QUEUES": small, "TASKQ_APP": "x",
                                       "TASKQ_LEASE_SECONDS": "5", "TASKQ_POLL_INTERVAL": "10"}),
         taskq("worker", dsn=dsn, env={"TASKQ_QUEUES": small, "TASKQ_APP": "no_such_app_module"}),
-        taskq("tasks", "show", "99999999999999999999", dsn=dsn),
         taskq("enqueue", small, "t", "--jsonl", str(lines), dsn=dsn),
     )
     (unknown, invalid, oversized, not_json, no_server, no_dsn, bad_concurrency, no_task,
-     bad_priority, bad_backoff, worker_no_dsn, poll_vs_lease, no_app, huge_id, bad_line) = runs
+     bad_priority, bad_backoff, worker_no_dsn, poll_vs_lease, no_app, bad_line) = runs
     one_line_error(unknown, "unknown queue 'nobody/here'", "create it first")
     one_line_error(invalid, "invalid queue namespace", "'Bad_Name'")
     one_line_error(oversized, "over the queue's limit of 100 bytes")
@@ -215,7 +214,6 @@ async def test_errors_are_one_line_without_a_traceback(
     line = one_line_error(poll_vs_lease, "poll_interval must be shorter than lease_seconds")
     assert "TASKQ_:" not in line
     one_line_error(no_app, "invalid TASKQ_APP", "cannot import 'no_such_app_module'")
-    one_line_error(huge_id, "out of int64 range")
     one_line_error(bad_line, f"invalid {lines} line 2: not valid JSON")
     assert (await client.queue_stats(small)).ready == 0
 
@@ -236,6 +234,19 @@ async def test_usage_errors_exit_2(dsn: str) -> None:
         assert run.code == 2
         assert "Traceback" not in run.err
         assert "usage: taskq" in run.err
+
+
+async def test_ids_and_limits_are_checked_naming_the_argument(dsn: str) -> None:
+    """Not "query argument $1" or "LIMIT must not be negative" from the database."""
+    for argv, named in (
+        (["tasks", "show", "99999999999999999999"], "argument id: '99999999999999999999'"),
+        (["tasks", "cancel", "-3"], "argument id: '-3'"),
+        (["dead", "list", "ns/q", "--limit", "-1"], "argument --limit: '-1': give 1..10000"),
+        (["dead", "replay", "ns/q", "x"], "argument ids: 'x'"),
+    ):
+        run = await taskq(*argv, dsn=dsn)
+        assert run.code == 2, run
+        assert named in run.err and "Traceback" not in run.err, run.err
 
 
 async def test_a_numeric_priority_is_a_priority(dsn: str, client: Client) -> None:

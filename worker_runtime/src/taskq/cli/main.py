@@ -337,6 +337,19 @@ def _settings_error(error: ValidationError) -> str:
     return "; ".join(problems)
 
 
+def _task_id(text: str) -> int:
+    """A task id as argparse reads it: its error names the argument ("argument id: ...")."""
+    if not text.isdigit() or not 1 <= int(text) <= 2**63 - 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a task id (a whole number from 1)")
+    return int(text)
+
+
+def _dead_limit(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 10_000:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 1..10000")
+    return int(text)
+
+
 def _priority_arg(text: str) -> int | str:
     """`--priority 80` is the number 80 (a level name stays text); taskq.models.resolve_priority
     then checks either, as for every other door."""
@@ -409,21 +422,21 @@ def _add_task_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     tasks = sub.add_parser("tasks", help="inspect or cancel a task")
     tsub = tasks.add_subparsers(dest="tasks_command", required=True)
     show = tsub.add_parser("show", help="a task and its tries history")
-    show.add_argument("id", type=int)
+    show.add_argument("id", type=_task_id)
     show.set_defaults(run=_tasks_show)
     cancel = tsub.add_parser("cancel", help="cancel a waiting or running task")
-    cancel.add_argument("id", type=int)
+    cancel.add_argument("id", type=_task_id)
     cancel.set_defaults(run=_tasks_cancel)
 
     dead = sub.add_parser("dead", help="the dead letters: tasks out of attempts")
     dsub = dead.add_subparsers(dest="dead_command", required=True)
     dlist = dsub.add_parser("list")
     dlist.add_argument("queue")
-    dlist.add_argument("--limit", type=int, default=100)
+    dlist.add_argument("--limit", type=_dead_limit, default=100, help="1..10000")
     dlist.set_defaults(run=_dead_list)
     replay = dsub.add_parser("replay", help="send dead tasks back to ready")
     replay.add_argument("queue")
-    replay.add_argument("ids", type=int, nargs="*")
+    replay.add_argument("ids", type=_task_id, nargs="*")
     replay.add_argument("--all", action="store_true")
     replay.set_defaults(run=_dead_replay)
 
