@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 from taskq.auth import ApiKey, Role
 from taskq_api.service import CachedKeyStore
+from tests.unit.api.fakes import api_key
 
-SECRET = "tq_abcd1234_" + "s" * 40
+SECRET = "tq_abcd1234_" + "s" * 40  # the prefix of fakes.api_key
 T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
 
@@ -26,19 +27,7 @@ class Store:
 
 
 def key(**changes: object) -> ApiKey:
-    base = ApiKey(
-        id=1,
-        name="ci",
-        prefix="abcd1234",
-        role=Role.OPERATOR,
-        namespaces=("shop",),
-        reads_payloads=False,
-        created_at=T0,
-        expires_at=None,
-        revoked_at=None,
-        last_used_at=None,
-    )
-    return replace(base, **changes)  # type: ignore[arg-type]
+    return replace(api_key(Role.OPERATOR), **changes)  # type: ignore[arg-type]
 
 
 class Clock:
