@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import re
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -22,6 +24,58 @@ Manifest = dict[str, Any]
 
 class NotFoundError(LookupError):
     pass
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One thing the API server found wrong with an object: a field path as it names it
+    (spec.template.spec.containers[0].image; empty when it names none) and what is wrong."""
+
+    field: str
+    message: str
+
+
+class InvalidObjectError(ValueError):
+    """The API server refused an object for its content: input to fix, not a fault to retry."""
+
+    def __init__(self, kind: str, name: str, errors: tuple[FieldError, ...]) -> None:
+        super().__init__(
+            f"{kind} {name} refused: " + "; ".join(f"{e.field}: {e.message}" for e in errors)
+        )
+        self.kind = kind
+        self.errors = errors
+
+
+# Server-side apply refuses a field of the wrong type or shape before validation, as an
+# internal error (500) whose message holds the paths: ".spec.x.y: field not declared in schema".
+_TYPED_PATCH = re.compile(r"failed to create typed patch object \([^)]*\): (.*)", re.DOTALL)
+_TYPED_PATCH_ERROR = re.compile(r"(\.\S+): (.*)")
+
+
+def _refusal(error: ApiException, kind: str, name: str) -> InvalidObjectError | None:
+    """The error as an InvalidObjectError when the object's content is at fault."""
+    try:
+        body = json.loads(error.body or "")
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    message = str(body.get("message", ""))
+    if error.status == 422:
+        causes = (body.get("details") or {}).get("causes") or []
+        errors = tuple(
+            FieldError(str(c.get("field", "")), str(c.get("message", ""))) for c in causes
+        )
+        return InvalidObjectError(kind, name, errors or (FieldError("", message),))
+    typed = _TYPED_PATCH.search(message) if error.status == 500 else None
+    if typed is None:
+        return None
+    found = []
+    for line in typed.group(1).splitlines():
+        field = _TYPED_PATCH_ERROR.fullmatch(line.strip())
+        if field:
+            found.append(FieldError(field.group(1).lstrip("."), field.group(2)))
+    return InvalidObjectError(kind, name, tuple(found) or (FieldError("", typed.group(1)),))
 
 
 @dataclass(frozen=True)
@@ -75,21 +129,38 @@ class KubernetesPort:
         )
 
     async def apply(self, manifest: Manifest) -> None:
-        """Server-side apply of a namespaced Deployment or Secret."""
+        """Server-side apply of a namespaced Deployment or Secret; InvalidObjectError when
+        the API server refuses its content."""
         meta = manifest["metadata"]
         kind = manifest["kind"]
         call = {
             "Deployment": self._apps.patch_namespaced_deployment,
             "Secret": self._core.patch_namespaced_secret,
         }[kind]
+        try:
+            await asyncio.to_thread(
+                call,
+                meta["name"],
+                meta["namespace"],
+                manifest,
+                field_manager=FIELD_MANAGER,
+                force=True,
+                _content_type="application/apply-patch+yaml",
+            )
+        except ApiException as error:
+            refusal = _refusal(error, kind, f"{meta['namespace']}/{meta['name']}")
+            if refusal is None:
+                raise
+            raise refusal from None
+
+    async def scale(self, namespace: str, name: str, replicas: int) -> None:
+        """Set a Deployment's replicas alone (its scale subresource), leaving its template."""
         await asyncio.to_thread(
-            call,
-            meta["name"],
-            meta["namespace"],
-            manifest,
+            self._apps.patch_namespaced_deployment_scale,
+            name,
+            namespace,
+            {"spec": {"replicas": replicas}},
             field_manager=FIELD_MANAGER,
-            force=True,
-            _content_type="application/apply-patch+yaml",
         )
 
     async def deployment_state(self, namespace: str, name: str) -> DeploymentState | None:

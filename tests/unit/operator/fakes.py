@@ -19,7 +19,14 @@ from taskq.auth import ApiKey, Grants
 from taskq.errors import ApiKeyConflictError, TaskqError, UnknownQueueError
 from taskq.models import QueueInfo, QueueSettings, QueueStats
 from taskq.store.keys import DeclaredKey, declared_name
-from taskq_operator.k8s import DeploymentState, Manifest, NotFoundError, SecretState
+from taskq_operator.k8s import (
+    DeploymentState,
+    FieldError,
+    InvalidObjectError,
+    Manifest,
+    NotFoundError,
+    SecretState,
+)
 from taskq_operator.metrics import OperatorMetrics
 from taskq_operator.reconcile.ports import Ports
 from taskq_operator.settings import OperatorSettings
@@ -35,6 +42,9 @@ class FakeKubernetes:
         self.task_queues: dict[tuple[str, str], Manifest] = {}
         self.deployments: dict[tuple[str, str], DeploymentState] = {}
         self.applied: list[Manifest] = []
+        self.scaled: list[int] = []
+        # (field, message) the API server finds wrong with every Deployment applied
+        self.refuse_deployments: list[tuple[str, str]] = []
 
     async def secret_value(self, namespace: str, name: str, key: str) -> str:
         data = self.secrets.get((namespace, name))
@@ -61,6 +71,9 @@ class FakeKubernetes:
         pods, replicas and readyReplicas, are left to each test)."""
         self.applied.append(manifest)
         key = (manifest["metadata"]["namespace"], manifest["metadata"]["name"])
+        if manifest["kind"] == "Deployment" and self.refuse_deployments:
+            errors = tuple(FieldError(f, m) for f, m in self.refuse_deployments)
+            raise InvalidObjectError("Deployment", "/".join(key), errors)
         if manifest["kind"] == "Secret":
             # a server-side apply merges the keys it sets into the Secret's data
             data = {k: base64.b64decode(v).decode() for k, v in manifest["data"].items()}
@@ -74,6 +87,11 @@ class FakeKubernetes:
             self.deployments[key] = DeploymentState(
                 manifest["spec"]["replicas"], old.replicas, old.ready_replicas
             )
+
+    async def scale(self, namespace: str, name: str, replicas: int) -> None:
+        self.scaled.append(replicas)
+        old = self.deployments[namespace, name]
+        self.deployments[namespace, name] = dataclasses.replace(old, spec_replicas=replicas)
 
     def applied_kinds(self) -> list[str]:
         return [manifest["kind"] for manifest in self.applied]

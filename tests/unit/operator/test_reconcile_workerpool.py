@@ -298,3 +298,84 @@ async def test_external_mode_starts_at_min_replicas_until_something_scales_it() 
 
     assert deployment_replicas(world) == 2
     assert pool.status.last_scale_message == "autoscaling.minReplicas is 2"
+
+
+REQUESTS_ABOVE_LIMITS = (
+    "spec.template.spec.containers[0].resources.requests",
+    'Invalid value: "2": must be less than or equal to cpu limit of 1',
+)
+
+
+async def test_a_refused_deployment_is_a_condition_naming_the_pools_field_and_one_event() -> None:
+    world = world_with_queue(ready=10)
+    world.k8s.refuse_deployments = [REQUESTS_ABOVE_LIMITS]
+    pool = Pool(world, pool_spec(autoscaling=scaling()))
+
+    status = await pool.reconcile()
+    await pool.reconcile(now=NOW + timedelta(seconds=1))
+
+    state, reason, message = pool.ready()
+    assert (state, reason) == ("False", "InvalidPodTemplate")
+    assert 'spec.resources.requests: Invalid value: "2": must be less than' in message
+    assert "containers[0]" not in message
+    assert world.events.posted == [("Warning", "InvalidPodTemplate", message)]
+    assert world.errors("WorkerPool", "InvalidPodTemplate") == 2
+    # nothing was scaled: no Deployment exists to carry the replicas
+    assert (NS, POOL) not in world.k8s.deployments
+    assert status.last_scale_reason is None
+
+
+async def test_a_refused_template_is_retried_with_backoff_and_at_once_after_a_spec_change() -> (
+    None
+):
+    world = world_with_queue()
+    world.k8s.refuse_deployments = [REQUESTS_ABOVE_LIMITS]
+    pool = Pool(world, pool_spec(autoscaling=scaling()))
+
+    for second in (0, 1, 4, 6, 10, 14, 16):
+        await pool.reconcile(now=NOW + timedelta(seconds=second))
+
+    # sent at 0 s, again once 5 s had passed (6 s), then once 10 more had (16 s)
+    assert world.k8s.applied_kinds().count("Deployment") == 3
+    pool.spec = pool_spec(autoscaling=scaling(), image="shop:2")
+    await pool.reconcile(now=NOW + timedelta(seconds=17))
+    assert world.k8s.applied_kinds().count("Deployment") == 4
+
+    world.k8s.refuse_deployments = []
+    pool.spec = pool_spec(autoscaling=scaling(), image="shop:3")
+    await pool.reconcile(now=NOW + timedelta(seconds=18))
+    assert pool.ready()[:2] == ("True", "ReplicasReady")
+    assert pool.memory.refused is None
+
+
+async def test_a_distinct_refusal_is_one_more_event() -> None:
+    world = world_with_queue()
+    world.k8s.refuse_deployments = [REQUESTS_ABOVE_LIMITS]
+    pool = Pool(world, pool_spec(autoscaling=scaling()))
+    await pool.reconcile()
+
+    world.k8s.refuse_deployments = [
+        ("spec.template.spec.containers[0].env[9].valueFrom.secretKeyRef.name", "Required value")
+    ]
+    pool.spec = pool_spec(autoscaling=scaling(), image="shop:2")
+    await pool.reconcile(now=NOW + timedelta(seconds=1))
+    await pool.reconcile(now=NOW + timedelta(seconds=2))
+
+    assert world.events.reasons() == ["InvalidPodTemplate", "InvalidPodTemplate"]
+    # the user's second env entry, not the tenth variable of the container
+    assert "spec.env[1].valueFrom.secretKeyRef.name: Required value" in pool.ready()[2]
+
+
+async def test_a_refused_template_keeps_the_running_workers_scaling() -> None:
+    world = world_with_queue(ready=30)
+    world.k8s.deployments[NS, POOL] = DeploymentState(1, 1, 1)
+    world.k8s.refuse_deployments = [REQUESTS_ABOVE_LIMITS]
+    pool = Pool(world, pool_spec(autoscaling=scaling()))
+
+    status = await pool.reconcile()
+
+    assert world.k8s.scaled == [6]
+    assert deployment_replicas(world) == 6
+    assert status.desired_replicas == 6
+    assert pool.ready()[1] == "InvalidPodTemplate"
+    assert world.events.reasons() == ["ScaleUp", "InvalidPodTemplate"]

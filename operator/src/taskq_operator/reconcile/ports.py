@@ -34,7 +34,12 @@ class Kubernetes(Protocol):
     async def deployment_state(self, namespace: str, name: str) -> DeploymentState | None: ...
 
     async def apply(self, manifest: Manifest) -> None:
-        """Server-side apply of a namespaced Deployment or Secret."""
+        """Server-side apply of a namespaced Deployment or Secret; k8s.InvalidObjectError
+        when the API server refuses its content."""
+        ...
+
+    async def scale(self, namespace: str, name: str, replicas: int) -> None:
+        """Set a Deployment's replicas alone, leaving its template."""
         ...
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 
 from taskq_operator.autoscaling import Recommendation
@@ -15,9 +16,21 @@ from taskq_operator.reconcile.ports import Ports
 from taskq_operator.settings import OperatorSettings
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """The API server refused this pool's Deployment template (its digest): the same template
+    is not sent again before retry_at, which backs off with each refusal."""
+
+    template: str
+    message: str
+    attempts: int
+    retry_at: datetime
+
+
 @dataclass
 class PoolMemory:
     history: tuple[Recommendation, ...] = ()
+    refused: Refusal | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Literal
 
 from taskq.errors import TaskqError
@@ -16,9 +19,11 @@ from taskq_operator.api import (
     set_condition,
 )
 from taskq_operator.autoscaling import Decision, decide, decide_external
-from taskq_operator.k8s import DeploymentState, NotFoundError
+from taskq_operator.k8s import DeploymentState, InvalidObjectError, Manifest, NotFoundError
+from taskq_operator.pool_fields import pool_field
 from taskq_operator.reconcile.context import WorkerPoolContext
 from taskq_operator.reconcile.ports import NoDatabaseError
+from taskq_operator.reconcile.runtime import Refusal
 from taskq_operator.resources import (
     MixedDatabasesError,
     ObjectRef,
@@ -30,6 +35,11 @@ from taskq_operator.resources import (
 )
 
 log = logging.getLogger("taskq_operator.workerpool")
+
+# A refused template is sent again after 5 s, then 10, 20... up to 5 minutes: the API server's
+# verdict rarely changes while the spec does not (a spec change is tried at once).
+REFUSAL_RETRY_FIRST = 5.0
+REFUSAL_RETRY_MAX = 300.0
 
 
 class PoolProblem(Exception):
@@ -119,24 +129,76 @@ async def _reconcile(ctx: WorkerPoolContext) -> WorkerPoolStatus:
         ctx.memory.history = decision.history
     # Without its queues' database the Deployment cannot be built; an existing one keeps
     # running as it is (never scaled to zero on an error).
+    scaled = False
     if queues is not None:
         if queues.default_database:
             await k8s.apply(default_dsn_secret(pool, queues.dsn))
-        await k8s.apply(
-            worker_deployment(pool, ctx.spec, replicas=decision.desired, dsn=queues.dsn_ref)
-        )
-        if decision.desired != current:
+        manifest = worker_deployment(pool, ctx.spec, replicas=decision.desired, dsn=queues.dsn_ref)
+        problem = await _apply_deployment(ctx, manifest)
+        scaled = decision.desired != current and (problem is None or deployment is not None)
+        if scaled and problem is not None:
+            # the workers keep the last template the API server accepted, and their scaling
+            await k8s.scale(ctx.namespace, ctx.name, decision.desired)
+        if scaled:
             ctx.emit("Normal", decision.reason, decision.message)
             log.info("pool %s/%s: %s", ctx.namespace, ctx.name, decision.message)
     ready = deployment.ready_replicas if deployment else 0
     ctx.ports.metrics.pool_decided(ctx.namespace, ctx.name, decision, current, ready)
-    return _status(ctx, decision, current, deployment, problem)
+    return _status(ctx, decision, scaled, deployment, problem)
+
+
+async def _apply_deployment(ctx: WorkerPoolContext, manifest: Manifest) -> PoolProblem | None:
+    """Apply the worker Deployment; a PoolProblem naming the pool's fields when the API
+    server refuses it. A refused template is not sent again until its retry is due."""
+    template = _template_digest(manifest)
+    refused = ctx.memory.refused
+    if refused is not None and refused.template == template and ctx.now < refused.retry_at:
+        return PoolProblem("InvalidPodTemplate", refused.message)
+    try:
+        await ctx.ports.k8s.apply(manifest)
+    except InvalidObjectError as error:
+        message = refusal_message(error)
+        if refused is None or refused.message != message:
+            log.warning("pool %s/%s: %s", ctx.namespace, ctx.name, message)
+        attempts = refused.attempts + 1 if refused and refused.template == template else 0
+        delay = min(REFUSAL_RETRY_FIRST * 2**attempts, REFUSAL_RETRY_MAX)
+        ctx.memory.refused = Refusal(
+            template, message, attempts, ctx.now + timedelta(seconds=delay)
+        )
+        return PoolProblem("InvalidPodTemplate", message)
+    ctx.memory.refused = None
+    return None
+
+
+def _template_digest(manifest: Manifest) -> str:
+    """The Deployment as built, its replicas aside: what the API server judges."""
+    spec = {k: v for k, v in manifest["spec"].items() if k != "replicas"}
+    body = json.dumps({**manifest, "spec": spec}, sort_keys=True)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def refusal_message(error: InvalidObjectError) -> str:
+    """The API server's verdict on the worker Deployment, in the WorkerPool's own fields."""
+    parts = []
+    for found in error.errors:
+        field = pool_field(found.field) if found.field else None
+        if field is not None:
+            parts.append(f"{field}: {found.message}")
+        elif found.field:
+            parts.append(f"{found.field} (set by the operator): {found.message}")
+        else:
+            parts.append(found.message)
+    return (
+        "the API server refused the worker Deployment built from this pool: "
+        + "; ".join(parts)
+        + ". Fix the WorkerPool's spec"
+    )
 
 
 def _status(
     ctx: WorkerPoolContext,
     decision: Decision,
-    current: int,
+    scaled: bool,
     state: DeploymentState | None,
     problem: PoolProblem | None,
 ) -> WorkerPoolStatus:
@@ -149,7 +211,9 @@ def _status(
         "desired_replicas": decision.desired,
         "selector": label_selector(ctx.name),
     }
-    if decision.desired != current or status.last_scale_reason is None:
+    # the first pass records its decision, unless it was a change that could not be made
+    unrealized = decision.desired != (state.spec_replicas if state else 0) and not scaled
+    if scaled or (status.last_scale_reason is None and not unrealized):
         update.update(
             last_scale_time=ctx.now,
             last_scale_reason=decision.reason,
@@ -157,7 +221,11 @@ def _status(
         )
     condition: tuple[Literal["True", "False"], str, str]
     if problem is not None:
-        if not any(c.type == "Ready" and c.reason == problem.reason for c in status.conditions):
+        # one Event per distinct problem, not one per pass
+        if not any(
+            c.type == "Ready" and c.reason == problem.reason and c.message == str(problem)
+            for c in status.conditions
+        ):
             ctx.emit("Warning", problem.reason, str(problem))
         ctx.ports.metrics.reconcile_error("WorkerPool", problem.reason)
         condition = ("False", problem.reason, str(problem))
