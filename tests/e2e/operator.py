@@ -119,6 +119,18 @@ def condition(obj: dict[str, Any] | None, type_: str = "Ready") -> dict[str, Any
     return None
 
 
+def events(kubeconfig: Path, namespace: str, kind: str, name: str) -> list[tuple[str, str, str]]:
+    """The Events on the object `kind`/`name`: (type, reason, message)."""
+    listed = cluster.kubectl(
+        "-n", namespace, "get", "events", "-o", "json", kubeconfig=kubeconfig
+    ).stdout
+    return [
+        (e["type"], e["reason"], e["message"])
+        for e in json.loads(listed)["items"]
+        if e["involvedObject"]["kind"] == kind and e["involvedObject"]["name"] == name
+    ]
+
+
 def deployment_replicas(kubeconfig: Path, namespace: str, name: str) -> int | None:
     deployment = get(kubeconfig, namespace, "deployment", name)
     return None if deployment is None else int(deployment["spec"].get("replicas", 0))

@@ -32,6 +32,7 @@ from .operator import (
     assert_refused,
     condition,
     deployment_replicas,
+    events,
     example,
     get,
     install_crds,
@@ -194,11 +195,82 @@ def test_invalid_workerpools_are_refused_naming_the_field(
         ({"replicas": 3}, "replicas"),
         ({"queues": []}, "spec.queues"),
         ({"env": [{"name": "TASKQ_DSN", "value": "postgresql://inline"}]}, "TASKQ_DSN"),
+        ({"image": " example/thumbnailer:1"}, "spec.image: Invalid value"),
+        ({"pod": {"labels": {"team name": "a"}}}, "spec.pod.labels: Invalid value: 'team name'"),
+        ({"pod": {"nodeSelector": {"zone": "a b"}}}, "spec.pod.nodeSelector.zone"),
+        (
+            {"env": [{"name": "KEY", "valueFrom": {"secretKeyRef": {"key": "k"}}}]},
+            "spec.env[0].valueFrom.secretKeyRef.name: Required value",
+        ),
+        ({"env": [{"name": "KEY", "valueFrom": {}}]}, "spec.env[0].valueFrom: Invalid value"),
     ]
     for change, message in bad:
         manifest = example("workerpool.yaml")
         manifest["spec"].update(change)
         assert_refused(kubeconfig, namespace, manifest, message)
+
+
+def test_a_pool_whose_deployment_is_refused_says_why_in_its_own_fields(
+    kubeconfig: Path, namespace: str, operator: Operator, dsn: str
+) -> None:
+    """What only the Deployment's validation can tell reaches the pool's Ready condition and
+    one Warning Event, named by the pool's fields; fixing the spec makes the pool Ready."""
+    apply(kubeconfig, namespace, example("taskqueue.yaml"))
+    manifest = example("workerpool.yaml")
+    manifest["spec"]["resources"] = {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}
+    manifest["spec"]["env"] = [
+        {"name": "A", "value": "1"},
+        {"name": "B", "valueFrom": {"fieldRef": {"fieldPath": "no.such.field"}}},
+    ]
+    apply(kubeconfig, namespace, manifest)
+
+    def refused() -> dict[str, Any] | None:
+        found = condition(get(kubeconfig, namespace, "workerpool", "thumbnailers"))
+        return found if found and found["reason"] == "InvalidPodTemplate" else None
+
+    refusal = wait_for(refused, "Ready=False InvalidPodTemplate")
+    assert refusal["status"] == "False"
+    assert "spec.resources.requests: Invalid value" in refusal["message"]
+    assert "spec.env[1].valueFrom.fieldRef.fieldPath" in refusal["message"]
+    assert "containers[0]" not in refusal["message"]
+    warnings = wait_for(
+        lambda: [
+            m
+            for kind, reason, m in events(kubeconfig, namespace, "WorkerPool", "thumbnailers")
+            if (kind, reason) == ("Warning", "InvalidPodTemplate")
+        ],
+        "the Warning Event",
+    )
+    assert warnings == [refusal["message"][:1024]]
+    assert get(kubeconfig, namespace, "deployment", "thumbnailers") is None
+    # the user's error is no fault of the operator's: no traceback for it
+    assert f"reconciling WorkerPool {namespace}/thumbnailers failed" not in (
+        operator.log_path.read_text()
+    )
+
+    manifest["spec"]["resources"] = {"requests": {"cpu": "1"}, "limits": {"cpu": "1"}}
+    manifest["spec"]["env"] = [{"name": "A", "value": "1"}]
+    apply(kubeconfig, namespace, manifest)
+    wait_for(
+        lambda: get(kubeconfig, namespace, "deployment", "thumbnailers"),
+        "the Deployment once the spec is fixed",
+    )
+    wait_for(lambda: ready(kubeconfig, namespace, "workerpool", "thumbnailers"), "pool Ready")
+
+    # Broken again: the running workers keep their template and still follow the depth.
+    manifest["spec"]["image"] = "example/thumbnailer:2"
+    manifest["spec"]["resources"] = {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}
+    apply(kubeconfig, namespace, manifest)
+    wait_for(refused, "Ready=False InvalidPodTemplate again")
+    enqueue(dsn, f"{namespace}/thumbnails", 1000)
+    wait_for(
+        lambda: deployment_replicas(kubeconfig, namespace, "thumbnailers") == 5,
+        "5 replicas for 1,000 tasks through the scale subresource",
+    )
+    deployment = get(kubeconfig, namespace, "deployment", "thumbnailers")
+    assert deployment is not None
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == example("workerpool.yaml")["spec"]["image"]
 
 
 def test_database_of_a_taskqueue_cannot_change(

@@ -26,6 +26,7 @@ from .operator import (
     apply,
     assert_refused,
     condition,
+    events,
     example,
     get,
     install_crds,
@@ -113,23 +114,13 @@ def ready(kubeconfig: Path, namespace: str, name: str, reason: str = "KeyReady")
     return None
 
 
-def events(kubeconfig: Path, namespace: str, name: str) -> list[tuple[str, str, str]]:
-    """The Events on the TaskqApiKey `name`: (type, reason, message)."""
-    listed = cluster.kubectl(
-        "-n", namespace, "get", "events", "-o", "json", kubeconfig=kubeconfig
-    ).stdout
-    return [
-        (e["type"], e["reason"], e["message"])
-        for e in json.loads(listed)["items"]
-        if e["involvedObject"]["kind"] == "TaskqApiKey" and e["involvedObject"]["name"] == name
-    ]
-
-
 def posted(kubeconfig: Path, namespace: str, name: str, reason: str) -> list[str]:
     """The messages of the Events of this reason, once there is one (kopf posts them
     asynchronously)."""
     messages: list[str] = wait_for(
-        lambda: [m for _, r, m in events(kubeconfig, namespace, name) if r == reason],
+        lambda: [
+            m for _, r, m in events(kubeconfig, namespace, "TaskqApiKey", name) if r == reason
+        ],
         f"a {reason} Event on the TaskqApiKey {name}",
     )
     return messages
@@ -168,7 +159,9 @@ def test_a_declared_key_lives_in_its_secret_with_the_specs_grants_until_the_obje
     printed = cluster.kubectl("-n", namespace, "get", "taskqapikeys", kubeconfig=kubeconfig).stdout
     assert printed.split()[:6] == ["NAME", "ROLE", "NAMESPACES", "PREFIX", "READY", "LAST"]
     assert key.prefix in printed
-    assert secret not in json.dumps(obj) and secret not in str(events(kubeconfig, namespace, "ci"))
+    assert secret not in json.dumps(obj) and secret not in str(
+        events(kubeconfig, namespace, "TaskqApiKey", "ci")
+    )
 
     # an edit changes the key's grants in place: same key, same Secret
     manifest["spec"].update(role="viewer", readsPayloads=True)

@@ -155,6 +155,8 @@ def test_worker_pool_spec_accepts_kubernetes_shaped_fields() -> None:
             pod={
                 "tolerations": [{"key": "spot", "operator": "Exists", "effect": "NoSchedule"}],
                 "affinity": {"nodeAffinity": {"anything": ["goes"]}},
+                "labels": {"example.com/team": "mail", "tier": ""},
+                "nodeSelector": {"kubernetes.io/arch": "amd64"},
             },
             autoscaling={"mode": "External", "minReplicas": 0},
             replicas=3,
@@ -162,7 +164,7 @@ def test_worker_pool_spec_accepts_kubernetes_shaped_fields() -> None:
     )
     assert spec.resources is not None
     assert spec.resources.limits == {"cpu": 2}
-    assert spec.env[1].value_from == {"secretKeyRef": {"name": "api", "key": "k"}}
+    assert spec.to_k8s()["env"][1]["valueFrom"] == {"secretKeyRef": {"name": "api", "key": "k"}}
     assert spec.replicas == 3
     assert WorkerPoolSpec.model_validate(spec.to_k8s()) == spec
 
@@ -193,11 +195,35 @@ def test_worker_pool_spec_accepts_kubernetes_shaped_fields() -> None:
         ({"pod": {"tolerations": [{"effect": "Never"}]}}, ("pod", "tolerations", 0, "effect"), ""),
         ({"image": "x", "imagePull": "Always"}, ("imagePull",), "Extra inputs are not permitted"),
         (
-            {"env": [{"name": "A", "value": "1", "valueFrom": {"fieldRef": {}}}]},
+            {
+                "env": [
+                    {"name": "A", "value": "1", "valueFrom": {"fieldRef": {"fieldPath": "x"}}}
+                ]
+            },
             ("env", 0),
             "value or valueFrom, not both",
         ),
         ({"envFrom": [{"prefix": "A_"}]}, ("envFrom", 0), "exactly one of configMapRef"),
+        ({"image": " busybox:1"}, (), "image must not contain whitespace"),
+        (
+            {"env": [{"name": "A", "valueFrom": {"secretKeyRef": {"key": "k"}}}]},
+            ("env", 0, "valueFrom", "secretKeyRef", "name"),
+            "Field required",
+        ),
+        (
+            {"env": [{"name": "A", "valueFrom": {}}]},
+            ("env", 0, "valueFrom"),
+            "exactly one of secretKeyRef, configMapKeyRef, fieldRef or resourceFieldRef",
+        ),
+        (
+            {"env": [{"name": "A", "valueFrom": {"fieldRef": {"fieldPath": ""}}}]},
+            ("env", 0, "valueFrom", "fieldRef", "fieldPath"),
+            "at least 1 character",
+        ),
+        ({"pod": {"labels": {"bad key!": "x"}}}, ("pod",), "pod.labels: 'bad key!': keys must"),
+        ({"pod": {"labels": {"team": "a b"}}}, ("pod", "labels", "team"), "should match"),
+        ({"pod": {"nodeSelector": {"a/b/c": "x"}}}, ("pod",), "pod.nodeSelector: 'a/b/c'"),
+        ({"pod": {"annotations": {"x" * 64: "long"}}}, ("pod",), "pod.annotations"),
         (
             {"envFrom": [{"configMapRef": {"name": "a"}, "secretRef": {"name": "b"}}]},
             ("envFrom", 0),

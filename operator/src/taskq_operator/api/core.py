@@ -7,13 +7,84 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
-from taskq_operator.api.base import FreeForm, K8sModel, Quantity, cel
-from taskq_operator.api.common import ObjectName
+from taskq_operator.api.base import K8sModel, Quantity, cel
+from taskq_operator.api.common import DataKey, ObjectName
 
 ENV_VALUE_MESSAGE = "an env entry has value or valueFrom, not both"
 ENV_FROM_MESSAGE = "an envFrom entry names exactly one of configMapRef or secretRef"
+VALUE_FROM_MESSAGE = (
+    "valueFrom names exactly one of secretKeyRef, configMapKeyRef, fieldRef or resourceFieldRef"
+)
 
 EnvName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^=]+$")]
+
+
+class KeySelector(K8sModel):
+    """One key of a Secret or ConfigMap in the pool's namespace."""
+
+    name: ObjectName
+    """Name of the Secret or ConfigMap."""
+    key: DataKey
+    """Key whose value is used."""
+    optional: bool | None = None
+    """Start the pod even when the object or its key does not exist."""
+
+
+class ObjectFieldSelector(K8sModel):
+    """A field of the worker's own pod (the downward API)."""
+
+    api_version: Annotated[str, StringConstraints(min_length=1, max_length=63)] | None = None
+    """Version of the schema fieldPath is written in; v1 when omitted."""
+    field_path: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    """The field, e.g. metadata.name or spec.nodeName."""
+
+
+class ResourceFieldSelector(K8sModel):
+    """A resource limit or request of a container of the worker pod."""
+
+    container_name: Annotated[str, StringConstraints(min_length=1, max_length=63)] | None = None
+    """The container; the worker's own when omitted."""
+    resource: Annotated[str, StringConstraints(min_length=1, max_length=63)]
+    """The resource, e.g. limits.cpu or requests.memory."""
+    divisor: Quantity | None = None
+    """The unit the value is given in; 1 when omitted."""
+
+
+class EnvVarSource(K8sModel):
+    """Where a variable's value comes from, as in a Pod spec."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "[has(self.secretKeyRef), has(self.configMapKeyRef), has(self.fieldRef),"
+                    " has(self.resourceFieldRef)].filter(x, x).size() == 1",
+                    VALUE_FROM_MESSAGE,
+                )
+            ]
+        }
+    )
+
+    secret_key_ref: KeySelector | None = None
+    """A key of a Secret."""
+    config_map_key_ref: KeySelector | None = None
+    """A key of a ConfigMap."""
+    field_ref: ObjectFieldSelector | None = None
+    """A field of the pod."""
+    resource_field_ref: ResourceFieldSelector | None = None
+    """A resource of a container."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EnvVarSource:
+        sources = (
+            self.secret_key_ref,
+            self.config_map_key_ref,
+            self.field_ref,
+            self.resource_field_ref,
+        )
+        if sum(source is not None for source in sources) != 1:
+            raise ValueError(VALUE_FROM_MESSAGE)
+        return self
 
 
 class EnvVar(K8sModel):
@@ -31,7 +102,7 @@ class EnvVar(K8sModel):
     """Variable name."""
     value: Annotated[str, StringConstraints(max_length=32768)] | None = None
     """Literal value."""
-    value_from: FreeForm | None = None
+    value_from: EnvVarSource | None = None
     """A source for the value (secretKeyRef, configMapKeyRef, fieldRef, resourceFieldRef)."""
 
     @model_validator(mode="after")

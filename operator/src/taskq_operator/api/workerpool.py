@@ -6,9 +6,20 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
+from pydantic.config import JsonDict
 
 from taskq.worker.settings import env_name
-from taskq_operator.api.base import DnsLabel, FreeForm, K8sModel, cel
+from taskq_operator.api.base import (
+    LABEL_KEY_MESSAGE,
+    LABEL_KEY_MESSAGE_EXPRESSION,
+    LABEL_KEY_RULE,
+    DnsLabel,
+    FreeForm,
+    K8sModel,
+    LabelValue,
+    bad_label_key,
+    cel,
+)
 from taskq_operator.api.common import Condition, LocalObjectReference, ObjectName, Reason
 from taskq_operator.api.core import EnvFromSource, EnvVar, ResourceRequirements, Toleration
 
@@ -33,6 +44,7 @@ REPLICAS_MESSAGE = (
 )
 RESERVED_ENV_MESSAGE = "env must not set variables the operator sets: " + ", ".join(OPERATOR_ENV)
 DUPLICATE_QUEUES_MESSAGE = "queues must not repeat a queue"
+IMAGE_MESSAGE = "image must not contain whitespace: remove the spaces around or in it"
 
 # A Python module path, optionally `:attribute` naming a taskq.Registry (TASKQ_APP).
 _APP_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*(:[A-Za-z_][A-Za-z0-9_]*)?$"
@@ -78,14 +90,27 @@ class AutoscalingSpec(K8sModel):
         return self
 
 
+_LABEL_KEYS: JsonDict = {
+    "x-kubernetes-validations": [
+        cel(LABEL_KEY_RULE, LABEL_KEY_MESSAGE, message_expression=LABEL_KEY_MESSAGE_EXPRESSION)
+    ]
+}
+
+
 class PodOverrides(K8sModel):
     """Settings copied into the worker pod template."""
 
-    labels: dict[str, str] = Field(default={}, max_length=64)
+    labels: dict[str, LabelValue] = Field(
+        default={}, max_length=64, json_schema_extra=_LABEL_KEYS
+    )
     """Extra pod labels; the operator's own labels win on a clash."""
-    annotations: dict[str, str] = Field(default={}, max_length=64)
+    annotations: dict[str, Annotated[str, StringConstraints(max_length=65536)]] = Field(
+        default={}, max_length=64, json_schema_extra=_LABEL_KEYS
+    )
     """Extra pod annotations."""
-    node_selector: dict[str, str] = Field(default={}, max_length=64)
+    node_selector: dict[str, LabelValue] = Field(
+        default={}, max_length=64, json_schema_extra=_LABEL_KEYS
+    )
     """Node labels a worker pod's node must have."""
     tolerations: list[Toleration] = Field(default=[], max_length=64)
     """Taints worker pods tolerate."""
@@ -98,6 +123,18 @@ class PodOverrides(K8sModel):
     """Secrets for pulling the image from a private registry."""
     priority_class_name: ObjectName | None = None
     """PriorityClass of the pods."""
+
+    @model_validator(mode="after")
+    def _label_keys(self) -> PodOverrides:
+        for field, found in (
+            ("labels", self.labels),
+            ("annotations", self.annotations),
+            ("nodeSelector", self.node_selector),
+        ):
+            bad = bad_label_key(found)
+            if bad is not None:
+                raise ValueError(f"pod.{field}: '{bad}': {LABEL_KEY_MESSAGE}")
+        return self
 
 
 class WorkerPoolSpec(K8sModel):
@@ -121,7 +158,11 @@ class WorkerPoolSpec(K8sModel):
     )
     """Names of the TaskQueues (in this namespace) the workers serve. All must be in the
     same database."""
-    image: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    image: Annotated[str, StringConstraints(min_length=1, max_length=1024)] = Field(
+        json_schema_extra={
+            "x-kubernetes-validations": [cel("!self.matches('[[:space:]]')", IMAGE_MESSAGE)]
+        }
+    )
     """Worker image: the taskq worker base image plus the application."""
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
     """When the kubelet pulls the image."""
@@ -159,6 +200,8 @@ class WorkerPoolSpec(K8sModel):
     def _consistent(self) -> WorkerPoolSpec:
         if len(set(self.queues)) != len(self.queues):
             raise ValueError(DUPLICATE_QUEUES_MESSAGE)
+        if any(c.isspace() for c in self.image):
+            raise ValueError(IMAGE_MESSAGE)
         if any(e.name in OPERATOR_ENV for e in self.env):
             raise ValueError(RESERVED_ENV_MESSAGE)
         if self.replicas is not None and self.autoscaling.mode != "External":
