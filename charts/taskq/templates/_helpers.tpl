@@ -145,6 +145,8 @@ What the operator does in the namespaces it watches (docs/helm.md explains every
   OwnerReferencesPermissionEnforcement allow only to who may update the owner's finalizers.
 - deployments get, create, patch: reads a pool's Deployment state; writes it by server-side
   apply, a PATCH that the API server authorizes as create when the object does not exist yet.
+- deployments/scale patch: while the API server refuses a pool's new template, the operator
+  scales the Deployment it last accepted through its scale subresource.
 - secrets get, create, patch: reads DSN Secrets named by TaskQueues and TaskqApiKeys, and a
   key's own Secret; server-side apply (create, then patch) of the per-pool copy
   `<pool>-taskq-dsn` of the default DSN and of a TaskqApiKey's Secret. By name: never list or
@@ -164,6 +166,9 @@ What the operator does in the namespaces it watches (docs/helm.md explains every
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "create", "patch"]
+- apiGroups: ["apps"]
+  resources: ["deployments/scale"]
+  verbs: ["patch"]
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "create", "patch"]
