@@ -54,6 +54,7 @@ class Counts:
     failures: dict[str, int] = field(default_factory=dict)
     rescues: dict[str, int] = field(default_factory=dict)
     purges: int = 0
+    ticks: dict[str, int] = field(default_factory=dict)
 
     def turn_taken(self, service: str) -> None:
         self.turns[service] = self.turns.get(service, 0) + 1
@@ -66,6 +67,9 @@ class Counts:
 
     def purged(self, count: int) -> None:
         self.purges += count
+
+    def schedule_ticks(self, outcome: str, count: int) -> None:
+        self.ticks[outcome] = self.ticks.get(outcome, 0) + count
 
 
 @dataclass

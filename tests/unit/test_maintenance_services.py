@@ -3,11 +3,14 @@ fails does not keep the other queues from their turn."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from taskq.maintenance.pruner import Pruner
 from taskq.maintenance.rescuer import Rescuer
 from taskq.store.maintenance import MaintainedQueue
+from taskq.store.schedules import Fired
 
 
 class FakeDatabase:
@@ -47,6 +50,12 @@ class FakeDatabase:
     async def wake_queue(self, queue_id: int) -> None:
         self.notified.append(queue_id)
 
+    async def database_now(self) -> datetime:
+        return datetime(2026, 1, 1, tzinfo=UTC)
+
+    async def fire_schedules(self, now: datetime, limit: int) -> list[Fired]:
+        return []
+
 
 class Counts:
     def __init__(self) -> None:
@@ -65,6 +74,9 @@ class Counts:
 
     def purged(self, count: int) -> None:
         self.purged_total += count
+
+    def schedule_ticks(self, outcome: str, count: int) -> None:
+        pass
 
 
 async def test_the_rescuer_serves_every_queue_then_reports_the_failure() -> None:

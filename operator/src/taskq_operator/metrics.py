@@ -85,6 +85,12 @@ class OperatorMetrics:
             "Finished tasks the operator's maintenance deleted past their queue's retention",
             registry=self.registry,
         )
+        self.ticks = Counter(
+            "taskq_schedule_ticks",
+            "Schedule ticks the operator's scheduler handled, by outcome",
+            ["outcome"],
+            registry=self.registry,
+        )
 
     def queue_observed(self, namespace: str, queue: str, stats: QueueStats) -> None:
         for state in ("ready", "scheduled", "running", "dead"):
@@ -128,6 +134,9 @@ class OperatorMetrics:
 
     def purged(self, count: int) -> None:
         self.purges.inc(count)
+
+    def schedule_ticks(self, outcome: str, count: int) -> None:
+        self.ticks.labels(outcome).inc(count)
 
 
 def _remove(gauge: Gauge, *labels: str) -> None:

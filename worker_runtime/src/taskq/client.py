@@ -21,6 +21,7 @@ from taskq.errors import (
     InvalidArgumentError,
     SchemaMissingError,
     UnknownQueueError,
+    UnknownScheduleError,
     UnknownTaskError,
 )
 from taskq.models import (
@@ -37,10 +38,13 @@ from taskq.models import (
     setting_fields,
 )
 from taskq.names import QueueName
+from taskq.schedules import ScheduleSpec
 from taskq.store import queues as queue_store
+from taskq.store import schedules as schedule_store
 from taskq.store import tasks as task_store
 from taskq.store.dberrors import CONNECTION_ERRORS, describe_connection_error, translated
 from taskq.store.migrations import migrate
+from taskq.store.schedules import ScheduleInfo
 from taskq.store.sqlfiles import query
 from taskq.store.types import Connection
 
@@ -139,6 +143,42 @@ class Client:
         column = next(field.column for field in setting_fields() if field.path == "paused")
         with translated(queue):
             return await queue_store.change_settings(self.pool, name, {column: paused})
+
+    # Schedules, named `namespace/name` like queues; a schedule's queue is in its namespace.
+
+    async def create_schedule(self, schedule: str, spec: ScheduleSpec) -> ScheduleInfo:
+        """A new schedule; ScheduleExistsError when the name is taken."""
+        name = QueueName.parse(schedule, what="schedule")
+        return await schedule_store.create_schedule(self.pool, name.namespace, name.name, spec)
+
+    async def put_schedule(self, schedule: str, spec: ScheduleSpec) -> ScheduleInfo:
+        """Create or update; an update keeps the next tick unless its cron or time zone
+        changed, or it resumes."""
+        name = QueueName.parse(schedule, what="schedule")
+        return await schedule_store.put_schedule(self.pool, name.namespace, name.name, spec)
+
+    async def get_schedule(self, schedule: str) -> ScheduleInfo:
+        name = QueueName.parse(schedule, what="schedule")
+        found = await schedule_store.get_schedule(self.pool, name.namespace, name.name)
+        if found is None:
+            raise UnknownScheduleError(schedule)
+        return found
+
+    async def list_schedules(self, namespace: str | None = None) -> list[ScheduleInfo]:
+        return await schedule_store.list_schedules(self.pool, namespace)
+
+    async def set_schedule_suspended(self, schedule: str, suspend: bool) -> ScheduleInfo:
+        """Suspend, or resume from the next tick (ticks while suspended are not run)."""
+        name = QueueName.parse(schedule, what="schedule")
+        found = await schedule_store.set_suspended(self.pool, name.namespace, name.name, suspend)
+        if found is None:
+            raise UnknownScheduleError(schedule)
+        return found
+
+    async def delete_schedule(self, schedule: str) -> None:
+        name = QueueName.parse(schedule, what="schedule")
+        if not await schedule_store.delete_schedule(self.pool, name.namespace, name.name):
+            raise UnknownScheduleError(schedule)
 
     async def schema_version(self) -> int:
         """The newest migration applied: a cheap readiness probe (the database answers and

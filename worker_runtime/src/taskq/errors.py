@@ -46,6 +46,20 @@ class ApiKeyConflictError(TaskqError):
         self.name = name
 
 
+class UnknownScheduleError(TaskqError, LookupError):
+    def __init__(self, schedule: str) -> None:
+        super().__init__(f"no schedule {schedule!r} (taskq schedules list shows them)")
+        self.schedule = schedule
+
+
+class ScheduleExistsError(TaskqError):
+    def __init__(self, schedule: str) -> None:
+        super().__init__(
+            f"schedule {schedule!r} already exists: delete it first, or choose another name"
+        )
+        self.schedule = schedule
+
+
 class DatabaseUnavailableError(TaskqError, ConnectionError):
     """The database cannot be reached or refused us; the message names the cause."""
 

@@ -7,7 +7,8 @@ from typing import NamedTuple
 
 from taskq.errors import InvalidArgumentError
 
-_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_LABEL = re.compile(LABEL_PATTERN)
 _MAX_LABEL = 63
 
 
@@ -19,15 +20,16 @@ class QueueName(NamedTuple):
         return f"{self.namespace}/{self.name}"
 
     @classmethod
-    def parse(cls, text: str) -> QueueName:
-        """Parse `namespace/name`; the error says what is wrong and what a valid name is."""
+    def parse(cls, text: str, what: str = "queue") -> QueueName:
+        """Parse `namespace/name` (of a queue, or a schedule); the error says what is wrong
+        and what a valid name is."""
         parts = text.split("/")
         if len(parts) != 2:
             raise InvalidArgumentError(
-                "queue", f"{text!r} is not of the form NAMESPACE/NAME (for example default/emails)"
+                what, f"{text!r} is not of the form NAMESPACE/NAME (for example default/emails)"
             )
-        for part, what in zip(parts, ("namespace", "name"), strict=True):
-            check_label(part, f"queue {what}")
+        for part, which in zip(parts, ("namespace", "name"), strict=True):
+            check_label(part, f"{what} {which}")
         return cls(parts[0], parts[1])
 
 

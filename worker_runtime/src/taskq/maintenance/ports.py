@@ -4,9 +4,11 @@ operator's registry)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol
 
 from taskq.store.maintenance import MaintainedQueue
+from taskq.store.schedules import Fired
 
 
 class MaintenanceDatabase(Protocol):
@@ -30,6 +32,12 @@ class MaintenanceDatabase(Protocol):
 
     async def wake_queue(self, queue_id: int) -> None: ...
 
+    async def database_now(self) -> datetime: ...
+
+    async def fire_schedules(self, now: datetime, limit: int) -> list[Fired]:
+        """Run the ticks due at `now` of up to `limit` schedules."""
+        ...
+
 
 class MaintenanceMetrics(Protocol):
     def turn_taken(self, service: str) -> None:
@@ -44,4 +52,9 @@ class MaintenanceMetrics(Protocol):
 
     def purged(self, count: int) -> None:
         """Finished tasks deleted past their queue's retention."""
+        ...
+
+    def schedule_ticks(self, outcome: str, count: int) -> None:
+        """Schedule ticks handled: `enqueued`, or why skipped (Missed, PastStartingDeadline,
+        PreviousUnfinished), or `failed` (retried on the next pass)."""
         ...

@@ -24,6 +24,7 @@ from taskq.backoff import Outage
 from taskq.maintenance.ports import MaintenanceDatabase, MaintenanceMetrics
 from taskq.maintenance.pruner import Pruner
 from taskq.maintenance.rescuer import Rescuer
+from taskq.maintenance.scheduler import Scheduler
 from taskq.store.dberrors import describe_error, is_database_error
 
 log = logging.getLogger("taskq.maintenance")
@@ -51,8 +52,9 @@ class Service(Protocol):
 
 
 def default_services(period: float) -> list[Service]:
-    """What every database needs: expired leases rescued, finished tasks pruned."""
-    return [Rescuer(period), Pruner(period)]
+    """What every database needs: expired leases rescued, finished tasks pruned, schedules
+    fired (every second, whatever `period`: see scheduler.py)."""
+    return [Rescuer(period), Pruner(period), Scheduler()]
 
 
 class MaintenanceRunner:

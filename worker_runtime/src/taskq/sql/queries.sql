@@ -242,3 +242,96 @@ UPDATE taskq.api_keys SET last_used_at = now()
  WHERE id = $1
    AND (last_used_at IS NULL OR last_used_at <= now() - make_interval(secs => $2::float8))
 RETURNING last_used_at
+
+-- name: database_now
+SELECT now() AS now
+
+-- name: create_schedule
+-- A new schedule; no row when (namespace, name) is taken.
+-- $1 namespace, $2 name, $3 queue, $4 task_name, $5 payload, $6 priority, $7 cron,
+-- $8 time_zone, $9 suspend, $10 concurrency_policy, $11 starting_deadline_s,
+-- $12 max_missed_runs, $13 next_run_at (the first tick from now)
+INSERT INTO taskq.schedules AS s
+       (namespace, name, queue, task_name, payload, priority, cron, time_zone, suspend,
+        concurrency_policy, starting_deadline_s, max_missed_runs, next_run_at)
+VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13)
+    ON CONFLICT (namespace, name) DO NOTHING
+RETURNING s.*
+
+-- name: put_schedule
+-- Create or update. The next tick moves only when what decides it changed (cron, time zone) or
+-- the schedule resumes: an unchanged schedule re-declared keeps its place.
+-- $1 namespace, $2 name, $3 queue, $4 task_name, $5 payload, $6 priority, $7 cron,
+-- $8 time_zone, $9 suspend, $10 concurrency_policy, $11 starting_deadline_s,
+-- $12 max_missed_runs, $13 next_run_at (the first tick from now)
+INSERT INTO taskq.schedules AS s
+       (namespace, name, queue, task_name, payload, priority, cron, time_zone, suspend,
+        concurrency_policy, starting_deadline_s, max_missed_runs, next_run_at)
+VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13)
+    ON CONFLICT (namespace, name) DO UPDATE
+   SET queue = EXCLUDED.queue, task_name = EXCLUDED.task_name, payload = EXCLUDED.payload,
+       priority = EXCLUDED.priority, cron = EXCLUDED.cron, time_zone = EXCLUDED.time_zone,
+       suspend = EXCLUDED.suspend, concurrency_policy = EXCLUDED.concurrency_policy,
+       starting_deadline_s = EXCLUDED.starting_deadline_s,
+       max_missed_runs = EXCLUDED.max_missed_runs,
+       next_run_at = CASE
+           WHEN s.cron <> EXCLUDED.cron OR s.time_zone <> EXCLUDED.time_zone
+             OR (s.suspend AND NOT EXCLUDED.suspend) THEN EXCLUDED.next_run_at
+           ELSE s.next_run_at END,
+       updated_at = now()
+RETURNING s.*
+
+-- name: get_schedule
+SELECT * FROM taskq.schedules WHERE namespace = $1 AND name = $2
+
+-- name: list_schedules
+-- $1: a namespace, or NULL for all
+SELECT * FROM taskq.schedules
+ WHERE $1::text IS NULL OR namespace = $1
+ ORDER BY namespace, name
+
+-- name: set_schedule_suspended
+-- $3: suspend or resume. Resuming starts from the next tick from now ($4): ticks while
+-- suspended are not run.
+UPDATE taskq.schedules AS s
+   SET suspend = $3,
+       next_run_at = CASE WHEN s.suspend AND NOT $3 THEN $4 ELSE s.next_run_at END,
+       updated_at = now()
+ WHERE namespace = $1 AND name = $2
+RETURNING s.*
+
+-- name: delete_schedule
+DELETE FROM taskq.schedules WHERE namespace = $1 AND name = $2 RETURNING id
+
+-- name: due_schedules
+-- $1: now (the database's clock, or a test's); $2: the most schedules to return
+SELECT id FROM taskq.schedules
+ WHERE NOT suspend AND next_run_at <= $1
+ ORDER BY next_run_at
+ LIMIT $2
+
+-- name: lock_due_schedule
+-- The schedule if it is still due at $2 (now) and no other scheduler holds it.
+SELECT * FROM taskq.schedules
+ WHERE id = $1 AND NOT suspend AND next_run_at <= $2
+   FOR UPDATE SKIP LOCKED
+
+-- name: task_state
+SELECT state FROM taskq.tasks WHERE id = $1
+
+-- name: record_schedule_pass
+-- $2 the next tick, $3 the latest tick enqueued and $4 its task, $5 the latest tick skipped
+-- and $6 why ($3 to $6 NULL: unchanged)
+UPDATE taskq.schedules
+   SET next_run_at = $2,
+       last_schedule_time = coalesce($3, last_schedule_time),
+       last_task_id = coalesce($4, last_task_id),
+       last_skipped_time = coalesce($5, last_skipped_time),
+       last_skipped_reason = CASE WHEN $5 IS NULL THEN last_skipped_reason ELSE $6 END,
+       last_error = NULL,
+       updated_at = now()
+ WHERE id = $1
+
+-- name: record_schedule_error
+-- The pass could not enqueue: its ticks stay due, retried on the next pass.
+UPDATE taskq.schedules SET last_error = $2, updated_at = now() WHERE id = $1

@@ -1082,6 +1082,51 @@ ALTER TABLE taskq.queues ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     CACHE 1
 );
 
+-- TABLE: schedules
+
+CREATE TABLE taskq.schedules (
+    id bigint NOT NULL,
+    namespace text NOT NULL,
+    name text NOT NULL,
+    queue text NOT NULL,
+    task_name text NOT NULL,
+    payload jsonb DEFAULT '{}'::jsonb NOT NULL,
+    priority smallint DEFAULT 50 NOT NULL,
+    cron text NOT NULL,
+    time_zone text DEFAULT 'UTC'::text NOT NULL,
+    suspend boolean DEFAULT false NOT NULL,
+    concurrency_policy text DEFAULT 'Allow'::text NOT NULL,
+    starting_deadline_s integer,
+    max_missed_runs integer DEFAULT 1 NOT NULL,
+    next_run_at timestamp with time zone NOT NULL,
+    last_schedule_time timestamp with time zone,
+    last_task_id bigint,
+    last_skipped_time timestamp with time zone,
+    last_skipped_reason text,
+    last_error text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT schedules_concurrency_policy_check CHECK ((concurrency_policy = ANY (ARRAY['Allow'::text, 'Forbid'::text, 'Replace'::text]))),
+    CONSTRAINT schedules_max_missed_runs_check CHECK (((max_missed_runs >= 0) AND (max_missed_runs <= 1000))),
+    CONSTRAINT schedules_name_check CHECK ((name ~ '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$'::text)),
+    CONSTRAINT schedules_namespace_check CHECK ((namespace ~ '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$'::text)),
+    CONSTRAINT schedules_priority_check CHECK (((priority >= 0) AND (priority <= 100))),
+    CONSTRAINT schedules_queue_check CHECK ((queue ~ '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$'::text)),
+    CONSTRAINT schedules_starting_deadline_s_check CHECK ((starting_deadline_s > 0)),
+    CONSTRAINT schedules_task_name_check CHECK (((length(task_name) >= 1) AND (length(task_name) <= 200)))
+);
+
+-- SEQUENCE: schedules_id_seq
+
+ALTER TABLE taskq.schedules ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME taskq.schedules_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 -- TABLE: schema_migrations
 
 CREATE TABLE taskq.schema_migrations (
@@ -1137,6 +1182,16 @@ ALTER TABLE ONLY taskq.queues
 ALTER TABLE ONLY taskq.queues
     ADD CONSTRAINT queues_pkey PRIMARY KEY (id);
 
+-- CONSTRAINT: schedules schedules_namespace_name_key
+
+ALTER TABLE ONLY taskq.schedules
+    ADD CONSTRAINT schedules_namespace_name_key UNIQUE (namespace, name);
+
+-- CONSTRAINT: schedules schedules_pkey
+
+ALTER TABLE ONLY taskq.schedules
+    ADD CONSTRAINT schedules_pkey PRIMARY KEY (id);
+
 -- CONSTRAINT: schema_migrations schema_migrations_pkey
 
 ALTER TABLE ONLY taskq.schema_migrations
@@ -1155,6 +1210,10 @@ ALTER TABLE ONLY taskq.workers
 -- INDEX: api_keys_declared_by_unrevoked
 
 CREATE UNIQUE INDEX api_keys_declared_by_unrevoked ON taskq.api_keys USING btree (declared_by) WHERE (revoked_at IS NULL);
+
+-- INDEX: schedules_due_idx
+
+CREATE INDEX schedules_due_idx ON taskq.schedules USING btree (next_run_at) WHERE (NOT suspend);
 
 -- INDEX: tasks_claim_order_idx
 

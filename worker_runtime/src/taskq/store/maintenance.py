@@ -4,7 +4,9 @@ maintain, and the per-queue work (expired leases, retention)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
+from taskq.store import schedules
 from taskq.store.deadlines import DeadlineStore
 from taskq.store.sqlfiles import query
 from taskq.store.types import Executor
@@ -80,3 +82,9 @@ class MaintenanceStore(DeadlineStore):
 
     async def wake_queue(self, queue_id: int) -> None:
         await self._run(wake_queue, queue_id)
+
+    async def database_now(self) -> datetime:
+        return await self._run(schedules.database_now)
+
+    async def fire_schedules(self, now: datetime, limit: int) -> list[schedules.Fired]:
+        return await self._run(schedules.fire_due, now, limit)

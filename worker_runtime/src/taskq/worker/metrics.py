@@ -43,6 +43,7 @@ class WorkerMetrics:
         self.rescues: dict[str, int] = {}
         self.maintenance_turns: dict[str, int] = {}
         self.purged_count = 0
+        self.ticks: dict[str, int] = {}
         self.in_flight: Callable[[], int] = lambda: 0
         self.outcomes_pending: Callable[[], int] = lambda: 0
         self.registry.register(self)
@@ -82,6 +83,9 @@ class WorkerMetrics:
 
     def purged(self, count: int) -> None:
         self.purged_count += count
+
+    def schedule_ticks(self, outcome: str, count: int) -> None:
+        self.ticks[outcome] = self.ticks.get(outcome, 0) + count
 
     def loop_restarted(self, loop: str) -> None:
         self.loop_restarts[loop] = self.loop_restarts.get(loop, 0) + 1
@@ -167,6 +171,14 @@ class WorkerMetrics:
         for service, n in self.maintenance_turns.items():
             turns.add_metric([service], n)
         yield turns
+        ticks = CounterMetricFamily(
+            "taskq_schedule_ticks",
+            "Schedule ticks this process's scheduler handled, by outcome",
+            labels=["outcome"],
+        )
+        for outcome, n in self.ticks.items():
+            ticks.add_metric([outcome], n)
+        yield ticks
         yield CounterMetricFamily(
             "taskq_tasks_purged",
             "Finished tasks this process deleted past their queue's retention",
