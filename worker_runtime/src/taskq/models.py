@@ -313,6 +313,8 @@ class TaskInfo(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    traceparent: str | None = None
+    """The W3C trace context of the span that enqueued it (docs/tracing.md)."""
 
 
 class AttemptInfo(BaseModel):

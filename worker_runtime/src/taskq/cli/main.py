@@ -15,6 +15,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
+from taskq import tracing
 from taskq.auth import ApiKey, Role
 from taskq.cli.schedules import add_schedule_commands
 from taskq.client import Client, connect
@@ -516,7 +517,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         dsn = args.dsn or os.environ.get("TASKQ_DSN")
         if not dsn:
             raise CliError("no database: set TASKQ_DSN or pass --dsn postgresql://...")
-        asyncio.run(_with_client(dsn, args.run, args))
+        traced = tracing.configure_from_env("taskq")
+        try:
+            asyncio.run(_with_client(dsn, args.run, args))
+        finally:
+            if traced:
+                tracing.shutdown()
     except (TaskqError, CliError) as error:
         print(f"taskq: error: {error}", file=sys.stderr)
         return EXIT_ERROR

@@ -214,15 +214,15 @@ BEGIN
     RETURN true;
 END $$;
 
--- FUNCTION: enqueue(text, text, jsonb, integer, double precision, text, integer, double precision, text)
+-- FUNCTION: enqueue(text, text, jsonb, integer, double precision, text, integer, double precision, text, text)
 
-CREATE FUNCTION taskq.enqueue(p_queue text, p_task_name text, p_payload jsonb DEFAULT '{}'::jsonb, p_priority integer DEFAULT NULL::integer, p_delay_s double precision DEFAULT NULL::double precision, p_idempotency_key text DEFAULT NULL::text, p_max_attempts integer DEFAULT NULL::integer, p_timeout_s double precision DEFAULT NULL::double precision, p_correlation_id text DEFAULT NULL::text) RETURNS bigint
+CREATE FUNCTION taskq.enqueue(p_queue text, p_task_name text, p_payload jsonb DEFAULT '{}'::jsonb, p_priority integer DEFAULT NULL::integer, p_delay_s double precision DEFAULT NULL::double precision, p_idempotency_key text DEFAULT NULL::text, p_max_attempts integer DEFAULT NULL::integer, p_timeout_s double precision DEFAULT NULL::double precision, p_correlation_id text DEFAULT NULL::text, p_traceparent text DEFAULT NULL::text) RETURNS bigint
     LANGUAGE sql
     AS $$
     SELECT e.id FROM taskq.enqueue_many(
         p_queue, ARRAY[p_task_name], ARRAY[p_payload::json], ARRAY[p_priority], ARRAY[p_delay_s],
         ARRAY[p_idempotency_key], ARRAY[p_max_attempts], ARRAY[p_timeout_s],
-        ARRAY[p_correlation_id]) AS e
+        ARRAY[p_correlation_id], p_traceparent) AS e
 $$;
 
 -- TABLE: queues
@@ -301,6 +301,7 @@ CREATE TABLE taskq.tasks (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     started_at timestamp with time zone,
     finished_at timestamp with time zone,
+    traceparent text,
     CONSTRAINT task_attempt_held_or_succeeded CHECK (((state = ANY (ARRAY['running'::text, 'succeeded'::text])) = ((worker_id IS NOT NULL) AND (attempt_id IS NOT NULL)))),
     CONSTRAINT task_attempts_range CHECK (((attempts >= 0) AND (attempts <= max_attempts) AND (total_attempts >= attempts))),
     CONSTRAINT task_backoff_kind CHECK ((backoff_kind = ANY (ARRAY['exponential'::text, 'linear'::text, 'fixed'::text]))),
@@ -354,13 +355,14 @@ CREATE VIEW taskq.task_details AS
     t.progress,
     t.created_at,
     t.started_at,
-    t.finished_at
+    t.finished_at,
+    t.traceparent
    FROM (taskq.tasks t
      JOIN taskq.queues q ON ((q.id = t.queue_id)));
 
--- FUNCTION: enqueue_details(text, text[], json[], integer[], double precision[], text[], integer[], double precision[], text[])
+-- FUNCTION: enqueue_details(text, text[], json[], integer[], double precision[], text[], integer[], double precision[], text[], text)
 
-CREATE FUNCTION taskq.enqueue_details(p_queue text, p_task_names text[], p_payloads json[], p_priorities integer[] DEFAULT NULL::integer[], p_delays_s double precision[] DEFAULT NULL::double precision[], p_idempotency_keys text[] DEFAULT NULL::text[], p_max_attempts integer[] DEFAULT NULL::integer[], p_timeouts_s double precision[] DEFAULT NULL::double precision[], p_correlation_ids text[] DEFAULT NULL::text[]) RETURNS TABLE(created boolean, task taskq.task_details)
+CREATE FUNCTION taskq.enqueue_details(p_queue text, p_task_names text[], p_payloads json[], p_priorities integer[] DEFAULT NULL::integer[], p_delays_s double precision[] DEFAULT NULL::double precision[], p_idempotency_keys text[] DEFAULT NULL::text[], p_max_attempts integer[] DEFAULT NULL::integer[], p_timeouts_s double precision[] DEFAULT NULL::double precision[], p_correlation_ids text[] DEFAULT NULL::text[], p_traceparent text DEFAULT NULL::text) RETURNS TABLE(created boolean, task taskq.task_details)
     LANGUAGE plpgsql
     SET plan_cache_mode TO 'force_custom_plan'
     AS $$
@@ -375,17 +377,17 @@ BEGIN
     SELECT e.id, e.created INTO v_id, v_created
       FROM taskq.enqueue_many(p_queue, p_task_names, p_payloads, p_priorities, p_delays_s,
                               p_idempotency_keys, p_max_attempts, p_timeouts_s,
-                              p_correlation_ids) AS e;
+                              p_correlation_ids, p_traceparent) AS e;
     RETURN QUERY SELECT v_created, d FROM taskq.task_details d
                   WHERE d.queue_id = taskq.queue_id(p_queue) AND d.id = v_id;
 END $$;
 
--- FUNCTION: enqueue_many(text, text[], json[], integer[], double precision[], text[], integer[], double precision[], text[])
+-- FUNCTION: enqueue_many(text, text[], json[], integer[], double precision[], text[], integer[], double precision[], text[], text)
 
-CREATE FUNCTION taskq.enqueue_many(p_queue text, p_task_names text[], p_payloads json[], p_priorities integer[] DEFAULT NULL::integer[], p_delays_s double precision[] DEFAULT NULL::double precision[], p_idempotency_keys text[] DEFAULT NULL::text[], p_max_attempts integer[] DEFAULT NULL::integer[], p_timeouts_s double precision[] DEFAULT NULL::double precision[], p_correlation_ids text[] DEFAULT NULL::text[]) RETURNS TABLE(ord integer, id bigint, created boolean)
+CREATE FUNCTION taskq.enqueue_many(p_queue text, p_task_names text[], p_payloads json[], p_priorities integer[] DEFAULT NULL::integer[], p_delays_s double precision[] DEFAULT NULL::double precision[], p_idempotency_keys text[] DEFAULT NULL::text[], p_max_attempts integer[] DEFAULT NULL::integer[], p_timeouts_s double precision[] DEFAULT NULL::double precision[], p_correlation_ids text[] DEFAULT NULL::text[], p_traceparent text DEFAULT NULL::text) RETURNS TABLE(ord integer, id bigint, created boolean)
     LANGUAGE plpgsql
     SET plan_cache_mode TO 'force_custom_plan'
-    AS $$
+    AS $_$
 DECLARE
     v_queue taskq.queues;
     v_n integer := coalesce(cardinality(p_task_names), 0);
@@ -409,6 +411,11 @@ BEGIN
     END IF;
     IF v_n = 0 THEN
         RETURN;
+    END IF;
+    IF p_traceparent !~ '^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$' THEN
+        RAISE EXCEPTION 'enqueue_many: p_traceparent % is not a W3C traceparent '
+            '(00-<32 hex trace id>-<16 hex span id>-<2 hex flags>)', quote_literal(p_traceparent)
+            USING ERRCODE = 'TQ003';
     END IF;
     -- The bounds the Python client checks (taskq/models.py MAX_*), for SQL callers too: out of
     -- them a timestamp or a smallint overflows with a message that names nothing.
@@ -466,7 +473,8 @@ BEGIN
              WHERE v_pending IS NULL OR i.ord = ANY(v_pending)
         ), inserted AS (
             INSERT INTO taskq.tasks (queue_id, id, task_name, state, priority, payload, run_at,
-                                     idempotency_key, max_attempts, timeout_s, correlation_id)
+                                     idempotency_key, max_attempts, timeout_s, correlation_id,
+                                     traceparent)
             SELECT v_queue.id, input.id, input.task_name,
                    CASE WHEN input.delay_s > 0 THEN 'scheduled' ELSE 'ready' END,
                    coalesce(input.priority, v_queue.default_priority),
@@ -475,7 +483,7 @@ BEGIN
                         ELSE now() END,
                    input.idempotency_key,
                    coalesce(input.max_attempts, v_queue.max_attempts),
-                   input.timeout_s, input.correlation_id
+                   input.timeout_s, input.correlation_id, p_traceparent
               FROM input
             ON CONFLICT (queue_id, idempotency_key)
                 WHERE idempotency_key IS NOT NULL
@@ -528,7 +536,7 @@ BEGIN
         PERFORM taskq.notify_ready(v_queue.id, v_top, now());
     END IF;
     RETURN QUERY SELECT g.i, v_ids[g.i], v_created[g.i] FROM generate_subscripts(v_ids, 1) AS g(i);
-END $$;
+END $_$;
 
 -- FUNCTION: ensure_queue(text, text, jsonb)
 

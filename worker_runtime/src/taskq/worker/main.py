@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
 
 import asyncpg
 
+from taskq import tracing
 from taskq.client import create_pool, no_session_reset
 from taskq.worker.app import load_registry
 from taskq.worker.http import HealthServer
@@ -27,6 +29,7 @@ log = logging.getLogger("taskq.worker")
 # per task, a quarter of the worker's CPU at full speed. Reference counting still frees
 # acyclic garbage at once; only cycles wait for the (rarer) collections.
 GC_YOUNG_THRESHOLD = 10_000
+TRACES_FLUSH_SECONDS = 5.0
 
 
 def tune_gc() -> None:
@@ -50,6 +53,7 @@ async def worker_pool(dsn: str, deadline: float = 10.0) -> asyncpg.Pool:
 
 async def run_worker(settings: WorkerSettings) -> None:
     setup_logging(settings.log_level)
+    tracing.configure_from_env("taskq-worker")
     registry = load_registry(settings.app)
     tune_gc()
     pool = await worker_pool(settings.dsn.get_secret_value(), settings.db_deadline)
@@ -68,3 +72,6 @@ async def run_worker(settings: WorkerSettings) -> None:
     finally:
         await server.stop()
         await pool.close()
+        # the last spans, within a bound: an unreachable collector must not hold the exit
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.to_thread(tracing.shutdown), TRACES_FLUSH_SECONDS)
