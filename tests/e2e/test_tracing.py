@@ -73,8 +73,9 @@ def test_one_trace_spans_producer_and_worker(dsn: str, tmp_path: Path) -> None:
             "PYTHONPATH": str(REPO),
         }
         for image in ("cat.png", "dog.corrupt"):
+            payload = json.dumps({"image": image})
             enqueued = subprocess.run(
-                [str(BIN / "taskq"), "enqueue", queue, "make_thumbnail", json.dumps({"image": image})],
+                [str(BIN / "taskq"), "enqueue", queue, "make_thumbnail", payload],
                 env={**env, "OTEL_SERVICE_NAME": "shop"},
                 capture_output=True,
                 text=True,
