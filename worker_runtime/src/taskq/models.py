@@ -77,9 +77,13 @@ class BackoffPolicy(BaseModel):
 
     kind: Annotated[BackoffKind, Stored("backoff_kind", flag="backoff")] = "exponential"
     """exponential, linear or fixed."""
-    base_seconds: Annotated[float, Stored("backoff_base_s", flag="backoff-base"), Field(ge=0)] = 1.0
+    base_seconds: Annotated[
+        float, Stored("backoff_base_s", flag="backoff-base"), Field(ge=0, le=MAX_DELAY_SECONDS)
+    ] = 1.0
     """Delay before the first retry."""
-    max_seconds: Annotated[float, Stored("backoff_max_s", flag="backoff-max"), Field(ge=0)] = 3600.0
+    max_seconds: Annotated[
+        float, Stored("backoff_max_s", flag="backoff-max"), Field(ge=0, le=MAX_DELAY_SECONDS)
+    ] = 3600.0
     """Longest delay between attempts."""
     jitter: Annotated[float, Stored("backoff_jitter"), Field(ge=0, le=1)] = 0.2
     """Random spread of each delay, as a fraction of it (0..1)."""

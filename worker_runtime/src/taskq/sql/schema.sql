@@ -248,19 +248,19 @@ CREATE TABLE taskq.queues (
     rate_tokens double precision,
     rate_refilled_at timestamp with time zone,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT queue_backoff_bounds CHECK (((backoff_base_s >= (0)::double precision) AND (backoff_max_s >= backoff_base_s))),
+    CONSTRAINT queue_backoff_bounds CHECK (((backoff_base_s >= (0)::double precision) AND (backoff_max_s >= backoff_base_s) AND (backoff_max_s <= (315360000)::double precision))),
     CONSTRAINT queue_backoff_jitter_range CHECK (((backoff_jitter >= (0)::double precision) AND (backoff_jitter <= (1)::double precision))),
     CONSTRAINT queue_backoff_kind CHECK ((backoff_kind = ANY (ARRAY['exponential'::text, 'linear'::text, 'fixed'::text]))),
-    CONSTRAINT queue_concurrency_limit_positive CHECK (((concurrency_limit IS NULL) OR (concurrency_limit > 0))),
+    CONSTRAINT queue_concurrency_limit_range CHECK (((concurrency_limit IS NULL) OR ((concurrency_limit >= 1) AND (concurrency_limit <= 1000000)))),
     CONSTRAINT queue_default_priority_range CHECK (((default_priority >= 0) AND (default_priority <= 100))),
     CONSTRAINT queue_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 1000))),
     CONSTRAINT queue_name_is_dns_label CHECK (((name ~ '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'::text) AND (length(name) <= 63))),
     CONSTRAINT queue_namespace_is_dns_label CHECK (((namespace ~ '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'::text) AND (length(namespace) <= 63))),
     CONSTRAINT queue_payload_limit_range CHECK (((payload_limit_bytes >= 1) AND (payload_limit_bytes <= 67108864))),
-    CONSTRAINT queue_rate_burst_positive CHECK (((rate_burst IS NULL) OR (rate_burst >= (1)::double precision))),
-    CONSTRAINT queue_rate_limit_positive CHECK (((rate_limit_per_s IS NULL) OR (rate_limit_per_s > (0)::double precision))),
-    CONSTRAINT queue_retention_non_negative CHECK (((retention_succeeded_s >= 0) AND (retention_dead_s >= 0))),
-    CONSTRAINT queue_timeout_positive CHECK ((timeout_s > (0)::double precision))
+    CONSTRAINT queue_rate_burst_range CHECK (((rate_burst IS NULL) OR ((rate_burst >= (1)::double precision) AND (rate_burst <= (1000000)::double precision)))),
+    CONSTRAINT queue_rate_limit_range CHECK (((rate_limit_per_s IS NULL) OR ((rate_limit_per_s > (0)::double precision) AND (rate_limit_per_s <= (1000000)::double precision)))),
+    CONSTRAINT queue_retention_range CHECK ((((retention_succeeded_s >= 0) AND (retention_succeeded_s <= 315360000)) AND ((retention_dead_s >= 0) AND (retention_dead_s <= 315360000)))),
+    CONSTRAINT queue_timeout_range CHECK (((timeout_s > (0)::double precision) AND (timeout_s <= (2592000)::double precision)))
 );
 
 -- SEQUENCE: task_id_seq
@@ -551,6 +551,7 @@ DECLARE
         'backoff_jitter', 'timeout_s', 'payload_limit_bytes', 'retention_succeeded_s',
         'retention_dead_s', 'rate_limit_per_s', 'rate_burst', 'concurrency_limit', 'paused'];
     v_unknown text;
+    v_problem text;
     v_queue taskq.queues;
 BEGIN
     IF jsonb_typeof(p_settings) IS DISTINCT FROM 'object' THEN
@@ -565,6 +566,10 @@ BEGIN
         RAISE EXCEPTION 'unknown queue settings: %', v_unknown
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'the settings are: ' || array_to_string(c_settings, ', ');
+    END IF;
+    v_problem := taskq.queue_settings_problem(p_settings);
+    IF v_problem IS NOT NULL THEN
+        RAISE EXCEPTION 'ensure_queue: %', v_problem USING ERRCODE = 'TQ003';
     END IF;
 
     PERFORM taskq.provision_queue(p_namespace, p_name);
@@ -690,6 +695,48 @@ BEGIN
     END IF;
     RETURN v_id;
 END $$;
+
+-- FUNCTION: queue_settings_problem(jsonb)
+
+CREATE FUNCTION taskq.queue_settings_problem(p_settings jsonb) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    AS $$
+    SELECT CASE
+             WHEN jsonb_typeof(p_settings -> b.key) = 'null' AND NOT b.nullable THEN
+                 format('p_settings.%s must not be null: give %s', b.key, b.range)
+             WHEN jsonb_typeof(p_settings -> b.key) NOT IN ('number', 'null') THEN
+                 format('p_settings.%s is %s, not a number: give %s', b.key,
+                        p_settings -> b.key, b.range)
+             ELSE format('p_settings.%s is %s: give %s', b.key, p_settings -> b.key, b.range)
+           END
+      FROM (VALUES
+            ('default_priority', 0, 100, false, true, false, '0..100'),
+            ('max_attempts', 1, 1000, false, true, false, '1..1000'),
+            ('backoff_base_s', 0, 315360000, false, false, false, '0..315360000 seconds (ten years)'),
+            ('backoff_max_s', 0, 315360000, false, false, false, '0..315360000 seconds (ten years)'),
+            ('backoff_jitter', 0, 1, false, false, false, '0..1'),
+            ('timeout_s', 0, 2592000, true, false, false,
+             'more than 0 and at most 2592000 seconds (thirty days)'),
+            ('payload_limit_bytes', 1, 67108864, false, true, false, '1..67108864 bytes'),
+            ('retention_succeeded_s', 0, 315360000, false, true, false,
+             '0..315360000 seconds (ten years)'),
+            ('retention_dead_s', 0, 315360000, false, true, false,
+             '0..315360000 seconds (ten years)'),
+            ('rate_limit_per_s', 0, 1000000, true, false, true,
+             'more than 0 and at most 1000000 a second, or null for no limit'),
+            ('rate_burst', 1, 1000000, false, false, true, '1..1000000, or null'),
+            ('concurrency_limit', 1, 1000000, false, true, true, '1..1000000, or null for no limit')
+           ) AS b(key, low, high, low_open, whole, nullable, range)
+     WHERE p_settings ? b.key
+       AND NOT CASE jsonb_typeof(p_settings -> b.key)
+             WHEN 'null' THEN b.nullable
+             WHEN 'number' THEN (p_settings ->> b.key)::numeric <= b.high
+                  AND ((p_settings ->> b.key)::numeric > b.low
+                       OR (NOT b.low_open AND (p_settings ->> b.key)::numeric = b.low))
+                  AND (NOT b.whole OR (p_settings ->> b.key)::numeric % 1 = 0)
+             ELSE false END
+     LIMIT 1
+$$;
 
 -- FUNCTION: queue_stats(integer)
 
