@@ -209,9 +209,13 @@ async def test_errors_are_one_line_without_a_traceback(
     one_line_error(bad_concurrency, "TASKQ_CONCURRENCY")
     one_line_error(no_task, "no task with id 987654321")
     one_line_error(bad_priority, "invalid tasks[0].priority")
-    one_line_error(bad_backoff, "max_seconds must be at least base_seconds")
+    one_line_error(bad_backoff, "--backoff-max must be at least --backoff-base")
     one_line_error(worker_no_dsn, "TASKQ_DSN", "Field required")
-    line = one_line_error(poll_vs_lease, "poll_interval must be shorter than lease_seconds")
+    line = one_line_error(
+        poll_vs_lease,
+        "TASKQ_POLL_INTERVAL, TASKQ_LEASE_SECONDS: TASKQ_POLL_INTERVAL must be shorter than "
+        "TASKQ_LEASE_SECONDS",
+    )
     assert "TASKQ_:" not in line
     one_line_error(no_app, "invalid TASKQ_APP", "cannot import 'no_such_app_module'")
     one_line_error(bad_line, f"invalid {lines} line 2: not valid JSON")
@@ -225,6 +229,27 @@ async def test_worker_command_reports_an_unknown_queue(dsn: str, tmp_path: Path)
     run = await taskq("worker", "--path", str(tmp_path), dsn=dsn, env={
         "TASKQ_QUEUES": "nobody/here", "TASKQ_APP": "cli_worker_app", "TASKQ_METRICS_PORT": "0"})
     one_line_error(run, "unknown queue 'nobody/here'")
+
+
+async def test_the_exit_status_convention_is_in_the_help_and_kept(dsn: str) -> None:
+    help_text = ok(await taskq("--help", dsn=dsn)).out
+    assert "exit status:" in help_text
+    assert "1  refused or failed" in help_text and "2  the command line does not parse" in help_text
+    queue = _queue_name()
+    refused = [
+        # a value refused after parsing: 1, like every refusal
+        ["queue", "create", queue, "--backoff-base", "10", "--backoff-max", "5"],
+        ["enqueue", queue, "t", "{not json"],
+        ["tasks", "show", "424242424242"],
+    ]
+    for argv in refused:
+        run = await taskq(*argv, dsn=dsn)
+        assert run.code == 1, run
+        one_line_error(run)
+    one_line_error(
+        await taskq(*refused[0], dsn=dsn),
+        "--backoff-base, --backoff-max: --backoff-max must be at least --backoff-base",
+    )
 
 
 async def test_usage_errors_exit_2(dsn: str) -> None:

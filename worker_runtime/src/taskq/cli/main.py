@@ -24,10 +24,18 @@ from taskq.models import QueueSettings, TaskRequest, setting_fields
 from taskq.names import check_label
 from taskq.store import keys as key_store
 from taskq.worker.main import run_worker
-from taskq.worker.settings import WorkerSettings
+from taskq.worker.settings import WorkerSettings, env_name
 
-EXIT_ERROR = 1
-EXIT_USAGE = 2
+# One convention for every command, stated in `taskq --help` (EXIT_STATUS).
+EXIT_ERROR = 1  # refused or failed: the one-line message says what and how to fix it
+EXIT_USAGE = 2  # the command line does not parse (argparse's own status)
+EXIT_STATUS = """exit status:
+  0  done
+  1  refused or failed: bad input (a value out of range, invalid JSON, a setting that
+     contradicts another), something missing (queue, task, schedule, key), or the database;
+     one line on stderr names the flag or argument and the fix
+  2  the command line does not parse: unknown command or flag, a missing or malformed argument
+  130 interrupted"""
 
 
 class CliError(Exception):
@@ -331,11 +339,20 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _settings_error(error: ValidationError) -> str:
+    """Each problem under the variable the user set (TASKQ_CONCURRENCY), a check across
+    settings naming each variable involved."""
     problems = []
     for item in error.errors():
-        # a check across fields (e.g. poll interval vs lease) has no location of its own
-        field = f"TASKQ_{str(item['loc'][0]).upper()}" if item["loc"] else "worker settings"
-        problems.append(f"{field}: {item['msg']}")
+        message = item["msg"].removeprefix("Value error, ")
+        if item["loc"]:
+            problems.append(f"{env_name(str(item['loc'][0]))}: {message}")
+            continue
+        named = []
+        for field in WorkerSettings.model_fields:
+            message, found = re.subn(rf"\b{field}\b", env_name(field), message)
+            named += [env_name(field)] * bool(found)
+        named.sort(key=message.index)
+        problems.append(f"{', '.join(named) or 'worker settings'}: {message}")
     return "; ".join(problems)
 
 
@@ -359,7 +376,12 @@ def _priority_arg(text: str) -> int | str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="taskq", description="Postgres-backed task queue")
+    parser = argparse.ArgumentParser(
+        prog="taskq",
+        description="Postgres-backed task queue",
+        epilog=EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--dsn", help="PostgreSQL DSN (default: $TASKQ_DSN)")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -527,21 +549,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"taskq: error: {error}", file=sys.stderr)
         return EXIT_ERROR
     except ValidationError as error:
+        # the flags parsed, their values were refused: the operation's input, like the rest
         print(f"taskq: error: {_validation_message(error)}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
     return 0
 
 
 def _validation_message(error: ValidationError) -> str:
-    """Each problem under the name the user typed: a queue setting's flag, not its field."""
-    flags = {field.path: f"--{field.flag}" for field in setting_fields()}
+    """Each problem under the name the user typed: a queue setting's flag, not its field; a
+    problem across settings (the backoff's base above its max) names each flag involved."""
+    fields = list(setting_fields())
+    flags = {field.path: f"--{field.flag}" for field in fields}
     problems = []
     for item in error.errors():
         path = ".".join(str(p) for p in item["loc"])
         message = item["msg"].removeprefix("Value error, ")
-        problems.append(f"{flags.get(path, path or 'settings')}: {message}")
+        inner = [f for f in fields if f.path.startswith(f"{path}.")] if path else []
+        for field in inner:
+            message = re.sub(rf"\b{field.path.rpartition('.')[2]}\b", flags[field.path], message)
+        where = flags.get(path) or ", ".join(
+            flags[f.path]
+            for f in inner
+            if re.search(rf"{re.escape(flags[f.path])}(?![-\w])", message)
+        )
+        problems.append(f"{where or path or 'settings'}: {message}")
     return "; ".join(problems)
 
 
