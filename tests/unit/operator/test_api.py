@@ -186,7 +186,7 @@ def test_worker_pool_spec_accepts_kubernetes_shaped_fields() -> None:
         ),
         ({"autoscaling": {"maxReplicas": 0}}, ("autoscaling", "maxReplicas"), "greater than"),
         ({"autoscaling": {"mode": "Keda"}}, ("autoscaling", "mode"), "'Builtin' or 'External'"),
-        ({"env": [{"name": "TASKQ_DSN", "value": "x"}]}, (), "must not set variables"),
+        ({"env": [{"name": "TASKQ_DSN", "value": "x"}]}, (), "env sets TASKQ_DSN (env[0]): "),
         (
             {"resources": {"limits": {"memory": "lots"}}},
             ("resources", "limits", "memory"),
@@ -279,6 +279,24 @@ def test_api_key_spec_errors_name_the_field(
 def test_every_variable_the_operator_sets_is_reserved(name: str) -> None:
     with pytest.raises(ValidationError, match=name):
         WorkerPoolSpec.model_validate(pool(env=[{"name": name, "value": "1"}]))
+
+
+def test_the_reserved_env_error_names_what_the_user_set() -> None:
+    """Not all eight reserved names: the ones in the user's env, at the user's indexes, and
+    the fix."""
+    env = [
+        {"name": "APP_MODE", "value": "x"},
+        {"name": "TASKQ_CONCURRENCY", "value": "4"},
+        {"name": "TASKQ_LOG_LEVEL", "value": "DEBUG"},
+        {"name": "TASKQ_DSN", "value": "postgresql://x"},
+    ]
+    with pytest.raises(ValidationError) as exc:
+        WorkerPoolSpec.model_validate(pool(env=env))
+    [(_, message)] = errors(exc)
+    assert "env sets TASKQ_CONCURRENCY (env[1]), TASKQ_DSN (env[3]): " in message
+    assert "remove them from env" in message
+    others = set(OPERATOR_ENV) - {"TASKQ_CONCURRENCY", "TASKQ_DSN"}
+    assert not any(name in message for name in others), message
 
 
 def test_models_are_immutable() -> None:

@@ -266,6 +266,12 @@ def test_cross_field_rules() -> None:
     assert replicas["fieldPath"] == ".replicas"
     [reserved] = rules("WorkerPool", ".spec.env")
     assert "'TASKQ_DSN'" in reserved["rule"]
+    # the API server's message names the variable set; its text is one CEL string literal
+    expression = reserved["messageExpression"]
+    assert expression.startswith("'env sets ' + self.filter(e, e.name in [")
+    fix = expression.rpartition(".name + ")[2]
+    assert fix.startswith("': the operator sets it") and fix.endswith("remove it from env'")
+    assert fix.count("'") == 2, fix
     [one_value] = at(root("WorkerPool"), ".spec.env")["items"]["x-kubernetes-validations"]
     assert one_value["rule"] == "!has(self.value) || !has(self.valueFrom)"
     [one_source] = at(root("WorkerPool"), ".spec.envFrom")["items"]["x-kubernetes-validations"]

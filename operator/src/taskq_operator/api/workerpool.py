@@ -43,6 +43,11 @@ REPLICAS_MESSAGE = (
     "remove it, or set autoscaling.mode: External to let HPA/KEDA or kubectl scale the pool"
 )
 RESERVED_ENV_MESSAGE = "env must not set variables the operator sets: " + ", ".join(OPERATOR_ENV)
+# {0}: it or them
+_RESERVED_ENV_FIX = (
+    "the operator sets {0} on every worker pod (from spec.queues, spec.app, spec.concurrency, "
+    "terminationGracePeriodSeconds and the database of the queues): remove {0} from env"
+)
 DUPLICATE_QUEUES_MESSAGE = "queues must not repeat a queue"
 IMAGE_MESSAGE = "image must not contain whitespace: remove the spaces around or in it"
 
@@ -51,6 +56,18 @@ _APP_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*(:[A-Za-z_][A
 
 _MAX_ENV = 128
 _CEL_RESERVED = "[" + ", ".join(f"'{name}'" for name in OPERATOR_ENV) + "]"
+# The API server's words name the variable the user set ("env sets TASKQ_DSN: ..."), the
+# first of them; RESERVED_ENV_MESSAGE (all eight) is its fallback.
+_CEL_RESERVED_MESSAGE = (
+    f"'env sets ' + self.filter(e, e.name in {_CEL_RESERVED})[0].name"
+    f" + ': {_RESERVED_ENV_FIX.format('it')}'"
+)
+
+
+def reserved_env_message(names: list[tuple[int, str]]) -> str:
+    """What the pydantic check says: each reserved variable the user set, at its index."""
+    found = ", ".join(f"{name} (env[{index}])" for index, name in names)
+    return f"env sets {found}: {_RESERVED_ENV_FIX.format('them' if len(names) > 1 else 'it')}"
 
 
 class AutoscalingSpec(K8sModel):
@@ -181,7 +198,11 @@ class WorkerPoolSpec(K8sModel):
         max_length=_MAX_ENV,
         json_schema_extra={
             "x-kubernetes-validations": [
-                cel(f"self.all(e, !(e.name in {_CEL_RESERVED}))", RESERVED_ENV_MESSAGE)
+                cel(
+                    f"self.all(e, !(e.name in {_CEL_RESERVED}))",
+                    RESERVED_ENV_MESSAGE,
+                    message_expression=_CEL_RESERVED_MESSAGE,
+                )
             ]
         },
     )
@@ -202,8 +223,9 @@ class WorkerPoolSpec(K8sModel):
             raise ValueError(DUPLICATE_QUEUES_MESSAGE)
         if any(c.isspace() for c in self.image):
             raise ValueError(IMAGE_MESSAGE)
-        if any(e.name in OPERATOR_ENV for e in self.env):
-            raise ValueError(RESERVED_ENV_MESSAGE)
+        reserved = [(i, e.name) for i, e in enumerate(self.env) if e.name in OPERATOR_ENV]
+        if reserved:
+            raise ValueError(reserved_env_message(reserved))
         if self.replicas is not None and self.autoscaling.mode != "External":
             raise ValueError(REPLICAS_MESSAGE)
         return self
