@@ -29,6 +29,11 @@ MAX_DELAY_SECONDS = 10 * 365 * 86_400  # a task's delay: ten years
 MAX_TIMEOUT_SECONDS = 30 * 86_400  # one attempt's timeout: thirty days
 MAX_RETENTION_SECONDS = 10 * 365 * 86_400  # how long finished tasks are kept: ten years
 MAX_RATE = 1_000_000  # tasks a second, and a burst or a concurrency limit
+# A worker's lease, how long a silent worker counts as alive, a maintenance period: one day.
+# Past it a crashed worker's tasks would wait longer than anyone waits for them.
+MAX_PERIOD_SECONDS = 86_400
+# Most rows one call of a maintenance or claim function touches (its p_limit).
+MAX_BATCH = 100_000
 
 
 class Priority(enum.IntEnum):

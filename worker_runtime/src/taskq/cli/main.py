@@ -19,27 +19,37 @@ from taskq import tracing
 from taskq.auth import ApiKey, Role
 from taskq.cli.schedules import add_schedule_commands
 from taskq.client import Client, connect
-from taskq.errors import InvalidArgumentError, TaskqError
+from taskq.errors import InvalidArgumentError, PayloadTooLargeError, TaskqError, TaskStateError
 from taskq.models import QueueSettings, TaskRequest, setting_fields
 from taskq.names import check_label
 from taskq.store import keys as key_store
 from taskq.worker.main import run_worker
-from taskq.worker.settings import WorkerSettings, env_name
+from taskq.worker.settings import WorkerSettings
 
-# One convention for every command, stated in `taskq --help` (EXIT_STATUS).
-EXIT_ERROR = 1  # refused or failed: the one-line message says what and how to fix it
-EXIT_USAGE = 2  # the command line does not parse (argparse's own status)
-EXIT_STATUS = """exit status:
-  0  done
-  1  refused or failed: bad input (a value out of range, invalid JSON, a setting that
-     contradicts another), something missing (queue, task, schedule, key), or the database;
-     one line on stderr names the flag or argument and the fix
-  2  the command line does not parse: unknown command or flag, a missing or malformed argument
-  130 interrupted"""
+# The exit statuses, as `taskq --help` states them (EXIT_STATUS below).
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+EXIT_STATUS = f"""\
+exit status:
+  0    done
+  {EXIT_FAILED}    not done: the database is unreachable or refused the command, or a queue,
+       task, key or schedule it names does not exist or is not in a state that
+       allows it (e.g. replaying a task that is not dead)
+  {EXIT_USAGE}    the command line is wrong, nothing was done: an unknown command or flag, a
+       missing argument, a value out of its range or malformed (the message names the
+       flag or argument and what it accepts), or a bad TASKQ_* setting
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C)
+"""
 
 
 class CliError(Exception):
-    pass
+    """The command could not be done (exit 1)."""
+
+
+class UsageError(CliError):
+    """The command line is wrong: a flag missing, two flags that exclude each other, a value
+    the CLI checks itself (exit 2)."""
 
 
 def _print_json(value: Any) -> None:
@@ -103,7 +113,7 @@ async def _queue_create(client: Client, args: argparse.Namespace) -> None:
 
 async def _queue_drop(client: Client, args: argparse.Namespace) -> None:
     if not args.yes:
-        raise CliError(f"dropping {args.queue} deletes all its tasks: repeat with --yes")
+        raise UsageError(f"dropping {args.queue} deletes all its tasks: repeat with --yes")
     dropped = await client.drop_queue(args.queue)
     print(f"dropped {args.queue}" if dropped else f"{args.queue} did not exist")
 
@@ -123,7 +133,33 @@ async def _queue_list(client: Client, _args: argparse.Namespace) -> None:
         print(info.full_name)
 
 
+# The client names a task's fields (tasks[0].delay); `taskq enqueue` takes them as these
+# arguments, the same for every task of a --jsonl file.
+_TASK_ARGUMENTS = {
+    "task_name": "task",
+    "payload": "payload",
+    "priority": "--priority",
+    "delay": "--delay",
+    "idempotency_key": "--idempotency-key",
+    "max_attempts": "--max-attempts",
+    "timeout": "--timeout",
+    "correlation_id": "--correlation-id",
+}
+_TASK_FIELD = re.compile(r"^tasks\[\d+\]\.(\w+)$")
+
+
 async def _enqueue(client: Client, args: argparse.Namespace) -> None:
+    try:
+        await _enqueue_tasks(client, args)
+    except InvalidArgumentError as error:
+        match = _TASK_FIELD.match(error.field)
+        if match is None or match[1] not in _TASK_ARGUMENTS:
+            raise
+        problem = str(error).removeprefix(f"invalid {error.field}: ")
+        raise InvalidArgumentError(_TASK_ARGUMENTS[match[1]], problem) from None
+
+
+async def _enqueue_tasks(client: Client, args: argparse.Namespace) -> None:
     if args.jsonl:
         requests = [
             TaskRequest(
@@ -163,7 +199,7 @@ def _read_lines(path: str) -> list[str]:
         with sys.stdin if path == "-" else open(path, encoding="utf-8") as f:
             return f.read().splitlines()
     except OSError as error:
-        raise CliError(f"cannot read {path}: {error.strerror}") from None
+        raise UsageError(f"cannot read {path}: {error.strerror}") from None
 
 
 async def _tasks_show(client: Client, args: argparse.Namespace) -> None:
@@ -195,7 +231,7 @@ async def _dead_list(client: Client, args: argparse.Namespace) -> None:
 
 async def _dead_replay(client: Client, args: argparse.Namespace) -> None:
     if not args.ids and not args.all:
-        raise CliError("name the dead task ids to replay, or pass --all")
+        raise UsageError("name the dead task ids to replay, or pass --all")
     result = await client.replay_dead(args.queue, None if args.all else args.ids)
     print(
         f"replayed {result.replayed} dead tasks"
@@ -217,11 +253,11 @@ def _expires_in(text: str | None) -> timedelta | None:
     match = _DURATION.match(text.strip())
     fix = "a whole number of minutes, hours or days, e.g. 30m, 12h or 90d"
     if not match or int(match[1]) == 0:
-        raise CliError(f"invalid --expires-in {text!r}: use {fix}")
+        raise UsageError(f"invalid --expires-in {text!r}: use {fix}")
     amount = int(match[1])
     limit = key_store.MAX_LIFETIME
     if amount > limit / timedelta(**{_DURATION_UNITS[match[2]]: 1}):
-        raise CliError(
+        raise UsageError(
             f"invalid --expires-in {text!r}: at most {limit.days}d; "
             "leave --expires-in out for a key that never expires"
         )
@@ -230,11 +266,11 @@ def _expires_in(text: str | None) -> timedelta | None:
 
 def _key_namespaces(args: argparse.Namespace) -> list[str] | None:
     if args.namespaces and args.all_namespaces:
-        raise CliError("--namespace and --all-namespaces exclude each other: pass one of them")
+        raise UsageError("--namespace and --all-namespaces exclude each other: pass one of them")
     if args.all_namespaces:
         return None
     if not args.namespaces:
-        raise CliError(
+        raise UsageError(
             "say which namespaces the key reaches: --namespace NS (repeat it for more), "
             "or --all-namespaces"
         )
@@ -331,7 +367,7 @@ def _worker(args: argparse.Namespace) -> int:
     try:
         settings = WorkerSettings(**overrides)
     except ValidationError as error:
-        raise CliError(_settings_error(error)) from None
+        raise UsageError(_settings_error(error)) from None
     if args.path:
         sys.path.insert(0, args.path)
     asyncio.run(run_worker(settings))
@@ -339,20 +375,11 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _settings_error(error: ValidationError) -> str:
-    """Each problem under the variable the user set (TASKQ_CONCURRENCY), a check across
-    settings naming each variable involved."""
     problems = []
     for item in error.errors():
-        message = item["msg"].removeprefix("Value error, ")
-        if item["loc"]:
-            problems.append(f"{env_name(str(item['loc'][0]))}: {message}")
-            continue
-        named = []
-        for field in WorkerSettings.model_fields:
-            message, found = re.subn(rf"\b{field}\b", env_name(field), message)
-            named += [env_name(field)] * bool(found)
-        named.sort(key=message.index)
-        problems.append(f"{', '.join(named) or 'worker settings'}: {message}")
+        # a check across fields (e.g. poll interval vs lease) has no location of its own
+        field = f"TASKQ_{str(item['loc'][0]).upper()}" if item["loc"] else "worker settings"
+        problems.append(f"{field}: {item['msg']}")
     return "; ".join(problems)
 
 
@@ -538,7 +565,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _worker(args)
         dsn = args.dsn or os.environ.get("TASKQ_DSN")
         if not dsn:
-            raise CliError("no database: set TASKQ_DSN or pass --dsn postgresql://...")
+            raise UsageError("no database: set TASKQ_DSN or pass --dsn postgresql://...")
         traced = tracing.configure_from_env("taskq")
         try:
             asyncio.run(_with_client(dsn, args.run, args))
@@ -547,34 +574,43 @@ def main(argv: Sequence[str] | None = None) -> int:
                 tracing.shutdown()
     except (TaskqError, CliError) as error:
         print(f"taskq: error: {error}", file=sys.stderr)
-        return EXIT_ERROR
+        return _exit_status(error)
     except ValidationError as error:
-        # the flags parsed, their values were refused: the operation's input, like the rest
         print(f"taskq: error: {_validation_message(error)}", file=sys.stderr)
-        return EXIT_ERROR
+        return EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     return 0
 
 
+def _exit_status(error: TaskqError | CliError) -> int:
+    """EXIT_USAGE for a value the user gave that no command accepts (whoever found it: the
+    CLI, the client or the database's own checks); EXIT_FAILED for a well-formed command
+    that could not be done."""
+    if isinstance(error, TaskStateError):
+        return EXIT_FAILED
+    if isinstance(error, InvalidArgumentError | PayloadTooLargeError | UsageError):
+        return EXIT_USAGE
+    return EXIT_FAILED
+
+
 def _validation_message(error: ValidationError) -> str:
-    """Each problem under the name the user typed: a queue setting's flag, not its field; a
-    problem across settings (the backoff's base above its max) names each flag involved."""
-    fields = list(setting_fields())
-    flags = {field.path: f"--{field.flag}" for field in fields}
+    """Each problem under the name the user typed: a queue setting's flag, not its field."""
+    flags = {field.path: f"--{field.flag}" for field in setting_fields()}
     problems = []
     for item in error.errors():
         path = ".".join(str(p) for p in item["loc"])
         message = item["msg"].removeprefix("Value error, ")
-        inner = [f for f in fields if f.path.startswith(f"{path}.")] if path else []
-        for field in inner:
-            message = re.sub(rf"\b{field.path.rpartition('.')[2]}\b", flags[field.path], message)
-        where = flags.get(path) or ", ".join(
-            flags[f.path]
-            for f in inner
-            if re.search(rf"{re.escape(flags[f.path])}(?![-\w])", message)
-        )
-        problems.append(f"{where or path or 'settings'}: {message}")
+        if path in flags:
+            problems.append(f"{flags[path]}: {message}")
+            continue
+        # a check across settings (backoff: max_seconds vs base_seconds) names the fields it
+        # compares: say their flags instead
+        for setting, flag in flags.items():
+            parent, _, leaf = setting.rpartition(".")
+            if parent == path:
+                message = re.sub(rf"\b{leaf}\b", flag, message)
+        problems.append(message)
     return "; ".join(problems)
 
 

@@ -55,6 +55,9 @@ DECLARE
     v_promoted_priority smallint;
     v_promoted_at timestamptz;
 BEGIN
+    PERFORM taskq.require_range('claim', 'p_limit', p_limit, 0, 100000, 'tasks');
+    PERFORM taskq.require_range('claim', 'p_lease_s', p_lease_s, 0, 86400, 'seconds',
+                                p_low_open => true);
     SELECT * INTO v_queue FROM taskq.queues q WHERE q.id = p_queue_id;
     IF v_queue.id IS NULL OR v_queue.paused OR p_limit <= 0 THEN
         RETURN;
@@ -219,6 +222,13 @@ END $$;
 CREATE FUNCTION taskq.enqueue(p_queue text, p_task_name text, p_payload jsonb DEFAULT '{}'::jsonb, p_priority integer DEFAULT NULL::integer, p_delay_s double precision DEFAULT NULL::double precision, p_idempotency_key text DEFAULT NULL::text, p_max_attempts integer DEFAULT NULL::integer, p_timeout_s double precision DEFAULT NULL::double precision, p_correlation_id text DEFAULT NULL::text, p_traceparent text DEFAULT NULL::text) RETURNS bigint
     LANGUAGE sql
     AS $$
+    SELECT taskq.require_range('enqueue', a.argument, a.value, a.low, a.high, a.unit, a.low_open)
+      FROM (VALUES ('p_priority', p_priority::double precision, 0, 100, '', false),
+                   ('p_delay_s', p_delay_s, 0, 315360000, 'seconds', false),
+                   ('p_max_attempts', p_max_attempts, 1, 1000, '', false),
+                   ('p_timeout_s', p_timeout_s, 0, 2592000, 'seconds', true)
+           ) AS a(argument, value, low, high, unit, low_open)
+     WHERE a.value IS NOT NULL;
     SELECT e.id FROM taskq.enqueue_many(
         p_queue, ARRAY[p_task_name], ARRAY[p_payload::json], ARRAY[p_priority], ARRAY[p_delay_s],
         ARRAY[p_idempotency_key], ARRAY[p_max_attempts], ARRAY[p_timeout_s],
@@ -594,6 +604,8 @@ CREATE FUNCTION taskq.heartbeat(p_queue_id integer, p_ids bigint[], p_attempt_id
     SET plan_cache_mode TO 'force_custom_plan'
     AS $$
 BEGIN
+    PERFORM taskq.require_range('heartbeat', 'p_lease_s', p_lease_s, 0, 86400, 'seconds',
+                                p_low_open => true);
     RETURN QUERY
     UPDATE taskq.tasks t
        SET lease_expires_at = now() + make_interval(secs => p_lease_s),
@@ -655,6 +667,7 @@ DECLARE
     v_queue taskq.queues;
     v_count integer;
 BEGIN
+    PERFORM taskq.require_range('purge_finished', 'p_limit', p_limit, 0, 100000, 'tasks');
     SELECT * INTO v_queue FROM taskq.queues q WHERE q.id = p_queue_id;
     IF v_queue.id IS NULL THEN
         RETURN 0;
@@ -874,6 +887,24 @@ BEGIN
     RETURN QUERY SELECT v_replayed, v_dead - v_replayed;
 END $$;
 
+-- FUNCTION: require_range(text, text, double precision, double precision, double precision, text, boolean)
+
+CREATE FUNCTION taskq.require_range(p_function text, p_argument text, p_value double precision, p_low double precision, p_high double precision, p_unit text, p_low_open boolean DEFAULT false) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF p_value IS NULL OR p_value > p_high OR p_value < p_low
+       OR (p_low_open AND p_value = p_low) THEN
+        RAISE EXCEPTION '%: % is %: give %', p_function, p_argument,
+                        coalesce(p_value::text, 'NULL'),
+                        rtrim(CASE WHEN p_low_open
+                                   THEN format('more than %s and at most %s %s',
+                                               p_low, p_high, p_unit)
+                                   ELSE format('%s..%s %s', p_low, p_high, p_unit) END)
+            USING ERRCODE = 'TQ003';
+    END IF;
+END $$;
+
 -- FUNCTION: rescue_dead_workers(integer)
 
 CREATE FUNCTION taskq.rescue_dead_workers(p_limit integer DEFAULT 1000) RETURNS integer
@@ -886,6 +917,7 @@ DECLARE
     v_priorities smallint[];
     v_run_ats timestamptz[];
 BEGIN
+    PERFORM taskq.require_range('rescue_dead_workers', 'p_limit', p_limit, 0, 100000, 'tasks');
     SELECT array_agg(w.worker_id) INTO v_dead FROM taskq.workers w
      WHERE w.beat_at < now() - make_interval(secs => w.dead_after_s);
     IF v_dead IS NULL THEN
@@ -944,6 +976,7 @@ CREATE FUNCTION taskq.rescue_expired(p_queue_id integer, p_limit integer DEFAULT
 DECLARE
     v_count integer;
 BEGIN
+    PERFORM taskq.require_range('rescue_expired', 'p_limit', p_limit, 0, 100000, 'tasks');
     WITH expired AS (
         SELECT e.id, e.worker_id, e.attempt_id, e.total_attempts, e.started_at
           FROM taskq.tasks e
@@ -1006,6 +1039,8 @@ $$;
 CREATE FUNCTION taskq.take_turn(p_duty text, p_every_s double precision) RETURNS boolean
     LANGUAGE sql
     AS $$
+    SELECT taskq.require_range('take_turn', 'p_every_s', p_every_s, 0, 86400, 'seconds',
+                               p_low_open => true);
     WITH taken AS (
         UPDATE taskq.duties d SET last_run_at = now()
          WHERE d.name = p_duty AND d.last_run_at <= now() - make_interval(secs => p_every_s)
@@ -1020,6 +1055,10 @@ CREATE FUNCTION taskq.worker_beat(p_worker_id text, p_dead_after_s double precis
     LANGUAGE plpgsql
     AS $$
 BEGIN
+    PERFORM taskq.require_range('worker_beat', 'p_dead_after_s', p_dead_after_s, 0, 86400, 'seconds',
+                                p_low_open => true);
+    PERFORM taskq.require_range('worker_beat', 'p_rescue_every_s', p_rescue_every_s, 0, 86400, 'seconds',
+                                p_low_open => true);
     UPDATE taskq.workers w SET beat_at = now(), dead_after_s = p_dead_after_s
      WHERE w.worker_id = p_worker_id;
     IF NOT FOUND THEN
@@ -1198,7 +1237,7 @@ CREATE TABLE taskq.workers (
     started_at timestamp with time zone DEFAULT now() NOT NULL,
     beat_at timestamp with time zone DEFAULT now() NOT NULL,
     dead_after_s double precision NOT NULL,
-    CONSTRAINT worker_dead_after_positive CHECK ((dead_after_s > (0)::double precision))
+    CONSTRAINT worker_dead_after_range CHECK (((dead_after_s > (0)::double precision) AND (dead_after_s <= (86400)::double precision)))
 )
 WITH (fillfactor='50');
 

@@ -11,7 +11,12 @@ import asyncpg
 
 from taskq import jsonutil
 from taskq.correlation import current_correlation_id
-from taskq.errors import InvalidArgumentError, PayloadTooLargeError, UnknownQueueError
+from taskq.errors import (
+    InvalidArgumentError,
+    PayloadTooLargeError,
+    TaskStateError,
+    UnknownQueueError,
+)
 from taskq.models import (
     MAX_DELAY_SECONDS,
     MAX_IDEMPOTENCY_KEY,
@@ -340,7 +345,7 @@ async def replay_dead(
             for task_id in task_ids:
                 state = states.get(task_id)
                 if state != "dead":
-                    raise InvalidArgumentError(
+                    raise TaskStateError(
                         "ids",
                         f"no task {task_id} in queue {queue}"
                         if state is None
