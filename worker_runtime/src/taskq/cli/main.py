@@ -23,6 +23,7 @@ from taskq.names import check_label
 from taskq.store import keys as key_store
 from taskq.worker.main import run_worker
 from taskq.worker.settings import WorkerSettings
+from taskq.worker.stopping import ExitDeadline
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -324,7 +325,7 @@ def _worker(args: argparse.Namespace) -> int:
         raise CliError(_settings_error(error)) from None
     if args.path:
         sys.path.insert(0, args.path)
-    asyncio.run(run_worker(settings))
+    asyncio.run(run_worker(settings, ExitDeadline()))
     return 0
 
 
