@@ -259,6 +259,7 @@ class Worker:
         """Returns what could not be left in order. Every wait has a bound (shutdown_bound)."""
         self._stopping = True
         deadline = self.settings.db_deadline
+        self._progress.set()
         claimer.cancel()
         # claims in flight may already hold tasks: let them land, then treat them as running
         problems = []
@@ -331,15 +332,14 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         """Sends the claims the policy asks for whenever something changed (a slot freed, a
-        claim returned, a wake-up) or its next wake-up time came."""
-        while True:
+        claim returned, a wake-up) or its next wake-up time came. Ends once the worker stops,
+        not only when cancelled: Python 3.11's wait_for swallows a cancellation that arrives as
+        the event it waits for is set, and the loop then ran on, holding up the shutdown."""
+        while not self._stopping:
             self.last_loop_at = time.monotonic()
             self._progress.clear()
-            if not self._stopping:
-                for order in self.claims.plan(
-                    time.monotonic(), len(self.attempts), len(self._acks)
-                ):
-                    self._launch_claim(order)
+            for order in self.claims.plan(time.monotonic(), len(self.attempts), len(self._acks)):
+                self._launch_claim(order)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     self._progress.wait(), self.claims.sleep_for(time.monotonic())
