@@ -54,12 +54,6 @@ class ExitDeadline:
             self._timer.daemon = True
             self._timer.start()
 
-    def disarm(self) -> None:
-        with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer, self._at = None, float("inf")
-
     @staticmethod
     def _exit(seconds: float, status: int, why: str) -> None:
         log.error("still running %.1fs after %s: exiting now (status %d)", seconds, why, status)
