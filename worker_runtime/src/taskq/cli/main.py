@@ -25,6 +25,7 @@ from taskq.names import check_label
 from taskq.store import keys as key_store
 from taskq.worker.main import run_worker
 from taskq.worker.settings import WorkerSettings
+from taskq.worker.stopping import ExitDeadline
 
 # The exit statuses, as `taskq --help` states them (EXIT_STATUS below).
 EXIT_FAILED = 1
@@ -370,7 +371,7 @@ def _worker(args: argparse.Namespace) -> int:
         raise UsageError(_settings_error(error)) from None
     if args.path:
         sys.path.insert(0, args.path)
-    asyncio.run(run_worker(settings))
+    asyncio.run(run_worker(settings, ExitDeadline()))
     return 0
 
 

@@ -916,10 +916,13 @@ DECLARE
     v_queues integer[];
     v_priorities smallint[];
     v_run_ats timestamptz[];
+    v_resumed timestamptz;
 BEGIN
     PERFORM taskq.require_range('rescue_dead_workers', 'p_limit', p_limit, 0, 100000, 'tasks');
+    -- silence counts from the last beat, or from when the turns resumed after an outage
+    SELECT d.resumed_at INTO v_resumed FROM taskq.duties d WHERE d.name = 'rescue_dead_workers';
     SELECT array_agg(w.worker_id) INTO v_dead FROM taskq.workers w
-     WHERE w.beat_at < now() - make_interval(secs => w.dead_after_s);
+     WHERE greatest(w.beat_at, v_resumed) < now() - make_interval(secs => w.dead_after_s);
     IF v_dead IS NULL THEN
         RETURN 0;
     END IF;
@@ -975,12 +978,19 @@ CREATE FUNCTION taskq.rescue_expired(p_queue_id integer, p_limit integer DEFAULT
     AS $$
 DECLARE
     v_count integer;
+    v_paused timestamptz;
+    v_resumed timestamptz;
 BEGIN
     PERFORM taskq.require_range('rescue_expired', 'p_limit', p_limit, 0, 100000, 'tasks');
+    SELECT d.paused_at, d.resumed_at INTO v_paused, v_resumed
+      FROM taskq.duties d WHERE d.name = 'rescue_expired_leases';
     WITH expired AS (
         SELECT e.id, e.worker_id, e.attempt_id, e.total_attempts, e.started_at
           FROM taskq.tasks e
          WHERE e.queue_id = p_queue_id AND e.state = 'running' AND e.lease_expires_at < now()
+           -- a lease that ran out after the turns paused is extended by the pause
+           AND (v_paused IS NULL OR e.lease_expires_at <= v_paused
+                OR e.lease_expires_at + (v_resumed - v_paused) < now())
          ORDER BY e.lease_expires_at LIMIT p_limit FOR UPDATE SKIP LOCKED
     ), rescued AS (
         UPDATE taskq.tasks t
@@ -1042,7 +1052,15 @@ CREATE FUNCTION taskq.take_turn(p_duty text, p_every_s double precision) RETURNS
     SELECT taskq.require_range('take_turn', 'p_every_s', p_every_s, 0, 86400, 'seconds',
                                p_low_open => true);
     WITH taken AS (
-        UPDATE taskq.duties d SET last_run_at = now()
+        -- every SET expression reads the row as it was: d.last_run_at is the previous turn
+        UPDATE taskq.duties d
+           SET last_run_at = now(),
+               paused_at = CASE WHEN isfinite(d.last_run_at)
+                                     AND d.last_run_at < pg_postmaster_start_time()
+                                THEN d.last_run_at ELSE d.paused_at END,
+               resumed_at = CASE WHEN isfinite(d.last_run_at)
+                                      AND d.last_run_at < pg_postmaster_start_time()
+                                 THEN now() ELSE d.resumed_at END
          WHERE d.name = p_duty AND d.last_run_at <= now() - make_interval(secs => p_every_s)
         RETURNING 1
     )
@@ -1162,7 +1180,9 @@ UNION ALL
 
 CREATE TABLE taskq.duties (
     name text NOT NULL,
-    last_run_at timestamp with time zone DEFAULT '-infinity'::timestamp with time zone NOT NULL
+    last_run_at timestamp with time zone DEFAULT '-infinity'::timestamp with time zone NOT NULL,
+    paused_at timestamp with time zone,
+    resumed_at timestamp with time zone
 );
 
 -- SEQUENCE: queues_id_seq
