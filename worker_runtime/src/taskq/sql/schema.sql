@@ -616,6 +616,19 @@ BEGIN
     RETURNING t.id, t.cancel_requested;
 END $$;
 
+-- FUNCTION: last_seen_before_start()
+
+CREATE FUNCTION taskq.last_seen_before_start() RETURNS timestamp with time zone
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT max(s.seen) FROM (
+        SELECT d.last_run_at FROM taskq.duties d
+         WHERE isfinite(d.last_run_at) AND d.last_run_at < pg_postmaster_start_time()
+        UNION ALL
+        SELECT w.beat_at FROM taskq.workers w WHERE w.beat_at < pg_postmaster_start_time()
+    ) s(seen)
+$$;
+
 -- FUNCTION: next_run_in(integer)
 
 CREATE FUNCTION taskq.next_run_in(p_queue_id integer) RETURNS double precision
@@ -1055,12 +1068,12 @@ CREATE FUNCTION taskq.take_turn(p_duty text, p_every_s double precision) RETURNS
         -- every SET expression reads the row as it was: d.last_run_at is the previous turn
         UPDATE taskq.duties d
            SET last_run_at = now(),
-               paused_at = CASE WHEN isfinite(d.last_run_at)
-                                     AND d.last_run_at < pg_postmaster_start_time()
-                                THEN d.last_run_at ELSE d.paused_at END,
-               resumed_at = CASE WHEN isfinite(d.last_run_at)
-                                      AND d.last_run_at < pg_postmaster_start_time()
-                                 THEN now() ELSE d.resumed_at END
+               paused_at = CASE WHEN d.last_run_at < pg_postmaster_start_time()
+                                THEN taskq.last_seen_before_start() ELSE d.paused_at END,
+               resumed_at = CASE WHEN d.last_run_at < pg_postmaster_start_time()
+                                 THEN CASE WHEN taskq.last_seen_before_start() IS NOT NULL
+                                           THEN now() END
+                                 ELSE d.resumed_at END
          WHERE d.name = p_duty AND d.last_run_at <= now() - make_interval(secs => p_every_s)
         RETURNING 1
     )
