@@ -230,17 +230,25 @@ class Client:
         tasks: Sequence[TaskRequest],
         *,
         connection: Connection | None = None,
+        traceparent: str | None = None,
     ) -> list[EnqueueResult]:
         """All or nothing: one transaction (the caller's, if `connection` is in one). With
-        tracing on, under a `send <queue>` span whose context the tasks keep."""
+        tracing on, under a `send <queue>` span whose context the tasks keep. `traceparent`:
+        the caller's trace context (e.g. an HTTP request's), the parent of that span, or what
+        the tasks keep when tracing is off."""
         QueueName.parse(queue)
         if not tasks:
             return []
-        with translated(queue), tracing.send_span(queue, len(tasks)) as traceparent:
+        with (
+            translated(queue),
+            tracing.attached(traceparent),
+            tracing.send_span(queue, len(tasks)) as sent,
+        ):
+            context = sent or traceparent
             if connection is not None:
-                return await task_store.enqueue_many(connection, queue, tasks, traceparent)
+                return await task_store.enqueue_many(connection, queue, tasks, context)
             async with self.pool.acquire() as conn:
-                return await task_store.enqueue_many(conn, queue, tasks, traceparent)
+                return await task_store.enqueue_many(conn, queue, tasks, context)
 
     async def enqueue_and_get(
         self, queue: str, task: TaskRequest, *, traceparent: str | None = None

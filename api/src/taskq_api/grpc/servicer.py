@@ -30,7 +30,9 @@ class TaskqServicer(pb_grpc.TaskqServiceServicer):
         key = await self._key(context)
         task = messages.submission(request.task, _now(), "task")
         try:
-            enqueued = await self._service.enqueue(key, request.namespace, request.name, task)
+            enqueued = await self._service.enqueue(
+                key, request.namespace, request.name, task, _traceparent(context)
+            )
         except InvalidArgumentError as error:
             raise messages.submission_error(error, [request.task], single=True) from None
         return pb.EnqueueResponse(task=messages.task(enqueued.task), created=enqueued.created)
@@ -42,7 +44,9 @@ class TaskqServicer(pb_grpc.TaskqServiceServicer):
         now = _now()
         tasks = [messages.submission(t, now, f"tasks[{i}]") for i, t in enumerate(request.tasks)]
         try:
-            results = await self._service.enqueue_batch(key, request.namespace, request.name, tasks)
+            results = await self._service.enqueue_batch(
+                key, request.namespace, request.name, tasks, _traceparent(context)
+            )
         except InvalidArgumentError as error:
             raise messages.submission_error(error, request.tasks, single=False) from None
         return pb.EnqueueBatchResponse(
@@ -140,6 +144,15 @@ def _bearer(context: Context) -> str | None:
             scheme, _, credentials = value.partition(" ")
             if scheme.lower() == "bearer" and credentials.strip():
                 return credentials.strip()
+    return None
+
+
+def _traceparent(context: Context) -> str | None:
+    """The caller's W3C trace context, from `traceparent` metadata (as gRPC's OpenTelemetry
+    instrumentations propagate it)."""
+    for name, value in context.invocation_metadata() or ():
+        if name == "traceparent" and isinstance(value, str):
+            return value
     return None
 
 

@@ -7,7 +7,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AwareDatetime
 
@@ -96,6 +96,14 @@ Wait = Annotated[
         json_schema_extra={"pattern": _WAIT.pattern},
     ),
 ]
+TraceParent = Annotated[
+    str | None,
+    Header(
+        description="The caller's W3C trace context: the task's trace continues it (its "
+        "`send` span, when the server traces, and the worker's `process` span are children). "
+        "An invalid value is ignored, as the W3C recommendation says.",
+    ),
+]
 
 router = APIRouter(prefix="/v1")
 
@@ -125,10 +133,13 @@ async def enqueue(
     key: Key,
     service: Service,
     response: Response,
+    traceparent: TraceParent = None,
 ) -> TaskDetails:
     """201 with the new task; 200 with the existing one when an unfinished task of the queue
     already holds the idempotency key. `Location` names the task either way."""
-    enqueued = await service.enqueue(key, namespace, name, submission.to_request(_now()))
+    enqueued = await service.enqueue(
+        key, namespace, name, submission.to_request(_now()), traceparent
+    )
     if not enqueued.created:
         response.status_code = 200
     _location(response, enqueued.task.id)
@@ -149,12 +160,13 @@ async def enqueue_batch(
     batch: Annotated[BatchSubmission, Body()],
     key: Key,
     service: Service,
+    traceparent: TraceParent = None,
 ) -> BatchResult:
     """One transaction: every task is enqueued, or (on any error) none. Errors name the task
     by its index: `#/tasks/3/priority`."""
     now = _now()
     results = await service.enqueue_batch(
-        key, namespace, name, [task.to_request(now) for task in batch.tasks]
+        key, namespace, name, [task.to_request(now) for task in batch.tasks], traceparent
     )
     return BatchResult(
         tasks=[EnqueuedTask(id=r.id, created=r.created) for r in results],

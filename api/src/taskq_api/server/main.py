@@ -13,6 +13,7 @@ from typing import Literal, get_args, get_origin
 
 from pydantic import ValidationError
 
+from taskq import tracing
 from taskq.errors import TaskqError
 from taskq.worker.logs import setup_logging
 from taskq_api.server.process import StartupError, serve
@@ -89,12 +90,21 @@ def main(argv: Sequence[str] | None = None, prog: str = "taskq-api") -> int:
     # this handler turns that into exit status 0, as a stop asked for is no failure
     signal.signal(signal.SIGTERM, _stopped)
     try:
+        # the API's `send` spans continue its callers' traces (docs/tracing.md)
+        traced = tracing.configure_from_env("taskq-api")
+    except ValueError as error:  # an OTEL_* variable taskq cannot honour
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
         asyncio.run(serve(settings))
     except KeyboardInterrupt:
         return 130
     except (StartupError, TaskqError) as error:  # e.g. a gRPC port in use, an invalid DSN
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 1
+    finally:
+        if traced:
+            tracing.shutdown()
     return 0
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, get_args
 
+from taskq import tracing
 from taskq.auth import Action, ApiKey, KeyStore, Role
 from taskq.client import Client
 from taskq.errors import InvalidArgumentError, UnknownTaskError
@@ -127,11 +128,17 @@ class ApiService:
 
     # -- producing --------------------------------------------------------------------------
 
-    async def enqueue(self, key: ApiKey, namespace: str, name: str, task: TaskRequest) -> Enqueued:
+    async def enqueue(
+        self, key: ApiKey, namespace: str, name: str, task: TaskRequest,
+        traceparent: str | None = None,
+    ) -> Enqueued:
+        """`traceparent`: the caller's, from its request (docs/tracing.md)."""
         queue = self._queue(key, Action.WRITE, namespace, name)
         try:
             check_correlation_ids([task])
-            created, info = await self._client.enqueue_and_get(queue, task)
+            created, info = await self._client.enqueue_and_get(
+                queue, task, traceparent=tracing.caller_traceparent(traceparent)
+            )
         except InvalidArgumentError as error:
             raise _request_error(error, single=True) from None
         # a task just made has no history yet: one read fewer on the common path
@@ -139,7 +146,8 @@ class ApiService:
         return Enqueued(_details(key, info, history), created)
 
     async def enqueue_batch(
-        self, key: ApiKey, namespace: str, name: str, tasks: Sequence[TaskRequest]
+        self, key: ApiKey, namespace: str, name: str, tasks: Sequence[TaskRequest],
+        traceparent: str | None = None,
     ) -> list[EnqueueResult]:
         """All or nothing, in one transaction; errors name the task's index and field."""
         queue = self._queue(key, Action.WRITE, namespace, name)
@@ -149,7 +157,9 @@ class ApiService:
             )
         try:
             check_correlation_ids(tasks)
-            return await self._client.enqueue_many(queue, tasks)
+            return await self._client.enqueue_many(
+                queue, tasks, traceparent=tracing.caller_traceparent(traceparent)
+            )
         except InvalidArgumentError as error:
             raise _request_error(error, single=False) from None
 
