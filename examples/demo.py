@@ -4,9 +4,10 @@ PostgreSQL and a real Kubernetes control plane (kwok nodes) start locally; the C
 installed and the operator runs; the example TaskQueue and WorkerPool are applied; a few
 thousand tasks are enqueued; the operator scales the worker Deployment up, the queue drains,
 and the operator scales it back to zero — printed as it happens with
-`kubectl get taskqueues,workerpools`. Then the front door: the API server starts, a key made
-with `taskq keys create` submits a task with `curl`, a worker runs it (the operator scales the
-pool up again if it has reached zero), and `curl` reads its result back.
+`kubectl get taskqueues,workerpools`; a TaskSchedule adds a task every minute. Then the front
+door: the API server starts, a key made with `taskq keys create` submits a task with `curl`,
+a worker runs it (the operator scales the pool up again if it has reached zero), and `curl`
+reads its result back.
 
 kwok's pods run no containers, so this script plays the kubelet for the worker pods: for each
 Running pod it starts a local `taskq worker` with that pod's environment contract, and stops it
@@ -159,6 +160,14 @@ def replicas() -> int:
     return int(found) if found.strip().isdigit() else -1
 
 
+def schedule_fired() -> bool:
+    last = kubectl(
+        "-n", NAMESPACE, "get", "taskschedule", "sweep", "-o", "jsonpath={.status.lastTaskId}",
+        check=False,
+    )  # fmt: skip
+    return bool(last.strip())
+
+
 def create_key(dsn: str) -> str:
     """An operator key of the demo namespace, made as a user makes one: `taskq keys create`.
     Its name is new on each run (names stay unique, revoked ones too); it expires in a day."""
@@ -231,8 +240,9 @@ def main() -> None:
         "--for=condition=Established",
         "crd/taskqueues.taskq.dev",
         "crd/workerpools.taskq.dev",
+        "crd/taskschedules.taskq.dev",
     )
-    say("CRDs installed: TaskQueue (tq), WorkerPool (wp)")
+    say("CRDs installed: TaskQueue (tq), WorkerPool (wp), TaskSchedule (ts)")
     kubectl("create", "namespace", NAMESPACE, check=False)
     operator = LocalOperator(
         KUBECONFIG,
@@ -246,11 +256,14 @@ def main() -> None:
     try:
         say("operator running (log: .state/demo-operator.log)")
         # a previous run's resources go first; their finalizers are the running operator's
-        kubectl("-n", NAMESPACE, "delete", "workerpools,taskqueues", "--all", "--wait=true")
+        kubectl(
+            "-n", NAMESPACE, "delete", "taskschedules,workerpools,taskqueues", "--all",
+            "--wait=true",
+        )  # fmt: skip
         kubectl("-n", NAMESPACE, "apply", "-f", str(REPO / "examples" / "k8s"))
         say(
             "applied examples/k8s: TaskQueue thumbnails, WorkerPool thumbnailers (min 0, max 5, "
-            "100 tasks per worker)"
+            "100 tasks per worker), TaskSchedule sweep (a task every minute)"
         )
         wait(lambda: replicas() == 0, runner, 60)
         say(f"enqueueing {TASKS} tasks")
@@ -269,6 +282,11 @@ def main() -> None:
         finally:
             api.stop()
         say("the task went in and its result came back over HTTP, with a key")
+        say("waiting for the TaskSchedule's next tick (it fires at every full minute)")
+        wait(schedule_fired, runner, 75, every=15)
+        for line in kubectl("-n", NAMESPACE, "get", "taskschedules").splitlines():
+            print(f"    {line}", flush=True)
+        say("the TaskSchedule enqueued its sweep (LAST: since its latest tick)")
     finally:
         runner.stop()
         operator.stop()

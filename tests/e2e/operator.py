@@ -29,6 +29,7 @@ def install_crds(kubeconfig: Path) -> None:
         "crd/taskqueues.taskq.dev",
         "crd/workerpools.taskq.dev",
         "crd/taskqapikeys.taskq.dev",
+        "crd/taskschedules.taskq.dev",
         kubeconfig=kubeconfig,
     )
 

@@ -41,7 +41,7 @@ from tests.e2e.operator import Operator, condition, get, wait_for
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "taskq"
 # The CRDs of the chart, by plural
-PLURALS = ("taskqueues", "workerpools", "taskqapikeys")
+PLURALS = ("taskqueues", "workerpools", "taskqapikeys", "taskschedules")
 ALL_FEATURES = CHART / "ci" / "all-features-values.yaml"
 Doc = dict[str, Any]
 
@@ -939,6 +939,8 @@ def test_install_upgrade_uninstall_on_the_cluster(
             ("watch", "taskqapikeys.taskq.dev", ns),
             ("patch", "taskqapikeys.taskq.dev/status", ns),
             ("update", "taskqapikeys.taskq.dev/finalizers", ns),
+            ("watch", "taskschedules.taskq.dev", ns),
+            ("patch", "taskschedules.taskq.dev/status", ns),
             ("get", "deployments.apps", ns),
             ("patch", "deployments.apps", ns),
             ("create", "deployments.apps", ns),

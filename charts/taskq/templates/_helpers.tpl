@@ -136,10 +136,11 @@ granted by one Role per namespace. Empty list (all namespaces) or a glob: a Clus
 
 {{/*
 What the operator does in the namespaces it watches (docs/helm.md explains every rule):
-- taskqueues, workerpools, taskqapikeys: kopf lists and watches them, patches its finalizer and
-  bookkeeping annotations onto them; WorkerPools read their TaskQueues (get).
-- taskqueues/status, workerpools/status, taskqapikeys/status: the operator writes status through
-  the subresource.
+- taskqueues, workerpools, taskqapikeys, taskschedules: kopf lists and watches them, patches its
+  finalizer and bookkeeping annotations onto them; WorkerPools and TaskSchedules read their
+  TaskQueues (get).
+- taskqueues/status, workerpools/status, taskqapikeys/status, taskschedules/status: the operator
+  writes status through the subresource.
 - workerpools/finalizers, taskqapikeys/finalizers update: a pool's Deployment and DSN Secret, and
   a key's Secret, carry an ownerReference with blockOwnerDeletion, which clusters enforcing
   OwnerReferencesPermissionEnforcement allow only to who may update the owner's finalizers.
@@ -155,10 +156,10 @@ What the operator does in the namespaces it watches (docs/helm.md explains every
 */}}
 {{- define "taskq.namespacedRules" -}}
 - apiGroups: ["taskq.dev"]
-  resources: ["taskqueues", "workerpools", "taskqapikeys"]
+  resources: ["taskqueues", "workerpools", "taskqapikeys", "taskschedules"]
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["taskq.dev"]
-  resources: ["taskqueues/status", "workerpools/status", "taskqapikeys/status"]
+  resources: ["taskqueues/status", "workerpools/status", "taskqapikeys/status", "taskschedules/status"]
   verbs: ["get", "patch"]
 - apiGroups: ["taskq.dev"]
   resources: ["workerpools/finalizers", "taskqapikeys/finalizers"]

@@ -25,6 +25,8 @@ from taskq_operator.api import (
     TaskqApiKeyStatus,
     TaskQueueSpec,
     TaskQueueStatus,
+    TaskScheduleSpec,
+    TaskScheduleStatus,
     WorkerPoolSpec,
     WorkerPoolStatus,
 )
@@ -237,6 +239,36 @@ def api_key_crd() -> dict[str, Any]:
     )
 
 
+def task_schedule_crd() -> dict[str, Any]:
+    schema = _root_schema(
+        TaskScheduleSpec,
+        TaskScheduleStatus,
+        description="A recurring task: enqueued into a TaskQueue of this namespace on a cron "
+        "schedule, one task per tick whoever runs the scheduler.",
+        spec_required=True,
+    )
+    columns = [
+        _column("Schedule", ".spec.schedule", "string", "Cron expression."),
+        _column("Timezone", ".spec.timeZone", "string", "IANA time zone it is read in."),
+        _column("Suspend", ".spec.suspend", "boolean", "Whether ticks are skipped."),
+        _column("Last", ".status.lastScheduleTime", "date", "Since the latest tick enqueued."),
+        _column("Next", ".status.nextScheduleTime", "string", "The next tick."),
+        _column("Last-State", ".status.lastTaskState", "string", "The latest task's state."),
+        _AGE,
+        _column("Queue", ".spec.queue", "string", "The TaskQueue it enqueues into.", priority=1),
+        _column("Task", ".spec.taskName", "string", "The task's name.", priority=1),
+        _column("Ready", _READY, "string", "Whether it is declared and enqueueing.", priority=1),
+    ]
+    return _crd(
+        kind="TaskSchedule",
+        plural="taskschedules",
+        short_name="ts",
+        schema=schema,
+        columns=columns,
+        subresources={"status": {}},
+    )
+
+
 def render(crd: dict[str, Any]) -> str:
     return HEADER + yaml.safe_dump(crd, sort_keys=False, width=100, allow_unicode=True)
 
@@ -245,7 +277,7 @@ def rendered() -> dict[str, str]:
     """File name -> content, as in crds/."""
     return {
         f"{crd['spec']['group']}_{crd['spec']['names']['plural']}.yaml": render(crd)
-        for crd in (task_queue_crd(), worker_pool_crd(), api_key_crd())
+        for crd in (task_queue_crd(), worker_pool_crd(), api_key_crd(), task_schedule_crd())
     }
 
 

@@ -25,6 +25,8 @@ from taskq_operator.api import (
     TaskqApiKeyStatus,
     TaskQueueSpec,
     TaskQueueStatus,
+    TaskScheduleSpec,
+    TaskScheduleStatus,
     WorkerPoolSpec,
     WorkerPoolStatus,
 )
@@ -38,12 +40,20 @@ from taskq_operator.reconcile.apikey import (
 from taskq_operator.reconcile.context import (
     ApiKeyContext,
     Context,
+    ScheduleContext,
     TaskQueueContext,
     WorkerPoolContext,
 )
 from taskq_operator.reconcile.ports import Emit, NoDatabaseError
-from taskq_operator.reconcile.runtime import KeyMemory, PoolMemory, QueueMemory, Runtime
+from taskq_operator.reconcile.runtime import (
+    KeyMemory,
+    PoolMemory,
+    QueueMemory,
+    Runtime,
+    ScheduleMemory,
+)
 from taskq_operator.reconcile.taskqueue import delete_taskqueue, reconcile_taskqueue
+from taskq_operator.reconcile.taskschedule import delete_schedule, reconcile_schedule
 from taskq_operator.reconcile.workerpool import reconcile_workerpool
 
 log = logging.getLogger("taskq_operator")
@@ -106,6 +116,15 @@ def _key_next_pass(ctx: ApiKeyContext, status: TaskqApiKeyStatus) -> float | Non
     return ctx.ports.settings.key_interval if settled else None
 
 
+def _schedule_next_pass(ctx: ScheduleContext, status: TaskScheduleStatus) -> float | None:
+    ready = any(c.type == "Ready" and c.status == "True" for c in status.conditions)
+    return ctx.ports.settings.status_interval if ready else None
+
+
+async def _delete_schedule(ctx: ScheduleContext) -> None:
+    await delete_schedule(ctx.ports, ctx.namespace, ctx.name, ctx.spec, ctx.status)
+
+
 async def _drop_queue(ctx: TaskQueueContext) -> None:
     await delete_taskqueue(ctx.ports, ctx.namespace, ctx.name, ctx.spec)
 
@@ -115,7 +134,8 @@ async def _revoke_key(ctx: ApiKeyContext) -> None:
 
 
 def _no_metrics(_metrics: OperatorMetrics, _namespace: str, _name: str) -> None:
-    """A TaskqApiKey has no series of its own (its errors are counted by kind and reason)."""
+    """TaskqApiKeys and TaskSchedules have no series of their own (their errors are counted
+    by kind and reason, ticks by the scheduler)."""
 
 
 TASKQUEUES = Kind(
@@ -154,7 +174,19 @@ APIKEYS = Kind(
     finish_deletion=_revoke_key,
     forget=_no_metrics,
 )
-KINDS: tuple[Kind[Any, Any, Any], ...] = (TASKQUEUES, WORKERPOOLS, APIKEYS)
+TASKSCHEDULES = Kind(
+    name="TaskSchedule",
+    plural="taskschedules",
+    spec_model=TaskScheduleSpec,
+    status_model=TaskScheduleStatus,
+    memories=lambda runtime: runtime.schedules,
+    new_memory=ScheduleMemory,
+    reconcile=reconcile_schedule,
+    next_pass=_schedule_next_pass,
+    finish_deletion=_delete_schedule,
+    forget=_no_metrics,
+)
+KINDS: tuple[Kind[Any, Any, Any], ...] = (TASKQUEUES, WORKERPOOLS, APIKEYS, TASKSCHEDULES)
 
 
 def wake(runtime: Runtime, kind: Kind[Any, Any, Any], uid: str) -> None:
@@ -227,6 +259,21 @@ async def taskqueue_deleted(runtime: Runtime, body: kopf.Body) -> None:
     if dropped:
         message = f"queue {namespace}/{name} and its tasks dropped (Delete policy)"
         _emitter(body)("Normal", "Dropped", message)
+
+
+async def schedule_deleted(runtime: Runtime, body: kopf.Body) -> None:
+    """kopf's deletion handler of a TaskSchedule: remove it from its database, so it fires no
+    more."""
+    namespace, name = _namespace(body), body.meta.name
+    spec = TaskScheduleSpec.model_validate(dict(body.spec))
+    status = _parse_status(TaskScheduleStatus, body.get("status"))
+    try:
+        deleted = await delete_schedule(runtime.ports, namespace, name, spec, status)
+    except (TaskqError, NotFoundError, NoDatabaseError) as error:
+        # kopf keeps the finalizer and retries: the schedule never fires on behind our back
+        raise kopf.TemporaryError(f"cannot remove the schedule yet: {error}", delay=5) from error
+    if deleted:
+        _emitter(body)("Normal", "Deleted", f"schedule {namespace}/{name} removed")
 
 
 async def api_key_deleted(runtime: Runtime, body: kopf.Body) -> None:

@@ -21,8 +21,10 @@ from taskq.client import Client, create_pool
 from taskq.maintenance.ports import MaintenanceMetrics
 from taskq.maintenance.runner import MaintenanceRunner, default_services
 from taskq.models import QueueInfo, QueueSettings, QueueStats
+from taskq.schedules import ScheduleSpec
 from taskq.store import keys as key_store
 from taskq.store import queues as queue_store
+from taskq.store import schedules as schedule_store
 from taskq.store.dberrors import translated
 from taskq.store.maintenance import MaintenanceStore
 from taskq.store.notifications import Listener
@@ -99,6 +101,28 @@ class KeyDatabase:
         return await key_store.revoke_declared(self._pool, declared_by)
 
 
+class ScheduleDatabase:
+    """The schedules of one database, as the TaskSchedule reconciler uses them
+    (reconcile.ports)."""
+
+    def __init__(self, client: Client) -> None:
+        self._pool = client.pool
+
+    async def put_schedule(
+        self, namespace: str, name: str, spec: ScheduleSpec
+    ) -> schedule_store.ScheduleInfo:
+        return await schedule_store.put_schedule(self._pool, namespace, name, spec)
+
+    async def get_schedule(self, namespace: str, name: str) -> schedule_store.ScheduleInfo | None:
+        return await schedule_store.get_schedule(self._pool, namespace, name)
+
+    async def delete_schedule(self, namespace: str, name: str) -> bool:
+        return await schedule_store.delete_schedule(self._pool, namespace, name)
+
+    async def task_state(self, task_id: int) -> str | None:
+        return await schedule_store.task_state(self._pool, task_id)
+
+
 class Databases:
     def __init__(
         self, idle_close_s: float = IDLE_CLOSE_SECONDS, maintenance: Maintenance | None = None
@@ -159,6 +183,10 @@ class Databases:
     async def keys(self, dsn: str) -> KeyDatabase:
         """client(dsn)'s API keys, as the TaskqApiKey reconciler uses them."""
         return KeyDatabase(await self.client(dsn))
+
+    async def schedules(self, dsn: str) -> ScheduleDatabase:
+        """client(dsn)'s schedules, as the TaskSchedule reconciler uses them."""
+        return ScheduleDatabase(await self.client(dsn))
 
     async def _prune_forever(self) -> None:
         while True:

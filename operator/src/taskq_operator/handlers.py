@@ -44,6 +44,12 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         await daemons.taskqueue_deleted(runtime, body)
 
     @kopf.on.delete(
+        GROUP, VERSION, "taskschedules", registry=registry, backoff=2.0, id="taskschedule_deleted"
+    )
+    async def taskschedule_deleted(body: kopf.Body, **_: Any) -> None:
+        await daemons.schedule_deleted(runtime, body)
+
+    @kopf.on.delete(
         GROUP, VERSION, "taskqapikeys", registry=registry, backoff=2.0, id="taskqapikey_deleted"
     )
     async def taskqapikey_deleted(body: kopf.Body, **_: Any) -> None:

@@ -98,7 +98,10 @@ def _convert(node: Schema, definitions: dict[str, Schema], *, defaults: bool) ->
             # False: unknown fields are pruned by the API server anyway.
         else:
             out[key] = value
-    if "type" not in out and not out.get("x-kubernetes-int-or-string"):
+    untyped = out.get("x-kubernetes-int-or-string") or out.get(
+        "x-kubernetes-preserve-unknown-fields"
+    )
+    if "type" not in out and not untyped:
         raise UnsupportedSchemaError(f"a node without a type: {node}")
     _settle_default(out, defaults=defaults)
     return _ordered(out, _KEY_ORDER)

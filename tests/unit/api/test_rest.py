@@ -115,6 +115,17 @@ def test_a_schedules_body_is_taskqs_spec_with_its_defaults() -> None:
     assert ScheduleSpec.model_validate(body.model_dump()) == ScheduleSpec.model_validate(fields)
 
 
+def test_a_schedules_body_has_taskqs_bounds() -> None:
+    """The body repeats ScheduleSpec's bounds for the OpenAPI document (docs/bounds.md states
+    them once for both): only the descriptions may differ."""
+    def bounds(schema: dict[str, Any]) -> dict[str, Any]:
+        return {name: {k: v for k, v in field.items() if k != "description"}
+                for name, field in schema["properties"].items()}
+
+    assert bounds(ScheduleSubmission.model_json_schema()) == bounds(
+        ScheduleSpec.model_json_schema())
+
+
 @pytest.mark.parametrize("fields", [
     {"priority": "7"}, {"priority": True}, {"suspend": 1}, {"max_missed_runs": 1.0},
     {"starting_deadline_seconds": "60"}, {"cron": 5}, {"concurrency_policy": "allow"},

@@ -18,7 +18,9 @@ from taskq import auth
 from taskq.auth import ApiKey, Grants
 from taskq.errors import ApiKeyConflictError, TaskqError, UnknownQueueError
 from taskq.models import QueueInfo, QueueSettings, QueueStats
+from taskq.schedules import ScheduleSpec, next_tick
 from taskq.store.keys import DeclaredKey, declared_name
+from taskq.store.schedules import ScheduleInfo
 from taskq_operator.k8s import (
     DeploymentState,
     FieldError,
@@ -263,10 +265,51 @@ class FakeKeyDatabase:
         return self.revoke(declared_by)
 
 
+class FakeScheduleDatabase:
+    """Schedules as taskq.store.schedules keeps them; `now` is the database's clock."""
+
+    def __init__(self) -> None:
+        self.now = NOW
+        self.schedules: dict[tuple[str, str], ScheduleInfo] = {}
+        self.task_states: dict[int, str] = {}
+        self.puts = 0
+
+    async def put_schedule(self, namespace: str, name: str, spec: ScheduleSpec) -> ScheduleInfo:
+        self.puts += 1
+        old = self.schedules.get((namespace, name))
+        moved = old is None or (old.spec.cron, old.spec.time_zone) != (spec.cron, spec.time_zone)
+        info = ScheduleInfo(
+            namespace=namespace,
+            name=name,
+            spec=spec,
+            next_run_at=next_tick(spec.cron, spec.time_zone, self.now)
+            if moved or old is None
+            else old.next_run_at,
+            last_schedule_time=old.last_schedule_time if old else None,
+            last_task_id=old.last_task_id if old else None,
+            last_skipped_time=None,
+            last_skipped_reason=None,
+            last_error=old.last_error if old else None,
+            created_at=old.created_at if old else self.now,
+        )
+        self.schedules[namespace, name] = info
+        return info
+
+    async def get_schedule(self, namespace: str, name: str) -> ScheduleInfo | None:
+        return self.schedules.get((namespace, name))
+
+    async def delete_schedule(self, namespace: str, name: str) -> bool:
+        return self.schedules.pop((namespace, name), None) is not None
+
+    async def task_state(self, task_id: int) -> str | None:
+        return self.task_states.get(task_id)
+
+
 class FakeDatabases:
     def __init__(self) -> None:
         self.databases: dict[str, FakeQueueDatabase] = {}
         self.key_databases: dict[str, FakeKeyDatabase] = {}
+        self.schedule_databases: dict[str, FakeScheduleDatabase] = {}
         self.errors: dict[str, TaskqError] = {}
         """By DSN: raised when the database is opened (unreachable, a schema conflict)."""
         self.subscriptions: dict[tuple[str, int], dict[object, Callable[[], None]]] = {}
@@ -289,6 +332,14 @@ class FakeDatabases:
         if dsn in self.errors:
             raise self.errors[dsn]
         return self.key_database(dsn)
+
+    def schedule_database(self, dsn: str) -> FakeScheduleDatabase:
+        return self.schedule_databases.setdefault(dsn, FakeScheduleDatabase())
+
+    async def schedules(self, dsn: str) -> FakeScheduleDatabase:
+        if dsn in self.errors:
+            raise self.errors[dsn]
+        return self.schedule_database(dsn)
 
 
 class Events:

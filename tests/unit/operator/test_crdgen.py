@@ -18,8 +18,9 @@ CRDS = {
     "TaskQueue": crdgen.task_queue_crd(),
     "WorkerPool": crdgen.worker_pool_crd(),
     "TaskqApiKey": crdgen.api_key_crd(),
+    "TaskSchedule": crdgen.task_schedule_crd(),
 }
-SHORT_NAMES = {"TaskQueue": "tq", "WorkerPool": "wp", "TaskqApiKey": "tqkey"}
+SHORT_NAMES = {"TaskQueue": "tq", "WorkerPool": "wp", "TaskqApiKey": "tqkey", "TaskSchedule": "ts"}
 
 
 def version(kind: str) -> dict[str, Any]:
@@ -78,6 +79,7 @@ def test_check_mode_reports_stale_files(tmp_path: Path, capsys: pytest.CaptureFi
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "taskq.dev_taskqapikeys.yaml",
         "taskq.dev_taskqueues.yaml",
+        "taskq.dev_taskschedules.yaml",
         "taskq.dev_workerpools.yaml",
     ]
     assert crdgen.main(["--check", "--out", str(tmp_path)]) == 0
@@ -97,7 +99,10 @@ def test_schemas_are_structural(kind: str) -> None:
     for path, node in nodes(root(kind)):
         for keyword in ("$ref", "$defs", "anyOf", "oneOf", "allOf", "not", "title", "nullable"):
             assert keyword not in node, f"{kind}{path} has {keyword}"
-        assert "type" in node or node.get("x-kubernetes-int-or-string"), f"{kind}{path}"
+        untyped = node.get("x-kubernetes-int-or-string") or node.get(
+            "x-kubernetes-preserve-unknown-fields"
+        )
+        assert "type" in node or untyped, f"{kind}{path}"
         assert not ("properties" in node and "additionalProperties" in node), f"{kind}{path}"
         for bound in ("exclusiveMinimum", "exclusiveMaximum"):
             assert node.get(bound, True) is True, f"{kind}{path}: OpenAPI v3.0 wants a flag"
@@ -259,10 +264,13 @@ def test_cross_field_rules() -> None:
     [replicas] = rules("WorkerPool", ".spec")
     assert "External" in replicas["rule"]
     assert replicas["fieldPath"] == ".replicas"
-    [reserved] = rules("WorkerPool", ".spec.env")
-    assert "'TASKQ_DSN'" in reserved["rule"]
-    [one_value] = at(root("WorkerPool"), ".spec.env")["items"]["x-kubernetes-validations"]
+    # per entry: the API server names the entry (spec.env[1]) and the variable set
+    [one_value, reserved] = at(root("WorkerPool"), ".spec.env")["items"][
+        "x-kubernetes-validations"
+    ]
     assert one_value["rule"] == "!has(self.value) || !has(self.valueFrom)"
+    assert "'TASKQ_DSN'" in reserved["rule"]
+    assert reserved["messageExpression"].startswith("'env must not set ' + self.name")
     [one_source] = at(root("WorkerPool"), ".spec.envFrom")["items"]["x-kubernetes-validations"]
     assert one_source["rule"] == "has(self.configMapRef) != has(self.secretRef)"
 

@@ -23,6 +23,7 @@ from taskq_operator.api.taskqueue import (
     TaskQueueStatus,
     Throughput,
 )
+from taskq_operator.api.taskschedule import TaskScheduleSpec, TaskScheduleStatus
 from taskq_operator.api.workerpool import (
     OPERATOR_ENV,
     OPERATOR_SETTINGS,
@@ -57,6 +58,8 @@ __all__ = [
     "TaskCounts",
     "TaskQueueSpec",
     "TaskQueueStatus",
+    "TaskScheduleSpec",
+    "TaskScheduleStatus",
     "TaskqApiKeySpec",
     "TaskqApiKeyStatus",
     "Throughput",

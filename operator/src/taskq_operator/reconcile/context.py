@@ -15,12 +15,14 @@ from taskq_operator.api import (
     TaskqApiKeyStatus,
     TaskQueueSpec,
     TaskQueueStatus,
+    TaskScheduleSpec,
+    TaskScheduleStatus,
     WorkerPoolSpec,
     WorkerPoolStatus,
     set_condition,
 )
 from taskq_operator.reconcile.ports import Emit, Ports
-from taskq_operator.reconcile.runtime import KeyMemory, PoolMemory, QueueMemory
+from taskq_operator.reconcile.runtime import KeyMemory, PoolMemory, QueueMemory, ScheduleMemory
 
 log = logging.getLogger("taskq_operator.reconcile")
 
@@ -48,6 +50,7 @@ class Context(Generic[SpecT, StatusT, MemoryT]):
 TaskQueueContext = Context[TaskQueueSpec, TaskQueueStatus, QueueMemory]
 WorkerPoolContext = Context[WorkerPoolSpec, WorkerPoolStatus, PoolMemory]
 ApiKeyContext = Context[TaskqApiKeySpec, TaskqApiKeyStatus, KeyMemory]
+ScheduleContext = Context[TaskScheduleSpec, TaskScheduleStatus, ScheduleMemory]
 
 
 class Conditioned(Protocol):

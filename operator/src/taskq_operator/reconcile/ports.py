@@ -9,7 +9,9 @@ from typing import Protocol
 
 from taskq.auth import ApiKey, Grants
 from taskq.models import QueueInfo, QueueSettings, QueueStats
+from taskq.schedules import ScheduleSpec
 from taskq.store.keys import DeclaredKey
+from taskq.store.schedules import ScheduleInfo
 from taskq_operator.k8s import DeploymentState, Manifest, SecretState
 from taskq_operator.metrics import OperatorMetrics
 from taskq_operator.settings import OperatorSettings
@@ -72,6 +74,20 @@ class KeyDatabase(Protocol):
     async def revoke_declared(self, declared_by: str) -> ApiKey | None: ...
 
 
+class ScheduleDatabase(Protocol):
+    """The schedules of one database (taskq.store.schedules); failures are raised as TaskqError
+    subclasses."""
+
+    async def put_schedule(self, namespace: str, name: str, spec: ScheduleSpec) -> ScheduleInfo:
+        ...
+
+    async def get_schedule(self, namespace: str, name: str) -> ScheduleInfo | None: ...
+
+    async def delete_schedule(self, namespace: str, name: str) -> bool: ...
+
+    async def task_state(self, task_id: int) -> str | None: ...
+
+
 class Databases(Protocol):
     async def database(self, dsn: str) -> QueueDatabase:
         """The database, its schema migrated; DatabaseUnavailableError if unreachable."""
@@ -79,6 +95,11 @@ class Databases(Protocol):
 
     async def keys(self, dsn: str) -> KeyDatabase:
         """The database's API keys, its schema migrated; DatabaseUnavailableError if
+        unreachable."""
+        ...
+
+    async def schedules(self, dsn: str) -> ScheduleDatabase:
+        """The database's schedules, its schema migrated; DatabaseUnavailableError if
         unreachable."""
         ...
 

@@ -42,6 +42,12 @@ class QueueMemory:
 
 
 @dataclass
+class ScheduleMemory:
+    declared_generation: int | None = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
 class KeyMemory:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     # kopf runs the deletion handler while the daemon may still be in a pass: the lock keeps
@@ -59,6 +65,7 @@ class Runtime:
     pools: dict[str, PoolMemory] = field(default_factory=dict)  # by WorkerPool uid
     queues: dict[str, QueueMemory] = field(default_factory=dict)  # by TaskQueue uid
     keys: dict[str, KeyMemory] = field(default_factory=dict)  # by TaskqApiKey uid
+    schedules: dict[str, ScheduleMemory] = field(default_factory=dict)  # by TaskSchedule uid
 
     @cached_property
     def ports(self) -> Ports:

@@ -169,6 +169,13 @@ async def delete_schedule(db: Executor, namespace: str, name: str) -> bool:
     return deleted is not None
 
 
+async def task_state(db: Executor, task_id: int) -> str | None:
+    """The state of a schedule's last task; None once it was purged."""
+    with translated():
+        state: str | None = await db.fetchval(query("task_state"), task_id)
+    return state
+
+
 async def fire_due(conn: Connection, now: datetime, limit: int = 100) -> list[Fired]:
     """Run the ticks due at `now` of up to `limit` schedules, each in its own transaction
     under its row lock (a schedule another scheduler holds is skipped: it is being fired)."""
@@ -188,7 +195,7 @@ async def _fire(conn: Connection, schedule_id: int, info: ScheduleInfo, now: dat
     spec = info.spec
     unfinished = False
     if info.last_task_id is not None and spec.concurrency_policy is not ConcurrencyPolicy.ALLOW:
-        unfinished = await conn.fetchval(query("task_state"), info.last_task_id) in UNFINISHED
+        unfinished = await task_state(conn, info.last_task_id) in UNFINISHED
     todo = plan(spec, info.next_run_at, now, unfinished)
     queue = f"{info.namespace}/{spec.queue}"
     requests = [

@@ -3,23 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
 
 import asyncpg
 
+from taskq import tracing
 from taskq.client import create_pool, no_session_reset
 from taskq.worker.app import load_registry
 from taskq.worker.http import HealthServer
 from taskq.worker.logs import setup_logging
-from taskq.worker.loop import WORKER_SESSION, Worker
+from taskq.worker.loop import WORKER_SESSION, Worker, shutdown_bound
 from taskq.worker.metrics import WorkerMetrics
 from taskq.worker.settings import WorkerSettings, new_worker_id
+from taskq.worker.stopping import ExitDeadline
 
 log = logging.getLogger("taskq.worker")
 
-
+# After the worker itself stopped: time for the pool, asyncio's teardown and the interpreter's
+# exit (it joins handler threads, which a sync handler that never returns would hold for ever).
+EXIT_MARGIN = 5.0  # seconds
+# The last spans' flush takes part of that margin, so the exit stays within it.
+TRACES_FLUSH_SECONDS = 2.0
 
 
 # A worker allocates a few dozen short-lived objects per task. At CPython's default threshold
@@ -48,23 +55,52 @@ async def worker_pool(dsn: str, deadline: float = 10.0) -> asyncpg.Pool:
     )
 
 
-async def run_worker(settings: WorkerSettings) -> None:
+async def run_worker(settings: WorkerSettings, exit_deadline: ExitDeadline | None = None) -> None:
+    """Run a worker until SIGTERM or SIGINT. With `exit_deadline` (the `taskq worker` process),
+    the process ends by `shutdown_bound` after the signal, and soon after the worker stopped,
+    whatever is left running."""
     setup_logging(settings.log_level)
+    tracing.configure_from_env("taskq-worker")
     registry = load_registry(settings.app)
     tune_gc()
     pool = await worker_pool(settings.dsn.get_secret_value(), settings.db_deadline)
     metrics = WorkerMetrics()
     worker = Worker(pool, registry, settings, new_worker_id(settings.pod_uid), metrics)
     stop = asyncio.Event()
+
+    def on_signal() -> None:
+        stop.set()
+        if exit_deadline is not None:
+            bound = shutdown_bound(settings) + EXIT_MARGIN
+            exit_deadline.arm(bound, 1, "the signal to stop")
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     server = HealthServer(metrics.registry, worker.health_problem, worker.is_ready)
+    status = 1
     try:
         if settings.metrics_port:
             port = await server.start(settings.metrics_host, settings.metrics_port)
             log.info("serving /metrics, /healthz, /readyz on %s:%d", settings.metrics_host, port)
         await worker.run(stop)
+        status = 0
     finally:
+        if exit_deadline is not None:
+            # what follows may wait on what the worker left behind: bounded, with its status
+            exit_deadline.arm(EXIT_MARGIN, status, "the worker stopped")
         await server.stop()
-        await pool.close()
+        await close_pool(pool, settings.db_deadline)
+        # the last spans, within a bound: an unreachable collector must not hold the exit
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.to_thread(tracing.shutdown), TRACES_FLUSH_SECONDS)
+
+
+async def close_pool(pool: asyncpg.Pool, seconds: float) -> None:
+    """Close gracefully if every connection comes back in time, else drop them (asyncpg's
+    close waits for each connection to be released, without limit)."""
+    try:
+        await asyncio.wait_for(pool.close(), seconds)
+    except TimeoutError:
+        log.warning("the pool did not close within %.0fs; dropping its connections", seconds)
+        pool.terminate()
