@@ -146,6 +146,12 @@ def test_the_openapi_document_covers_every_endpoint_and_error(openapi: OpenApiCh
         ("POST", "/v1/queues/{namespace}/{name}/pause"),
         ("POST", "/v1/queues/{namespace}/{name}/resume"),
         ("POST", "/v1/queues/{namespace}/{name}/dead:replay"),
+        ("GET", "/v1/schedules"),
+        ("GET", "/v1/schedules/{namespace}/{name}"),
+        ("PUT", "/v1/schedules/{namespace}/{name}"),
+        ("DELETE", "/v1/schedules/{namespace}/{name}"),
+        ("POST", "/v1/schedules/{namespace}/{name}:suspend"),
+        ("POST", "/v1/schedules/{namespace}/{name}:resume"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
     }

@@ -182,6 +182,8 @@ async def test_rest_and_grpc_reach_the_same_service_operations(
     await finish(pool, claimed, "failed")
     task = await client.enqueue(queue.full_name, "t")
     where: dict[str, Any] = {"namespace": queue.namespace, "name": queue.name}
+    named: dict[str, Any] = {"namespace": queue.namespace, "name": "nightly"}
+    schedule = f"/v1/schedules/{queue.namespace}/nightly"
     service = RecordingService(Client(pool), PgKeyStore(pool), max_wait=5)
 
     async with running_api(dsn, service) as api, \
@@ -222,6 +224,19 @@ async def test_rest_and_grpc_reach_the_same_service_operations(
              lambda: stub.ReplayDead(pb.ReplayDeadRequest(**where, all=True), metadata=key)),
             (lambda: http.post(f"/v1/tasks/{task.id}/cancel"),
              lambda: stub.CancelTask(pb.CancelTaskRequest(task_id=task.id), metadata=key)),
+            (lambda: http.put(schedule, json={"queue": "q", "task_name": "t", "cron": "@daily"}),
+             lambda: stub.PutSchedule(pb.PutScheduleRequest(**named, spec=pb.ScheduleSpec(
+                 queue="q", task_name="t", cron="@daily")), metadata=key)),
+            (lambda: http.get(schedule),
+             lambda: stub.GetSchedule(pb.GetScheduleRequest(**named), metadata=key)),
+            (lambda: http.get("/v1/schedules"),
+             lambda: stub.ListSchedules(pb.ListSchedulesRequest(), metadata=key)),
+            (lambda: http.post(f"{schedule}:suspend"),
+             lambda: stub.SuspendSchedule(pb.SuspendScheduleRequest(**named), metadata=key)),
+            (lambda: http.post(f"{schedule}:resume"),
+             lambda: stub.ResumeSchedule(pb.ResumeScheduleRequest(**named), metadata=key)),
+            (lambda: http.delete(schedule),
+             lambda: stub.DeleteSchedule(pb.DeleteScheduleRequest(**named), metadata=key)),
         ]
         reached: list[str] = []
         for rest, rpc in pairs:

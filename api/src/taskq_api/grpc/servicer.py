@@ -130,6 +130,55 @@ class TaskqServicer(pb_grpc.TaskqServiceServicer):
             async for details in changes:
                 yield messages.task(details)
 
+    async def ListSchedules(
+        self, request: pb.ListSchedulesRequest, context: Context
+    ) -> pb.ListSchedulesResponse:
+        key = await self._key(context)
+        found = await self._service.schedules(key, request.namespace or None)
+        return pb.ListSchedulesResponse(schedules=[messages.schedule(s) for s in found])
+
+    async def GetSchedule(self, request: pb.GetScheduleRequest, context: Context) -> pb.Schedule:
+        key = await self._key(context)
+        return messages.schedule(
+            await self._service.schedule(key, request.namespace, request.name)
+        )
+
+    async def PutSchedule(
+        self, request: pb.PutScheduleRequest, context: Context
+    ) -> pb.PutScheduleResponse:
+        key = await self._key(context)
+        try:
+            fields = messages.schedule_fields(request.spec)
+            put = await self._service.put_schedule(key, request.namespace, request.name, fields)
+        except InvalidArgumentError as error:
+            raise messages.schedule_error(error) from None
+        return pb.PutScheduleResponse(
+            schedule=messages.schedule(put.schedule), created=put.created
+        )
+
+    async def DeleteSchedule(
+        self, request: pb.DeleteScheduleRequest, context: Context
+    ) -> pb.DeleteScheduleResponse:
+        key = await self._key(context)
+        await self._service.delete_schedule(key, request.namespace, request.name)
+        return pb.DeleteScheduleResponse()
+
+    async def SuspendSchedule(
+        self, request: pb.SuspendScheduleRequest, context: Context
+    ) -> pb.Schedule:
+        key = await self._key(context)
+        return messages.schedule(await self._service.set_schedule_suspended(
+            key, request.namespace, request.name, suspend=True
+        ))
+
+    async def ResumeSchedule(
+        self, request: pb.ResumeScheduleRequest, context: Context
+    ) -> pb.Schedule:
+        key = await self._key(context)
+        return messages.schedule(await self._service.set_schedule_suspended(
+            key, request.namespace, request.name, suspend=False
+        ))
+
     async def _key(self, context: Context) -> ApiKey:
         key = await self._service.authenticate(_bearer(context))
         current_call().key_prefix = key.prefix

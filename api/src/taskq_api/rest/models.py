@@ -21,6 +21,7 @@ from pydantic import (
 
 from taskq.errors import InvalidArgumentError
 from taskq.models import (
+    MAX_DELAY_SECONDS,
     MAX_IDEMPOTENCY_KEY,
     MAX_TASK_NAME,
     Priority,
@@ -28,7 +29,9 @@ from taskq.models import (
     TaskRequest,
     resolve_priority,
 )
-from taskq_api.service import MAX_BATCH, MAX_CORRELATION_ID, delay_until
+from taskq.names import LABEL_PATTERN
+from taskq.schedules import MAX_MISSED_RUNS, ConcurrencyPolicy
+from taskq_api.service import MAX_BATCH, MAX_CORRELATION_ID, ScheduleView, delay_until
 
 _LEVELS = [level.name.lower() for level in Priority]
 
@@ -162,6 +165,48 @@ class QueueList(BaseModel):
     queues: list[QueueInfo]
 
 
+class ScheduleSubmission(_Request):
+    """What a schedule enqueues, and when: taskq's ScheduleSpec, field for field. The service
+    validates it with ScheduleSpec (the cron expression, the time zone), so REST and gRPC say
+    the same; fields left out take these defaults."""
+
+    queue: Annotated[str, Field(strict=True, min_length=1, max_length=63, pattern=LABEL_PATTERN)]
+    """The queue's name, in the schedule's namespace. It need not exist yet: a tick without it
+    is recorded in last_error, and stays due."""
+    task_name: Annotated[str, Field(strict=True, min_length=1, max_length=MAX_TASK_NAME)]
+    """The name the handler is registered under."""
+    payload: Any = Field(default_factory=dict)
+    """Each task's payload, any JSON value."""
+    priority: Annotated[int, Field(strict=True, ge=0, le=100)] = 50
+    """0..100, higher runs first."""
+    cron: Annotated[str, Field(strict=True, min_length=1, max_length=200)]
+    """Five fields, minute hour day-of-month month day-of-week (`*/15 * * * *`), or @hourly,
+    @daily, @midnight, @weekly, @monthly, @yearly or @annually."""
+    time_zone: Annotated[str, Field(strict=True, min_length=1, max_length=64)] = "UTC"
+    """The IANA time zone the cron expression is read in (Europe/Berlin); across DST as cron
+    does."""
+    suspend: Annotated[bool, Field(strict=True)] = False
+    """A suspended schedule enqueues nothing."""
+    concurrency_policy: ConcurrencyPolicy = ConcurrencyPolicy.ALLOW
+    """While the previous tick's task is unfinished: Allow (enqueue anyway), Forbid (skip the
+    tick) or Replace (cancel that task, then enqueue)."""
+    starting_deadline_seconds: (
+        Annotated[int, Field(strict=True, ge=1, le=int(MAX_DELAY_SECONDS))] | None
+    ) = None
+    """A tick not started within this many seconds of its time is skipped; null: none."""
+    max_missed_runs: Annotated[int, Field(strict=True, ge=0, le=MAX_MISSED_RUNS)] = 1
+    """When several ticks are due at once (the scheduler did not run for a while): how many
+    of the most recent to run; 0 none, 1 the last one."""
+
+    def fields(self) -> dict[str, Any]:
+        """The fields sent, for the service's ScheduleSpec (whose defaults are these)."""
+        return self.model_dump(exclude_unset=True)
+
+
+class ScheduleList(BaseModel):
+    schedules: list[ScheduleView]
+
+
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
 
@@ -175,6 +220,6 @@ class Readiness(BaseModel):
 # item of one) points into the body, any other names a parameter or nothing.
 BODY_FIELDS = frozenset(
     name
-    for model in (TaskSubmission, BatchSubmission, ReplayRequest)
+    for model in (TaskSubmission, BatchSubmission, ReplayRequest, ScheduleSubmission)
     for name in model.model_fields
 )

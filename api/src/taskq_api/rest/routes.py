@@ -21,6 +21,8 @@ from taskq_api.rest.models import (
     QueueList,
     ReplayOutcome,
     ReplayRequest,
+    ScheduleList,
+    ScheduleSubmission,
     TaskSubmission,
 )
 from taskq_api.rest.observe import OBSERVATION_SCOPE_KEY, Observation
@@ -32,6 +34,7 @@ from taskq_api.service import (
     ApiService,
     QueueDetails,
     RateLimitedError,
+    ScheduleView,
     TaskDetails,
     TaskPage,
 )
@@ -82,6 +85,16 @@ Namespace = Annotated[
 ]
 Name = Annotated[
     str, Path(description="The queue's name (a DNS label)", json_schema_extra=_LABEL_SCHEMA)
+]
+ScheduleNamespace = Annotated[
+    str,
+    Path(
+        description="The schedule's namespace (a DNS label), its queue's too",
+        json_schema_extra=_LABEL_SCHEMA,
+    ),
+]
+ScheduleName = Annotated[
+    str, Path(description="The schedule's name (a DNS label)", json_schema_extra=_LABEL_SCHEMA)
 ]
 _QUEUE_PATTERN = _LABEL.removesuffix("$") + "/" + _LABEL.removeprefix("^")
 TaskId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The task's id")]
@@ -347,6 +360,111 @@ async def replay_dead(
 ) -> ReplayOutcome:
     result = await service.replay_dead(key, namespace, name, replay.ids, every=replay.all)
     return ReplayOutcome(replayed=result.replayed, skipped=result.skipped)
+
+
+@router.get(
+    "/schedules",
+    response_model=ScheduleList,
+    summary="The schedules in the key's namespaces",
+    tags=["schedules"],
+    responses=responses(403),
+)
+async def list_schedules(
+    key: Key,
+    service: Service,
+    namespace: Annotated[
+        str | None,
+        Query(
+            description="Only this namespace's schedules (the key must reach it: else 403)",
+            json_schema_extra=_LABEL_SCHEMA,
+        ),
+    ] = None,
+) -> ScheduleList:
+    """By namespace and name. `spec.payload` is null (and payload_hidden true) for a viewer
+    key that does not read payloads."""
+    return ScheduleList(schedules=await service.schedules(key, namespace))
+
+
+@router.get(
+    "/schedules/{namespace}/{name}",
+    response_model=ScheduleView,
+    summary="A schedule, with what its scheduler last did",
+    tags=["schedules"],
+    responses=responses(403, 404),
+)
+async def get_schedule(
+    namespace: ScheduleNamespace, name: ScheduleName, key: Key, service: Service
+) -> ScheduleView:
+    return await service.schedule(key, namespace, name)
+
+
+@router.put(
+    "/schedules/{namespace}/{name}",
+    response_model=ScheduleView,
+    summary="Create or update a schedule",
+    tags=["schedules"],
+    responses={
+        201: {"model": ScheduleView, "description": "The schedule was created."},
+        **responses(400, 403, 413, 415),
+    },
+)
+async def put_schedule(
+    namespace: ScheduleNamespace,
+    name: ScheduleName,
+    spec: Annotated[ScheduleSubmission, Body()],
+    key: Key,
+    service: Service,
+    response: Response,
+) -> ScheduleView:
+    """200 updated, 201 created (with `Location`). An update keeps the next tick unless the
+    cron expression, the time zone or a resume moves it. A bad cron expression or time zone
+    is a 422 naming `#/cron` or `#/time_zone`."""
+    put = await service.put_schedule(key, namespace, name, spec.fields())
+    if put.created:
+        response.status_code = 201
+        response.headers["Location"] = f"/v1/schedules/{namespace}/{name}"
+    return put.schedule
+
+
+@router.delete(
+    "/schedules/{namespace}/{name}",
+    status_code=204,
+    summary="Delete a schedule",
+    tags=["schedules"],
+    responses=responses(403, 404),
+)
+async def delete_schedule(
+    namespace: ScheduleNamespace, name: ScheduleName, key: Key, service: Service
+) -> None:
+    """The tasks it already enqueued stay."""
+    await service.delete_schedule(key, namespace, name)
+
+
+@router.post(
+    "/schedules/{namespace}/{name}:suspend",
+    response_model=ScheduleView,
+    summary="Suspend a schedule: it enqueues nothing until resumed",
+    tags=["schedules"],
+    responses=responses(403, 404),
+)
+async def suspend_schedule(
+    namespace: ScheduleNamespace, name: ScheduleName, key: Key, service: Service
+) -> ScheduleView:
+    return await service.set_schedule_suspended(key, namespace, name, suspend=True)
+
+
+@router.post(
+    "/schedules/{namespace}/{name}:resume",
+    response_model=ScheduleView,
+    summary="Resume a schedule, from its next tick from now",
+    tags=["schedules"],
+    responses=responses(403, 404),
+)
+async def resume_schedule(
+    namespace: ScheduleNamespace, name: ScheduleName, key: Key, service: Service
+) -> ScheduleView:
+    """The ticks while it was suspended are not run."""
+    return await service.set_schedule_suspended(key, namespace, name, suspend=False)
 
 
 def _now() -> datetime:

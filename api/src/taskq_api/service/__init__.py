@@ -22,6 +22,7 @@ from taskq_api.service.operations import (
     Enqueued,
 )
 from taskq_api.service.ratelimit import RateLimiter
+from taskq_api.service.schedules import PutSchedule, ScheduleView
 from taskq_api.service.submissions import MAX_CORRELATION_ID, delay_until
 from taskq_api.service.views import QueueDetails, TaskDetails, TaskPage, TaskView
 from taskq_api.service.waiting import FINISHED_STATES
@@ -44,9 +45,11 @@ __all__ = [
     "Enqueued",
     "NotAuthenticatedError",
     "PermissionDeniedError",
+    "PutSchedule",
     "QueueDetails",
     "RateLimitedError",
     "RateLimiter",
+    "ScheduleView",
     "TaskDetails",
     "TaskPage",
     "TaskView",

@@ -6,7 +6,7 @@ Authorization, in this order: a usable key (NotAuthenticatedError), then the key
 and role (PermissionDeniedError), then the thing itself (UnknownQueueError, UnknownTaskError).
 A task outside the key's namespaces is reported as unknown, not forbidden, so that task ids do
 not reveal what other namespaces hold; a queue is named with its namespace, so a queue outside
-them is forbidden whether or not it exists.
+them is forbidden whether or not it exists; so is a schedule, named the same way.
 """
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ import base64
 import binascii
 import math
 import re
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, get_args
+from typing import Any, Final, get_args
 
 from taskq import tracing
 from taskq.auth import Action, ApiKey, KeyStore, Role
 from taskq.client import Client
-from taskq.errors import InvalidArgumentError, UnknownTaskError
+from taskq.errors import InvalidArgumentError, ScheduleExistsError, UnknownTaskError
 from taskq.models import (
     AttemptInfo,
     EnqueueResult,
@@ -43,6 +43,7 @@ from taskq_api.service.errors import (
     RateLimitedError,
 )
 from taskq_api.service.ratelimit import RateLimiter
+from taskq_api.service.schedules import PutSchedule, ScheduleView, schedule_spec, schedule_view
 from taskq_api.service.submissions import check_correlation_ids
 from taskq_api.service.views import QueueDetails, TaskDetails, TaskPage, TaskView
 from taskq_api.service.waiting import FINISHED_STATES, changed, reads
@@ -61,8 +62,10 @@ _STATES: Final = get_args(TaskState)
 _MAX_TASK_ID: Final = 2**63 - 1
 
 _WHAT_NEEDS = {
-    Action.READ: "reading queues and tasks",
-    Action.WRITE: "enqueueing, canceling, retrying, pausing, resuming and replaying",
+    Action.READ: "reading queues, tasks and schedules",
+    Action.WRITE: (
+        "enqueueing, canceling, retrying, pausing, resuming, replaying and changing schedules"
+    ),
     Action.MANAGE_KEYS: "managing keys",
 }
 # The store names a bad request field as tasks[i].<TaskRequest field>; the API's requests name
@@ -332,6 +335,51 @@ class ApiService:
         if bad is not None:
             raise InvalidArgumentError(f"ids[{bad}]", f"{ids[bad]} is not a task id (1 or more)")
         return await self._client.replay_dead(queue, None if every else ids)
+
+    # -- schedules --------------------------------------------------------------------------
+
+    async def schedules(self, key: ApiKey, namespace: str | None = None) -> list[ScheduleView]:
+        """The schedules in the key's namespaces (only `namespace`'s, when given: one the key
+        does not reach is forbidden), by namespace and name."""
+        if namespace is not None:
+            check_label(namespace, "namespace")
+        self._require(key, Action.READ, namespace)
+        found = await self._client.list_schedules(namespace)
+        return [schedule_view(key, s) for s in found if key.may(Action.READ, s.namespace)]
+
+    async def schedule(self, key: ApiKey, namespace: str, name: str) -> ScheduleView:
+        schedule = self._queue(key, Action.READ, namespace, name)
+        return schedule_view(key, await self._client.get_schedule(schedule))
+
+    async def put_schedule(
+        self, key: ApiKey, namespace: str, name: str, fields: Mapping[str, Any]
+    ) -> PutSchedule:
+        """Create or update the schedule `fields` declare (ScheduleSpec's fields; left out:
+        its defaults); errors name the field (`cron`, `time_zone`). The schedule's queue need
+        not exist yet: a tick without it records `last_error`, and stays due."""
+        schedule = self._queue(key, Action.WRITE, namespace, name)
+        spec = schedule_spec(fields)
+        try:
+            info = await self._client.create_schedule(schedule, spec)
+        except ScheduleExistsError:
+            # an update; one that raced a delete recreates it (reported as an update)
+            return PutSchedule(schedule_view(key, await self._client.put_schedule(schedule, spec)),
+                               created=False)
+        return PutSchedule(schedule_view(key, info), created=True)
+
+    async def set_schedule_suspended(
+        self, key: ApiKey, namespace: str, name: str, *, suspend: bool
+    ) -> ScheduleView:
+        """A suspended schedule enqueues nothing; resuming starts at the next tick from now
+        (the ticks while suspended are not run). Suspending a suspended schedule again, or
+        resuming a running one, changes nothing and is no error."""
+        schedule = self._queue(key, Action.WRITE, namespace, name)
+        return schedule_view(key, await self._client.set_schedule_suspended(schedule, suspend))
+
+    async def delete_schedule(self, key: ApiKey, namespace: str, name: str) -> None:
+        """Its tasks already enqueued stay."""
+        schedule = self._queue(key, Action.WRITE, namespace, name)
+        await self._client.delete_schedule(schedule)
 
     # -- helpers ----------------------------------------------------------------------------
 
