@@ -10,10 +10,14 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
+import signal
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -371,3 +375,46 @@ async def test_the_sql_enqueue_takes_a_callback_url(client: Client, pool: asyncp
             "SELECT taskq.enqueue(p_queue => $1, p_task_name => 'x', p_callback_url => 'nope')",
             queue.full_name,
         )
+
+
+async def test_a_deployment_needs_nothing_more_than_its_workers(
+    client: Client, dsn: str, tmp_path: Path
+) -> None:
+    """`taskq worker` as a pod runs it: its maintenance dispatches, its second worker delivers
+    (TASKQ_WEBHOOKS defaults on), the receiver verifies."""
+    queue = await new_queue(client)
+    secret = new_secret()
+    app = tmp_path / "hooks_app.py"
+    app.write_text("import taskq\n\n@taskq.task('charge')\ndef charge(ctx):\n    return 12\n")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("TASKQ_")}
+    environment.update(
+        TASKQ_DSN=dsn,
+        TASKQ_QUEUES=queue.full_name,
+        TASKQ_APP="hooks_app",
+        TASKQ_METRICS_PORT="0",
+        TASKQ_POLL_INTERVAL="0.2",
+    )
+    with receiver(secret) as hook:
+        await client.put_webhook(
+            queue.full_name, "billing", WebhookSpec(hook.url(), secret, allow_hosts=LOCAL)
+        )
+        [task] = await client.enqueue_many(queue.full_name, [TaskRequest("charge", {})])
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "taskq.cli.main",
+            "worker",
+            "--path",
+            str(tmp_path),
+            env=environment,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            await wait_for(lambda: asyncio.sleep(0, hook.received), bool, limit=30, what="a POST")
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            _, err = await asyncio.wait_for(worker.communicate(), 30)
+    assert worker.returncode == 0, err.decode()[-2000:]
+    [got] = hook.received
+    assert got["event"]["data"]["id"] == task.id
+    assert got["event"]["data"]["result"] == 12
