@@ -241,6 +241,7 @@ class Client:
         max_attempts: int | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 - the task's execution timeout
         correlation_id: str | None = None,
+        callback_url: str | None = None,
         connection: Connection | None = None,
     ) -> EnqueueResult:
         request = TaskRequest(
@@ -252,6 +253,7 @@ class Client:
             max_attempts,
             timeout,
             correlation_id,
+            callback_url,
         )
         (result,) = await self.enqueue_many(queue, [request], connection=connection)
         return result
