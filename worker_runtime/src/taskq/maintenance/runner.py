@@ -81,6 +81,8 @@ class MaintenanceRunner:
     async def run(self) -> None:
         """Forever: ask each service's turn when it is next free; run it when granted. A
         failure (of the database or of the service) is retried with backoff."""
+        if not self.services:  # a process whose maintenance another loop does
+            await asyncio.Event().wait()
         next_ask = {s.name: 0.0 for s in self.services}  # monotonic; 0: at once
         while True:
             service = min(self.services, key=lambda s: next_ask[s.name])

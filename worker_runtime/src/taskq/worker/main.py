@@ -87,6 +87,22 @@ async def webhook_worker(
     return worker, sender.aclose
 
 
+async def _run_both(worker: Worker, hooks: Worker, stop: asyncio.Event) -> None:
+    """The process's worker and its delivery worker stop together: when signalled, when
+    either ends (a failure stops the other gracefully), and the failure is then raised (the
+    main worker's first). An unknown queue of the main worker stops the process before the
+    delivery worker starts."""
+    await worker.resolve_queues()
+    delivering = asyncio.create_task(hooks.run(stop))
+    delivering.add_done_callback(lambda _: stop.set())
+    try:
+        await worker.run(stop)
+    finally:
+        stop.set()
+        await asyncio.wait([delivering])
+    delivering.result()
+
+
 async def run_worker(settings: WorkerSettings) -> None:
     setup_logging(settings.log_level)
     registry = load_registry(settings.app)
@@ -119,7 +135,7 @@ async def run_worker(settings: WorkerSettings) -> None:
         if hooks is None:
             await worker.run(stop)
         else:
-            await asyncio.gather(worker.run(stop), hooks.run(stop))
+            await _run_both(worker, hooks, stop)
     finally:
         await server.stop()
         if close_hooks is not None:

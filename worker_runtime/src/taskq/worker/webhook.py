@@ -16,11 +16,10 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import asyncpg
-import httpx
 
 from taskq.store.deadlines import DeadlineStore
 from taskq.store.webhooks import DeliveryTarget, delivery_target
@@ -35,9 +34,13 @@ from taskq.webhooks import (
 from taskq.worker.context import FatalTaskError, TaskContext
 from taskq.worker.registry import Registry
 
+if TYPE_CHECKING:
+    import httpx
+
 log = logging.getLogger("taskq.worker")
 
-TIMEOUT = httpx.Timeout(10.0, connect=5.0)  # seconds; the queue's attempt timeout is longer
+TIMEOUT_S = 10.0  # per request; the queue's attempt timeout is longer
+CONNECT_TIMEOUT_S = 5.0
 EXCERPT = 256  # characters of a failed response's body kept in the attempt's error
 USER_AGENT = "taskq-webhooks/1"
 
@@ -94,18 +97,28 @@ async def resolve(host: str, port: int) -> list[str]:
 class WebhookSender:
     """The handler; one per worker process, holding its HTTP client."""
 
-    def __init__(
-        self, store: WebhookStore, client: httpx.AsyncClient | None = None, resolver: Any = None
-    ) -> None:
+    def __init__(self, store: WebhookStore, resolver: Any = None) -> None:
         self.store = store
-        # No redirects: a redirect could lead to an address the checks refused.
-        self.client = client or httpx.AsyncClient(
-            timeout=TIMEOUT, follow_redirects=False, headers={"user-agent": USER_AGENT}
-        )
         self.resolve = resolver or resolve
+        self._client: httpx.AsyncClient | None = None
+
+    def client(self) -> httpx.AsyncClient:
+        """Made on the first delivery: importing httpx at startup would slow every worker's
+        start (by a few tenths of a second) whether it ever delivers or not."""
+        if self._client is None:
+            import httpx  # noqa: PLC0415
+
+            # No redirects: a redirect could lead to an address the checks refused.
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+                follow_redirects=False,
+                headers={"user-agent": USER_AGENT},
+            )
+        return self._client
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
     async def __call__(self, ctx: TaskContext) -> dict[str, Any]:
         delivery = Delivery.parse(ctx.payload)
@@ -116,9 +129,12 @@ class WebhookSender:
         await self.check_target(url, target.allow_hosts)
         body = json.dumps(delivery.event, separators=(",", ":")).encode()
         headers = signed_headers(target.secret, delivery.message_id, int(time.time()), body)
+        client = self.client()
+        from httpx import HTTPError  # noqa: PLC0415 (loaded by client())
+
         started = time.monotonic()
         try:
-            async with self.client.stream("POST", url, content=body, headers=headers) as answer:
+            async with client.stream("POST", url, content=body, headers=headers) as answer:
                 if not answer.is_success:
                     excerpt = await _excerpt(answer)
                     raise ReceiverError(
@@ -126,7 +142,7 @@ class WebhookSender:
                         + (f": {excerpt}" if excerpt else "")
                     )
                 status = answer.status_code
-        except httpx.HTTPError as error:
+        except HTTPError as error:
             raise ReceiverError(f"{url[:200]}: {type(error).__name__}: {error}") from None
         return {"status": status, "seconds": round(time.monotonic() - started, 3)}
 
