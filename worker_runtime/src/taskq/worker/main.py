@@ -64,7 +64,8 @@ async def webhook_worker(
 ) -> tuple[Worker, Callable[[], Awaitable[None]]]:
     """A second worker in the process, serving the delivery queue with the built-in handler
     in slots of its own (TASKQ_WEBHOOK_CONCURRENCY): deliveries to a slow receiver never hold
-    the slots of the process's own queues. It runs no maintenance (the main worker does).
+    the slots of the process's own queues. It runs no maintenance and no beat (the main
+    worker does both).
     Returns it and what closes its HTTP client."""
     async with pool.acquire() as conn:
         await webhook_queue(conn)  # made again if someone dropped it
@@ -80,9 +81,13 @@ async def webhook_worker(
         pool,
         registry,
         hooks_settings,
-        f"{worker_id}/webhooks",
+        # the process's worker id and beat: one row of taskq.workers per process, and a
+        # process that dies has all its tasks rescued at once (release_orphans is per queue,
+        # so the two workers never give back each other's tasks)
+        worker_id,
         metrics,
         maintenance=MaintenanceRunner(WorkerStore(pool, settings.db_deadline), [], metrics),
+        beats=False,
     )
     return worker, sender.aclose
 
