@@ -31,7 +31,7 @@ from taskq.models import QueueInfo, QueueSettings, TaskRequest
 from taskq.store.execution import Outcome
 from taskq.store.maintenance import MaintenanceStore
 from taskq.webhooks import WEBHOOK_QUEUE, Event, WebhookSpec, new_secret
-from taskq.worker.webhook import webhook_registry
+from taskq.worker.webhook import resolve, webhook_registry
 from tests.integration.helpers import claim, finish, running_worker, task_state, wait_for
 from tests.integration.test_maintenance import Counts
 
@@ -69,7 +69,11 @@ def receiver(secret: str, **options: Any) -> Iterator[Receiver]:
                 self.end_headers()
                 return
             state.received.append(
-                {"event": event, "headers": dict(self.headers.items()), "path": self.path}
+                {
+                    "event": event,
+                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                    "path": self.path,
+                }
             )
             self.send_response(state.status)
             self.send_header("content-length", str(len(state.body)))
@@ -132,8 +136,18 @@ async def finished(
 
 
 @contextlib.asynccontextmanager
-async def delivering(dsn: str, pool: asyncpg.Pool) -> AsyncIterator[None]:
-    registry, sender = webhook_registry(pool, 5.0)
+async def delivering(
+    dsn: str, pool: asyncpg.Pool, names: dict[str, list[str]] | None = None
+) -> AsyncIterator[None]:
+    """A worker delivering; `names` replaces DNS for the names it lists."""
+    resolver = None
+    if names is not None:
+        table = names
+
+        async def resolver(host: str, port: int) -> list[str]:
+            return table.get(host) or await resolve(host, port)
+
+    registry, sender = webhook_registry(pool, 5.0, resolver)
     try:
         async with running_worker(dsn, registry, [WEBHOOK_QUEUE]):
             yield
@@ -418,3 +432,35 @@ async def test_a_deployment_needs_nothing_more_than_its_workers(
     [got] = hook.received
     assert got["event"]["data"]["id"] == task.id
     assert got["event"]["data"]["result"] == 12
+
+
+async def test_the_connection_goes_to_the_address_that_was_checked(
+    client: Client, pool: asyncpg.Pool, dsn: str
+) -> None:
+    """DNS rebinding: the name is resolved once, checked, and that address is connected to
+    (the name stays in the Host header). Here the name resolves only through the delivery's
+    resolver, so reaching the receiver proves the connection used the checked address."""
+    queue = await new_queue(client)
+    secret = new_secret()
+    with receiver(secret) as hook:
+        url = f"http://receiver.example:{hook.port}/pinned"
+        await client.put_webhook(
+            queue.full_name, "pinned", WebhookSpec(url, secret, allow_hosts=("receiver.example",))
+        )
+        await client.put_webhook(
+            queue.full_name, "rebound", WebhookSpec("https://rebound.example/h", secret)
+        )
+        task_id = await finished(pool, client, queue)
+        await dispatch(pool)
+        names = {"receiver.example": ["127.0.0.1"], "rebound.example": ["10.0.0.5"]}
+        async with delivering(dsn, pool, names):
+            await wait_for(lambda: asyncio.sleep(0, hook.received), bool, what="a POST")
+
+            async def rebound() -> Any:
+                rows = await deliveries_of(pool, task_id)
+                return next(r["state"] for r in rows if r["payload"]["endpoint"] == "rebound")
+
+            await wait_for(rebound, lambda s: s == "dead", what="the rebound delivery dead")
+    [got] = hook.received
+    assert got["path"] == "/pinned"
+    assert got["headers"]["host"] == f"receiver.example:{hook.port}"

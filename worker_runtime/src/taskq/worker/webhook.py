@@ -89,9 +89,9 @@ class Delivery:
 
 
 async def resolve(host: str, port: int) -> list[str]:
-    """The host's addresses, as the connection would find them."""
+    """The host's addresses, in the resolver's order of preference."""
     infos = await asyncio.get_running_loop().getaddrinfo(host, port)
-    return sorted({str(info[4][0]) for info in infos})
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 class WebhookSender:
@@ -126,15 +126,24 @@ class WebhookSender:
         url = target.url or delivery.callback_url
         if url is None:
             raise FatalTaskError("the delivery names no URL")
-        await self.check_target(url, target.allow_hosts)
+        address = await self.check_target(url, target.allow_hosts)
         body = json.dumps(delivery.event, separators=(",", ":")).encode()
         headers = signed_headers(target.secret, delivery.message_id, int(time.time()), body)
         client = self.client()
-        from httpx import HTTPError  # noqa: PLC0415 (loaded by client())
+        from httpx import URL, HTTPError  # noqa: PLC0415 (loaded by client())
 
+        # Connect to the address that was checked, not to whatever the name resolves to a
+        # moment later (DNS rebinding): the name stays in the Host header and, for HTTPS, in
+        # SNI and the certificate check.
+        parts = urlsplit(url)
+        pinned = URL(url).copy_with(host=address)
+        headers["host"] = parts.netloc.rsplit("@", 1)[-1]
+        extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
         started = time.monotonic()
         try:
-            async with client.stream("POST", url, content=body, headers=headers) as answer:
+            async with client.stream(
+                "POST", pinned, content=body, headers=headers, extensions=extensions
+            ) as answer:
                 if not answer.is_success:
                     excerpt = await _excerpt(answer)
                     raise ReceiverError(
@@ -146,7 +155,8 @@ class WebhookSender:
             raise ReceiverError(f"{url[:200]}: {type(error).__name__}: {error}") from None
         return {"status": status, "seconds": round(time.monotonic() - started, 3)}
 
-    async def check_target(self, url: str, allow_hosts: tuple[str, ...]) -> None:
+    async def check_target(self, url: str, allow_hosts: tuple[str, ...]) -> str:
+        """The address to connect to; FatalTaskError when the URL may not be called."""
         try:
             check_url_shape(url, "url")
             check_scheme(url, allow_hosts, "url")
@@ -163,6 +173,9 @@ class WebhookSender:
             raise FatalTaskError(str(error)) from None
         except ValueError as error:
             raise FatalTaskError(f"{url[:200]!r} may not be called: {error}") from None
+        if not addresses:
+            raise ReceiverError(f"{host!r} resolves to no address")
+        return addresses[0]
 
 
 async def _excerpt(answer: httpx.Response) -> str:
@@ -175,9 +188,12 @@ async def _excerpt(answer: httpx.Response) -> str:
     return read[:EXCERPT].decode(errors="replace").strip()
 
 
-def webhook_registry(pool: asyncpg.Pool, deadline: float) -> tuple[Registry, WebhookSender]:
-    """The registry serving taskq-system/webhooks: the built-in handler alone."""
-    sender = WebhookSender(WebhookStore(pool, deadline))
+def webhook_registry(
+    pool: asyncpg.Pool, deadline: float, resolver: Any = None
+) -> tuple[Registry, WebhookSender]:
+    """The registry serving taskq-system/webhooks: the built-in handler alone (`resolver`:
+    tests map names to addresses)."""
+    sender = WebhookSender(WebhookStore(pool, deadline), resolver)
     registry = Registry()
 
     async def deliver(ctx: TaskContext) -> dict[str, Any]:
