@@ -18,7 +18,7 @@ include cluster/cluster.mk
 # Packaging checks (image, chart, Terraform modules), one fragment per area.
 include $(wildcard mk/*.mk)
 
-.PHONY: help venv system lint test test-fast schema proto demo demo-queue bench bench-footprint bench-recovery bench-kills bench-api bench-list clean
+.PHONY: help venv system lint trace-tools test test-fast schema proto demo demo-queue bench bench-footprint bench-recovery bench-kills bench-api bench-list clean
 
 help:
 	@echo "make demo    local control plane + Postgres, the operator, tasks flowing, workers scaling,"
@@ -59,7 +59,11 @@ lint: venv
 	$(VENV)/bin/mypy worker_runtime/src operator/src api/src devenv tests bench examples
 	$(VENV)/bin/lint-imports
 
-test: venv system tools lint
+# The trace receiver the tracing tests query (built here, not inside a test: minutes when cold).
+trace-tools:
+	@tools/build.sh jaeger >/dev/null
+
+test: venv system tools trace-tools lint
 	$(PY) -m pytest
 
 # Unit, integration and API tiers only (no control plane).

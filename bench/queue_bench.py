@@ -9,6 +9,11 @@ Phases (each on a fresh queue):
   process           N no-op tasks drained by one in-process Worker (claim, run, acknowledge)
   pickup            an idle, LISTENing worker; time from the enqueue call to handler start,
                     one task at a time
+  drain             DRAIN_WORKERS idle workers with the worker's default settings (concurrency
+                    10, claim batch 100, poll 1 s), LISTENing and then only polling
+                    (TASKQ_LISTEN=false, as behind PgBouncer); DRAIN_N no-op tasks arrive in one
+                    enqueue; rate from the first handler start to the last handler end (the wait
+                    for the first poll is not counted)
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ SINGLE_N = min(N, 3000)
 PICKUP_N = 300
 CONCURRENCY = int(os.environ.get("TASKQ_BENCH_CONCURRENCY", "1000"))
 BATCH = int(os.environ.get("TASKQ_BENCH_BATCH", "500"))
+DRAIN_N = int(os.environ.get("TASKQ_BENCH_DRAIN_N", "20000"))
+DRAIN_WORKERS = int(os.environ.get("TASKQ_BENCH_DRAIN_WORKERS", "2"))
 
 
 def _settings(dsn: str, queue: str, **overrides: Any) -> WorkerSettings:
@@ -133,6 +140,38 @@ async def bench_pickup(client: Client, dsn: str) -> tuple[float, float]:
     return statistics.median(latencies), latencies[int(len(latencies) * 0.99) - 1]
 
 
+async def bench_drain(client: Client, dsn: str, listen: bool) -> float:
+    queue = (await client.ensure_queue("bench/drain")).full_name
+    registry = Registry()
+    times: list[float] = []
+    done = asyncio.Event()
+
+    @registry.task("noop")
+    async def noop(_ctx: TaskContext) -> None:
+        times.append(time.perf_counter())
+        if len(times) == DRAIN_N:
+            done.set()
+
+    defaults = {"concurrency": 10, "batch_size": 100, "poll_interval": 1.0, "listen": listen}
+    pools = [await worker_pool(dsn) for _ in range(DRAIN_WORKERS)]
+    stop = asyncio.Event()
+    running = [
+        asyncio.create_task(
+            Worker(pool, registry, _settings(dsn, queue, **defaults), f"bench-drain-{n}").run(stop)
+        )
+        for n, pool in enumerate(pools)
+    ]
+    await asyncio.sleep(1.5)  # idle: every worker's first claim came back empty
+    await client.enqueue_many(queue, [TaskRequest("noop", {"n": n}) for n in range(DRAIN_N)])
+    await asyncio.wait_for(done.wait(), 600)
+    stop.set()
+    await asyncio.gather(*running)
+    for pool in pools:
+        await pool.close()
+    await client.drop_queue(queue)
+    return DRAIN_N / (times[-1] - times[0])
+
+
 async def run(dsn: str, server: str) -> dict[str, Any]:
     async with await connect(dsn, min_size=2, max_size=8) as client:
         await client.migrate()
@@ -142,6 +181,9 @@ async def run(dsn: str, server: str) -> dict[str, Any]:
         single = await bench_enqueue_single(client)
         process = await bench_process(client, dsn)
         p50, p99 = await bench_pickup(client, dsn)
+        await client.drop_queue("bench/drain")
+        drain_listen = await bench_drain(client, dsn, listen=True)
+        drain_polling = await bench_drain(client, dsn, listen=False)
         for name in ("bulk", "single", "process", "pickup"):
             await client.drop_queue(f"bench/{name}")
     return {
@@ -150,12 +192,16 @@ async def run(dsn: str, server: str) -> dict[str, Any]:
         "process_tasks_per_s": round(process),
         "pickup_p50_ms": round(p50, 2),
         "pickup_p99_ms": round(p99, 2),
+        "drain_listen_tasks_per_s": round(drain_listen),
+        "drain_polling_tasks_per_s": round(drain_polling),
         "settings": {
             "tasks": N,
             "single_tasks": SINGLE_N,
             "pickup_samples": PICKUP_N,
             "worker_concurrency": CONCURRENCY,
             "claim_batch": BATCH,
+            "drain_tasks": DRAIN_N,
+            "drain_workers": DRAIN_WORKERS,
             "postgres": server,
             "cpus": os.cpu_count(),
             "python": platform.python_version(),

@@ -10,6 +10,7 @@
 #   tools/build.sh kube etcd kwok     build (if needed) and print each tool's bin directory
 #   tools/build.sh all                the same for every tool (of the control plane and helm)
 #   tools/build.sh terraform          tofu and its providers (used through terraform/mirror.sh)
+#   tools/build.sh jaeger             the trace receiver and store of the tracing tests
 #   tools/build.sh --path kube        print the bin directory without building (may not exist)
 #   tools/build.sh --no-link ...      do not touch .state/bin/
 #   tools/build.sh --go               print the Go used for builds (fetching it first if needed)
@@ -24,6 +25,8 @@ LINK_DIR=$REPO_DIR/.state/bin
 ALL_TOOLS=(kube etcd kwok helm)
 # Built only on request (`tools/build.sh terraform`, `make terraform-tools`), not by `all`.
 TERRAFORM_TOOLS=(tofu terraform-provider-kubernetes terraform-provider-helm terraform-provider-random)
+# Built only on request (`tools/build.sh jaeger`, by the tracing tests): the trace receiver.
+TRACE_TOOLS=(jaeger)
 NO_LINK=0
 
 log() { echo "tools/build.sh: $*" >&2; }
@@ -86,8 +89,9 @@ tool_version() {
         kwok) required_version kwok sigs.k8s.io/kwok ;;
         helm) required_version helm helm.sh/helm/v3 ;;
         tofu) required_version tofu github.com/opentofu/opentofu ;;
+        jaeger) required_version jaeger github.com/jaegertracing/jaeger ;;
         terraform-provider-*) required_version "$1" "$(tool_directive "$1")" ;;
-        *) log "unknown tool: $1 (known: ${ALL_TOOLS[*]} ${TERRAFORM_TOOLS[*]})"; exit 2 ;;
+        *) log "unknown tool: $1 (known: ${ALL_TOOLS[*]} ${TERRAFORM_TOOLS[*]} ${TRACE_TOOLS[*]})"; exit 2 ;;
     esac
 }
 
@@ -98,6 +102,7 @@ tool_packages() {
         etcd) echo go.etcd.io/etcd/server/v3 go.etcd.io/etcd/etcdctl/v3 ;;
         kwok) echo sigs.k8s.io/kwok/cmd/kwok ;;
         tofu) echo github.com/opentofu/opentofu/cmd/tofu ;;
+        jaeger) echo github.com/jaegertracing/jaeger/cmd/jaeger ;;
         terraform-provider-*) tool_directive "$1" ;;
         helm) echo helm.sh/helm/v3/cmd/helm ;;
     esac
@@ -116,7 +121,7 @@ tool_ldflags() {
                 x+=" -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
             done
             echo "-s -w$x" ;;
-        etcd) echo "-s -w" ;;
+        etcd|jaeger) echo "-s -w" ;;
         kwok) echo "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$v" ;;
         tofu) echo "-s -w -X github.com/opentofu/opentofu/version.dev=no" ;;   # version: its VERSION file
         terraform-provider-*) echo "-s -w" ;;

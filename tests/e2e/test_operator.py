@@ -1,5 +1,6 @@
 """The operator on the real local control plane and a real PostgreSQL: TaskQueues provision
-queues and report depth; WorkerPools own a Deployment that follows the depth; the API server
+queues and report depth; WorkerPools own a Deployment that follows the depth; TaskSchedules are
+declared in their queue's database and fired by the operator's scheduler; the API server
 refuses invalid manifests with a message naming the field."""
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def _release_finalizers(kubeconfig: Path, namespace: str, operator: Operator) ->
         "-n",
         namespace,
         "delete",
-        "workerpools,taskqueues",
+        "taskschedules,workerpools,taskqueues",
         "--all",
         "--wait=true",
         "--timeout=60s",
@@ -194,7 +195,10 @@ def test_invalid_workerpools_are_refused_naming_the_field(
         ({"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}, "minReplicas"),
         ({"replicas": 3}, "replicas"),
         ({"queues": []}, "spec.queues"),
-        ({"env": [{"name": "TASKQ_DSN", "value": "postgresql://inline"}]}, "TASKQ_DSN"),
+        (
+            {"env": [{"name": "A", "value": "1"}, {"name": "TASKQ_DSN", "value": "x"}]},
+            "spec.env[1]: Invalid value: env must not set TASKQ_DSN: the operator sets",
+        ),
         ({"image": " example/thumbnailer:1"}, "spec.image: Invalid value"),
         ({"pod": {"labels": {"team name": "a"}}}, "spec.pod.labels: Invalid value: 'team name'"),
         ({"pod": {"nodeSelector": {"zone": "a b"}}}, "spec.pod.nodeSelector.zone"),
@@ -493,3 +497,91 @@ def test_operator_killed_mid_reconcile_converges_without_duplicates(
     )
     for item in listed["items"]:
         assert len(item["metadata"]["ownerReferences"]) == 1
+
+
+def sql(dsn: str, statement: str, *args: Any) -> list[asyncpg.Record]:
+    async def run() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return await conn.fetch(statement, *args)
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def test_a_schedule_fires_into_its_queue_and_shows_it(
+    kubeconfig: Path, namespace: str, operator: Operator, dsn: str
+) -> None:
+    apply(kubeconfig, namespace, example("taskqueue.yaml"))
+    apply(kubeconfig, namespace, example("taskschedule.yaml"))
+    declared = wait_for(
+        lambda: ready(kubeconfig, namespace, "taskschedule", "sweep"), "TaskSchedule Ready"
+    )
+    assert declared["status"]["nextScheduleTime"]
+    (row,) = sql(dsn, "SELECT * FROM taskq.schedules WHERE namespace = $1", namespace)
+    assert (row["cron"], row["time_zone"], row["concurrency_policy"]) == (
+        "* * * * *", "Europe/Berlin", "Forbid"
+    )
+
+    # due now rather than at the next minute: the operator's scheduler fires it
+    sql(dsn, "UPDATE taskq.schedules SET next_run_at = now() WHERE namespace = $1", namespace)
+
+    def fired() -> dict[str, Any] | None:
+        obj = ready(kubeconfig, namespace, "taskschedule", "sweep")
+        return obj if obj and obj["status"].get("lastTaskId") else None
+
+    obj = wait_for(fired, "the tick's task in the status")
+    assert obj["status"]["lastTaskState"] == "ready"
+    (task,) = sql(
+        dsn,
+        "SELECT t.task_name, t.payload::text AS payload FROM taskq.tasks t"
+        " JOIN taskq.queues q ON q.id = t.queue_id WHERE q.namespace = $1",
+        namespace,
+    )
+    assert task["task_name"] == "make_thumbnail"
+    table = cluster.kubectl(
+        "-n", namespace, "get", "taskschedules", kubeconfig=kubeconfig
+    ).stdout.splitlines()
+    assert table[0].split() == [
+        "NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "LAST", "NEXT", "LAST-STATE", "AGE"
+    ]  # fmt: skip
+    assert table[1].split()[:5] == ["sweep", "*", "*", "*", "*"]
+    assert "Europe/Berlin" in table[1] and "ready" in table[1]
+
+    cluster.kubectl(
+        "-n", namespace, "delete", "taskschedule", "sweep", "--wait=true", kubeconfig=kubeconfig
+    )
+    assert sql(dsn, "SELECT 1 FROM taskq.schedules WHERE namespace = $1", namespace) == []
+
+
+def test_invalid_schedules_are_refused_or_reported_naming_the_field(
+    kubeconfig: Path, namespace: str, operator: Operator
+) -> None:
+    for change, message in [
+        ({"schedule": "every minute"}, "spec.schedule"),
+        ({"schedule": "* * * *"}, "spec.schedule"),
+        ({"timeZone": "Europe Berlin"}, "spec.timeZone"),
+        ({"concurrencyPolicy": "Never"}, "spec.concurrencyPolicy"),
+        ({"maxMissedRuns": -1}, "spec.maxMissedRuns"),
+        ({"queue": "Thumbnails"}, "spec.queue"),
+    ]:
+        manifest = example("taskschedule.yaml")
+        manifest["spec"].update(change)
+        assert_refused(kubeconfig, namespace, manifest, message)
+
+    apply(kubeconfig, namespace, example("taskqueue.yaml"))
+    manifest = example("taskschedule.yaml")
+    manifest["spec"]["schedule"] = "61 * * * *"
+    apply(kubeconfig, namespace, manifest)
+
+    def reported() -> dict[str, Any] | None:
+        found = condition(get(kubeconfig, namespace, "taskschedule", "sweep"))
+        return found if found and found["reason"] == "InvalidSchedule" else None
+
+    found = wait_for(reported, "Ready=False InvalidSchedule")
+    assert found["message"].startswith("spec.schedule: '61 * * * *' is not a cron expression")
+
+    manifest["spec"]["schedule"] = "* * * * *"
+    manifest["spec"]["queue"] = "elsewhere"
+    assert_refused(kubeconfig, namespace, manifest, "spec.queue is immutable")

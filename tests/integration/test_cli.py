@@ -14,6 +14,7 @@ from pathlib import Path
 
 import asyncpg
 
+from taskq.cli.main import EXIT_FAILED, EXIT_USAGE
 from taskq.client import Client
 from tests.integration.helpers import claim, finish
 
@@ -208,8 +209,8 @@ async def test_errors_are_one_line_without_a_traceback(
     one_line_error(no_dsn, "TASKQ_DSN")
     one_line_error(bad_concurrency, "TASKQ_CONCURRENCY")
     one_line_error(no_task, "no task with id 987654321")
-    one_line_error(bad_priority, "invalid tasks[0].priority")
-    one_line_error(bad_backoff, "max_seconds must be at least base_seconds")
+    one_line_error(bad_priority, "invalid --priority: 'highest'")
+    one_line_error(bad_backoff, "--backoff-max must be at least --backoff-base")
     one_line_error(worker_no_dsn, "TASKQ_DSN", "Field required")
     line = one_line_error(poll_vs_lease, "poll_interval must be shorter than lease_seconds")
     assert "TASKQ_:" not in line
@@ -269,3 +270,45 @@ async def test_durations_past_their_bounds_are_refused_naming_the_flag(dsn: str)
     ok(await taskq("queue", "create", queue, dsn=dsn))
     one_line_error(await taskq("enqueue", queue, "t", "--delay", "1e300", dsn=dsn),
                    "delay", "315360000")
+
+
+async def test_help_states_the_exit_statuses_and_errors_follow_them(
+    dsn: str, client: Client
+) -> None:
+    """One convention, in `taskq --help`: 2 for a command line that is wrong (whoever finds it:
+    argparse, the CLI, pydantic, the client or the database), 1 for a well-formed command that
+    could not be done. Queue settings out of range used to exit 2 and a priority out of range 1."""
+    shown = ok(await taskq("--help", dsn=None)).out
+    assert "exit status:" in shown
+    for line in ("0    done", f"{EXIT_FAILED}    not done:",
+                 f"{EXIT_USAGE}    the command line is wrong, nothing was done"):
+        assert line in shown, shown
+    queue = _queue_name()
+    ok(await taskq("queue", "create", queue, dsn=dsn))
+    ready = json.loads(ok(await taskq("enqueue", queue, "t", dsn=dsn)).out)["id"]
+    unreachable = f"postgresql://postgres@127.0.0.1:{_closed_port()}/taskq"
+    worker_env = {"TASKQ_QUEUES": queue, "TASKQ_APP": "x", "TASKQ_CONCURRENCY": "lots"}
+    cases: list[tuple[list[str], str | None, dict[str, str], int, str]] = [
+        (["enqueue", queue, "t", "--no-such-flag"], dsn, {}, EXIT_USAGE, "unrecognized"),
+        (["queue", "create", _queue_name(), "--retention-succeeded", "1000000000000"], dsn, {},
+         EXIT_USAGE, "--retention-succeeded: "),
+        (["queue", "create", _queue_name(), "--backoff-base", "10", "--backoff-max", "1"], dsn,
+         {}, EXIT_USAGE, "--backoff-max must be at least --backoff-base"),
+        (["enqueue", queue, "t", "--priority", "101"], dsn, {}, EXIT_USAGE, "--priority: 101"),
+        (["enqueue", queue, "t", "--timeout", "0"], dsn, {}, EXIT_USAGE, "--timeout: "),
+        (["enqueue", queue, "t", "{bad"], dsn, {}, EXIT_USAGE, "invalid payload"),
+        (["queue", "drop", queue], dsn, {}, EXIT_USAGE, "--yes"),
+        (["dead", "replay", queue], dsn, {}, EXIT_USAGE, "--all"),
+        (["queue", "list"], None, {}, EXIT_USAGE, "TASKQ_DSN"),
+        (["worker"], dsn, worker_env, EXIT_USAGE, "TASKQ_CONCURRENCY"),
+        (["enqueue", "nobody/here", "t"], dsn, {}, EXIT_FAILED, "unknown queue"),
+        (["tasks", "show", "987654321"], dsn, {}, EXIT_FAILED, "no task with id 987654321"),
+        (["queue", "list"], unreachable, {}, EXIT_FAILED, "cannot reach the database"),
+        (["dead", "replay", queue, str(ready)], dsn, {}, EXIT_FAILED, "is ready, not dead"),
+    ]
+    runs = await asyncio.gather(*(taskq(*argv, dsn=where, env=env)
+                                  for argv, where, env, _, _ in cases))
+    for (argv, _, _, code, says), run in zip(cases, runs, strict=True):
+        assert run.code == code, (argv, run)
+        assert says in run.err and "Traceback" not in run.err, (argv, run.err)
+    assert (await client.queue_stats(queue)).ready == 1  # no refused enqueue wrote a task

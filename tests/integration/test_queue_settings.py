@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import uuid
+from typing import Any
 
 import asyncpg
 import pytest
@@ -128,13 +129,42 @@ async def test_sql_refuses_unknown_settings_and_bad_values(pool: asyncpg.Pool) -
         await pool.fetchrow(ensure, namespace, name, '{"retries": 5, "paused": true}')
     with pytest.raises(asyncpg.InvalidParameterValueError, match="must be a JSON object"):
         await pool.fetchrow(ensure, namespace, name, "[]")
-    with pytest.raises(asyncpg.CheckViolationError, match="queue_max_attempts_range"):
+    with pytest.raises(asyncpg.PostgresError, match=r"p_settings.max_attempts is 0: give 1..1000"):
         await pool.fetchrow(ensure, namespace, name, '{"max_attempts": 0}')
     # nothing was created by the failed calls
     assert (
         await pool.fetchval("SELECT count(*) FROM taskq.queues WHERE namespace = $1", namespace)
         == 0
     )
+
+
+def _bounded() -> list[tuple[str, dict[str, Any]]]:
+    return [(f.column, f.bounds) for f in setting_fields() if f.bounds]
+
+
+@pytest.mark.parametrize(("column", "bounds"), _bounded(), ids=[c for c, _ in _bounded()])
+async def test_sql_holds_the_python_bounds_and_names_the_setting(
+    pool: asyncpg.Pool, column: str, bounds: dict[str, Any]
+) -> None:
+    """The SQL door's bounds are QueueSettings' (taskq/models.py): the largest value each
+    allows is stored; past it, below its least, NaN or Infinity, and a string are refused
+    naming `p_settings.<column>`, where before they overflowed or slipped past "> 0"."""
+    namespace, name = _queue()
+    ensure = "SELECT * FROM taskq.ensure_queue($1, $2, $3::jsonb)"
+    # the base may not exceed the max: the max is raised alongside
+    extra = {"backoff_max_s": bounds.get("le")} if column == "backoff_base_s" else {}
+    highest = bounds["le"]
+    await pool.fetchrow(ensure, namespace, name, json.dumps({column: highest, **extra}))
+    assert (await _row(pool, namespace, name))[column] == highest
+    lowest = bounds.get("ge", bounds.get("gt"))
+    refused = [highest * 10 + 1, "NaN", "Infinity", "many"]
+    if lowest is not None:
+        refused.append(lowest - 1 if "ge" in bounds else lowest)
+    for value in refused:
+        with pytest.raises(asyncpg.PostgresError, match=rf"p_settings\.{column} is ") as error:
+            await pool.fetchrow(ensure, namespace, name, json.dumps({column: value, **extra}))
+        assert "give " in str(error.value)
+    assert (await _row(pool, namespace, name))[column] == highest  # unchanged
 
 
 async def test_a_changed_rate_limit_starts_from_a_full_bucket(pool: asyncpg.Pool) -> None:

@@ -113,21 +113,27 @@ async def test_many_schedulers_at_once_fire_each_tick_once(
 
 
 async def test_a_scheduler_killed_mid_tick_leaves_nothing_and_the_next_fires_it(
-    client: Client, pool: asyncpg.Pool
+    client: Client, pool: asyncpg.Pool, dsn: str
 ) -> None:
     namespace = await namespace_with_queue(client)
     tick = (await client.create_schedule(f"{namespace}/nightly", spec())).next_run_at
     now = tick + timedelta(seconds=1)
-    doomed = await pool.acquire()
+    doomed = await asyncpg.connect(dsn)
     try:
         transaction = doomed.transaction()
         await transaction.start()
         await fire_due(doomed, now)  # enqueued and recorded, not committed
-        await pool.execute("SELECT pg_terminate_backend($1)", doomed.get_server_pid())
-        with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
-            await doomed.execute("SELECT 1")
+        pid = doomed.get_server_pid()
+        await pool.execute("SELECT pg_terminate_backend($1)", pid)
+
+        async def gone() -> bool:
+            return not await pool.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid
+            )
+
+        await wait_for(gone, bool, what="the scheduler's backend to end")
     finally:
-        await pool.release(doomed)
+        doomed.terminate()
     assert await tasks_of(pool, namespace) == []
 
     await fire(pool, now)
@@ -144,15 +150,18 @@ async def test_a_missing_queue_is_kept_as_the_schedules_error_until_it_exists(
     tick = created.next_run_at
     store, counts = MaintenanceStore(pool, 5.0), Counts()
 
+    # other tests' schedules due at that time fire too: only this one's outcome is asserted
     scheduler = Scheduler(clock=lambda _db: _at(tick + timedelta(seconds=1)))
-    assert await scheduler.run_once(store, counts) == 0
+    await scheduler.run_once(store, counts)
     failed = await client.get_schedule(f"{namespace}/orphan")
     assert failed.last_error is not None and f"'{namespace}/later'" in failed.last_error
     assert failed.next_run_at == tick  # still due: nothing was dropped
-    assert counts.ticks == {"failed": 1}
+    assert counts.ticks.get("failed", 0) >= 1
+    assert await tasks_of(pool, namespace) == []
 
     await client.ensure_queue(f"{namespace}/later", QueueSettings())
-    assert await scheduler.run_once(store, counts) == 1
+    await scheduler.run_once(store, counts)
+    assert len(await tasks_of(pool, namespace)) == 1
     fixed = await client.get_schedule(f"{namespace}/orphan")
     assert fixed.last_error is None
     assert fixed.next_run_at == tick + timedelta(hours=1)

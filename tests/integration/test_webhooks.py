@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,6 +32,8 @@ from taskq.models import QueueInfo, QueueSettings, TaskRequest
 from taskq.store.execution import Outcome
 from taskq.store.maintenance import MaintenanceStore
 from taskq.webhooks import WEBHOOK_QUEUE, Event, WebhookSpec, new_secret
+from taskq.worker.loop import shutdown_bound
+from taskq.worker.settings import WorkerSettings
 from taskq.worker.webhook import resolve, webhook_registry
 from tests.integration.helpers import claim, finish, running_worker, task_state, wait_for
 from tests.integration.test_maintenance import Counts
@@ -49,6 +52,8 @@ class Receiver:
     received: list[dict[str, Any]] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     port: int = 0
+    # set: each request waits for it before the answer (a receiver that hangs)
+    hold: threading.Event | None = None
 
     def url(self, path: str = "/hook", scheme: str = "http") -> str:
         return f"{scheme}://127.0.0.1:{self.port}{path}"
@@ -75,6 +80,8 @@ def receiver(secret: str, **options: Any) -> Iterator[Receiver]:
                     "path": self.path,
                 }
             )
+            if state.hold is not None:
+                state.hold.wait(60)
             self.send_response(state.status)
             self.send_header("content-length", str(len(state.body)))
             self.end_headers()
@@ -384,9 +391,17 @@ async def test_the_sql_enqueue_takes_a_callback_url(client: Client, pool: asyncp
         await pool.fetchval("SELECT callback_url FROM taskq.tasks WHERE id = $1", task_id)
         == "https://example.com/cb"
     )
-    with pytest.raises(asyncpg.PostgresError, match=r"p_callback_urls\[1\]"):
+    # each function names its own argument (as taskq.enqueue's bounds do, migration 0018)
+    with pytest.raises(asyncpg.PostgresError, match=r"^enqueue: p_callback_url is not") as raised:
         await pool.fetchval(
             "SELECT taskq.enqueue(p_queue => $1, p_task_name => 'x', p_callback_url => 'nope')",
+            queue.full_name,
+        )
+    assert raised.value.sqlstate == "TQ003"
+    with pytest.raises(asyncpg.PostgresError, match=r"^enqueue_many: p_callback_urls\[2\] is"):
+        await pool.fetchval(
+            "SELECT count(*) FROM taskq.enqueue_many($1, '{x,x}', '{1,2}',"
+            " p_callback_urls => ARRAY[NULL, 'ftp://example.com/cb'])",
             queue.full_name,
         )
 
@@ -432,6 +447,64 @@ async def test_a_deployment_needs_nothing_more_than_its_workers(
     [got] = hook.received
     assert got["event"]["data"]["id"] == task.id
     assert got["event"]["data"]["result"] == 12
+
+
+async def test_a_delivery_in_flight_does_not_hold_the_stop(
+    client: Client, pool: asyncpg.Pool, dsn: str, tmp_path: Path
+) -> None:
+    """SIGTERM while the delivery worker waits on a receiver that does not answer: `taskq
+    worker` exits 0 within the process's shutdown bound (the delivery worker's is no longer),
+    and the delivery is given back to be sent again, not left held."""
+    queue = await new_queue(client)
+    secret = new_secret()
+    app = tmp_path / "hooks_stop_app.py"
+    app.write_text("import taskq\n\n@taskq.task('charge')\ndef charge(ctx):\n    return 1\n")
+    settings = {
+        "TASKQ_APP": "hooks_stop_app",
+        "TASKQ_LEASE_SECONDS": "6",
+        "TASKQ_DB_TIMEOUT": "1",
+        "TASKQ_SHUTDOWN_GRACE": "1",
+        "TASKQ_POLL_INTERVAL": "0.2",
+    }
+    bound = shutdown_bound(
+        WorkerSettings.model_validate({
+            **{k.removeprefix("TASKQ_").lower(): v for k, v in settings.items()},
+            "dsn": dsn,
+            "queues": [queue.full_name],
+        })
+    )
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("TASKQ_")}
+    environment.update(
+        settings,
+        TASKQ_DSN=dsn,
+        TASKQ_QUEUES=queue.full_name,
+        TASKQ_METRICS_PORT="0",
+    )
+    hold = threading.Event()
+    with receiver(secret, hold=hold) as hook:
+        await client.put_webhook(
+            queue.full_name, "slow", WebhookSpec(hook.url(), secret, allow_hosts=LOCAL)
+        )
+        [task] = await client.enqueue_many(queue.full_name, [TaskRequest("charge", {})])
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "taskq.cli.main", "worker", "--path", str(tmp_path),
+            env=environment, stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            await wait_for(lambda: asyncio.sleep(0, hook.received), bool, limit=30, what="a POST")
+            worker.send_signal(signal.SIGTERM)
+            sent = time.monotonic()
+            _, err = await asyncio.wait_for(worker.communicate(), bound + 30)
+            took = time.monotonic() - sent
+        finally:
+            hold.set()
+            if worker.returncode is None:
+                worker.kill()
+                await worker.wait()
+    assert worker.returncode == 0, err.decode()[-2000:]
+    assert took <= bound, f"{took:.1f}s after SIGTERM (bound {bound:.0f}s)"
+    [delivery] = await deliveries_of(pool, task.id)
+    assert delivery["state"] == "ready"
 
 
 async def test_the_connection_goes_to_the_address_that_was_checked(

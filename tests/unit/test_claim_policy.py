@@ -44,6 +44,11 @@ def due(queue: str, seconds: float, at: float) -> Step:
     return step
 
 
+def listen(policy: ClaimPolicy) -> None:
+    """Notifications arrive from now on."""
+    policy.listen(True)
+
+
 def follow(queue: str, queue_id: int) -> Step:
     return lambda policy: policy.follow(queue, queue_id)
 
@@ -77,19 +82,27 @@ CASES = [
          [], running=9),
     Case("a backlog claims once half a batch is free", [claims(100.0, a=4)], 100.0,
          [("a", 2, False, False)], running=8),
-    Case("a drained queue waits for its poll", [claims(100.0, a=1)], 100.99, []),
-    Case("a drained queue is claimed from after the poll interval", [claims(100.0, a=1)],
+    Case("an empty claim drains the queue: it waits for its poll", [claims(100.0, a=0)],
+         100.99, []),
+    Case("a drained queue is claimed from after the poll interval", [claims(100.0, a=0)],
          101.0, [("a", 4, True, False)]),
-    Case("a notification wakes a drained queue at once", [claims(100.0, a=1), ready(1)],
+    Case("while notifications arrive, a short claim drains the queue",
+         [listen, claims(100.0, a=1)], 100.99, []),
+    Case("without notifications, a short claim that took tasks is followed at once",
+         [claims(100.0, a=1)], 100.0, [("a", 4, False, False)], running=1),
+    Case("a full claim after a poll: the next one when half a batch is free, not a poll later",
+         [claims(100.0, a=0), claims(101.0, a=4)], 101.01, [("a", 2, False, False)],
+         running=8),
+    Case("a notification wakes a drained queue at once", [claims(100.0, a=0), ready(1)],
          100.01, [("a", 4, False, False)]),
-    Case("a notification for another queue does not", [claims(100.0, a=1), ready(2)],
+    Case("a notification for another queue does not", [claims(100.0, a=0), ready(2)],
          100.5, []),
-    Case("a reconnected listener (-1) wakes every queue", [claims(100.0, a=1), ready(-1)],
+    Case("a reconnected listener (-1) wakes every queue", [claims(100.0, a=0), ready(-1)],
          100.5, [("a", 4, True, False)]),
     Case("a delayed task due before the poll wakes the queue, not before it is due",
-         [claims(100.0, a=1), due("a", 0.3, 100.0)], 100.3, []),
+         [claims(100.0, a=0), due("a", 0.3, 100.0)], 100.3, []),
     Case("a delayed task due before the poll wakes the queue, promoting it",
-         [claims(100.0, a=1), due("a", 0.3, 100.0)], 100.3 + DUE_MARGIN,
+         [claims(100.0, a=0), due("a", 0.3, 100.0)], 100.3 + DUE_MARGIN,
          [("a", 4, True, False)]),
     Case("promotion at most every 0.1 s while nothing is known to be due",
          [claims(100.0, a=4)], 100.05, [("a", 4, False, False)]),
@@ -142,9 +155,9 @@ class Sleep:
 
 SLEEPS = [
     Sleep("nothing to wait for: the poll interval", [], 100.0, 1.0),
-    Sleep("a drained queue: until its poll", [claims(100.0, a=1)], 100.25, 0.75),
+    Sleep("a drained queue: until its poll", [claims(100.0, a=0)], 100.25, 0.75),
     Sleep("a drained queue with a task due sooner: until it is due",
-          [claims(100.0, a=1), due("a", 0.3, 100.0)], 100.0, 0.3 + DUE_MARGIN),
+          [claims(100.0, a=0), due("a", 0.3, 100.0)], 100.0, 0.3 + DUE_MARGIN),
     Sleep("a failed claim: until its retry", [claims(100.0, a=None)], 100.0, 0.5),
     Sleep("a queue with a backlog waits for slots, not a timer", [claims(100.0, a=4)], 100.0,
           1.0),
@@ -161,6 +174,7 @@ def test_how_long_the_claim_loop_may_sleep(case: Sleep) -> None:
 
 def test_the_next_claim_follows_a_full_batch_at_once_but_not_a_short_one() -> None:
     policy = _policy(Case("", [], 0.0, [], queues=("a", "b")))
+    policy.listen(True)
     first, _ = policy.plan(100.0, 0, 0)
     policy.landed(first, 4, 100.0)
     again = policy.plan_next("a", 100.0, 4, 0)
@@ -176,3 +190,20 @@ def test_a_due_time_only_wakes_a_drained_queue() -> None:
     (order,) = policy.plan(100.0, 0, 0)
     policy.landed(order, 0, 100.0)
     assert policy.due_in("a", 0.5, 100.0) is True
+
+
+def test_without_notifications_only_an_empty_claim_drains_a_queue() -> None:
+    """A polling worker's queue stays claimable while its claims return tasks; before, a
+    drained flag set once was cleared only by a notification, so a worker without them asked
+    when the next delayed task was due after every claim, and a short claim cost a poll."""
+    policy = _policy(Case("", [], 0.0, []))
+    (order,) = policy.plan(100.0, 0, 0)
+    policy.landed(order, 0, 100.0)
+    assert policy.drained("a")
+    (order,) = policy.plan(101.0, 0, 0)  # the poll
+    policy.landed(order, 4, 101.0)
+    assert not policy.drained("a") and policy.drained_queues(1) == []
+    (order,) = policy.plan(101.0, 4, 0)
+    policy.landed(order, 3, 101.0)
+    assert not policy.drained("a")
+    assert [o.want for o in policy.plan(101.0, 7, 0)] == [3]

@@ -186,7 +186,11 @@ def test_worker_pool_spec_accepts_kubernetes_shaped_fields() -> None:
         ),
         ({"autoscaling": {"maxReplicas": 0}}, ("autoscaling", "maxReplicas"), "greater than"),
         ({"autoscaling": {"mode": "Keda"}}, ("autoscaling", "mode"), "'Builtin' or 'External'"),
-        ({"env": [{"name": "TASKQ_DSN", "value": "x"}]}, (), "must not set variables"),
+        (
+            {"env": [{"name": "A", "value": "1"}, {"name": "TASKQ_DSN", "value": "x"}]},
+            (),
+            "env must not set TASKQ_DSN: the operator sets these itself",
+        ),
         (
             {"resources": {"limits": {"memory": "lots"}}},
             ("resources", "limits", "memory"),

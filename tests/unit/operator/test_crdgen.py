@@ -264,10 +264,13 @@ def test_cross_field_rules() -> None:
     [replicas] = rules("WorkerPool", ".spec")
     assert "External" in replicas["rule"]
     assert replicas["fieldPath"] == ".replicas"
-    [reserved] = rules("WorkerPool", ".spec.env")
-    assert "'TASKQ_DSN'" in reserved["rule"]
-    [one_value] = at(root("WorkerPool"), ".spec.env")["items"]["x-kubernetes-validations"]
+    # per entry: the API server names the entry (spec.env[1]) and the variable set
+    [one_value, reserved] = at(root("WorkerPool"), ".spec.env")["items"][
+        "x-kubernetes-validations"
+    ]
     assert one_value["rule"] == "!has(self.value) || !has(self.valueFrom)"
+    assert "'TASKQ_DSN'" in reserved["rule"]
+    assert reserved["messageExpression"].startswith("'env must not set ' + self.name")
     [one_source] = at(root("WorkerPool"), ".spec.envFrom")["items"]["x-kubernetes-validations"]
     assert one_source["rule"] == "has(self.configMapRef) != has(self.secretRef)"
 

@@ -16,6 +16,7 @@ from typing import Any, Self, get_args
 
 import asyncpg
 
+from taskq import tracing
 from taskq.errors import (
     DatabaseUnavailableError,
     InvalidArgumentError,
@@ -265,23 +266,32 @@ class Client:
         *,
         connection: Connection | None = None,
     ) -> list[EnqueueResult]:
-        """All or nothing: one transaction (the caller's, if `connection` is in one)."""
+        """All or nothing: one transaction (the caller's, if `connection` is in one). With
+        tracing on, under a `send <queue>` span whose context the tasks keep."""
         QueueName.parse(queue)
         if not tasks:
             return []
-        with translated(queue):
+        with translated(queue), tracing.send_span(queue, len(tasks)) as traceparent:
             if connection is not None:
-                return await task_store.enqueue_many(connection, queue, tasks)
+                return await task_store.enqueue_many(connection, queue, tasks, traceparent)
             async with self.pool.acquire() as conn:
-                return await task_store.enqueue_many(conn, queue, tasks)
+                return await task_store.enqueue_many(conn, queue, tasks, traceparent)
 
-    async def enqueue_and_get(self, queue: str, task: TaskRequest) -> tuple[bool, TaskInfo]:
+    async def enqueue_and_get(
+        self, queue: str, task: TaskRequest, *, traceparent: str | None = None
+    ) -> tuple[bool, TaskInfo]:
         """One task enqueued and read back in one round trip: whether this call created it
-        (False: its idempotency key was held by the task returned), and the task."""
+        (False: its idempotency key was held by the task returned), and the task.
+        `traceparent`: the caller's trace context (e.g. an HTTP request's), the parent of the
+        `send` span."""
         QueueName.parse(queue)
-        with translated(queue):
+        with (
+            translated(queue),
+            tracing.attached(traceparent),
+            tracing.send_span(queue, 1) as sent,
+        ):
             async with self.pool.acquire() as conn:
-                return await task_store.enqueue_details(conn, queue, task)
+                return await task_store.enqueue_details(conn, queue, task, sent or traceparent)
 
     # -- tasks ------------------------------------------------------------------------------
 

@@ -13,6 +13,12 @@ class InvalidArgumentError(TaskqError, ValueError):
         self.field = field
 
 
+class TaskStateError(InvalidArgumentError):
+    """A task the caller named is not in the queue, or not in a state the operation needs
+    (replaying a task that is not dead): the request was well formed, the tasks are not as it
+    assumed. An InvalidArgumentError for the API (422); the CLI exits 1, not 2, for it."""
+
+
 class UnknownQueueError(TaskqError, LookupError):
     def __init__(self, queue: str) -> None:
         super().__init__(

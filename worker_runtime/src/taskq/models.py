@@ -33,6 +33,11 @@ MAX_DELAY_SECONDS = 10 * 365 * 86_400  # a task's delay: ten years
 MAX_TIMEOUT_SECONDS = 30 * 86_400  # one attempt's timeout: thirty days
 MAX_RETENTION_SECONDS = 10 * 365 * 86_400  # how long finished tasks are kept: ten years
 MAX_RATE = 1_000_000  # tasks a second, and a burst or a concurrency limit
+# A worker's lease, how long a silent worker counts as alive, a maintenance period: one day.
+# Past it a crashed worker's tasks would wait longer than anyone waits for them.
+MAX_PERIOD_SECONDS = 86_400
+# Most rows one call of a maintenance or claim function touches (its p_limit).
+MAX_BATCH = 100_000
 
 
 class Priority(enum.IntEnum):
@@ -81,9 +86,13 @@ class BackoffPolicy(BaseModel):
 
     kind: Annotated[BackoffKind, Stored("backoff_kind", flag="backoff")] = "exponential"
     """exponential, linear or fixed."""
-    base_seconds: Annotated[float, Stored("backoff_base_s", flag="backoff-base"), Field(ge=0)] = 1.0
+    base_seconds: Annotated[
+        float, Stored("backoff_base_s", flag="backoff-base"), Field(ge=0, le=MAX_DELAY_SECONDS)
+    ] = 1.0
     """Delay before the first retry."""
-    max_seconds: Annotated[float, Stored("backoff_max_s", flag="backoff-max"), Field(ge=0)] = 3600.0
+    max_seconds: Annotated[
+        float, Stored("backoff_max_s", flag="backoff-max"), Field(ge=0, le=MAX_DELAY_SECONDS)
+    ] = 3600.0
     """Longest delay between attempts."""
     jitter: Annotated[float, Stored("backoff_jitter"), Field(ge=0, le=1)] = 0.2
     """Random spread of each delay, as a fraction of it (0..1)."""
@@ -318,6 +327,8 @@ class TaskInfo(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    traceparent: str | None = None
+    """The W3C trace context of the span that enqueued it (docs/tracing.md)."""
 
 
 class AttemptInfo(BaseModel):

@@ -21,7 +21,13 @@ from taskq_operator.api.base import (
     cel,
 )
 from taskq_operator.api.common import Condition, LocalObjectReference, ObjectName, Reason
-from taskq_operator.api.core import EnvFromSource, EnvVar, ResourceRequirements, Toleration
+from taskq_operator.api.core import (
+    ENV_VALUE_MESSAGE,
+    EnvFromSource,
+    EnvVar,
+    ResourceRequirements,
+    Toleration,
+)
 
 # The worker settings the operator sets on every pod, as WorkerSettings fields (the contract of
 # docs/worker.md); resources.py gives each its value. A user value would fight them.
@@ -42,7 +48,16 @@ REPLICAS_MESSAGE = (
     "spec.replicas is only honoured with autoscaling.mode External; "
     "remove it, or set autoscaling.mode: External to let HPA/KEDA or kubectl scale the pool"
 )
+RESERVED_ENV_WHY = (
+    "the operator sets these itself (from spec.queues, spec.app, spec.concurrency, "
+    "spec.terminationGracePeriodSeconds and the queues' database): remove them from spec.env"
+)
 RESERVED_ENV_MESSAGE = "env must not set variables the operator sets: " + ", ".join(OPERATOR_ENV)
+
+
+def reserved_env_message(names: list[str]) -> str:
+    """The variables the user set that the operator sets, and why not."""
+    return f"env must not set {', '.join(names)}: {RESERVED_ENV_WHY}"
 DUPLICATE_QUEUES_MESSAGE = "queues must not repeat a queue"
 IMAGE_MESSAGE = "image must not contain whitespace: remove the spaces around or in it"
 
@@ -51,6 +66,26 @@ _APP_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*(:[A-Za-z_][A
 
 _MAX_ENV = 128
 _CEL_RESERVED = "[" + ", ".join(f"'{name}'" for name in OPERATOR_ENV) + "]"
+
+
+class PoolEnvVar(EnvVar):
+    """An environment variable of the worker container, not one the operator sets."""
+
+    # checked per entry, so the API server names the entry (spec.env[1]) and its variable
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("!has(self.value) || !has(self.valueFrom)", ENV_VALUE_MESSAGE),
+                cel(
+                    f"!(self.name in {_CEL_RESERVED})",
+                    RESERVED_ENV_MESSAGE,
+                    message_expression=(
+                        f"'env must not set ' + self.name + \": {RESERVED_ENV_WHY}\""
+                    ),
+                ),
+            ]
+        }
+    )
 
 
 class AutoscalingSpec(K8sModel):
@@ -176,15 +211,7 @@ class WorkerPoolSpec(K8sModel):
     specReplicasPath)."""
     resources: ResourceRequirements | None = None
     """Compute resources of each worker."""
-    env: list[EnvVar] = Field(
-        default=[],
-        max_length=_MAX_ENV,
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                cel(f"self.all(e, !(e.name in {_CEL_RESERVED}))", RESERVED_ENV_MESSAGE)
-            ]
-        },
-    )
+    env: list[PoolEnvVar] = Field(default=[], max_length=_MAX_ENV)
     """Extra environment variables, e.g. TASKQ_LOG_LEVEL or the application's own."""
     env_from: list[EnvFromSource] = Field(default=[], max_length=32)
     """Variables from ConfigMaps and Secrets."""
@@ -202,8 +229,9 @@ class WorkerPoolSpec(K8sModel):
             raise ValueError(DUPLICATE_QUEUES_MESSAGE)
         if any(c.isspace() for c in self.image):
             raise ValueError(IMAGE_MESSAGE)
-        if any(e.name in OPERATOR_ENV for e in self.env):
-            raise ValueError(RESERVED_ENV_MESSAGE)
+        reserved = [e.name for e in self.env if e.name in OPERATOR_ENV]
+        if reserved:
+            raise ValueError(reserved_env_message(reserved))
         if self.replicas is not None and self.autoscaling.mode != "External":
             raise ValueError(REPLICAS_MESSAGE)
         return self

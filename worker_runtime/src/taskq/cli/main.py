@@ -15,23 +15,43 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
+from taskq import tracing
 from taskq.auth import ApiKey, Role
 from taskq.cli.schedules import add_schedule_commands
 from taskq.cli.webhooks import add_webhook_commands
 from taskq.client import Client, connect
-from taskq.errors import InvalidArgumentError, TaskqError
+from taskq.errors import InvalidArgumentError, PayloadTooLargeError, TaskqError, TaskStateError
 from taskq.models import QueueSettings, TaskRequest, setting_fields
 from taskq.names import check_label
 from taskq.store import keys as key_store
 from taskq.worker.main import run_worker
 from taskq.worker.settings import WorkerSettings
+from taskq.worker.stopping import ExitDeadline
 
-EXIT_ERROR = 1
+# The exit statuses, as `taskq --help` states them (EXIT_STATUS below).
+EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+EXIT_STATUS = f"""\
+exit status:
+  0    done
+  {EXIT_FAILED}    not done: the database is unreachable or refused the command, or a queue,
+       task, key or schedule it names does not exist or is not in a state that
+       allows it (e.g. replaying a task that is not dead)
+  {EXIT_USAGE}    the command line is wrong, nothing was done: an unknown command or flag, a
+       missing argument, a value out of its range or malformed (the message names the
+       flag or argument and what it accepts), or a bad TASKQ_* setting
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C)
+"""
 
 
 class CliError(Exception):
-    pass
+    """The command could not be done (exit 1)."""
+
+
+class UsageError(CliError):
+    """The command line is wrong: a flag missing, two flags that exclude each other, a value
+    the CLI checks itself (exit 2)."""
 
 
 def _print_json(value: Any) -> None:
@@ -95,7 +115,7 @@ async def _queue_create(client: Client, args: argparse.Namespace) -> None:
 
 async def _queue_drop(client: Client, args: argparse.Namespace) -> None:
     if not args.yes:
-        raise CliError(f"dropping {args.queue} deletes all its tasks: repeat with --yes")
+        raise UsageError(f"dropping {args.queue} deletes all its tasks: repeat with --yes")
     dropped = await client.drop_queue(args.queue)
     print(f"dropped {args.queue}" if dropped else f"{args.queue} did not exist")
 
@@ -115,7 +135,33 @@ async def _queue_list(client: Client, _args: argparse.Namespace) -> None:
         print(info.full_name)
 
 
+# The client names a task's fields (tasks[0].delay); `taskq enqueue` takes them as these
+# arguments, the same for every task of a --jsonl file.
+_TASK_ARGUMENTS = {
+    "task_name": "task",
+    "payload": "payload",
+    "priority": "--priority",
+    "delay": "--delay",
+    "idempotency_key": "--idempotency-key",
+    "max_attempts": "--max-attempts",
+    "timeout": "--timeout",
+    "correlation_id": "--correlation-id",
+}
+_TASK_FIELD = re.compile(r"^tasks\[\d+\]\.(\w+)$")
+
+
 async def _enqueue(client: Client, args: argparse.Namespace) -> None:
+    try:
+        await _enqueue_tasks(client, args)
+    except InvalidArgumentError as error:
+        match = _TASK_FIELD.match(error.field)
+        if match is None or match[1] not in _TASK_ARGUMENTS:
+            raise
+        problem = str(error).removeprefix(f"invalid {error.field}: ")
+        raise InvalidArgumentError(_TASK_ARGUMENTS[match[1]], problem) from None
+
+
+async def _enqueue_tasks(client: Client, args: argparse.Namespace) -> None:
     if args.jsonl:
         requests = [
             TaskRequest(
@@ -155,7 +201,7 @@ def _read_lines(path: str) -> list[str]:
         with sys.stdin if path == "-" else open(path, encoding="utf-8") as f:
             return f.read().splitlines()
     except OSError as error:
-        raise CliError(f"cannot read {path}: {error.strerror}") from None
+        raise UsageError(f"cannot read {path}: {error.strerror}") from None
 
 
 async def _tasks_show(client: Client, args: argparse.Namespace) -> None:
@@ -187,7 +233,7 @@ async def _dead_list(client: Client, args: argparse.Namespace) -> None:
 
 async def _dead_replay(client: Client, args: argparse.Namespace) -> None:
     if not args.ids and not args.all:
-        raise CliError("name the dead task ids to replay, or pass --all")
+        raise UsageError("name the dead task ids to replay, or pass --all")
     result = await client.replay_dead(args.queue, None if args.all else args.ids)
     print(
         f"replayed {result.replayed} dead tasks"
@@ -209,11 +255,11 @@ def _expires_in(text: str | None) -> timedelta | None:
     match = _DURATION.match(text.strip())
     fix = "a whole number of minutes, hours or days, e.g. 30m, 12h or 90d"
     if not match or int(match[1]) == 0:
-        raise CliError(f"invalid --expires-in {text!r}: use {fix}")
+        raise UsageError(f"invalid --expires-in {text!r}: use {fix}")
     amount = int(match[1])
     limit = key_store.MAX_LIFETIME
     if amount > limit / timedelta(**{_DURATION_UNITS[match[2]]: 1}):
-        raise CliError(
+        raise UsageError(
             f"invalid --expires-in {text!r}: at most {limit.days}d; "
             "leave --expires-in out for a key that never expires"
         )
@@ -222,11 +268,11 @@ def _expires_in(text: str | None) -> timedelta | None:
 
 def _key_namespaces(args: argparse.Namespace) -> list[str] | None:
     if args.namespaces and args.all_namespaces:
-        raise CliError("--namespace and --all-namespaces exclude each other: pass one of them")
+        raise UsageError("--namespace and --all-namespaces exclude each other: pass one of them")
     if args.all_namespaces:
         return None
     if not args.namespaces:
-        raise CliError(
+        raise UsageError(
             "say which namespaces the key reaches: --namespace NS (repeat it for more), "
             "or --all-namespaces"
         )
@@ -323,10 +369,10 @@ def _worker(args: argparse.Namespace) -> int:
     try:
         settings = WorkerSettings(**overrides)
     except ValidationError as error:
-        raise CliError(_settings_error(error)) from None
+        raise UsageError(_settings_error(error)) from None
     if args.path:
         sys.path.insert(0, args.path)
-    asyncio.run(run_worker(settings))
+    asyncio.run(run_worker(settings, ExitDeadline()))
     return 0
 
 
@@ -359,7 +405,12 @@ def _priority_arg(text: str) -> int | str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="taskq", description="Postgres-backed task queue")
+    parser = argparse.ArgumentParser(
+        prog="taskq",
+        description="Postgres-backed task queue",
+        epilog=EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--dsn", help="PostgreSQL DSN (default: $TASKQ_DSN)")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -517,17 +568,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _worker(args)
         dsn = args.dsn or os.environ.get("TASKQ_DSN")
         if not dsn:
-            raise CliError("no database: set TASKQ_DSN or pass --dsn postgresql://...")
-        asyncio.run(_with_client(dsn, args.run, args))
+            raise UsageError("no database: set TASKQ_DSN or pass --dsn postgresql://...")
+        traced = tracing.configure_from_env("taskq")
+        try:
+            asyncio.run(_with_client(dsn, args.run, args))
+        finally:
+            if traced:
+                tracing.shutdown()
     except (TaskqError, CliError) as error:
         print(f"taskq: error: {error}", file=sys.stderr)
-        return EXIT_ERROR
+        return _exit_status(error)
     except ValidationError as error:
         print(f"taskq: error: {_validation_message(error)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     return 0
+
+
+def _exit_status(error: TaskqError | CliError) -> int:
+    """EXIT_USAGE for a value the user gave that no command accepts (whoever found it: the
+    CLI, the client or the database's own checks); EXIT_FAILED for a well-formed command
+    that could not be done."""
+    if isinstance(error, TaskStateError):
+        return EXIT_FAILED
+    if isinstance(error, InvalidArgumentError | PayloadTooLargeError | UsageError):
+        return EXIT_USAGE
+    return EXIT_FAILED
 
 
 def _validation_message(error: ValidationError) -> str:
@@ -537,7 +604,16 @@ def _validation_message(error: ValidationError) -> str:
     for item in error.errors():
         path = ".".join(str(p) for p in item["loc"])
         message = item["msg"].removeprefix("Value error, ")
-        problems.append(f"{flags.get(path, path or 'settings')}: {message}")
+        if path in flags:
+            problems.append(f"{flags[path]}: {message}")
+            continue
+        # a check across settings (backoff: max_seconds vs base_seconds) names the fields it
+        # compares: say their flags instead
+        for setting, flag in flags.items():
+            parent, _, leaf = setting.rpartition(".")
+            if parent == path:
+                message = re.sub(rf"\b{leaf}\b", flag, message)
+        problems.append(message)
     return "; ".join(problems)
 
 

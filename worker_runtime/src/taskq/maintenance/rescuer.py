@@ -18,6 +18,8 @@ log = logging.getLogger("taskq.maintenance")
 
 @dataclass(frozen=True)
 class Rescuer:
+    # taskq.rescue_expired reads this duty's row: its turns tell when the database restarted
+    # (an outage does not count against leases, migration 0019)
     name: ClassVar[str] = "rescue_expired_leases"
     period: float  # seconds between runs, across the database
     batch: int = 1000  # most tasks rescued per queue and run; the rest on the next run

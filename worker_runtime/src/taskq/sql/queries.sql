@@ -30,7 +30,7 @@ SELECT ord, id, created
   FROM taskq.enqueue_many(
        p_queue => $1, p_task_names => $2, p_payloads => $3::json[], p_priorities => $4,
        p_delays_s => $5, p_idempotency_keys => $6, p_max_attempts => $7, p_timeouts_s => $8,
-       p_correlation_ids => $9, p_callback_urls => $10)
+       p_correlation_ids => $9, p_callback_urls => $10, p_traceparent => $11)
 
 -- name: enqueue_details
 -- One task, as enqueue_many's arrays of one: whether it was created, and the task.
@@ -38,7 +38,7 @@ SELECT e.created, (e.task).*
   FROM taskq.enqueue_details(
        p_queue => $1, p_task_names => $2, p_payloads => $3::json[], p_priorities => $4,
        p_delays_s => $5, p_idempotency_keys => $6, p_max_attempts => $7, p_timeouts_s => $8,
-       p_correlation_ids => $9, p_callback_urls => $10) AS e
+       p_correlation_ids => $9, p_callback_urls => $10, p_traceparent => $11) AS e
 
 -- name: get_task
 SELECT * FROM taskq.task_details WHERE id = $1
@@ -335,6 +335,11 @@ UPDATE taskq.schedules
 -- name: record_schedule_error
 -- The pass could not enqueue: its ticks stay due, retried on the next pass.
 UPDATE taskq.schedules SET last_error = $2, updated_at = now() WHERE id = $1
+
+-- name: task_traceparents
+-- The traceparents of tasks a worker claimed (only a tracing worker asks): $2 their ids.
+SELECT id, traceparent FROM taskq.tasks
+ WHERE queue_id = $1 AND id = ANY($2::bigint[]) AND traceparent IS NOT NULL
 
 -- name: put_webhook
 -- Create or update a queue's endpoint (docs/webhooks.md). An update keeps created_at: tasks

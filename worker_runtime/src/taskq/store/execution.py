@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from taskq import tracing
 from taskq.claim_order import ResumePoint
 from taskq.store.sqlfiles import query
 from taskq.store.types import Executor
@@ -34,6 +35,7 @@ class ClaimedTask:
     idempotency_key: str | None
     created_at: datetime
     run_at: datetime
+    traceparent: str | None = None  # read only when the worker traces (taskq.tracing)
 
 
 @dataclass(slots=True)
@@ -60,6 +62,24 @@ async def claim(
 ) -> list[ClaimedTask]:
     """Claim up to `limit` tasks in claim order, after `resume` if given; `promote` first makes
     due delayed and retrying tasks ready (and the claim starts no later than they)."""
+    if tracing.active():
+        with tracing.batch_span("receive", queue, limit, worker_id):
+            claimed = await _claim(db, queue_id, queue, worker_id, limit, lease_s, promote, resume)
+            await _read_traceparents(db, queue_id, claimed)
+            return claimed
+    return await _claim(db, queue_id, queue, worker_id, limit, lease_s, promote, resume)
+
+
+async def _claim(
+    db: Executor,
+    queue_id: int,
+    queue: str,
+    worker_id: str,
+    limit: int,
+    lease_s: float,
+    promote: bool,
+    resume: ResumePoint | None,
+) -> list[ClaimedTask]:
     rows = await db.fetch(
         query("claim"),
         queue_id,
@@ -72,6 +92,16 @@ async def claim(
         0 if resume is None else resume.id,
     )
     return [ClaimedTask(queue_id, queue, *row) for row in rows]
+
+
+async def _read_traceparents(db: Executor, queue_id: int, claimed: list[ClaimedTask]) -> None:
+    """A second query, only when tracing: the claim itself stays as it is without it."""
+    if not claimed:
+        return
+    rows = await db.fetch(query("task_traceparents"), queue_id, [t.id for t in claimed])
+    found = {row["id"]: row["traceparent"] for row in rows}
+    for task in claimed:
+        task.traceparent = found.get(task.id)
 
 
 # Most outcomes recorded per statement: bounds statement size and lock time.
@@ -100,19 +130,20 @@ async def complete(db: Executor, worker_id: str, done: Sequence[Completion]) -> 
     groups: dict[tuple[int, Outcome], list[Completion]] = {}
     for item in done:
         groups.setdefault((item.queue_id, item.outcome), []).append(item)
-    for (queue_id, outcome), items in groups.items():
-        for start in range(0, len(items), COMPLETE_CHUNK):
-            chunk = items[start : start + COMPLETE_CHUNK]
-            rows = await db.fetch(
-                query("complete"),
-                queue_id,
-                worker_id,
-                outcome,
-                [c.id for c in chunk],
-                [c.attempt_id for c in chunk],
-                _details(chunk),
-            )
-            states.update((row["id"], row["state"]) for row in rows)
+    with tracing.batch_span("settle", "", len(done), worker_id):
+        for (queue_id, outcome), items in groups.items():
+            for start in range(0, len(items), COMPLETE_CHUNK):
+                chunk = items[start : start + COMPLETE_CHUNK]
+                rows = await db.fetch(
+                    query("complete"),
+                    queue_id,
+                    worker_id,
+                    outcome,
+                    [c.id for c in chunk],
+                    [c.attempt_id for c in chunk],
+                    _details(chunk),
+                )
+                states.update((row["id"], row["state"]) for row in rows)
     return states
 
 

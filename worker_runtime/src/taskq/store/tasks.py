@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,7 +11,12 @@ import asyncpg
 
 from taskq import jsonutil
 from taskq.correlation import current_correlation_id
-from taskq.errors import InvalidArgumentError, PayloadTooLargeError, UnknownQueueError
+from taskq.errors import (
+    InvalidArgumentError,
+    PayloadTooLargeError,
+    TaskStateError,
+    UnknownQueueError,
+)
 from taskq.models import (
     CALLBACK_URL,
     MAX_CALLBACK_URL,
@@ -138,6 +144,18 @@ def _callback_url(url: str | None, i: int) -> str | None:
 
 Column = list[Any] | None
 
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+
+
+def check_traceparent(traceparent: str) -> None:
+    """What taskq.enqueue_many checks, for the COPY path, which bypasses it."""
+    if not _TRACEPARENT.fullmatch(traceparent):
+        raise InvalidArgumentError(
+            "traceparent",
+            f"{traceparent!r} is not a W3C traceparent "
+            "(00-<32 hex trace id>-<16 hex span id>-<2 hex flags>)",
+        )
+
 
 def _columns(tasks: Sequence[TaskRequest], offset: int = 0) -> list[Column]:
     """The SQL function's arrays; an all-NULL column is sent as NULL (less to encode; the
@@ -149,9 +167,13 @@ def _columns(tasks: Sequence[TaskRequest], offset: int = 0) -> list[Column]:
 
 
 async def enqueue_many(
-    conn: Connection, queue: str, tasks: Sequence[TaskRequest]
+    conn: Connection,
+    queue: str,
+    tasks: Sequence[TaskRequest],
+    traceparent: str | None = None,
 ) -> list[EnqueueResult]:
-    """Enqueue in the caller's transaction if one is open, else in one of our own.
+    """Enqueue in the caller's transaction if one is open, else in one of our own;
+    `traceparent`: the W3C trace context the tasks keep (taskq.tracing).
 
     Large batches without idempotency keys are written with COPY (several times the rate of
     the SQL function); batches with keys take the function, which owns ON CONFLICT."""
@@ -161,31 +183,38 @@ async def enqueue_many(
     if not copy and len(tasks) <= ENQUEUE_CHUNK and not conn.is_in_transaction():
         # One statement is atomic by itself: BEGIN and COMMIT would only add round trips
         # (they were half the time of a single enqueue).
-        return await _enqueue_chunk(conn, queue, tasks, 0)
+        return await _enqueue_chunk(conn, queue, tasks, 0, traceparent)
     results: list[EnqueueResult] = []
     async with conn.transaction():
         if copy:
             for start in range(0, len(tasks), COPY_CHUNK):
-                results.extend(
-                    await _copy_in(conn, queue, tasks[start : start + COPY_CHUNK], start)
-                )
+                chunk = tasks[start : start + COPY_CHUNK]
+                results.extend(await _copy_in(conn, queue, chunk, start, traceparent))
             return results
         for start in range(0, len(tasks), ENQUEUE_CHUNK):
             chunk = tasks[start : start + ENQUEUE_CHUNK]
-            results.extend(await _enqueue_chunk(conn, queue, chunk, start))
+            results.extend(await _enqueue_chunk(conn, queue, chunk, start, traceparent))
     return results
 
 
 async def _enqueue_chunk(
-    conn: Connection, queue: str, tasks: Sequence[TaskRequest], offset: int
+    conn: Connection,
+    queue: str,
+    tasks: Sequence[TaskRequest],
+    offset: int,
+    traceparent: str | None,
 ) -> list[EnqueueResult]:
     """One call of the SQL function taskq.enqueue_many."""
-    rows = await conn.fetch(query("enqueue_many"), queue, *_columns(tasks, offset))
+    rows = await conn.fetch(query("enqueue_many"), queue, *_columns(tasks, offset), traceparent)
     return [EnqueueResult(row["id"], row["created"]) for row in rows]
 
 
 async def _copy_in(
-    conn: Connection, queue: str, tasks: Sequence[TaskRequest], offset: int
+    conn: Connection,
+    queue: str,
+    tasks: Sequence[TaskRequest],
+    offset: int,
+    traceparent: str | None,
 ) -> list[EnqueueResult]:
     """COPY requests into the queue's partition, applying what taskq.enqueue_many would.
     Rows are validated and encoded as COPY streams them, so Python's work overlaps the
@@ -201,7 +230,11 @@ async def _copy_in(
     )
     columns = COPY_COLUMNS + COPY_OPTIONAL_COLUMNS if optional else COPY_COLUMNS
     top = [0]  # the highest priority copied, known once COPY has read every row
-    rows = _copy_rows(tasks, ids, info, offset, inherited, optional, top)
+    rows: Iterator[tuple[Any, ...]] = _copy_rows(tasks, ids, info, offset, inherited, optional, top)
+    if traceparent is not None:
+        check_traceparent(traceparent)
+        columns = [*columns, "traceparent"]
+        rows = ((*row, traceparent) for row in rows)
     await conn.copy_records_to_table(
         f"tasks_q{info['id']}", schema_name="taskq", columns=columns, records=rows
     )
@@ -252,10 +285,12 @@ def _copy_rows(
         yield row
 
 
-async def enqueue_details(conn: Connection, queue: str, task: TaskRequest) -> tuple[bool, TaskInfo]:
+async def enqueue_details(
+    conn: Connection, queue: str, task: TaskRequest, traceparent: str | None = None
+) -> tuple[bool, TaskInfo]:
     """One task enqueued and read back in one statement: whether this call created it (else
     its idempotency key was held), and the task."""
-    row = await conn.fetchrow(query("enqueue_details"), queue, *_columns([task]))
+    row = await conn.fetchrow(query("enqueue_details"), queue, *_columns([task]), traceparent)
     assert row is not None  # the function raises rather than return nothing
     data = dict(row)
     created: bool = data.pop("created")
@@ -331,7 +366,7 @@ async def replay_dead(
             for task_id in task_ids:
                 state = states.get(task_id)
                 if state != "dead":
-                    raise InvalidArgumentError(
+                    raise TaskStateError(
                         "ids",
                         f"no task {task_id} in queue {queue}"
                         if state is None

@@ -1,4 +1,4 @@
-"""Webhooks in PostgreSQL (taskq.webhooks, migration 0016): a queue's endpoints, the
+"""Webhooks in PostgreSQL (taskq.webhooks, migration 0020): a queue's endpoints, the
 Dispatcher's scan (taskq.dispatch_webhooks) and what a delivery reads of its endpoint.
 
 Every call translates database errors (store/dberrors.py).

@@ -13,7 +13,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
-from taskq import jsonutil
+from taskq import jsonutil, tracing
 from taskq.correlation import current_correlation_id
 from taskq.errors import InvalidArgumentError
 from taskq.store.execution import ClaimedTask, Completion, Outcome
@@ -63,6 +63,26 @@ def error_json(error: BaseException, *, with_traceback: bool = True) -> str:
 async def run_attempt(attempt: Attempt, registry: Registry, threads: Executor) -> Completion | None:
     """The completion to record, or None when the attempt must not be recorded by us
     (lease lost, or given back at shutdown)."""
+    claimed, ctx = attempt.claimed, attempt.ctx
+    with tracing.process_span(
+        claimed.queue,
+        claimed.task_name,
+        claimed.id,
+        claimed.attempt,
+        ctx.worker_id,
+        claimed.traceparent,
+        claimed.correlation_id,
+    ) as span:
+        completion = await _attempt(attempt, registry, threads)
+        tracing.outcome(
+            span,
+            completion.outcome if completion else "released",
+            completion.error_json if completion else None,
+        )
+        return completion
+
+
+async def _attempt(attempt: Attempt, registry: Registry, threads: Executor) -> Completion | None:
     claimed, ctx = attempt.claimed, attempt.ctx
     token = current_task.set(ctx)
     # runs in this attempt's own asyncio task, so the context change stays with it

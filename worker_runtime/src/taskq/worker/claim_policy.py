@@ -11,8 +11,11 @@ claims to send; every time comes in as an argument, so a table of cases tests it
 - nothing is claimed while more than `2 * max(batch_size, concurrency)` outcomes wait to be
   recorded (one concurrency's worth paused claims in normal operation: -10% throughput);
 - a queue with a backlog (its last claim came back full) waits for a worthwhile batch of free
-  slots (half a batch); a drained one (its last claim came back short) is claimed from again
-  when notified, when its next delayed task is due, or after the poll interval;
+  slots (half a batch); a drained one is claimed from again when notified, when its next
+  delayed task is due, or after the poll interval. Drained means the last claim came back
+  short while notifications arrive, and empty without them: a worker that only polls claims
+  again as soon as a slot frees while its claims return tasks (else it took one claim per poll
+  interval through a backlog);
 - after a failed claim, the next one on the queue waits for its backoff, and first gives back
   what the failed one may have taken in this worker's name;
 - a claim resumes where the last one on the queue left off (a ResumePoint: the priority and
@@ -60,7 +63,7 @@ class _Queue:
     queue_id: int
     claiming: bool = False  # a claim is in flight
     backlog: bool = False  # the last claim came back full
-    drained: bool = False  # the last claim came back short: wait for a wake-up or wake_at
+    drained: bool = False  # nothing more to claim: wait for a wake-up or wake_at
     wake_at: float = 0.0  # when a drained queue is claimed from again
     retry_at: float = 0.0  # after a failed claim, the next waits for its backoff
     orphans: bool = False  # a failed claim may have taken tasks in our name
@@ -172,8 +175,12 @@ class ClaimPolicy:
             q.resume_until = now + RESUME_REFRESH
         q.resume_from(last or order.resume)
         q.backlog = got == order.want
-        if not q.backlog:
-            q.drained, q.wake_at = True, now + self.poll_interval
+        # A short claim drains the queue only while notifications arrive (the next task's
+        # wakes it). Without them only an empty claim does: any tasks mean claim again as
+        # soon as a slot frees, or a backlog drains at one claim per poll interval.
+        q.drained = got == 0 or (self.listening and not q.backlog)
+        if q.drained:
+            q.wake_at = now + self.poll_interval
 
     def failed(self, order: ClaimOrder, now: float, retry_in: float) -> None:
         """The claim failed; it may have committed without a word back, so the next claim on

@@ -7,6 +7,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from taskq import tracing
 from taskq.worker.context import current_task
 
 _RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
@@ -30,6 +31,7 @@ class JsonFormatter(logging.Formatter):
                 attempt=ctx.attempt,
                 correlation_id=ctx.correlation_id,
             )
+        entry.update(tracing.log_ids())
         entry.update((k, v) for k, v in record.__dict__.items() if k not in _RESERVED)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)

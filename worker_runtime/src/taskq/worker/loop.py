@@ -51,6 +51,7 @@ from taskq.worker.context import TaskContext
 from taskq.worker.metrics import WorkerMetrics
 from taskq.worker.registry import Registry
 from taskq.worker.settings import WorkerSettings
+from taskq.worker.stopping import wait_or_cancel
 
 log = logging.getLogger("taskq.worker")
 
@@ -66,6 +67,18 @@ APPLICATION_NAME = "taskq worker"
 # server. Enqueues (the producer's promise) stay synchronous: they never use these sessions.
 WORKER_SESSION = {"synchronous_commit": "off", "application_name": APPLICATION_NAME}
 DB_OPERATIONS = ("claim", "complete", "heartbeat", "queue refresh", "release")
+# Deadlines a claim in flight gets to land at shutdown: it may first give back orphans, two
+# calls with a deadline each, and a loaded machine adds some.
+CLAIMS_LAND = 3
+
+
+def shutdown_bound(settings: WorkerSettings) -> float:
+    """The longest a graceful stop takes, from the stop signal to `Worker.run` returning: the
+    claims in flight land (CLAIMS_LAND), running tasks get the grace and stopped ones a
+    deadline to unwind; then two deadlines to record the last outcomes, two per queue to give
+    tasks back, one for the other loops to end and two for the beat's goodbye."""
+    deadlines = CLAIMS_LAND + 6 + 2 * len(settings.queues)
+    return settings.shutdown_grace + deadlines * settings.db_deadline
 
 
 class WorkerFailedError(TaskqError):
@@ -222,7 +235,7 @@ class Worker:
         finally:
             for task in (*waiters, *background):
                 task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
+            await wait_or_cancel(background, self.settings.db_deadline)
             self._threads.shutdown(wait=False, cancel_futures=True)
             # beats last as long as tasks are held: until they are recorded or given back
             if beat is not None:
@@ -253,13 +266,18 @@ class Worker:
     async def _shutdown(
         self, claimer: asyncio.Task[None], ack_task: asyncio.Task[None]
     ) -> list[str]:
-        """Returns what could not be left in order."""
+        """Returns what could not be left in order. Every wait has a bound (shutdown_bound)."""
         self._stopping = True
+        deadline = self.settings.db_deadline
+        self._progress.set()
         claimer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await claimer
         # claims in flight may already hold tasks: let them land, then treat them as running
-        await asyncio.gather(*self._claim_tasks, return_exceptions=True)
+        problems = []
+        if await wait_or_cancel([claimer, *self._claim_tasks], CLAIMS_LAND * deadline):
+            problems.append(
+                "a claim did not return in time; the tasks it took run again when their leases "
+                "expire"
+            )
         running = [a.task for a in self.attempts.values() if a.task is not None]
         if running:
             log.info(
@@ -271,8 +289,9 @@ class Worker:
         leftovers = list(self.attempts.values())
         for attempt in leftovers:
             attempt.stop(StopReason.SHUTDOWN)
-        await asyncio.gather(*(a.task for a in leftovers if a.task), return_exceptions=True)
-        problems = []
+        stubborn = await wait_or_cancel((a.task for a in leftovers if a.task), deadline)
+        if stubborn:
+            log.warning("%d handlers ignored their cancellation; giving their tasks back", stubborn)
         unrecorded = await self._drain_acks(ack_task)
         if unrecorded:
             problems.append(
@@ -323,15 +342,14 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         """Sends the claims the policy asks for whenever something changed (a slot freed, a
-        claim returned, a wake-up) or its next wake-up time came."""
-        while True:
+        claim returned, a wake-up) or its next wake-up time came. Ends once the worker stops,
+        not only when cancelled: Python 3.11's wait_for swallows a cancellation that arrives as
+        the event it waits for is set, and the loop then ran on, holding up the shutdown."""
+        while not self._stopping:
             self.last_loop_at = time.monotonic()
             self._progress.clear()
-            if not self._stopping:
-                for order in self.claims.plan(
-                    time.monotonic(), len(self.attempts), len(self._acks)
-                ):
-                    self._launch_claim(order)
+            for order in self.claims.plan(time.monotonic(), len(self.attempts), len(self._acks)):
+                self._launch_claim(order)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     self._progress.wait(), self.claims.sleep_for(time.monotonic())
@@ -374,7 +392,7 @@ class Worker:
         for attempt in attempts:
             self.begin(attempt)
         self._progress.set()
-        if self.claims.drained(order.queue):
+        if self.claims.drained(order.queue) and not self._stopping:
             await self._wake_when_due(order.queue)
 
     async def _wake_when_due(self, queue: str) -> None:
@@ -543,9 +561,8 @@ class Worker:
         could not record in time."""
         self._acks_closing = True
         self._acks_pending.set()
-        with contextlib.suppress(TimeoutError):
-            # a few tries, each within the deadline, fit in a pod's termination grace period
-            await asyncio.wait_for(ack_task, 2 * self.settings.db_deadline)
+        # a few tries, each within the deadline, fit in a pod's termination grace period
+        await wait_or_cancel([ack_task], 2 * self.settings.db_deadline)
         if self._acks:
             log.error(
                 "could not record %d outcomes before exiting; their leases will expire "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
@@ -10,6 +11,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
+from taskq import tracing
 from taskq.client import create_pool, no_session_reset
 from taskq.maintenance.runner import MaintenanceRunner
 from taskq.store.webhooks import webhook_queue
@@ -18,14 +20,19 @@ from taskq.webhooks import WEBHOOK_QUEUE
 from taskq.worker.app import load_registry
 from taskq.worker.http import HealthServer
 from taskq.worker.logs import setup_logging
-from taskq.worker.loop import WORKER_SESSION, Worker
+from taskq.worker.loop import WORKER_SESSION, Worker, shutdown_bound
 from taskq.worker.metrics import WorkerMetrics
 from taskq.worker.settings import WorkerSettings, new_worker_id
+from taskq.worker.stopping import ExitDeadline
 from taskq.worker.webhook import webhook_registry
 
 log = logging.getLogger("taskq.worker")
 
-
+# After the worker itself stopped: time for the pool, asyncio's teardown and the interpreter's
+# exit (it joins handler threads, which a sync handler that never returns would hold for ever).
+EXIT_MARGIN = 5.0  # seconds
+# The last spans' flush takes part of that margin, so the exit stays within it.
+TRACES_FLUSH_SECONDS = 2.0
 
 
 # A worker allocates a few dozen short-lived objects per task. At CPython's default threshold
@@ -108,8 +115,12 @@ async def _run_both(worker: Worker, hooks: Worker, stop: asyncio.Event) -> None:
     delivering.result()
 
 
-async def run_worker(settings: WorkerSettings) -> None:
+async def run_worker(settings: WorkerSettings, exit_deadline: ExitDeadline | None = None) -> None:
+    """Run a worker until SIGTERM or SIGINT. With `exit_deadline` (the `taskq worker` process),
+    the process ends by `shutdown_bound` after the signal, and soon after the worker stopped,
+    whatever is left running."""
     setup_logging(settings.log_level)
+    tracing.configure_from_env("taskq-worker")
     registry = load_registry(settings.app)
     tune_gc()
     pool = await worker_pool(
@@ -129,10 +140,21 @@ async def run_worker(settings: WorkerSettings) -> None:
             delivering.unrecorded_outcomes()
         )
     stop = asyncio.Event()
+
+    # the two workers stop side by side, so the process's bound is the longer of theirs
+    stopping = [worker] if hooks is None else [worker, hooks]
+
+    def on_signal() -> None:
+        stop.set()
+        if exit_deadline is not None:
+            bound = max(shutdown_bound(w.settings) for w in stopping) + EXIT_MARGIN
+            exit_deadline.arm(bound, 1, "the signal to stop")
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     server = HealthServer(metrics.registry, worker.health_problem, worker.is_ready)
+    status = 1
     try:
         if settings.metrics_port:
             port = await server.start(settings.metrics_host, settings.metrics_port)
@@ -141,8 +163,25 @@ async def run_worker(settings: WorkerSettings) -> None:
             await worker.run(stop)
         else:
             await _run_both(worker, hooks, stop)
+        status = 0
     finally:
+        if exit_deadline is not None:
+            # what follows may wait on what the worker left behind: bounded, with its status
+            exit_deadline.arm(EXIT_MARGIN, status, "the worker stopped")
         await server.stop()
         if close_hooks is not None:
             await close_hooks()
-        await pool.close()
+        await close_pool(pool, settings.db_deadline)
+        # the last spans, within a bound: an unreachable collector must not hold the exit
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.to_thread(tracing.shutdown), TRACES_FLUSH_SECONDS)
+
+
+async def close_pool(pool: asyncpg.Pool, seconds: float) -> None:
+    """Close gracefully if every connection comes back in time, else drop them (asyncpg's
+    close waits for each connection to be released, without limit)."""
+    try:
+        await asyncio.wait_for(pool.close(), seconds)
+    except TimeoutError:
+        log.warning("the pool did not close within %.0fs; dropping its connections", seconds)
+        pool.terminate()

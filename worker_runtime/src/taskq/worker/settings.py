@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from taskq.models import MAX_PERIOD_SECONDS
 from taskq.names import QueueName
 
 ENV_PREFIX = "TASKQ_"
@@ -31,17 +32,25 @@ class WorkerSettings(BaseSettings):
     )
     concurrency: int = Field(default=10, ge=1, le=10_000, description="tasks run at once")
     batch_size: int = Field(default=100, ge=1, le=5_000, description="most tasks per claim")
-    lease_seconds: float = Field(default=30.0, ge=1, description="lease renewed by heartbeats")
+    lease_seconds: float = Field(
+        default=30.0, ge=1, le=MAX_PERIOD_SECONDS, description="lease renewed by heartbeats"
+    )
     poll_interval: float = Field(default=1.0, gt=0, le=300, description="claim poll when idle")
     listen: bool = Field(default=True, description="LISTEN for wake-ups (off behind PgBouncer)")
-    shutdown_grace: float = Field(default=25.0, ge=0, description="SIGTERM: finish in-flight")
+    shutdown_grace: float = Field(
+        default=25.0, ge=0, le=MAX_PERIOD_SECONDS, description="SIGTERM: finish in-flight"
+    )
     ack_interval: float = Field(default=0.005, ge=0, le=1, description="ack batching delay")
     maintenance_interval: float = Field(
-        default=5.0, gt=0, description="period of maintenance (lease rescue, retention)"
+        default=5.0,
+        gt=0,
+        le=MAX_PERIOD_SECONDS,
+        description="period of maintenance (lease rescue, retention)",
     )
     db_timeout: float | None = Field(
         default=None,
         gt=0,
+        le=3600,
         description="deadline of each database call, connecting included "
         "(default: a third of lease_seconds, between 1 and 10 s)",
     )

@@ -1,0 +1,45 @@
+"""Migrations are never edited once they have landed: a database that applied one refuses to
+migrate when its text changes (taskq migrate compares checksums), so a schema change is a new
+migration. The checksums of the landed ones are pinned here; a new migration adds its line."""
+
+from __future__ import annotations
+
+from taskq.store.sqlfiles import migrations
+
+LANDED = {
+    1: "e008adc6f24722835dfc434c18b34f716c5f962a13e9635c56c5739163b816bb",
+    2: "818a7c37be53a45d2f756712cf9acd2d3eb1f7dcdaecb745de1ef2f7d9bb60a9",
+    3: "ffb7bc5465fdab05d674febe49a6618bb00b9a781447c58f01c5db584cf09b27",
+    4: "a888602251a6c9fdec5604413f196458fa661e7097656830cd203f1448f25079",
+    5: "2d3e43ccf134e34559e4a7b00bef17c5c442defc7a0bcad0b97c9d6e8f36bf07",
+    6: "7b52f83361fe19a1fb9321d47d2ae228cdfa7c03cd8173f9330c0ed5e315fbe5",
+    7: "db22d5ea110f38c73418c543f54fbd1a879109df78cd994ab731a6026a9e0e55",
+    8: "42cbc6de07f868a430790b182182ac9dc85fd39481a7766efea48f1b90cd3ad9",
+    9: "4a8b2cebb7133d99e274af685d2a6fa827ba79802a5ed739148a63eba75a3d97",
+    10: "16b34661bb6be9baa45f05e38a3ab2d5a9ad0da97966bb2d8c4ac2642d182b87",
+    11: "a4200e69caba12c45b1ee0ee6ac7345b3a2e2f2702fb901d2425243426bd9169",
+    12: "cd56382381e08fa290a3e0c9e165a2abba40e61581ce081ea2e872483ecdb138",
+    13: "871d5d3beea112c66712bfc666e76f56a50d4d6df3f6533859f6d38d247cb329",
+    14: "764d18847768509bf13f768bb38819e345b09d294c46f62ab4d4df900f4f70de",
+    15: "ad086b7f7972e30718ddda29e4af970aa8ca37d2061e52e75f46dd9bf6adbece",
+    16: "89df208a7b56ec32cab9a93330121489ab26b07fa675462a0c9254ce33f445de",
+    17: "71a88b4691f8c4906bb4d699c440f830ea5b0dc5afa3e2720dffa509bfd86f71",
+    18: "aab0e22b2c5c2336ff136326510f83ee7b9b898cfd6275cab96650aaf8d38f18",
+    19: "1fe2104f751b66810c73a9e7c6611b260d8617379ca82f5d57e8f1acd70ca251",
+    20: "caa9d401d82b00a5db0f2e275f49ca2e8d0f168e148f26541bc3a391018c7d49",
+}
+
+
+def test_landed_migrations_are_unchanged() -> None:
+    changed = [
+        f"{m.version:04d}_{m.name}"
+        for m in migrations()
+        if m.version in LANDED and m.checksum != LANDED[m.version]
+    ]
+    assert changed == [], "a landed migration was edited: put the change in a new migration"
+
+
+def test_every_migration_is_pinned() -> None:
+    assert sorted(LANDED) == [m.version for m in migrations()], (
+        "pin the new migration's checksum in LANDED (see its docstring)"
+    )
