@@ -20,6 +20,7 @@ from pydantic_core import PydanticUndefined
 
 from taskq.models import (
     MAX_BATCH,
+    MAX_CALLBACK_URL,
     MAX_DELAY_SECONDS,
     MAX_IDEMPOTENCY_KEY,
     MAX_PERIOD_SECONDS,
@@ -201,6 +202,8 @@ def _task() -> list[str]:
          _number(MAX_TIMEOUT_SECONDS), "the queue's"),
         ("idempotency_key", "`--idempotency-key`", "`p_idempotency_key`", "text", "1 chars",
          f"{MAX_IDEMPOTENCY_KEY} chars", "unset"),
+        ("callback_url", "-", "`p_callback_url`", "http(s) URL", "-",
+         f"{_number(MAX_CALLBACK_URL)} chars", "unset"),
     ]
     lines = [
         _row("Python `enqueue`", "`taskq enqueue`", "SQL `taskq.enqueue`", "type", "min", "max",
@@ -219,6 +222,8 @@ def _sql() -> list[str]:
         ("`purge_finished`, `rescue_expired`, `rescue_dead_workers`", "`p_limit`", "0", batch),
         ("`worker_beat`", "`p_dead_after_s`, `p_rescue_every_s`", "> 0", period),
         ("`take_turn`", "`p_every_s`", "> 0", period),
+        ("`dispatch_webhooks`", "`p_limit`", "0", batch),
+        ("`dispatch_webhooks`", "`p_overlap_s`", "> 0", period),
     ]
     lines = [_row("function", "argument", "min", "max"), _row(*["---"] * 4)]
     lines += [_row(*r) for r in rows]

@@ -21,14 +21,17 @@ from taskq.client import Client, create_pool
 from taskq.maintenance.ports import MaintenanceMetrics
 from taskq.maintenance.runner import MaintenanceRunner, default_services
 from taskq.models import QueueInfo, QueueSettings, QueueStats
+from taskq.names import QueueName
 from taskq.schedules import ScheduleSpec
 from taskq.store import keys as key_store
 from taskq.store import queues as queue_store
 from taskq.store import schedules as schedule_store
+from taskq.store import webhooks as webhook_store
 from taskq.store.dberrors import translated
 from taskq.store.maintenance import MaintenanceStore
 from taskq.store.notifications import Listener
 from taskq.supervision import supervised
+from taskq.webhooks import WebhookSpec
 
 log = logging.getLogger("taskq_operator.databases")
 
@@ -79,6 +82,18 @@ class QueueDatabase:
 
     async def drop_queue(self, queue: str) -> bool:
         return await self._client.drop_queue(queue)
+
+    async def declare_webhooks(
+        self, queue: str, declared_by: str, webhooks: dict[str, WebhookSpec]
+    ) -> None:
+        name = QueueName.parse(queue)
+        with translated(queue):
+            async with self._client.pool.acquire() as conn, conn.transaction():
+                for webhook, spec in webhooks.items():
+                    await webhook_store.put_webhook(conn, name, webhook, spec, declared_by)
+                await webhook_store.delete_declared_webhooks(
+                    conn, declared_by, name, list(webhooks)
+                )
 
 
 class KeyDatabase:

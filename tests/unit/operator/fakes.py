@@ -21,6 +21,7 @@ from taskq.models import QueueInfo, QueueSettings, QueueStats
 from taskq.schedules import ScheduleSpec, next_tick
 from taskq.store.keys import DeclaredKey, declared_name
 from taskq.store.schedules import ScheduleInfo
+from taskq.webhooks import WebhookSpec
 from taskq_operator.k8s import (
     DeploymentState,
     FieldError,
@@ -124,6 +125,9 @@ class FakeQueueDatabase:
         self.queues: dict[str, QueueInfo] = {}  # by "namespace/name"
         self.depth: dict[str, QueueStats] = {}  # by "namespace/name"; absent: empty
         self.ensured: list[tuple[str, QueueSettings]] = []
+        # (queue, name): (declared_by, spec)
+        self.webhooks: dict[tuple[str, str], tuple[str, WebhookSpec]] = {}
+        self.declarations = 0
         self.error: TaskqError | None = None
         """Raised by every call from now on: the database failing under the operator."""
         self._ids = itertools.count(1)
@@ -168,6 +172,14 @@ class FakeQueueDatabase:
     async def drop_queue(self, queue: str) -> bool:
         self._answer()
         return self.queues.pop(queue, None) is not None
+
+    async def declare_webhooks(
+        self, queue: str, declared_by: str, webhooks: dict[str, WebhookSpec]
+    ) -> None:
+        self._answer()
+        self.declarations += 1
+        kept = {k: v for k, v in self.webhooks.items() if v[0] != declared_by or k[0] != queue}
+        self.webhooks = kept | {(queue, n): (declared_by, s) for n, s in webhooks.items()}
 
 
 class FakeKeyDatabase:

@@ -24,6 +24,7 @@ from taskq.errors import (
     UnknownQueueError,
     UnknownScheduleError,
     UnknownTaskError,
+    UnknownWebhookError,
 )
 from taskq.models import (
     AttemptInfo,
@@ -43,11 +44,14 @@ from taskq.schedules import ScheduleSpec
 from taskq.store import queues as queue_store
 from taskq.store import schedules as schedule_store
 from taskq.store import tasks as task_store
+from taskq.store import webhooks as webhook_store
 from taskq.store.dberrors import CONNECTION_ERRORS, describe_connection_error, translated
 from taskq.store.migrations import migrate
 from taskq.store.schedules import ScheduleInfo
 from taskq.store.sqlfiles import query
 from taskq.store.types import Connection
+from taskq.store.webhooks import WebhookInfo
+from taskq.webhooks import WebhookSpec
 
 # Most tasks one call of Client.list_tasks returns (the REST API's pages hold at most 500).
 MAX_LIST_LIMIT = 10_000
@@ -181,6 +185,35 @@ class Client:
         if not await schedule_store.delete_schedule(self.pool, name.namespace, name.name):
             raise UnknownScheduleError(schedule)
 
+    # Webhooks: a queue's endpoints, named within it (docs/webhooks.md).
+
+    async def put_webhook(
+        self, queue: str, name: str, spec: WebhookSpec, declared_by: str | None = None
+    ) -> WebhookInfo:
+        """Create or update the queue's endpoint `name` (the queue need not exist yet)."""
+        return await webhook_store.put_webhook(
+            self.pool, QueueName.parse(queue), name, spec, declared_by
+        )
+
+    async def get_webhook(self, queue: str, name: str) -> WebhookInfo:
+        found = await webhook_store.get_webhook(self.pool, QueueName.parse(queue), name)
+        if found is None:
+            raise UnknownWebhookError(queue, name)
+        return found
+
+    async def list_webhooks(self, queue: str | None = None) -> list[WebhookInfo]:
+        """Every webhook, or those of `queue` (NAMESPACE/NAME, or NAMESPACE alone)."""
+        if queue is None:
+            return await webhook_store.list_webhooks(self.pool)
+        if "/" not in queue:
+            return await webhook_store.list_webhooks(self.pool, queue)
+        name = QueueName.parse(queue)
+        return await webhook_store.list_webhooks(self.pool, name.namespace, name.name)
+
+    async def delete_webhook(self, queue: str, name: str) -> None:
+        if not await webhook_store.delete_webhook(self.pool, QueueName.parse(queue), name):
+            raise UnknownWebhookError(queue, name)
+
     async def schema_version(self) -> int:
         """The newest migration applied: a cheap readiness probe (the database answers and
         the taskq schema is there), else DatabaseUnavailableError or SchemaMissingError."""
@@ -209,6 +242,7 @@ class Client:
         max_attempts: int | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 - the task's execution timeout
         correlation_id: str | None = None,
+        callback_url: str | None = None,
         connection: Connection | None = None,
     ) -> EnqueueResult:
         request = TaskRequest(
@@ -220,6 +254,7 @@ class Client:
             max_attempts,
             timeout,
             correlation_id,
+            callback_url,
         )
         (result,) = await self.enqueue_many(queue, [request], connection=connection)
         return result

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +24,9 @@ BackoffKind = Literal["exponential", "linear", "fixed"]
 
 MAX_TASK_NAME = 200
 MAX_IDEMPOTENCY_KEY = 255
+# A task's callback URL (taskq.enqueue_many checks the same shape for SQL callers).
+MAX_CALLBACK_URL = 2048
+CALLBACK_URL = re.compile(r"https?://[^/?#]")
 # Upper bounds of durations and rates, in every door (Python, CLI, CRD, SQL): past them the
 # database's timestamps and integers overflow, or a typo (ms for s) goes unnoticed.
 MAX_DELAY_SECONDS = 10 * 365 * 86_400  # a task's delay: ten years
@@ -287,6 +291,7 @@ class TaskRequest:
     max_attempts: int | None = None
     timeout: float | None = None
     correlation_id: str | None = None
+    callback_url: str | None = None  # called when the task finishes (docs/webhooks.md)
 
 
 class EnqueueResult(NamedTuple):

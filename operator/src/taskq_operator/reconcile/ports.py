@@ -12,6 +12,7 @@ from taskq.models import QueueInfo, QueueSettings, QueueStats
 from taskq.schedules import ScheduleSpec
 from taskq.store.keys import DeclaredKey
 from taskq.store.schedules import ScheduleInfo
+from taskq.webhooks import WebhookSpec
 from taskq_operator.k8s import DeploymentState, Manifest, SecretState
 from taskq_operator.metrics import OperatorMetrics
 from taskq_operator.settings import OperatorSettings
@@ -57,6 +58,12 @@ class QueueDatabase(Protocol):
     async def queue_stats(self, queue: QueueInfo) -> QueueStats: ...
 
     async def drop_queue(self, queue: str) -> bool: ...
+
+    async def declare_webhooks(
+        self, queue: str, declared_by: str, webhooks: dict[str, WebhookSpec]
+    ) -> None:
+        """The queue's webhooks declared by `declared_by` become exactly these (by name)."""
+        ...
 
 
 class KeyDatabase(Protocol):

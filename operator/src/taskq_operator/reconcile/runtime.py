@@ -38,6 +38,9 @@ class PoolMemory:
 @dataclass
 class QueueMemory:
     provisioned_generation: int | None = None
+    # what the webhooks were last declared from (the generation and the secrets' digest):
+    # declared again when either changes, a rotated Secret included
+    webhooks_declared: str | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from taskq import tracing
 from taskq.auth import ApiKey, Role
 from taskq.cli.schedules import add_schedule_commands
+from taskq.cli.webhooks import add_webhook_commands
 from taskq.client import Client, connect
 from taskq.errors import InvalidArgumentError, PayloadTooLargeError, TaskqError, TaskStateError
 from taskq.models import QueueSettings, TaskRequest, setting_fields
@@ -420,6 +421,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_task_commands(sub)
     _add_key_commands(sub)
     add_schedule_commands(sub)
+    add_webhook_commands(sub)
     # add_help=False: `taskq api --help` and every flag after `api` go to the API server's own
     # parser (taskq_api.server.main), the one definition of its flags
     sub.add_parser(

@@ -30,7 +30,7 @@ SELECT ord, id, created
   FROM taskq.enqueue_many(
        p_queue => $1, p_task_names => $2, p_payloads => $3::json[], p_priorities => $4,
        p_delays_s => $5, p_idempotency_keys => $6, p_max_attempts => $7, p_timeouts_s => $8,
-       p_correlation_ids => $9, p_traceparent => $10)
+       p_correlation_ids => $9, p_callback_urls => $10, p_traceparent => $11)
 
 -- name: enqueue_details
 -- One task, as enqueue_many's arrays of one: whether it was created, and the task.
@@ -38,7 +38,7 @@ SELECT e.created, (e.task).*
   FROM taskq.enqueue_details(
        p_queue => $1, p_task_names => $2, p_payloads => $3::json[], p_priorities => $4,
        p_delays_s => $5, p_idempotency_keys => $6, p_max_attempts => $7, p_timeouts_s => $8,
-       p_correlation_ids => $9, p_traceparent => $10) AS e
+       p_correlation_ids => $9, p_callback_urls => $10, p_traceparent => $11) AS e
 
 -- name: get_task
 SELECT * FROM taskq.task_details WHERE id = $1
@@ -340,3 +340,69 @@ UPDATE taskq.schedules SET last_error = $2, updated_at = now() WHERE id = $1
 -- The traceparents of tasks a worker claimed (only a tracing worker asks): $2 their ids.
 SELECT id, traceparent FROM taskq.tasks
  WHERE queue_id = $1 AND id = ANY($2::bigint[]) AND traceparent IS NOT NULL
+
+-- name: put_webhook
+-- Create or update a queue's endpoint (docs/webhooks.md). An update keeps created_at: tasks
+-- finished before the endpoint existed are never announced to it.
+-- $1 namespace, $2 queue, $3 name, $4 url (NULL: the tasks' own callback URLs), $5 events,
+-- $6 secret, $7 allow_hosts, $8 declared_by (NULL: made by hand)
+INSERT INTO taskq.webhooks AS w
+       (namespace, queue, name, url, events, secret, allow_hosts, declared_by)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    ON CONFLICT (namespace, queue, name) DO UPDATE
+   SET url = EXCLUDED.url, events = EXCLUDED.events, secret = EXCLUDED.secret,
+       allow_hosts = EXCLUDED.allow_hosts, declared_by = EXCLUDED.declared_by,
+       updated_at = now()
+RETURNING w.*
+
+-- name: get_webhook
+SELECT * FROM taskq.webhooks WHERE namespace = $1 AND queue = $2 AND name = $3
+
+-- name: list_webhooks
+-- $1 namespace and $2 queue, each NULL for all
+SELECT * FROM taskq.webhooks
+ WHERE ($1::text IS NULL OR namespace = $1) AND ($2::text IS NULL OR queue = $2)
+ ORDER BY namespace, queue, name
+
+-- name: delete_webhook
+DELETE FROM taskq.webhooks WHERE namespace = $1 AND queue = $2 AND name = $3 RETURNING id
+
+-- name: delete_declared_webhooks
+-- The webhooks $1 (e.g. TaskQueue shop/orders) declared on queue $2/$3, but those named in
+-- $4: what a TaskQueue's spec no longer lists.
+DELETE FROM taskq.webhooks
+ WHERE declared_by = $1 AND namespace = $2 AND queue = $3 AND name <> ALL($4::text[])
+RETURNING name
+
+-- name: delivery_webhook
+-- What a delivery needs of its endpoint, read when it is made (so a rotated secret or a
+-- changed allow-list applies to retries): the queue's webhook named $3, or with $3 NULL the
+-- queue's signer of callbacks (the row without url).
+SELECT url, secret, allow_hosts FROM taskq.webhooks
+ WHERE namespace = $1 AND queue = $2
+   AND (CASE WHEN $3::text IS NULL THEN url IS NULL ELSE name = $3 END)
+
+-- name: webhook_queues
+-- The queues the Dispatcher has work in: those with endpoints, and those where a task with a
+-- callback URL finished in the scan's window ($1: the overlap in seconds). One probe of
+-- tasks_callback_idx per queue, in one statement rather than one call per queue.
+SELECT q.id, q.namespace || '/' || q.name AS name
+  FROM taskq.queues q
+  LEFT JOIN taskq.webhook_scans s ON s.queue_id = q.id
+ WHERE q.namespace <> 'taskq-system'
+   AND (EXISTS (SELECT 1 FROM taskq.webhooks w
+                 WHERE w.namespace = q.namespace AND w.queue = q.name AND w.url IS NOT NULL)
+        OR EXISTS (SELECT 1 FROM taskq.tasks t
+                    WHERE t.queue_id = q.id AND t.callback_url IS NOT NULL
+                      AND t.finished_at IS NOT NULL
+                      AND t.finished_at >= coalesce(s.scanned_to, now())
+                                           - make_interval(secs => $1::float8)))
+ ORDER BY q.id
+
+-- name: dispatch_webhooks
+SELECT taskq.dispatch_webhooks(p_queue_id => $1, p_overlap_s => $2, p_limit => $3)
+       AS dispatched
+
+-- name: webhook_queue
+-- The delivery queue's id, made if missing
+SELECT taskq.webhook_queue() AS id

@@ -18,6 +18,8 @@ from taskq.errors import (
     UnknownQueueError,
 )
 from taskq.models import (
+    CALLBACK_URL,
+    MAX_CALLBACK_URL,
     MAX_DELAY_SECONDS,
     MAX_IDEMPOTENCY_KEY,
     MAX_TASK_NAME,
@@ -69,8 +71,10 @@ def _delay_seconds(delay: float | timedelta | None, position: int) -> float | No
 
 
 # One validated request: name, payload JSON, priority, delay, key, max attempts, timeout,
-# correlation id (None: the queue's default).
-Row = tuple[str, str, int | None, float | None, str | None, int | None, float | None, str | None]
+# correlation id, callback URL (None: the queue's default, or none).
+Row = tuple[
+    str, str, int | None, float | None, str | None, int | None, float | None, str | None, str | None
+]
 
 
 def _validated(t: TaskRequest, i: int, inherited: str | None) -> Row:
@@ -99,8 +103,9 @@ def _validated(t: TaskRequest, i: int, inherited: str | None) -> Row:
         and t.idempotency_key is None
         and t.max_attempts is None
         and t.timeout is None
+        and t.callback_url is None
     ):
-        return (name, payload, None, None, None, None, None, correlation)
+        return (name, payload, None, None, None, None, None, correlation, None)
     if t.idempotency_key is not None and not 1 <= len(t.idempotency_key) <= MAX_IDEMPOTENCY_KEY:
         raise InvalidArgumentError(
             f"tasks[{i}].idempotency_key", f"must be 1..{MAX_IDEMPOTENCY_KEY} characters"
@@ -120,7 +125,21 @@ def _validated(t: TaskRequest, i: int, inherited: str | None) -> Row:
         t.max_attempts,
         t.timeout,
         correlation,
+        _callback_url(t.callback_url, i),
     )
+
+
+def _callback_url(url: str | None, i: int) -> str | None:
+    """Its shape only; whether it may be called is decided at delivery (docs/webhooks.md)."""
+    if url is None:
+        return None
+    if not CALLBACK_URL.match(url) or len(url) > MAX_CALLBACK_URL:
+        raise InvalidArgumentError(
+            f"tasks[{i}].callback_url",
+            f"{url[:80]!r} must be an http:// or https:// URL of at most "
+            f"{MAX_CALLBACK_URL} characters",
+        )
+    return url
 
 
 Column = list[Any] | None
@@ -158,7 +177,9 @@ async def enqueue_many(
 
     Large batches without idempotency keys are written with COPY (several times the rate of
     the SQL function); batches with keys take the function, which owns ON CONFLICT."""
-    copy = len(tasks) >= COPY_THRESHOLD and all(t.idempotency_key is None for t in tasks)
+    copy = len(tasks) >= COPY_THRESHOLD and all(
+        t.idempotency_key is None and t.callback_url is None for t in tasks
+    )
     if not copy and len(tasks) <= ENQUEUE_CHUNK and not conn.is_in_transaction():
         # One statement is atomic by itself: BEGIN and COMMIT would only add round trips
         # (they were half the time of a single enqueue).
@@ -237,7 +258,7 @@ def _copy_rows(
     queue_id, now, limit = info["id"], info["now"], info["payload_limit_bytes"]
     default_priority, default_attempts = info["default_priority"], info["max_attempts"]
     for i, (task_id, request) in enumerate(zip(ids, tasks, strict=True)):
-        name, payload, priority, delay, _key, attempts, timeout, correlation = _validated(
+        name, payload, priority, delay, _key, attempts, timeout, correlation, _url = _validated(
             request, offset + i, inherited
         )
         # a character is at most 4 bytes in UTF-8: most payloads need no encoding to check
