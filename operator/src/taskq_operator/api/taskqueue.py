@@ -14,7 +14,7 @@ from pydantic_core import PydanticUndefined
 
 from taskq.models import BackoffKind, QueueSettings, QueueStats, setting_fields
 from taskq_operator.api.base import K8sModel, cel
-from taskq_operator.api.common import Condition, SecretKeyRef
+from taskq_operator.api.common import Condition, SecretKeyRef, SecretKeySelector
 
 BACKOFF_BOUNDS_MESSAGE = "retry.backoff.baseSeconds must not exceed retry.backoff.maxSeconds"
 DATABASE_IMMUTABLE_MESSAGE = (
@@ -139,7 +139,7 @@ class QueueWebhook(K8sModel):
         default=["Succeeded", "Dead", "Canceled"], min_length=1, max_length=3
     )
     """The finished states to announce."""
-    secret_ref: SecretKeyRef
+    secret_ref: SecretKeySelector
     """A Secret key in this namespace holding the signing secret, whsec_<base64>."""
     allow_hosts: list[Annotated[str, Field(max_length=253)]] = Field(default=[], max_length=32)
     """Hosts that may be called over plain HTTP and at private, loopback or link-local
