@@ -153,6 +153,7 @@ def submission(message: pb.TaskSubmission, now: datetime, path: str) -> TaskRequ
         max_attempts=message.max_attempts if message.HasField("max_attempts") else None,
         timeout=message.timeout_seconds if message.HasField("timeout_seconds") else None,
         correlation_id=message.correlation_id if message.HasField("correlation_id") else None,
+        callback_url=message.callback_url if message.HasField("callback_url") else None,
     )
 
 

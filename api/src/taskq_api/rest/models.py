@@ -21,6 +21,8 @@ from pydantic import (
 
 from taskq.errors import InvalidArgumentError
 from taskq.models import (
+    CALLBACK_URL,
+    MAX_CALLBACK_URL,
     MAX_DELAY_SECONDS,
     MAX_IDEMPOTENCY_KEY,
     MAX_TASK_NAME,
@@ -96,6 +98,15 @@ class TaskSubmission(_Request):
     """Attempts before the task is dead; the queue's max_attempts when left out."""
     timeout_seconds: Annotated[Seconds, Field(gt=0)] | None = None
     """How long one attempt may run; the queue's timeout when left out."""
+    callback_url: (
+        Annotated[
+            str,
+            Field(strict=True, max_length=MAX_CALLBACK_URL, pattern=f"^{CALLBACK_URL.pattern}"),
+        ]
+        | None
+    ) = None
+    """Called when the task finishes, signed by the queue's callback webhook (docs/webhooks.md);
+    https:// unless that webhook's allowHosts names the host."""
 
     @model_validator(mode="after")
     def _one_start(self) -> TaskSubmission:
@@ -116,6 +127,7 @@ class TaskSubmission(_Request):
             max_attempts=self.max_attempts,
             timeout=self.timeout_seconds,
             correlation_id=self.correlation_id,
+            callback_url=self.callback_url,
         )
 
 

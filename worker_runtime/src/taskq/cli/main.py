@@ -146,6 +146,7 @@ _TASK_ARGUMENTS = {
     "max_attempts": "--max-attempts",
     "timeout": "--timeout",
     "correlation_id": "--correlation-id",
+    "callback_url": "--callback-url",
 }
 _TASK_FIELD = re.compile(r"^tasks\[\d+\]\.(\w+)$")
 
@@ -163,15 +164,21 @@ async def _enqueue(client: Client, args: argparse.Namespace) -> None:
 
 async def _enqueue_tasks(client: Client, args: argparse.Namespace) -> None:
     if args.jsonl:
+        if args.idempotency_key is not None:
+            raise InvalidArgumentError(
+                "--idempotency-key",
+                "one key holds one task, and --jsonl enqueues one per line: leave it out",
+            )
         requests = [
             TaskRequest(
                 args.task,
                 _payload(line, f"{args.jsonl} line {n}"),
-                args.priority,
-                args.delay,
-                None,
-                args.max_attempts,
-                args.task_timeout,
+                priority=args.priority,
+                delay=args.delay,
+                max_attempts=args.max_attempts,
+                timeout=args.task_timeout,
+                correlation_id=args.correlation_id,
+                callback_url=args.callback_url,
             )
             for n, line in enumerate(_read_lines(args.jsonl), start=1)
             if line.strip()
@@ -192,6 +199,7 @@ async def _enqueue_tasks(client: Client, args: argparse.Namespace) -> None:
         max_attempts=args.max_attempts,
         timeout=args.task_timeout,
         correlation_id=args.correlation_id,
+        callback_url=args.callback_url,
     )
     _print_json({"id": result.id, "created": result.created})
 
@@ -461,6 +469,12 @@ def _add_enqueue_command(sub: argparse._SubParsersAction[argparse.ArgumentParser
     enqueue.add_argument("--max-attempts", type=int)
     enqueue.add_argument("--timeout", dest="task_timeout", type=float)
     enqueue.add_argument("--correlation-id")
+    enqueue.add_argument(
+        "--callback-url",
+        metavar="URL",
+        help="called when the task finishes, signed by the queue's callback webhook "
+        "(docs/webhooks.md)",
+    )
     enqueue.set_defaults(run=_enqueue)
 
 

@@ -153,6 +153,7 @@ class TaskSubmission(_message.Message):
     CORRELATION_ID_FIELD_NUMBER: _builtins.int
     MAX_ATTEMPTS_FIELD_NUMBER: _builtins.int
     TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
+    CALLBACK_URL_FIELD_NUMBER: _builtins.int
     task_name: _builtins.str
     """The name the handler is registered under (`@taskq.task("...")`)."""
     payload_json: _builtins.str
@@ -170,6 +171,8 @@ class TaskSubmission(_message.Message):
     """Attempts before the task is dead (1..1000)."""
     timeout_seconds: _builtins.float
     """How long one attempt may run."""
+    callback_url: _builtins.str
+    """Called when the task finishes, signed by the queue's callback webhook (docs/webhooks.md)."""
     @_builtins.property
     def run_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -185,11 +188,14 @@ class TaskSubmission(_message.Message):
         correlation_id: _builtins.str | None = ...,
         max_attempts: _builtins.int | None = ...,
         timeout_seconds: _builtins.float | None = ...,
+        callback_url: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_correlation_id", b"_correlation_id", "_idempotency_key", b"_idempotency_key", "_max_attempts", b"_max_attempts", "_timeout_seconds", b"_timeout_seconds", "correlation_id", b"correlation_id", "delay_seconds", b"delay_seconds", "idempotency_key", b"idempotency_key", "max_attempts", b"max_attempts", "priority", b"priority", "priority_level", b"priority_level", "priority_number", b"priority_number", "run_at", b"run_at", "start", b"start", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_callback_url", b"_callback_url", "_correlation_id", b"_correlation_id", "_idempotency_key", b"_idempotency_key", "_max_attempts", b"_max_attempts", "_timeout_seconds", b"_timeout_seconds", "callback_url", b"callback_url", "correlation_id", b"correlation_id", "delay_seconds", b"delay_seconds", "idempotency_key", b"idempotency_key", "max_attempts", b"max_attempts", "priority", b"priority", "priority_level", b"priority_level", "priority_number", b"priority_number", "run_at", b"run_at", "start", b"start", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_correlation_id", b"_correlation_id", "_idempotency_key", b"_idempotency_key", "_max_attempts", b"_max_attempts", "_timeout_seconds", b"_timeout_seconds", "correlation_id", b"correlation_id", "delay_seconds", b"delay_seconds", "idempotency_key", b"idempotency_key", "max_attempts", b"max_attempts", "payload_json", b"payload_json", "priority", b"priority", "priority_level", b"priority_level", "priority_number", b"priority_number", "run_at", b"run_at", "start", b"start", "task_name", b"task_name", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_callback_url", b"_callback_url", "_correlation_id", b"_correlation_id", "_idempotency_key", b"_idempotency_key", "_max_attempts", b"_max_attempts", "_timeout_seconds", b"_timeout_seconds", "callback_url", b"callback_url", "correlation_id", b"correlation_id", "delay_seconds", b"delay_seconds", "idempotency_key", b"idempotency_key", "max_attempts", b"max_attempts", "payload_json", b"payload_json", "priority", b"priority", "priority_level", b"priority_level", "priority_number", b"priority_number", "run_at", b"run_at", "start", b"start", "task_name", b"task_name", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__callback_url: _TypeAlias = _typing.Literal["callback_url"]  # noqa: Y015
+    _WhichOneofArgType__callback_url: _TypeAlias = _typing.Literal["_callback_url", b"_callback_url"]  # noqa: Y015
     _WhichOneofReturnType__correlation_id: _TypeAlias = _typing.Literal["correlation_id"]  # noqa: Y015
     _WhichOneofArgType__correlation_id: _TypeAlias = _typing.Literal["_correlation_id", b"_correlation_id"]  # noqa: Y015
     _WhichOneofReturnType__idempotency_key: _TypeAlias = _typing.Literal["idempotency_key"]  # noqa: Y015
@@ -202,6 +208,8 @@ class TaskSubmission(_message.Message):
     _WhichOneofArgType_priority: _TypeAlias = _typing.Literal["priority", b"priority"]  # noqa: Y015
     _WhichOneofReturnType_start: _TypeAlias = _typing.Literal["delay_seconds", "run_at"]  # noqa: Y015
     _WhichOneofArgType_start: _TypeAlias = _typing.Literal["start", b"start"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__callback_url) -> _WhichOneofReturnType__callback_url | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__correlation_id) -> _WhichOneofReturnType__correlation_id | None: ...
     @_typing.overload
