@@ -132,10 +132,19 @@ def matches(secret: str, stored_digest: bytes) -> bool:
     return hmac.compare_digest(digest(secret), stored_digest)
 
 
+def is_prefix(text: str) -> bool:
+    return len(text) == KEY_PREFIX_LENGTH and all(c in _PREFIX_ALPHABET for c in text)
+
+
 class KeyStore(Protocol):
     """Where keys live (taskq.store.keys over PostgreSQL)."""
 
     async def authenticate(self, secret: str) -> ApiKey | None:
         """The usable key whose secret this is (recording its use), else None: unknown,
         malformed, expired and revoked keys alike."""
+        ...
+
+    async def authenticate_digest(self, prefix: str, key_digest: bytes) -> ApiKey | None:
+        """As authenticate, for a caller that kept the key's prefix and digest rather than the
+        key (the dashboard's session cookie)."""
         ...

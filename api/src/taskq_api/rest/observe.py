@@ -17,14 +17,13 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskq_api.rest.problems import (
-    CORRELATION_SCOPE_KEY,
     HEADERS_TOO_LARGE,
     REQUEST_TOO_LARGE,
     BodyTooLargeError,
     error_response,
     problem_response,
 )
-from taskq_api.service import DURATION_BUCKETS, correlation_id
+from taskq_api.service import CORRELATION_SCOPE_KEY, DURATION_BUCKETS, correlation_id
 
 log = logging.getLogger("taskq_api.access")
 

@@ -18,6 +18,7 @@ from taskq.auth import KeyStore
 from taskq.client import Client, create_pool, no_session_reset
 from taskq.errors import DatabaseUnavailableError, TaskqError
 from taskq.store.keys import PgKeyStore
+from taskq_api import dashboard
 from taskq_api.grpc import GrpcMetrics, create_server
 from taskq_api.rest import ApiMetrics, create_app
 from taskq_api.server.settings import ApiSettings
@@ -100,6 +101,16 @@ class ApiServer(uvicorn.Server):
             cors_origins=settings.cors_origins,
             metrics=self.metrics,
         )
+        if settings.dashboard:
+            assert settings.session_secret is not None  # the settings require it
+            app.mount(
+                dashboard.PATH,
+                dashboard.create_dashboard(
+                    settings.session_secret.get_secret_value(),
+                    # live pages end their streams at once, not after the shutdown grace
+                    stopping=lambda: self.should_exit,
+                ),
+            )
         super().__init__(uvicorn_config(settings, app))
         self.grace = settings.shutdown_grace
         self.grpc: grpc.aio.Server | None = None

@@ -11,7 +11,11 @@ from taskq_api.service.errors import (
     RateLimitedError,
 )
 from taskq_api.service.keycache import CachedKeyStore
-from taskq_api.service.observation import DURATION_BUCKETS, correlation_id
+from taskq_api.service.observation import (
+    CORRELATION_SCOPE_KEY,
+    DURATION_BUCKETS,
+    correlation_id,
+)
 from taskq_api.service.operations import (
     DEFAULT_LIST_LIMIT,
     DEFAULT_MAX_WAIT,
@@ -23,10 +27,11 @@ from taskq_api.service.operations import (
 )
 from taskq_api.service.ratelimit import RateLimiter
 from taskq_api.service.submissions import MAX_CORRELATION_ID, delay_until
-from taskq_api.service.views import QueueDetails, TaskDetails, TaskPage, TaskView
+from taskq_api.service.views import Overview, QueueDetails, TaskDetails, TaskPage, TaskView
 from taskq_api.service.waiting import FINISHED_STATES
 
 __all__ = [
+    "CORRELATION_SCOPE_KEY",
     "DATABASE_UNAVAILABLE_DETAIL",
     "DEFAULT_LIST_LIMIT",
     "DEFAULT_MAX_WAIT",
@@ -43,6 +48,7 @@ __all__ = [
     "ConflictError",
     "Enqueued",
     "NotAuthenticatedError",
+    "Overview",
     "PermissionDeniedError",
     "QueueDetails",
     "RateLimitedError",

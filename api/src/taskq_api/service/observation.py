@@ -11,6 +11,9 @@ from typing import Final
 # A caller's correlation id is kept when it looks like an id; anything else is replaced, so
 # that a log line never carries what a caller smuggled into a header or metadata.
 _CORRELATION: Final = re.compile(r"^[A-Za-z0-9._:/@+=-]{1,128}$")
+# Where the HTTP side keeps a request's correlation id in its ASGI scope, for every front end
+# served on the HTTP port (the REST API and the dashboard) to find.
+CORRELATION_SCOPE_KEY: Final = "taskq.correlation_id"
 # Up to a minute: long-polls (?wait=, wait_seconds) count here too.
 DURATION_BUCKETS: Final = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60

@@ -25,7 +25,7 @@ from typing import Final, get_args
 from taskq import tracing
 from taskq.auth import Action, ApiKey, KeyStore, Role
 from taskq.client import Client
-from taskq.errors import InvalidArgumentError, UnknownTaskError
+from taskq.errors import InvalidArgumentError, UnknownQueueError, UnknownTaskError
 from taskq.models import (
     AttemptInfo,
     EnqueueResult,
@@ -44,7 +44,7 @@ from taskq_api.service.errors import (
 )
 from taskq_api.service.ratelimit import RateLimiter
 from taskq_api.service.submissions import check_correlation_ids
-from taskq_api.service.views import QueueDetails, TaskDetails, TaskPage, TaskView
+from taskq_api.service.views import Overview, QueueDetails, TaskDetails, TaskPage, TaskView
 from taskq_api.service.waiting import FINISHED_STATES, changed, reads
 
 # Most tasks in one batch: one transaction (COPY above 64 tasks without idempotency keys).
@@ -102,7 +102,14 @@ class ApiService:
                 "metadata (`taskq keys create` makes one)",
                 key_presented=False,
             )
-        key = await self._keys.authenticate(secret)
+        return self._admit(await self._keys.authenticate(secret))
+
+    async def authenticate_digest(self, prefix: str, key_digest: bytes) -> ApiKey:
+        """As authenticate, for a session that kept the key's prefix and digest rather than
+        the key itself (the dashboard's cookie)."""
+        return self._admit(await self._keys.authenticate_digest(prefix, key_digest))
+
+    def _admit(self, key: ApiKey | None) -> ApiKey:
         if key is None:
             raise NotAuthenticatedError(
                 "the API key is not valid: unknown, expired or revoked "
@@ -300,6 +307,23 @@ class ApiService:
         """The queues in the key's namespaces, by namespace and name."""
         self._require(key, Action.READ, None)
         return [q for q in await self._client.list_queues() if key.may(Action.READ, q.namespace)]
+
+    async def overview(self, key: ApiKey, namespace: str | None = None) -> Overview:
+        """Every queue the key reads, or those of `namespace`, each with its depth: one read of
+        the queues, then one of each queue's counts. A queue dropped meanwhile is left out."""
+        if namespace is not None:
+            check_label(namespace, "namespace")
+        visible = await self.queues(key)
+        details = []
+        for info in visible:
+            if namespace is None or info.namespace == namespace:
+                try:
+                    details.append(await self._queue_details(info))
+                except UnknownQueueError:
+                    continue
+        return Overview(
+            namespaces=sorted({info.namespace for info in visible}), queues=details
+        )
 
     async def queue(self, key: ApiKey, namespace: str, name: str) -> QueueDetails:
         queue = self._queue(key, Action.READ, namespace, name)

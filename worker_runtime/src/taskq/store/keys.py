@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
 
@@ -269,10 +270,15 @@ class PgKeyStore:
         prefix = auth.parse_prefix(secret)
         if prefix is None:
             return None
+        return await self.authenticate_digest(prefix, auth.digest(secret))
+
+    async def authenticate_digest(self, prefix: str, key_digest: bytes) -> ApiKey | None:
+        if not auth.is_prefix(prefix):
+            return None
         with translated():
             row = await self._db.fetchrow(query("api_key_by_prefix"), prefix)
             # the prefix is public: only the digest comparison needs constant time
-            if row is None or not auth.matches(secret, row["digest"]):
+            if row is None or not hmac.compare_digest(key_digest, row["digest"]):
                 return None
             key = key_from_row(row)
             now = row["now"]

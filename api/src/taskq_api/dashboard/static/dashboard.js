@@ -1,0 +1,56 @@
+// The dashboard's only script: live parts of a page (Server-Sent Events), confirmations of
+// actions, and a namespace filter that applies on change. Every page works without it, but
+// for live updates (confirmations then come as a page of their own).
+"use strict";
+
+function startLive(indicator) {
+  const text = indicator.querySelector(".live-text");
+  const source = new EventSource(indicator.dataset.live);
+  const say = (state, words) => {
+    indicator.dataset.state = state;
+    text.textContent = words;
+  };
+  // "swap": the id of an element, a newline, then its new HTML (rendered by the server)
+  source.addEventListener("swap", (event) => {
+    const cut = event.data.indexOf("\n");
+    const target = document.getElementById(event.data.slice(0, cut));
+    if (target) target.innerHTML = event.data.slice(cut + 1);
+  });
+  source.addEventListener("live", (event) => say("live", "Live · " + event.data));
+  source.addEventListener("stale", (event) => say("stale", "Not updating: " + event.data));
+  // the key was revoked or expired: the page itself goes to the login page
+  source.addEventListener("signed-out", () => {
+    source.close();
+    window.location.reload();
+  });
+  source.onerror = () => {
+    if (source.readyState === EventSource.CLOSED) {
+      // refused outright (signed out meanwhile): reloading shows why
+      window.location.reload();
+    } else {
+      say("stale", "Reconnecting…");
+    }
+  };
+}
+
+function confirmBeforeSubmit(form) {
+  form.addEventListener("submit", (event) => {
+    if (!window.confirm(form.dataset.confirm)) {
+      event.preventDefault();
+      return;
+    }
+    const confirmed = document.createElement("input");
+    confirmed.type = "hidden";
+    confirmed.name = "confirmed";
+    confirmed.value = "yes";
+    form.appendChild(confirmed);
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("[data-live]").forEach(startLive);
+  document.querySelectorAll("form[data-confirm]").forEach(confirmBeforeSubmit);
+  document.querySelectorAll("select[data-autosubmit]").forEach((select) => {
+    select.addEventListener("change", () => select.form.submit());
+  });
+});
