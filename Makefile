@@ -42,10 +42,12 @@ venv: $(VENV)/.synced
 
 # Debian packages a fresh machine may lack: PostgreSQL's server (tests and the demo start their
 # own throwaway server from its binaries), openssl (cluster certificates), util-linux
-# (setsid, for the cluster's processes) and curl (the demo talks to the API with it).
+# (setsid, for the cluster's processes), curl (the demo talks to the API with it) and chromium
+# (the dashboard's browser tests drive it: a browser downloaded by a tool is not to be had).
 system:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v setsid >/dev/null || missing="$$missing util-linux"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \

@@ -57,3 +57,17 @@ async def sign_in(web: httpx.AsyncClient, secret: str) -> str:
     page = await web.get("/dashboard/")
     assert page.status_code == 200, page.text
     return csrf_of(page.text)
+
+
+async def server_events(response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
+    """The (event, data) pairs of a text/event-stream response, as EventSource reads them."""
+    name, data = "message", list[str]()
+    async for line in response.aiter_lines():
+        if not line:
+            if data:
+                yield name, "\n".join(data)
+            name, data = "message", []
+        elif line.startswith("event: "):
+            name = line.removeprefix("event: ")
+        elif line.startswith("data: ") or line == "data:":
+            data.append(line.removeprefix("data:").removeprefix(" "))
