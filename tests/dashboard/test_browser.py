@@ -217,3 +217,30 @@ async def test_keyboard_and_phone_width(
             await shot(page, name)
     finally:
         await context.close()
+
+
+async def test_submit_a_task_whose_json_is_checked_before_it_is_sent(
+    page: Page, dashboard_url: str, make_key: MakeKey, make_queue: MakeQueue, client: Client,
+) -> None:
+    queue = await make_queue()
+    await sign_in(page, dashboard_url, await make_key("operator", [queue.namespace]))
+    posts: list[str] = []
+    page.on("request", lambda request: posts.append(request.url) if request.method == "POST"
+            else None)
+
+    await page.get_by_role("link", name="Submit").click()
+    await page.get_by_label("Queue").select_option(queue.full_name)
+    await page.get_by_label("Task name").fill("send_receipt")
+    payload = page.get_by_label("Payload (JSON)")
+    await payload.fill('{"order": 42,}')
+    await page.get_by_role("button", name="Submit").click()
+    message = await payload.evaluate("field => field.validationMessage")
+    assert message.startswith("Payload: not JSON"), message
+    assert posts == []  # nothing was sent
+    await shot(page, "submit")
+
+    await payload.fill('{"order": 42}')
+    await page.get_by_role("button", name="Submit").click()
+    await expect(page.get_by_role("status")).to_contain_text("Enqueued task")
+    task_id = int(page.url.rsplit("/", 1)[1])
+    assert (await client.get_task(task_id)).payload == {"order": 42}

@@ -42,6 +42,11 @@ class Visit:
         return self.key.may(Action.WRITE, namespace)
 
     @property
+    def may_enqueue(self) -> bool:
+        """In some namespace: the role allows it (the namespace is checked per queue)."""
+        return self.key.may(Action.WRITE)
+
+    @property
     def is_admin(self) -> bool:
         return self.key.may(Action.MANAGE_KEYS)
 

@@ -47,7 +47,25 @@ function confirmBeforeSubmit(form) {
   });
 }
 
+// A form's JSON field is parsed before the form is sent: the browser shows the error on the
+// field itself (the server checks it again, and names it too).
+function checkJsonBeforeSubmit(form) {
+  const field = form.elements.namedItem(form.dataset.json);
+  field.addEventListener("input", () => field.setCustomValidity(""));
+  form.addEventListener("submit", (event) => {
+    try {
+      JSON.parse(field.value);
+      field.setCustomValidity("");
+    } catch (error) {
+      field.setCustomValidity("Payload: not JSON (" + error.message + ")");
+      field.reportValidity();
+      event.preventDefault();
+    }
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("form[data-json]").forEach(checkJsonBeforeSubmit);
   document.querySelectorAll("[data-live]").forEach(startLive);
   document.querySelectorAll("form[data-confirm]").forEach(confirmBeforeSubmit);
   document.querySelectorAll("select[data-autosubmit]").forEach((select) => {
