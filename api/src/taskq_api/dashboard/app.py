@@ -12,7 +12,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from taskq_api.dashboard import events, login, overview, queues, submit, tasks
+from taskq_api.dashboard import events, keys, login, overview, queues, submit, tasks
 from taskq_api.dashboard.context import Dashboard
 from taskq_api.dashboard.errors import handlers
 from taskq_api.dashboard.render import Pages
@@ -75,6 +75,9 @@ def create_dashboard(
             Route("/tasks/{task_id:int}/retry", tasks.retry, methods=["POST"]),
             Route("/submit", submit.submit_page, methods=["GET"]),
             Route("/submit", submit.submit, methods=["POST"]),
+            Route("/keys", keys.keys_page, methods=["GET"]),
+            Route("/keys", keys.create, methods=["POST"]),
+            Route("/keys/{name}/revoke", keys.revoke, methods=["POST"]),
             Mount("/static", StaticFiles(packages=[("taskq_api.dashboard", "static")])),
         ],
         exception_handlers=dict(handlers()),

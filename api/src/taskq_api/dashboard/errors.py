@@ -13,10 +13,12 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from taskq.errors import (
+    ApiKeyConflictError,
     DatabaseUnavailableError,
     InvalidArgumentError,
     PayloadTooLargeError,
     SchemaMissingError,
+    UnknownApiKeyError,
     UnknownQueueError,
     UnknownTaskError,
 )
@@ -50,6 +52,8 @@ STATUSES: tuple[tuple[type[Exception], int, str], ...] = (
     (CsrfError, 403, "Form expired"),
     (UnknownQueueError, 404, "No such queue"),
     (UnknownTaskError, 404, "No such task"),
+    (UnknownApiKeyError, 404, "No such key"),
+    (ApiKeyConflictError, 409, "Not in this state"),
     (ConflictError, 409, "Not in this state"),
     (PayloadTooLargeError, 413, "Payload too large"),
     (InvalidArgumentError, 422, "Invalid input"),

@@ -47,11 +47,13 @@ async def open_service(settings: ApiSettings) -> AsyncIterator[ApiService]:
         limiter = (
             RateLimiter(settings.rate_limit, settings.rate_burst) if settings.rate_limit else None
         )
-        keys: KeyStore = PgKeyStore(pool)
+        stored = PgKeyStore(pool)
+        keys: KeyStore = stored
         if settings.key_cache_seconds:
             keys = CachedKeyStore(keys, settings.key_cache_seconds)
         service = ApiService(
-            Client(pool), keys, max_wait=settings.max_wait_seconds, limiter=limiter
+            Client(pool), keys, max_wait=settings.max_wait_seconds, limiter=limiter,
+            key_admin=stored,
         )
         try:
             version = await service.schema_version()

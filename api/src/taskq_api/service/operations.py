@@ -19,13 +19,18 @@ import re
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final, get_args
 
 from taskq import tracing
-from taskq.auth import Action, ApiKey, KeyStore, Role
+from taskq.auth import Action, ApiKey, KeyAdmin, KeyStore, Role
 from taskq.client import Client
-from taskq.errors import InvalidArgumentError, UnknownQueueError, UnknownTaskError
+from taskq.errors import (
+    InvalidArgumentError,
+    UnknownApiKeyError,
+    UnknownQueueError,
+    UnknownTaskError,
+)
 from taskq.models import (
     AttemptInfo,
     EnqueueResult,
@@ -85,9 +90,11 @@ class ApiService:
         *,
         max_wait: float = DEFAULT_MAX_WAIT,
         limiter: RateLimiter | None = None,
+        key_admin: KeyAdmin | None = None,
     ) -> None:
         self._client = client
         self._keys = keys
+        self._key_admin = key_admin  # None: this service manages no keys
         self.max_wait = max_wait
         self._limiter = limiter  # None: no request rate per key
 
@@ -128,6 +135,47 @@ class ApiService:
                     retry_after=retry_after,
                 )
         return key
+
+    async def keys(self, key: ApiKey) -> list[ApiKey]:
+        """The keys an admin key manages: every key, or for an admin key confined to some
+        namespaces, the keys confined within them."""
+        admin = self._admin(key)
+        return [k for k in await admin.list_keys() if _within(key, k.namespaces)]
+
+    async def create_key(
+        self,
+        key: ApiKey,
+        name: str,
+        role: Role,
+        namespaces: Sequence[str] | None,
+        *,
+        reads_payloads: bool = False,
+        expires_in: timedelta | None = None,
+    ) -> tuple[ApiKey, str]:
+        """A new key and its secret (shown once). A key makes no key that reaches further
+        than itself: an admin confined to namespaces makes keys within them."""
+        admin = self._admin(key)
+        if not _within(key, namespaces):
+            raise PermissionDeniedError(
+                f"this key (prefix {key.prefix}) reaches {', '.join(key.namespaces or ())} "
+                "only: a key it makes must name some of those namespaces"
+            )
+        return await admin.create_key(
+            name, role, namespaces, reads_payloads=reads_payloads, expires_in=expires_in
+        )
+
+    async def revoke_key(self, key: ApiKey, name: str) -> ApiKey:
+        admin = self._admin(key)
+        found = next((k for k in await admin.list_keys() if k.name == name), None)
+        if found is None or not _within(key, found.namespaces):
+            raise UnknownApiKeyError(name)  # as if absent: names outside reveal nothing
+        return await admin.revoke_key(name)
+
+    def _admin(self, key: ApiKey) -> KeyAdmin:
+        self._require(key, Action.MANAGE_KEYS, None)
+        if self._key_admin is None:
+            raise PermissionDeniedError("this server manages no keys: use `taskq keys`")
+        return self._key_admin
 
     async def schema_version(self) -> int:
         """Readiness: the database answers and holds the taskq schema."""
@@ -399,6 +447,13 @@ class ApiService:
             settings=info.settings,
             stats=stats,
         )
+
+
+def _within(key: ApiKey, namespaces: Sequence[str] | None) -> bool:
+    """True when `namespaces` (None: all) lie within the key's reach."""
+    if key.namespaces is None:
+        return True
+    return namespaces is not None and set(namespaces) <= set(key.namespaces)
 
 
 def _namespace(info: TaskInfo) -> str:
