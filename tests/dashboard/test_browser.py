@@ -88,6 +88,9 @@ async def test_sign_in_watch_a_worker_drain_a_queue_live_and_sign_out(
     )
     await expect(succeeded).to_have_text("12", timeout=10_000)
     assert await page.evaluate("window.sameDocument") is True
+    await page.get_by_role("link", name=queue.full_name).click()
+    await expect(page.locator(".chart figcaption")).to_contain_text("12 succeeded and 0 dead")
+    await shot(page, "queue")
 
     await page.get_by_role("button", name="Sign out").click()
     await expect(page.get_by_label("API key")).to_be_visible()
@@ -144,7 +147,7 @@ async def test_replay_a_dead_task_and_cancel_a_running_one_after_confirming(
 
     await page.goto(f"{dashboard_url}/dashboard/queues/{queue.full_name}")
     await expect(page.locator("table.dead tbody tr")).to_have_count(1)
-    await shot(page, "queue")
+    await shot(page, "queue-dead-letters")
     page.once("dialog", lambda dialog: dialog.accept())
     await page.get_by_role("button", name=f"Replay task {dead.id}").click()
     await expect(page.get_by_role("status")).to_have_text("Replayed 1 dead task.")
@@ -205,6 +208,10 @@ async def test_keyboard_and_phone_width(
         await page.goto(f"{dashboard_url}/dashboard/?namespace={queue.namespace}")
         link = page.get_by_role("link", name=queue.full_name)
         await link.focus()
+        await client.enqueue(queue.full_name, "t", None)  # its row is swapped for a new one
+        ready = page.locator(f'tr[data-queue="{queue.full_name}"] [data-count="ready"]')
+        await expect(ready).to_have_text("2")
+        await expect(link).to_be_focused()  # the same link in the new row
         await page.keyboard.press("Enter")
         await expect(page.get_by_role("heading", name=f"Queue {queue.full_name}")).to_be_visible()
         for path, name in ((f"/dashboard/?namespace={queue.namespace}", "overview-phone"),

@@ -42,6 +42,8 @@ async def test_the_queue_page_shows_settings_counts_and_dead_letters_with_their_
     assert '<dd data-count="dead">2</dd>' in page
     for task_id in dead:
         assert f"CardDeclined: #{task_id}" in page
+    assert "Over the last 61 minutes: 0 succeeded and 2 dead" in page  # the throughput chart
+    assert '<rect class="dead"' in page
     for action in ("Pause", "Replay selected", "Replay all", f"Replay task {dead[0]}"):
         assert action in page
 
@@ -174,16 +176,19 @@ async def test_the_queue_counts_arrive_live(
     queue = await make_queue()
     await sign_in(web, await make_key("viewer", [queue.namespace]))
     readies: list[str] = []
+    charts: list[str] = []
 
     async with web.stream("GET", f"/dashboard/events/queues/{queue.full_name}") as stream:
         async with asyncio.timeout(20):
             async for event, data in server_events(stream):
-                if event == "swap":
-                    assert data.startswith("queue-counts\n")
+                if event == "swap" and data.startswith("queue-counts\n"):
                     readies.append(data.split('data-count="ready">')[1].split("<")[0])
                     if len(readies) == 1:
                         await client.enqueue(queue.full_name, "t", None)
                     else:
                         break
+                elif event == "swap":
+                    charts.append(data.partition("\n")[0])
 
     assert readies == ["0", "1"]
+    assert charts == ["throughput"]  # with the first counts, then every 30 s

@@ -6,6 +6,7 @@ ends the stream with `signed-out`, and the page goes to the login page."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 
@@ -14,10 +15,13 @@ from starlette.responses import Response, StreamingResponse
 
 from taskq.auth import ApiKey
 from taskq.errors import DatabaseUnavailableError, SchemaMissingError, TaskqError
+from taskq_api.dashboard.chart import chart
 from taskq_api.dashboard.context import Visit, dashboard, service, visit
 from taskq_api.dashboard.overview import namespace_filter
 from taskq_api.service import DATABASE_UNAVAILABLE_DETAIL, ApiError, NotAuthenticatedError
 
+# The throughput chart is drawn again every this many ticks (30 s).
+CHART_EVERY = 15
 # Rendered parts of a page by the id of the element they replace.
 Produce = Callable[[ApiKey], Awaitable[Mapping[str, str]]]
 
@@ -81,9 +85,15 @@ async def queue_events(request: Request) -> Response:
     found = await visit(request)
     namespace, name = request.path_params["namespace"], request.path_params["name"]
     pages = dashboard(request).pages
+    ticks = itertools.count()
 
     async def produce(key: ApiKey) -> Mapping[str, str]:
-        queue = await service(request).queue(key, namespace, name)
-        return {"queue-counts": pages.fragment("_queue_counts.html", queue=queue)}
+        api = service(request)
+        queue = await api.queue(key, namespace, name)
+        parts = {"queue-counts": pages.fragment("_queue_counts.html", queue=queue)}
+        if next(ticks) % CHART_EVERY == 0:  # an hour of counts: not every tick
+            minutes = await api.throughput(key, namespace, name)
+            parts["throughput"] = pages.fragment("_throughput.html", chart=chart(minutes))
+        return parts
 
     return await _live(request, found, produce)

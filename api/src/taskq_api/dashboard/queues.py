@@ -8,6 +8,7 @@ from starlette.responses import Response
 
 from taskq.errors import InvalidArgumentError
 from taskq_api.dashboard.actions import done, posted, unconfirmed
+from taskq_api.dashboard.chart import chart
 from taskq_api.dashboard.context import page, service, visit
 
 # Dead letters per page of the queue's page (older ones: the next page, by cursor).
@@ -31,8 +32,9 @@ async def queue_page(request: Request) -> Response:
         found.key, queue.queue, state="dead", limit=DEAD_PAGE,
         cursor=request.query_params.get("cursor") or None,
     )
+    minutes = await api.throughput(found.key, namespace, name)
     return page(
-        request, "queue.html", found, queue=queue, dead=dead,
+        request, "queue.html", found, queue=queue, dead=dead, chart=chart(minutes),
         may_write=found.may_write(namespace),
         first_page=not request.query_params.get("cursor"),
     )

@@ -39,6 +39,7 @@ from taskq.models import (
     TaskInfo,
     TaskRequest,
     TaskState,
+    ThroughputMinute,
 )
 from taskq.names import check_label
 from taskq_api.service.errors import (
@@ -376,6 +377,14 @@ class ApiService:
     async def queue(self, key: ApiKey, namespace: str, name: str) -> QueueDetails:
         queue = self._queue(key, Action.READ, namespace, name)
         return await self._queue_details(await self._client.get_queue(queue))
+
+    async def throughput(
+        self, key: ApiKey, namespace: str, name: str, minutes: int = 60
+    ) -> list[ThroughputMinute]:
+        """Tasks that finished succeeded or dead in each of the last `minutes` minutes and the
+        current one, oldest first."""
+        queue = self._queue(key, Action.READ, namespace, name)
+        return await self._client.queue_throughput(queue, minutes)
 
     async def set_paused(
         self, key: ApiKey, namespace: str, name: str, *, paused: bool

@@ -3,6 +3,20 @@
 // for live updates (confirmations then come as a page of their own).
 "use strict";
 
+// A keyboard user's focus inside a swapped part moves to the same link or control in its new
+// HTML, rather than being lost with the old element.
+function swapKeepingFocus(target, html) {
+  const focused = document.activeElement;
+  const within = focused && focused !== target && target.contains(focused);
+  const href = within ? focused.getAttribute("href") : null;
+  target.innerHTML = html;
+  if (href) {
+    const again = Array.from(target.querySelectorAll("a[href]")).find(
+      (link) => link.getAttribute("href") === href);
+    if (again) again.focus();
+  }
+}
+
 function startLive(indicator) {
   const text = indicator.querySelector(".live-text");
   const source = new EventSource(indicator.dataset.live);
@@ -14,7 +28,7 @@ function startLive(indicator) {
   source.addEventListener("swap", (event) => {
     const cut = event.data.indexOf("\n");
     const target = document.getElementById(event.data.slice(0, cut));
-    if (target) target.innerHTML = event.data.slice(cut + 1);
+    if (target) swapKeepingFocus(target, event.data.slice(cut + 1));
   });
   source.addEventListener("live", (event) => say("live", "Live · " + event.data));
   source.addEventListener("stale", (event) => say("stale", "Not updating: " + event.data));
