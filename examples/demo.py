@@ -274,13 +274,19 @@ def main() -> None:
         show()
         say("drained, and scaled back to zero after the 10 s stabilization window")
         key = create_key(server.dsn)
-        api = LocalApi({"TASKQ_DSN": server.dsn}, STATE / "demo-api.log")
+        # the dashboard too; the server keeps running after the demo, for the dashboard
+        api = LocalApi({
+            "TASKQ_DSN": server.dsn,
+            "TASKQ_API_DASHBOARD": "true",
+            "TASKQ_API_SESSION_SECRET": secrets.token_urlsafe(32),
+        }, STATE / "demo-api.log")
         api.start()
         try:
             say(f"API server on {api.url} (log: .state/demo-api.log)")
             front_door(api, key, runner)
-        finally:
+        except BaseException:
             api.stop()
+            raise
         say("the task went in and its result came back over HTTP, with a key")
         say("waiting for the TaskSchedule's next tick (it fires at every full minute)")
         wait(schedule_fired, runner, 75, every=15)
@@ -293,6 +299,12 @@ def main() -> None:
     say(
         f"done. The cluster and PostgreSQL keep running: KUBECONFIG={KUBECONFIG} "
         f"TASKQ_DSN={server.dsn}; `make cluster-down` stops the cluster"
+    )
+    assert api.process is not None
+    say(
+        f"the dashboard: {api.url}/dashboard/ ; sign in with the key {key} "
+        f"(operator of {NAMESPACE}, for a day). The API server keeps running: "
+        f"`kill {api.process.pid}` stops it"
     )
 
 

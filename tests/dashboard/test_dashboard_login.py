@@ -185,3 +185,13 @@ async def test_the_session_cookie_is_not_sent_to_the_rest_api(
     await sign_in(web, await make_key("admin", None))
     response = await web.get("/v1/queues")
     assert response.status_code == 401  # a cookie is no API key
+
+
+async def test_metrics_name_the_dashboards_routes_by_their_templates(
+    web: httpx.AsyncClient,
+) -> None:
+    await web.get("/dashboard/login")
+    await web.get("/dashboard/tasks/12345")
+    metrics = (await web.get("/metrics")).text
+    assert 'route="/dashboard/login",status="200"' in metrics
+    assert 'route="/dashboard/tasks/{task_id:int}",status="303"' in metrics

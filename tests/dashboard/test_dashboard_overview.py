@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 
 import asyncpg
 import httpx
 
 from taskq.client import Client
+from tests.api.conftest import running_api
 from tests.conftest import MakeQueue
-from tests.dashboard.conftest import MakeKey, server_events, sign_in
+from tests.dashboard.conftest import SESSION_SECRET, MakeKey, server_events, sign_in
 from tests.integration.helpers import claim, finish
 
 
@@ -118,3 +120,23 @@ async def test_a_revoked_key_ends_its_live_stream(
 async def test_the_stream_needs_a_session(web: httpx.AsyncClient) -> None:
     response = await web.get("/dashboard/events/overview")
     assert response.status_code == 303
+
+
+async def test_a_server_shutting_down_ends_its_live_streams_at_once(
+    dsn: str, make_key: MakeKey,
+) -> None:
+    secret = await make_key("viewer", None)
+    async with running_api(
+        dsn, dashboard=True, session_secret=SESSION_SECRET, shutdown_grace=30.0
+    ) as api, httpx.AsyncClient(base_url=api.url, timeout=30) as web:
+        await sign_in(web, secret)
+        async with web.stream("GET", "/dashboard/events/overview") as stream:
+            events = server_events(stream)
+            assert (await anext(events))[0] == "swap"
+            began = time.monotonic()
+            api.server.should_exit = True  # what SIGTERM does
+            async with asyncio.timeout(10):
+                rest = [event async for event, _data in events]
+            ended = time.monotonic() - began
+    assert ended < 5  # a tick, not the 30 s grace
+    assert "signed-out" not in rest

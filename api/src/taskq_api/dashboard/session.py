@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -62,8 +63,13 @@ def signed_in(key_secret: str) -> Session:
 
 class SessionCodec:
     def __init__(self, secret: str) -> None:
-        self._session = URLSafeTimedSerializer(secret, salt="taskq.dashboard.session")
-        self._flash = URLSafeTimedSerializer(secret, salt="taskq.dashboard.flash")
+        signer = {"digest_method": hashlib.sha256}  # itsdangerous' default is SHA-1
+        self._session = URLSafeTimedSerializer(
+            secret, salt="taskq.dashboard.session", signer_kwargs=signer
+        )
+        self._flash = URLSafeTimedSerializer(
+            secret, salt="taskq.dashboard.flash", signer_kwargs=signer
+        )
 
     def read(self, request: Request) -> Session | None:
         """The request's session, or None: none, tampered with, or older than MAX_AGE."""
