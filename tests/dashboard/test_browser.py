@@ -251,3 +251,27 @@ async def test_submit_a_task_whose_json_is_checked_before_it_is_sent(
     await expect(page.get_by_role("status")).to_contain_text("Enqueued task")
     task_id = int(page.url.rsplit("/", 1)[1])
     assert (await client.get_task(task_id)).payload == {"order": 42}
+
+
+async def test_an_admin_makes_a_key_sees_its_secret_once_and_revokes_it(
+    page: Page, dashboard_url: str, make_key: MakeKey, pool: asyncpg.Pool,
+) -> None:
+    await sign_in(page, dashboard_url, await make_key("admin", None))
+    name = f"browser-{id(page) % 100000}"
+
+    await page.get_by_role("link", name="Keys").click()
+    await page.get_by_label("Name", exact=True).fill(name)
+    await page.get_by_label("Role").select_option("viewer")
+    await page.get_by_label("Namespaces", exact=True).fill("shop")
+    await page.get_by_role("button", name="Make the key").click()
+    secret = page.get_by_label(f"Secret of {name}")
+    assert (await secret.input_value()).startswith("tq_")
+    await shot(page, "keys")
+
+    await page.get_by_role("link", name="Keys").click()
+    await expect(page.get_by_label(f"Secret of {name}")).to_have_count(0)  # shown once
+    page.once("dialog", lambda dialog: dialog.accept())
+    await page.get_by_role("button", name=f"Revoke {name}").click()
+    await expect(page.get_by_role("status")).to_contain_text(f"Revoked the key {name}")
+    assert await pool.fetchval(
+        "SELECT revoked_at IS NOT NULL FROM taskq.api_keys WHERE name = $1", name)
