@@ -142,7 +142,7 @@ async def test_replay_a_dead_task_and_cancel_a_running_one_after_confirming(
     (claimed,) = await claim(pool, queue, limit=1)
     await finish(pool, claimed, "failed")
     running = await client.enqueue(queue.full_name, "t", {"n": 2})
-    await claim(pool, queue, limit=1)
+    (claimed_running,) = await claim(pool, queue, limit=1)
     await sign_in(page, dashboard_url, await make_key("operator", [queue.namespace]))
 
     await page.goto(f"{dashboard_url}/dashboard/queues/{queue.full_name}")
@@ -164,6 +164,13 @@ async def test_replay_a_dead_task_and_cancel_a_running_one_after_confirming(
         f"Task {running.id} asked to stop (it is running)."
     )
     assert (await client.get_task(running.id)).cancel_requested
+
+    # its worker stops it: the page follows, without a reload, and offers no cancel any more
+    await page.evaluate("window.sameDocument = true")
+    await finish(pool, claimed_running, "canceled")
+    await expect(page.locator('[data-field="state"]')).to_have_text("canceled", timeout=10_000)
+    await expect(page.get_by_role("button", name="Cancel task")).to_have_count(0)
+    assert await page.evaluate("window.sameDocument") is True
 
 
 async def test_a_viewer_sees_no_action_and_the_server_refuses_one(

@@ -4,6 +4,7 @@ real sockets, on the real server and database."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,7 @@ import httpx
 
 from taskq.client import Client
 from tests.conftest import MakeQueue
-from tests.dashboard.conftest import MakeKey, sign_in
+from tests.dashboard.conftest import MakeKey, server_events, sign_in
 from tests.integration.helpers import claim, finish
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -45,7 +46,8 @@ async def test_the_task_page_shows_everything_about_a_task(
 
     page = _text(await web.get(f"/dashboard/tasks/{task.id}"))
 
-    assert f"<h1>Task {task.id} " in page
+    assert f"<h1>Task {task.id}</h1>" in page
+    assert 'data-field="state">succeeded<' in page
     assert '"name": "Zoë"' in page
     assert '"order": 42' in page
     assert '"receipt": "r-1"' in page
@@ -192,3 +194,31 @@ async def test_search_in_a_queue_outside_the_keys_namespaces_is_refused(
     assert mine.full_name in page.text
     assert other.full_name not in page.text
     assert (await web.get(f"/dashboard/tasks?queue={other.full_name}")).status_code == 403
+
+
+async def test_the_task_page_follows_the_task_live(
+    web: httpx.AsyncClient, make_key: MakeKey, make_queue: MakeQueue, client: Client,
+    pool: asyncpg.Pool,
+) -> None:
+    queue = await make_queue()
+    task = await client.enqueue(queue.full_name, "t", None)
+    await sign_in(web, await make_key("operator", [queue.namespace]))
+    states: list[str] = []
+
+    async with web.stream("GET", f"/dashboard/events/tasks/{task.id}") as stream:
+        async with asyncio.timeout(20):
+            async for event, data in server_events(stream):
+                if event != "swap":
+                    continue
+                assert data.startswith("task-body\n")
+                states.append(re.findall(r'data-field="state">(\w+)<', data)[0])
+                if states[-1] == "ready":
+                    (claimed,) = await claim(pool, queue, limit=1)
+                    assert "Cancel task" in data
+                elif states[-1] == "running":
+                    await finish(pool, claimed, "succeeded", result={"ok": True})
+                else:
+                    assert "Cancel task" not in data  # the buttons follow the state
+                    break
+
+    assert states == ["ready", "running", "succeeded"]

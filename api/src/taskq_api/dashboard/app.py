@@ -71,6 +71,7 @@ def create_dashboard(
             Route("/queues/{namespace}/{name}/replay", queues.replay, methods=["POST"]),
             Route("/tasks", tasks.search_page, methods=["GET"]),
             Route("/tasks/{task_id:int}", tasks.task_page, methods=["GET"]),
+            Route("/events/tasks/{task_id:int}", events.task_events, methods=["GET"]),
             Route("/tasks/{task_id:int}/cancel", tasks.cancel, methods=["POST"]),
             Route("/tasks/{task_id:int}/retry", tasks.retry, methods=["POST"]),
             Route("/submit", submit.submit_page, methods=["GET"]),

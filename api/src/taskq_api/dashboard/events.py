@@ -18,6 +18,7 @@ from taskq.errors import DatabaseUnavailableError, SchemaMissingError, TaskqErro
 from taskq_api.dashboard.chart import chart
 from taskq_api.dashboard.context import Visit, dashboard, service, visit
 from taskq_api.dashboard.overview import namespace_filter
+from taskq_api.dashboard.tasks import path_task_id, task_context
 from taskq_api.service import DATABASE_UNAVAILABLE_DETAIL, ApiError, NotAuthenticatedError
 
 # The throughput chart is drawn again every this many ticks (30 s).
@@ -95,5 +96,20 @@ async def queue_events(request: Request) -> Response:
             minutes = await api.throughput(key, namespace, name)
             parts["throughput"] = pages.fragment("_throughput.html", chart=chart(minutes))
         return parts
+
+    return await _live(request, found, produce)
+
+
+async def task_events(request: Request) -> Response:
+    found = await visit(request)
+    wanted = path_task_id(request)
+    pages = dashboard(request).pages
+    base = str(request.scope.get("root_path") or "")
+
+    async def produce(key: ApiKey) -> Mapping[str, str]:
+        task = await service(request).task(key, wanted)
+        fresh = Visit(found.session, key)  # the key as it is now: its role may have changed
+        html = pages.fragment("_task.html", base=base, visit=fresh, **task_context(fresh, task))
+        return {"task-body": html}
 
     return await _live(request, found, produce)

@@ -4,7 +4,7 @@ the search over one queue's tasks, a page at a time."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Final, get_args
+from typing import Final, TypedDict, get_args
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -13,8 +13,8 @@ from starlette.responses import Response
 from taskq.errors import InvalidArgumentError, UnknownTaskError
 from taskq.models import TaskState
 from taskq_api.dashboard.actions import done, posted, unconfirmed
-from taskq_api.dashboard.context import page, service, visit
-from taskq_api.service import FINISHED_STATES
+from taskq_api.dashboard.context import Visit, page, service, visit
+from taskq_api.service import FINISHED_STATES, TaskDetails
 
 STATES: Final = get_args(TaskState)
 SEARCH_PAGE: Final = 50
@@ -30,7 +30,7 @@ FIELD_LABELS: Final = {
 }
 
 
-def _task_id(request: Request) -> int:
+def path_task_id(request: Request) -> int:
     task_id: int = request.path_params["task_id"]
     if not 1 <= task_id <= _MAX_TASK_ID:
         raise UnknownTaskError(task_id)
@@ -41,21 +41,31 @@ def _task_url(request: Request, task_id: int) -> str:
     return f"{request.scope.get('root_path') or ''}/tasks/{task_id}"
 
 
+class TaskContext(TypedDict):
+    task: TaskDetails
+    may_cancel: bool
+    may_retry: bool
+
+
+def task_context(found: Visit, task: TaskDetails) -> TaskContext:
+    """What the task's page (and its live part, _task.html) shows of it."""
+    may_write = found.may_write(task.queue.partition("/")[0])
+    return {
+        "task": task,
+        "may_cancel": may_write and task.state not in (*FINISHED_STATES, "dead"),
+        "may_retry": may_write and task.state == "dead",
+    }
+
+
 async def task_page(request: Request) -> Response:
     found = await visit(request)
-    task = await service(request).task(found.key, _task_id(request))
-    namespace = task.queue.partition("/")[0]
-    may_write = found.may_write(namespace)
-    return page(
-        request, "task.html", found, task=task,
-        may_cancel=may_write and task.state not in (*FINISHED_STATES, "dead"),
-        may_retry=may_write and task.state == "dead",
-    )
+    task = await service(request).task(found.key, path_task_id(request))
+    return page(request, "task.html", found, **task_context(found, task))
 
 
 async def cancel(request: Request) -> Response:
     found, form = await posted(request)
-    task_id = _task_id(request)
+    task_id = path_task_id(request)
     back = _task_url(request, task_id)
     asked = unconfirmed(
         request, found, form,
@@ -72,7 +82,7 @@ async def cancel(request: Request) -> Response:
 
 async def retry(request: Request) -> Response:
     found, form = await posted(request)
-    task_id = _task_id(request)
+    task_id = path_task_id(request)
     back = _task_url(request, task_id)
     asked = unconfirmed(
         request, found, form, f"Retry dead task {task_id}? It runs again.", back=back

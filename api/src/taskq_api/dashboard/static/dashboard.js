@@ -3,16 +3,23 @@
 // for live updates (confirmations then come as a page of their own).
 "use strict";
 
-// A keyboard user's focus inside a swapped part moves to the same link or control in its new
-// HTML, rather than being lost with the old element.
+// A keyboard user's focus inside a swapped part moves to the same link or button in its new
+// HTML (by id, link target, or form and label), rather than being lost with the old element.
+function focusKey(element) {
+  if (element.id) return "#" + element.id;
+  if (element.getAttribute("href")) return "a:" + element.getAttribute("href");
+  if (element.form) return "form:" + element.form.getAttribute("action") + ":" + element.textContent;
+  return null;
+}
+
 function swapKeepingFocus(target, html) {
   const focused = document.activeElement;
   const within = focused && focused !== target && target.contains(focused);
-  const href = within ? focused.getAttribute("href") : null;
+  const key = within ? focusKey(focused) : null;
   target.innerHTML = html;
-  if (href) {
-    const again = Array.from(target.querySelectorAll("a[href]")).find(
-      (link) => link.getAttribute("href") === href);
+  if (key) {
+    const again = Array.from(target.querySelectorAll("a[href], button, input, select, textarea"))
+      .find((element) => focusKey(element) === key);
     if (again) again.focus();
   }
 }
@@ -47,18 +54,19 @@ function startLive(indicator) {
   };
 }
 
-function confirmBeforeSubmit(form) {
-  form.addEventListener("submit", (event) => {
-    if (!window.confirm(form.dataset.confirm)) {
-      event.preventDefault();
-      return;
-    }
-    const confirmed = document.createElement("input");
-    confirmed.type = "hidden";
-    confirmed.name = "confirmed";
-    confirmed.value = "yes";
-    form.appendChild(confirmed);
-  });
+// Listened for on the document, so that forms in parts swapped in later ask too.
+function confirmBeforeSubmit(event) {
+  const form = event.target;
+  if (!form.matches("form[data-confirm]")) return;
+  if (!window.confirm(form.dataset.confirm)) {
+    event.preventDefault();
+    return;
+  }
+  const confirmed = document.createElement("input");
+  confirmed.type = "hidden";
+  confirmed.name = "confirmed";
+  confirmed.value = "yes";
+  form.appendChild(confirmed);
 }
 
 // A form's JSON field is parsed before the form is sent: the browser shows the error on the
@@ -81,7 +89,7 @@ function checkJsonBeforeSubmit(form) {
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("form[data-json]").forEach(checkJsonBeforeSubmit);
   document.querySelectorAll("[data-live]").forEach(startLive);
-  document.querySelectorAll("form[data-confirm]").forEach(confirmBeforeSubmit);
+  document.addEventListener("submit", confirmBeforeSubmit);
   document.querySelectorAll("select[data-autosubmit]").forEach((select) => {
     select.addEventListener("change", () => select.form.submit());
   });
