@@ -3,10 +3,15 @@ real server and database."""
 
 from __future__ import annotations
 
+import json
+import logging
+
 import asyncpg
 import httpx
+import pytest
 
 from taskq.store import keys as key_store
+from taskq.worker.logs import JsonFormatter
 from tests.conftest import MakeQueue
 from tests.dashboard.conftest import MakeKey, csrf_of, sign_in
 
@@ -187,11 +192,21 @@ async def test_the_session_cookie_is_not_sent_to_the_rest_api(
     assert response.status_code == 401  # a cookie is no API key
 
 
-async def test_metrics_name_the_dashboards_routes_by_their_templates(
-    web: httpx.AsyncClient,
+async def test_logs_and_metrics_name_the_route_and_the_key_never_its_secret(
+    web: httpx.AsyncClient, make_key: MakeKey, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    await web.get("/dashboard/login")
-    await web.get("/dashboard/tasks/12345")
+    secret = await make_key("viewer", None)
+    with caplog.at_level(logging.INFO, logger="taskq_api.access"):
+        await sign_in(web, secret)
+        await web.get("/dashboard/tasks/12345")
+    entries = [json.loads(JsonFormatter().format(r)) for r in caplog.records
+               if r.name == "taskq_api.access"]
+
+    signed = next(e for e in entries if e["route"] == "/dashboard/login" and e["method"] == "POST")
+    task = next(e for e in entries if e["route"] == "/dashboard/tasks/{task_id:int}")
+    assert signed["key_prefix"] == task["key_prefix"] == secret.split("_")[1]
+    assert task["status"] == 404
+    assert secret not in caplog.text
     metrics = (await web.get("/metrics")).text
     assert 'route="/dashboard/login",status="200"' in metrics
-    assert 'route="/dashboard/tasks/{task_id:int}",status="303"' in metrics
+    assert 'route="/dashboard/tasks/{task_id:int}",status="404"' in metrics

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from taskq.auth import Action, ApiKey
 from taskq_api.dashboard.render import Pages
 from taskq_api.dashboard.session import FLASH_COOKIE, Session, SessionCodec, clear
-from taskq_api.service import ApiService
+from taskq_api.service import OBSERVATION_SCOPE_KEY, ApiService, Observation
 
 
 class SignInNeeded(Exception):
@@ -68,7 +68,15 @@ async def visit(request: Request) -> Visit:
     if session is None or session.prefix is None or session.key_digest is None:
         raise SignInNeeded
     key = await service(request).authenticate_digest(session.prefix, session.key_digest)
+    observed(request, key.prefix)
     return Visit(session, key)
+
+
+def observed(request: Request, prefix: str) -> None:
+    """The request's access log line names the key, as for a REST request."""
+    observation: Observation | None = request.scope.get(OBSERVATION_SCOPE_KEY)
+    if observation is not None:
+        observation.key_prefix = prefix
 
 
 def page(

@@ -7,7 +7,7 @@ from starlette.responses import RedirectResponse, Response
 
 from taskq.auth import parse_prefix
 from taskq_api.dashboard import session as sessions
-from taskq_api.dashboard.context import dashboard, page, service, visit
+from taskq_api.dashboard.context import dashboard, observed, page, service, visit
 from taskq_api.dashboard.errors import STALE_FORM
 from taskq_api.dashboard.forms import read_form
 from taskq_api.service import NotAuthenticatedError
@@ -67,13 +67,14 @@ async def login(request: Request) -> Response:
         error = f"API key: {'empty' if not secret else 'not a taskq key'}: {KEY_FORMAT}"
         return _form(request, current, status=422, error=error, wanted=wanted)
     try:
-        await service(request).authenticate(secret)
+        key = await service(request).authenticate(secret)
     except NotAuthenticatedError:
         error = (
             "API key: not valid: unknown, expired or revoked (`taskq keys list` shows the "
             "keys and their state): sign in with another key"
         )
         return _form(request, current, status=401, error=error, wanted=wanted)
+    observed(request, key.prefix)
     response = RedirectResponse(_next(request, wanted), status_code=303)
     dashboard(request).codec.write(request, response, sessions.signed_in(secret))
     return response

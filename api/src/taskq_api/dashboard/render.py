@@ -55,7 +55,5 @@ class Pages:
         self, request: Request, template: str, *, status: int = 200, **context: Any
     ) -> HTMLResponse:
         base = str(request.scope.get("root_path") or "")
-        context.setdefault("flash", None)
-        context.setdefault("visit", None)
         html = self.fragment(template, base=base, request_path=request.url.path, **context)
         return HTMLResponse(html, status_code=status)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.datastructures import Headers, MutableHeaders
@@ -24,12 +23,17 @@ from taskq_api.rest.problems import (
     error_response,
     problem_response,
 )
-from taskq_api.service import CORRELATION_SCOPE_KEY, DURATION_BUCKETS, correlation_id
+from taskq_api.service import (
+    CORRELATION_SCOPE_KEY,
+    DURATION_BUCKETS,
+    OBSERVATION_SCOPE_KEY,
+    Observation,
+    correlation_id,
+)
 
 log = logging.getLogger("taskq_api.access")
 
 CORRELATION_HEADER = "X-Correlation-Id"
-OBSERVATION_SCOPE_KEY = "taskq.observation"
 UNMATCHED_ROUTE = "<unmatched>"
 
 
@@ -63,14 +67,6 @@ class ApiMetrics:
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
-
-
-@dataclass(slots=True)
-class Observation:
-    """Filled in while a request is served (the key's prefix, once authenticated)."""
-
-    correlation_id: str
-    key_prefix: str | None = None
 
 
 class Observer:

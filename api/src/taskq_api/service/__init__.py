@@ -14,6 +14,8 @@ from taskq_api.service.keycache import CachedKeyStore
 from taskq_api.service.observation import (
     CORRELATION_SCOPE_KEY,
     DURATION_BUCKETS,
+    OBSERVATION_SCOPE_KEY,
+    Observation,
     correlation_id,
 )
 from taskq_api.service.operations import (
@@ -41,6 +43,7 @@ __all__ = [
     "MAX_BATCH",
     "MAX_CORRELATION_ID",
     "MAX_LIST_LIMIT",
+    "OBSERVATION_SCOPE_KEY",
     "QUEUE_REQUIRED",
     "ApiError",
     "ApiService",
@@ -48,6 +51,7 @@ __all__ = [
     "ConflictError",
     "Enqueued",
     "NotAuthenticatedError",
+    "Observation",
     "Overview",
     "PermissionDeniedError",
     "QueueDetails",
