@@ -25,13 +25,14 @@ from taskq_api.rest.models import (
     ScheduleSubmission,
     TaskSubmission,
 )
-from taskq_api.rest.observe import OBSERVATION_SCOPE_KEY, Observation
 from taskq_api.rest.problems import responses
 from taskq_api.service import (
     DEFAULT_LIST_LIMIT,
     MAX_CORRELATION_ID,
     MAX_LIST_LIMIT,
+    OBSERVATION_SCOPE_KEY,
     ApiService,
+    Observation,
     QueueDetails,
     RateLimitedError,
     ScheduleView,

@@ -21,6 +21,20 @@ SELECT * FROM taskq.queues ORDER BY namespace, name
 -- name: queue_stats
 SELECT * FROM taskq.queue_stats(p_queue_id => $1)
 
+-- name: queue_throughput
+-- Tasks of a queue that finished succeeded or dead in each of the last $2 whole minutes and
+-- the current one, oldest first: one range of tasks_finished_idx per minute and state.
+SELECT m.minute,
+       count(t.id) FILTER (WHERE t.state = 'succeeded') AS succeeded,
+       count(t.id) FILTER (WHERE t.state = 'dead') AS dead
+  FROM generate_series(date_trunc('minute', now()) - make_interval(mins => $2::int),
+                       date_trunc('minute', now()), interval '1 minute') AS m(minute)
+  LEFT JOIN taskq.tasks t
+    ON t.queue_id = $1 AND t.state IN ('succeeded', 'dead')
+   AND t.finished_at >= m.minute AND t.finished_at < m.minute + interval '1 minute'
+ GROUP BY m.minute
+ ORDER BY m.minute
+
 -- name: schema_version
 -- readiness: the database answers and the taskq schema is installed (the newest migration)
 SELECT max(version) AS version FROM taskq.schema_migrations
