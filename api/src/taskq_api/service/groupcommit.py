@@ -1,6 +1,6 @@
 """Group commit of single enqueues: concurrent enqueues to one queue are written together, in
 one transaction, so that PostgreSQL makes one commit (one WAL flush) and one notification for
-the group instead of one per request (docs/design.md, "Group commit of API enqueues").
+the group instead of one per request (docs/api.md, "How a single enqueue is served").
 
 No timer: an enqueue to a queue with nothing in flight is written at once, alone (one round
 trip, as without grouping); those that arrive while a write to their queue is in flight wait
@@ -15,7 +15,7 @@ Each caller still gets its own answer:
 - any other error (the database unavailable, say) fails the group's callers, and only them;
 - an answer is given only once the transaction has committed;
 - a caller cancelled while it waits is left out of its group; once its group is being written
-  it is written (and committed) like any enqueue whose caller went away.
+  its task may still be committed, as with any enqueue whose caller went away mid-call.
 """
 
 from __future__ import annotations
