@@ -257,6 +257,32 @@ def front_door(api: LocalApi, key: str, runner: PodRunner, receiver: WebhookRece
         runner.sync()
 
 
+def serve_front_door(dsn: str, key: str, runner: PodRunner) -> LocalApi:
+    """The API server with the dashboard, a webhook receiver, and a task through them. The
+    server keeps running after the demo, for the dashboard."""
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    receiver = WebhookReceiver(secret, say=lambda line: say(f"receiver: {line}"))
+    receiver.start()
+    sign_callbacks(receiver, secret)
+    api = LocalApi({
+        "TASKQ_DSN": dsn,
+        "TASKQ_API_DASHBOARD": "true",
+        "TASKQ_API_SESSION_SECRET": secrets.token_urlsafe(32),
+    }, STATE / "demo-api.log")
+    api.start()
+    try:
+        say(f"API server on {api.url} (log: .state/demo-api.log)")
+        front_door(api, key, runner, receiver)
+    except BaseException:
+        api.stop()
+        raise
+    finally:
+        receiver.stop()
+    say("the task went in and its result came back over HTTP, with a key, and its "
+        "callback was delivered signed")  # fmt: skip
+    return api
+
+
 def main() -> None:
     say("starting the local control plane (first run on a machine builds it: ~13 min)")
     subprocess.run([str(REPO / "cluster" / "up.sh")], check=True)
@@ -302,20 +328,7 @@ def main() -> None:
         show()
         say("drained, and scaled back to zero after the 10 s stabilization window")
         key = create_key(server.dsn)
-        secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-        receiver = WebhookReceiver(secret, say=lambda line: say(f"receiver: {line}"))
-        receiver.start()
-        sign_callbacks(receiver, secret)
-        api = LocalApi({"TASKQ_DSN": server.dsn}, STATE / "demo-api.log")
-        api.start()
-        try:
-            say(f"API server on {api.url} (log: .state/demo-api.log)")
-            front_door(api, key, runner, receiver)
-        finally:
-            api.stop()
-            receiver.stop()
-        say("the task went in and its result came back over HTTP, with a key, and its "
-            "callback was delivered signed")  # fmt: skip
+        api = serve_front_door(server.dsn, key, runner)
         say("waiting for the TaskSchedule's next tick (it fires at every full minute)")
         wait(schedule_fired, runner, 75, every=15)
         for line in kubectl("-n", NAMESPACE, "get", "taskschedules").splitlines():
@@ -327,6 +340,12 @@ def main() -> None:
     say(
         f"done. The cluster and PostgreSQL keep running: KUBECONFIG={KUBECONFIG} "
         f"TASKQ_DSN={server.dsn}; `make cluster-down` stops the cluster"
+    )
+    assert api.process is not None
+    say(
+        f"the dashboard: {api.url}/dashboard/ ; sign in with the key {key} "
+        f"(operator of {NAMESPACE}, for a day). The API server keeps running: "
+        f"`kill {api.process.pid}` stops it"
     )
 
 

@@ -164,11 +164,16 @@ class RecordingService(ApiService):
         return super().__getattribute__(name)
 
 
+# The dashboard's own operations (docs/dashboard.md): its overview of every queue's counts, a
+# queue's throughput chart, and key management, which REST and gRPC do not offer (yet).
+DASHBOARD_ONLY = frozenset({
+    "authenticate_digest", "overview", "throughput", "keys", "create_key", "revoke_key",
+})
 # Every operation of the service, but the two every call and /readyz make.
 OPERATIONS = frozenset(
     name for name in vars(ApiService)
     if not name.startswith("_") and callable(getattr(ApiService, name))
-    and name not in ("authenticate", "schema_version")
+    and name not in ("authenticate", "schema_version", *DASHBOARD_ONLY)
 )
 
 

@@ -57,7 +57,7 @@ class FakeDatabase:
     async def fire_schedules(self, now: datetime, limit: int) -> list[Fired]:
         return []
 
-    async def webhook_queues(self, overlap_s: float) -> list[MaintainedQueue]:
+    async def webhook_queues(self) -> list[MaintainedQueue]:
         return self.queues[1:]  # the queues with webhooks
 
     async def dispatch_webhooks(self, queue_id: int, overlap_s: float, limit: int) -> int:

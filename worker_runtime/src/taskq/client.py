@@ -37,6 +37,7 @@ from taskq.models import (
     TaskInfo,
     TaskRequest,
     TaskState,
+    ThroughputMinute,
     setting_fields,
 )
 from taskq.names import QueueName
@@ -55,6 +56,8 @@ from taskq.webhooks import WebhookSpec
 
 # Most tasks one call of Client.list_tasks returns (the REST API's pages hold at most 500).
 MAX_LIST_LIMIT = 10_000
+# A throughput chart covers a day at most: each minute is a range of the finished-tasks index.
+MAX_THROUGHPUT_MINUTES = 24 * 60
 
 
 async def no_session_reset(_conn: asyncpg.Connection) -> None:
@@ -227,6 +230,18 @@ class Client:
         info = await self.get_queue(queue)
         with translated(queue):
             return await queue_store.queue_stats(self.pool, info.id)
+
+    async def queue_throughput(self, queue: str, minutes: int = 60) -> list[ThroughputMinute]:
+        """Tasks that finished succeeded or dead in each of the last `minutes` whole minutes
+        and the current one, oldest first (counted from the finished-tasks index: fine per
+        page view, not per second)."""
+        if not 1 <= minutes <= MAX_THROUGHPUT_MINUTES:
+            raise InvalidArgumentError(
+                "minutes", f"{minutes}: ask for 1 to {MAX_THROUGHPUT_MINUTES} minutes"
+            )
+        info = await self.get_queue(queue)
+        with translated(queue):
+            return await queue_store.queue_throughput(self.pool, info.id, minutes)
 
     # -- producing --------------------------------------------------------------------------
 

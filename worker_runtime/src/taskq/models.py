@@ -279,6 +279,16 @@ class QueueStats(BaseModel):
         return max(0.0, (self.observed_at - self.oldest_ready_at).total_seconds())
 
 
+class ThroughputMinute(BaseModel):
+    """The tasks of a queue that finished in one minute (starting at `minute`), by outcome."""
+
+    model_config = ConfigDict(frozen=True)
+
+    minute: datetime
+    succeeded: int
+    dead: int
+
+
 @dataclass(frozen=True, slots=True)
 class TaskRequest:
     """One task to enqueue. None means the queue's default."""

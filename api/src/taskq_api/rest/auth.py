@@ -9,8 +9,12 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from taskq.auth import ApiKey
-from taskq_api.rest.observe import OBSERVATION_SCOPE_KEY, Observation
-from taskq_api.service import ApiService, RateLimitedError
+from taskq_api.service import (
+    OBSERVATION_SCOPE_KEY,
+    ApiService,
+    Observation,
+    RateLimitedError,
+)
 
 bearer = HTTPBearer(
     auto_error=False,

@@ -9,28 +9,45 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import Response
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskq_api.rest.problems import (
-    CORRELATION_SCOPE_KEY,
     HEADERS_TOO_LARGE,
     REQUEST_TOO_LARGE,
     BodyTooLargeError,
     error_response,
     problem_response,
 )
-from taskq_api.service import DURATION_BUCKETS, correlation_id
+from taskq_api.service import (
+    CORRELATION_SCOPE_KEY,
+    DURATION_BUCKETS,
+    OBSERVATION_SCOPE_KEY,
+    Observation,
+    correlation_id,
+)
 
 log = logging.getLogger("taskq_api.access")
 
 CORRELATION_HEADER = "X-Correlation-Id"
-OBSERVATION_SCOPE_KEY = "taskq.observation"
 UNMATCHED_ROUTE = "<unmatched>"
+
+
+def route_template(scope: Scope) -> str:
+    """The template of the route that answered, with the path of the application mounted
+    under it (the dashboard's `/dashboard/queues/{namespace}/{name}`, not its own
+    `/queues/...`); a mount itself (static files) by its path."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if path is None:
+        return UNMATCHED_ROUTE
+    root = str(scope.get("root_path", ""))
+    mounted = root[len(str(scope.get("app_root_path", ""))):]
+    return mounted if isinstance(route, Mount) else mounted + path
 
 
 class ApiMetrics:
@@ -61,14 +78,6 @@ class ApiMetrics:
             self._children[method, route, status] = children
         children[0].inc()
         children[1].observe(seconds)
-
-
-@dataclass(slots=True)
-class Observation:
-    """Filled in while a request is served (the key's prefix, once authenticated)."""
-
-    correlation_id: str
-    key_prefix: str | None = None
 
 
 class Observer:
@@ -128,8 +137,7 @@ class Observer:
             if not started:
                 await error_response(scope, error)(scope, receive, send_observed)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or UNMATCHED_ROUTE
+            template = route_template(scope)
             method = scope["method"]
             elapsed = time.perf_counter() - began
             self.metrics.observe(method, template, status, elapsed)

@@ -40,6 +40,7 @@ from taskq.errors import (
 )
 from taskq_api.rest.models import BODY_FIELDS
 from taskq_api.service import (
+    CORRELATION_SCOPE_KEY,
     DATABASE_UNAVAILABLE_DETAIL,
     INTERNAL_DETAIL,
     QUEUE_REQUIRED,
@@ -54,7 +55,6 @@ log = logging.getLogger("taskq_api.errors")
 
 MEDIA_TYPE = "application/problem+json"
 RETRY_AFTER_SECONDS = 5
-CORRELATION_SCOPE_KEY = "taskq.correlation_id"
 
 
 class FieldProblem(BaseModel):

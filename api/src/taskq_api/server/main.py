@@ -46,6 +46,10 @@ def _parser(prog: str) -> argparse.ArgumentParser:
                 metavar="ORIGIN",
                 help=f"{help_text} (repeat the flag for more)",
             )
+        elif field.annotation is bool:
+            parser.add_argument(
+                flag, dest=name, action=argparse.BooleanOptionalAction, help=help_text
+            )
         elif get_origin(field.annotation) is Literal:
             parser.add_argument(flag, dest=name, choices=get_args(field.annotation), help=help_text)
         else:

@@ -19,13 +19,19 @@ import re
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final, get_args
 
 from taskq import tracing
-from taskq.auth import Action, ApiKey, KeyStore, Role
+from taskq.auth import Action, ApiKey, KeyAdmin, KeyStore, Role
 from taskq.client import Client
-from taskq.errors import InvalidArgumentError, ScheduleExistsError, UnknownTaskError
+from taskq.errors import (
+    InvalidArgumentError,
+    ScheduleExistsError,
+    UnknownApiKeyError,
+    UnknownQueueError,
+    UnknownTaskError,
+)
 from taskq.models import (
     AttemptInfo,
     EnqueueResult,
@@ -34,6 +40,7 @@ from taskq.models import (
     TaskInfo,
     TaskRequest,
     TaskState,
+    ThroughputMinute,
 )
 from taskq.names import check_label
 from taskq_api.service.errors import (
@@ -46,7 +53,7 @@ from taskq_api.service.groupcommit import GroupCommit
 from taskq_api.service.ratelimit import RateLimiter
 from taskq_api.service.schedules import PutSchedule, ScheduleView, schedule_spec, schedule_view
 from taskq_api.service.submissions import check_correlation_ids
-from taskq_api.service.views import QueueDetails, TaskDetails, TaskPage, TaskView
+from taskq_api.service.views import Overview, QueueDetails, TaskDetails, TaskPage, TaskView
 from taskq_api.service.waiting import FINISHED_STATES, changed, reads
 
 # Most tasks in one batch: one transaction (COPY above 64 tasks without idempotency keys).
@@ -89,9 +96,11 @@ class ApiService:
         *,
         max_wait: float = DEFAULT_MAX_WAIT,
         limiter: RateLimiter | None = None,
+        key_admin: KeyAdmin | None = None,
     ) -> None:
         self._client = client
         self._keys = keys
+        self._key_admin = key_admin  # None: this service manages no keys
         self.max_wait = max_wait
         self._limiter = limiter  # None: no request rate per key
         self._groups = GroupCommit(client)
@@ -107,7 +116,14 @@ class ApiService:
                 "metadata (`taskq keys create` makes one)",
                 key_presented=False,
             )
-        key = await self._keys.authenticate(secret)
+        return self._admit(await self._keys.authenticate(secret))
+
+    async def authenticate_digest(self, prefix: str, key_digest: bytes) -> ApiKey:
+        """As authenticate, for a session that kept the key's prefix and digest rather than
+        the key itself (the dashboard's cookie)."""
+        return self._admit(await self._keys.authenticate_digest(prefix, key_digest))
+
+    def _admit(self, key: ApiKey | None) -> ApiKey:
         if key is None:
             raise NotAuthenticatedError(
                 "the API key is not valid: unknown, expired or revoked "
@@ -126,6 +142,47 @@ class ApiService:
                     retry_after=retry_after,
                 )
         return key
+
+    async def keys(self, key: ApiKey) -> list[ApiKey]:
+        """The keys an admin key manages: every key, or for an admin key confined to some
+        namespaces, the keys confined within them."""
+        admin = self._admin(key)
+        return [k for k in await admin.list_keys() if _within(key, k.namespaces)]
+
+    async def create_key(
+        self,
+        key: ApiKey,
+        name: str,
+        role: Role,
+        namespaces: Sequence[str] | None,
+        *,
+        reads_payloads: bool = False,
+        expires_in: timedelta | None = None,
+    ) -> tuple[ApiKey, str]:
+        """A new key and its secret (shown once). A key makes no key that reaches further
+        than itself: an admin confined to namespaces makes keys within them."""
+        admin = self._admin(key)
+        if not _within(key, namespaces):
+            raise PermissionDeniedError(
+                f"this key (prefix {key.prefix}) reaches {', '.join(key.namespaces or ())} "
+                "only: a key it makes must name some of those namespaces"
+            )
+        return await admin.create_key(
+            name, role, namespaces, reads_payloads=reads_payloads, expires_in=expires_in
+        )
+
+    async def revoke_key(self, key: ApiKey, name: str) -> ApiKey:
+        admin = self._admin(key)
+        found = next((k for k in await admin.list_keys() if k.name == name), None)
+        if found is None or not _within(key, found.namespaces):
+            raise UnknownApiKeyError(name)  # as if absent: names outside reveal nothing
+        return await admin.revoke_key(name)
+
+    def _admin(self, key: ApiKey) -> KeyAdmin:
+        self._require(key, Action.MANAGE_KEYS, None)
+        if self._key_admin is None:
+            raise PermissionDeniedError("this server manages no keys: use `taskq keys`")
+        return self._key_admin
 
     async def schema_version(self) -> int:
         """Readiness: the database answers and holds the taskq schema."""
@@ -307,9 +364,34 @@ class ApiService:
         self._require(key, Action.READ, None)
         return [q for q in await self._client.list_queues() if key.may(Action.READ, q.namespace)]
 
+    async def overview(self, key: ApiKey, namespace: str | None = None) -> Overview:
+        """Every queue the key reads, or those of `namespace`, each with its depth: one read of
+        the queues, then one of each queue's counts. A queue dropped meanwhile is left out."""
+        if namespace is not None:
+            check_label(namespace, "namespace")
+        visible = await self.queues(key)
+        details = []
+        for info in visible:
+            if namespace is None or info.namespace == namespace:
+                try:
+                    details.append(await self._queue_details(info))
+                except UnknownQueueError:
+                    continue
+        return Overview(
+            namespaces=sorted({info.namespace for info in visible}), queues=details
+        )
+
     async def queue(self, key: ApiKey, namespace: str, name: str) -> QueueDetails:
         queue = self._queue(key, Action.READ, namespace, name)
         return await self._queue_details(await self._client.get_queue(queue))
+
+    async def throughput(
+        self, key: ApiKey, namespace: str, name: str, minutes: int = 60
+    ) -> list[ThroughputMinute]:
+        """Tasks that finished succeeded or dead in each of the last `minutes` minutes and the
+        current one, oldest first."""
+        queue = self._queue(key, Action.READ, namespace, name)
+        return await self._client.queue_throughput(queue, minutes)
 
     async def set_paused(
         self, key: ApiKey, namespace: str, name: str, *, paused: bool
@@ -426,6 +508,13 @@ class ApiService:
             settings=info.settings,
             stats=stats,
         )
+
+
+def _within(key: ApiKey, namespaces: Sequence[str] | None) -> bool:
+    """True when `namespaces` (None: all) lie within the key's reach."""
+    if key.namespaces is None:
+        return True
+    return namespaces is not None and set(namespaces) <= set(key.namespaces)
 
 
 def _namespace(info: TaskInfo) -> str:

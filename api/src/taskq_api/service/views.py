@@ -44,3 +44,15 @@ class QueueDetails(BaseModel):
     created_at: datetime
     settings: QueueSettings
     stats: QueueStats
+
+
+class Overview(BaseModel):
+    """The queues a key reads, with their depth, and the namespaces they are in."""
+
+    model_config = ConfigDict(frozen=True)
+
+    namespaces: list[str]
+    """Every namespace holding a queue the key reads, whatever the filter."""
+    queues: list[QueueDetails]
+    """The queues of the namespace asked for (all of them without one), by namespace and
+    name."""

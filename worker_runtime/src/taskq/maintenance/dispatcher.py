@@ -46,7 +46,7 @@ class Dispatcher:
                 metrics.webhooks_dispatched(count)
             return count
 
-        dispatched, error = await each_queue(db, dispatch, await db.webhook_queues(self.overlap))
+        dispatched, error = await each_queue(db, dispatch, await db.webhook_queues())
         total = sum(dispatched.values())
         if total:
             log.info(

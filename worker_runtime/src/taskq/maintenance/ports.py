@@ -38,8 +38,8 @@ class MaintenanceDatabase(Protocol):
         """Run the ticks due at `now` of up to `limit` schedules."""
         ...
 
-    async def webhook_queues(self, overlap_s: float) -> list[MaintainedQueue]:
-        """The queues with webhooks, or with a task with a callback URL finished lately."""
+    async def webhook_queues(self) -> list[MaintainedQueue]:
+        """The queues with webhooks, or ever given a task with a callback URL."""
         ...
 
     async def dispatch_webhooks(self, queue_id: int, overlap_s: float, limit: int) -> int:

@@ -21,6 +21,20 @@ SELECT * FROM taskq.queues ORDER BY namespace, name
 -- name: queue_stats
 SELECT * FROM taskq.queue_stats(p_queue_id => $1)
 
+-- name: queue_throughput
+-- Tasks of a queue that finished succeeded or dead in each of the last $2 whole minutes and
+-- the current one, oldest first: one range of tasks_finished_idx per minute and state.
+SELECT m.minute,
+       count(t.id) FILTER (WHERE t.state = 'succeeded') AS succeeded,
+       count(t.id) FILTER (WHERE t.state = 'dead') AS dead
+  FROM generate_series(date_trunc('minute', now()) - make_interval(mins => $2::int),
+                       date_trunc('minute', now()), interval '1 minute') AS m(minute)
+  LEFT JOIN taskq.tasks t
+    ON t.queue_id = $1 AND t.state IN ('succeeded', 'dead')
+   AND t.finished_at >= m.minute AND t.finished_at < m.minute + interval '1 minute'
+ GROUP BY m.minute
+ ORDER BY m.minute
+
 -- name: schema_version
 -- readiness: the database answers and the taskq schema is installed (the newest migration)
 SELECT max(version) AS version FROM taskq.schema_migrations
@@ -387,20 +401,15 @@ SELECT url, secret, allow_hosts FROM taskq.webhooks
    AND (CASE WHEN $3::text IS NULL THEN url IS NULL ELSE name = $3 END)
 
 -- name: webhook_queues
--- The queues the Dispatcher has work in: those with endpoints, and those where a task with a
--- callback URL finished in the scan's window ($1: the overlap in seconds). One probe of
--- tasks_callback_idx per queue, in one statement rather than one call per queue.
+-- The queues the Dispatcher has work in: those with endpoints, and those that were given a
+-- task with a callback URL (enqueue_many made their scan row). Never a scan of taskq.tasks:
+-- without a queue id it would plan, and lock, every queue's partition and its indexes.
 SELECT q.id, q.namespace || '/' || q.name AS name
   FROM taskq.queues q
-  LEFT JOIN taskq.webhook_scans s ON s.queue_id = q.id
  WHERE q.namespace <> 'taskq-system'
    AND (EXISTS (SELECT 1 FROM taskq.webhooks w
                  WHERE w.namespace = q.namespace AND w.queue = q.name AND w.url IS NOT NULL)
-        OR EXISTS (SELECT 1 FROM taskq.tasks t
-                    WHERE t.queue_id = q.id AND t.callback_url IS NOT NULL
-                      AND t.finished_at IS NOT NULL
-                      AND t.finished_at >= coalesce(s.scanned_to, now())
-                                           - make_interval(secs => $1::float8)))
+        OR EXISTS (SELECT 1 FROM taskq.webhook_scans s WHERE s.queue_id = q.id))
  ORDER BY q.id
 
 -- name: dispatch_webhooks

@@ -89,8 +89,8 @@ class MaintenanceStore(DeadlineStore):
     async def fire_schedules(self, now: datetime, limit: int) -> list[schedules.Fired]:
         return await self._run(schedules.fire_due, now, limit)
 
-    async def webhook_queues(self, overlap_s: float) -> list[MaintainedQueue]:
-        return await self._run(webhooks.webhook_queues, overlap_s)
+    async def webhook_queues(self) -> list[MaintainedQueue]:
+        return await self._run(webhooks.webhook_queues)
 
     async def dispatch_webhooks(self, queue_id: int, overlap_s: float, limit: int) -> int:
         return await self._run(webhooks.dispatch_webhooks, queue_id, overlap_s, limit)

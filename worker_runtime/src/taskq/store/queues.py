@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 
 from taskq import jsonutil
-from taskq.models import QueueInfo, QueueSettings, QueueStats
+from taskq.models import QueueInfo, QueueSettings, QueueStats, ThroughputMinute
 from taskq.names import QueueName
 from taskq.store.sqlfiles import query
 from taskq.store.types import Executor
@@ -69,3 +69,8 @@ async def queue_stats(db: Executor, queue_id: int) -> QueueStats:
     row = await db.fetchrow(query("queue_stats"), queue_id)
     assert row is not None
     return QueueStats(**dict(row))
+
+
+async def queue_throughput(db: Executor, queue_id: int, minutes: int) -> list[ThroughputMinute]:
+    rows = await db.fetch(query("queue_throughput"), queue_id, minutes)
+    return [ThroughputMinute(**dict(row)) for row in rows]

@@ -132,9 +132,9 @@ async def webhook_queue(db: Executor) -> int:
     return queue_id
 
 
-async def webhook_queues(db: Executor, overlap_s: float) -> list[MaintainedQueue]:
-    """The queues the Dispatcher has work in (endpoints, or callbacks in its window)."""
-    rows = await db.fetch(query("webhook_queues"), overlap_s)
+async def webhook_queues(db: Executor) -> list[MaintainedQueue]:
+    """The queues the Dispatcher has work in (endpoints, or ever a callback URL)."""
+    rows = await db.fetch(query("webhook_queues"))
     return [MaintainedQueue(row["id"], row["name"]) for row in rows]
 
 

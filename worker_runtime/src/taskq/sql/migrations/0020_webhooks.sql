@@ -167,6 +167,12 @@ BEGIN
                                        b.url)
        FROM (SELECT i.url, i.ord FROM unnest(p_callback_urls) WITH ORDINALITY AS i(url, ord)
               WHERE NOT taskq.is_callback_url(i.url) ORDER BY i.ord LIMIT 1) b;
+    -- A queue's first callback URL gives it a scan row: the Dispatcher probes the queues that
+    -- have one (or endpoints), so that no pass reads, and locks, every queue's partition.
+    IF array_remove(p_callback_urls, NULL) <> '{}' THEN
+        INSERT INTO taskq.webhook_scans (queue_id, scanned_to) VALUES (v_queue.id, now())
+            ON CONFLICT (queue_id) DO NOTHING;
+    END IF;
     -- no task of this call comes before (v_top, now()) in claim order (p_priorities is NULL
     -- when no task names one: then no query is run for it)
     v_top := v_queue.default_priority;
