@@ -15,17 +15,25 @@ Each caller still gets its own answer:
 - any other error (the database unavailable, say) fails the group's callers, and only them;
 - an answer is given only once the transaction has committed;
 - a caller cancelled while it waits is left out of its group; once its group is being written
-  its task may still be committed, as with any enqueue whose caller went away mid-call.
+  its task may still be committed, as with any enqueue whose caller went away mid-call;
+- a task keeps every field its caller gave (callback URL, correlation id, idempotency key,
+  priority, delay...): enqueue_many takes them per task. What it takes once per call, the
+  traceparent, is part of the lane's key, so tasks with different ones never share a group.
+  A correlation id a task would inherit from its caller's context (taskq.correlation) is
+  resolved in that context, before the task joins a lane, and the writer runs in a context of
+  its own: no task takes another caller's.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+import contextvars
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from taskq import tracing
 from taskq.client import Client
+from taskq.correlation import current_correlation_id
 from taskq.errors import InvalidArgumentError, PayloadTooLargeError
 from taskq.models import TaskInfo, TaskRequest
 
@@ -65,6 +73,10 @@ class GroupCommit:
             # each enqueue has a send span of its own, and its tasks keep that span's context:
             # no two share a traceparent, so none could be grouped
             return await self._client.enqueue_and_get(queue, task, traceparent=traceparent)
+        if task.correlation_id is None:
+            inherited = current_correlation_id.get()
+            if inherited is not None:
+                task = replace(task, correlation_id=inherited)
         lane_key = (queue, traceparent)
         lane = self._lanes.get(lane_key)
         if lane is None:
@@ -72,7 +84,10 @@ class GroupCommit:
         waiting = _Waiting(task, asyncio.get_running_loop().create_future())
         lane.waiting.append(waiting)
         if lane.writer is None:
-            lane.writer = asyncio.create_task(self._write(lane_key, lane))
+            # not in this caller's context: the writer serves every caller of the lane
+            lane.writer = asyncio.create_task(
+                self._write(lane_key, lane), context=contextvars.Context()
+            )
         try:
             return await waiting.outcome
         except asyncio.CancelledError:
