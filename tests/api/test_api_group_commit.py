@@ -46,10 +46,10 @@ async def http(served: tuple[RunningApi, ApiService]) -> AsyncIterator[httpx.Asy
         yield client
 
 
-def _waiting(service: ApiService, queue: QueueInfo) -> int:
-    """How many enqueues to the queue wait for the write in flight (private state, read only
-    to know when a group has formed)."""
-    lane = service._groups._lanes.get((queue.full_name, None))
+def _waiting(service: ApiService, queue: QueueInfo, traceparent: str | None = None) -> int:
+    """How many enqueues to the queue (with that traceparent) wait for the write in flight
+    (private state, read only to know when a group has formed)."""
+    lane = service._groups._lanes.get((queue.full_name, traceparent))
     return 0 if lane is None else len(lane.waiting)
 
 
@@ -83,20 +83,27 @@ async def _partition_locked(dsn: str, queue: QueueInfo) -> AsyncIterator[None]:
 
 
 def _post(
-    http: httpx.AsyncClient, queue: QueueInfo, secret: str, body: dict[str, Any]
+    http: httpx.AsyncClient, queue: QueueInfo, secret: str, body: dict[str, Any],
+    traceparent: str | None = None,
 ) -> asyncio.Task[httpx.Response]:
+    headers = bearer(secret) | ({"traceparent": traceparent} if traceparent else {})
     return asyncio.create_task(http.post(queue_path(queue, "/tasks"), json=body,
-                                         headers=bearer(secret)))
+                                         headers=headers))
 
 
 async def _group_formed(
-    served: tuple[RunningApi, ApiService], pool: asyncpg.Pool, queue: QueueInfo, count: int
+    served: tuple[RunningApi, ApiService], pool: asyncpg.Pool, queue: QueueInfo, count: int,
+    traceparent: str | None = None, held: int = 1,
 ) -> None:
-    """Wait until a write to the queue is held by the lock and `count` enqueues wait for it."""
+    """Wait until at least `held` writes to the queue are held by the lock and `count`
+    enqueues (with that traceparent) wait for one of them."""
     service = served[1]
 
     async def formed() -> bool:
-        return bool(await _blocked_writes(pool)) and _waiting(service, queue) == count
+        return (
+            len(await _blocked_writes(pool)) >= held
+            and _waiting(service, queue, traceparent) == count
+        )
 
     await _until(formed, f"{count} enqueues waiting behind a held write")
 
@@ -232,3 +239,131 @@ async def test_a_caller_that_goes_away_while_waiting_is_left_out(
     assert [json.loads(a.task.payload_json) for a in answers] == [{"n": 0}, {"n": 2}]
     stored = await stored_tasks(pool, queue)
     assert sorted(row["payload"]["n"] for row in stored) == [0, 2]
+
+
+async def _tasks_as_stored(pool: asyncpg.Pool, queue: QueueInfo) -> dict[int, dict[str, Any]]:
+    """Every task of the queue by id, with the fields a submission gives."""
+    rows = await pool.fetch(
+        "SELECT id, payload::text AS payload, priority, idempotency_key, correlation_id, "
+        "max_attempts, timeout_s, callback_url, traceparent, "
+        "extract(epoch FROM run_at - created_at) AS delay_s, created_at "
+        "FROM taskq.tasks WHERE queue_id = $1",
+        queue.id,
+    )
+    return {row["id"]: {**dict(row), "payload": json.loads(row["payload"])} for row in rows}
+
+
+async def test_each_task_keeps_its_own_fields_in_a_group(
+    served: tuple[RunningApi, ApiService], http: httpx.AsyncClient, dsn: str,
+    pool: asyncpg.Pool, make_queue: MakeQueue, make_key: MakeKey, openapi: OpenApiChecker,
+) -> None:
+    """REST and gRPC enqueues written in one group: each task is stored with its own callback
+    URL, correlation id, idempotency key, priority, delay, attempts and timeout, none with
+    another's, and each caller is answered with its own task."""
+    queue = await make_queue()
+    secret = await make_key("operator", [queue.namespace])
+
+    def rest_body(n: int) -> dict[str, Any]:
+        return {
+            "task_name": "t", "payload": {"n": n}, "callback_url": f"https://hooks.example/{n}",
+            "correlation_id": f"corr-{n}", "idempotency_key": f"key-{n}", "priority": 10 + n,
+            "delay_seconds": 100 * n, "max_attempts": n, "timeout_seconds": 10 * n,
+        }
+
+    def grpc_task(n: int) -> pb.TaskSubmission:
+        return pb.TaskSubmission(
+            task_name="t", payload_json=json.dumps({"n": n}),
+            callback_url=f"https://hooks.example/{n}", correlation_id=f"corr-{n}",
+            idempotency_key=f"key-{n}", priority_number=10 + n, delay_seconds=100 * n,
+            max_attempts=n, timeout_seconds=10 * n,
+        )
+
+    async with grpc.aio.insecure_channel(served[0].grpc_target) as channel:
+        stub: GrpcStub = pb_grpc.TaskqServiceStub(channel)
+        metadata = grpc_key(secret)
+        async with _partition_locked(dsn, queue):
+            first = _post(http, queue, secret, {"task_name": "t", "payload": {"n": 0}})
+            await _group_formed(served, pool, queue, 0)
+            rest = [_post(http, queue, secret, rest_body(n)) for n in (1, 2, 3, 4)]
+            # a task leaving everything to the queue's defaults, between them
+            plain = _post(http, queue, secret, {"task_name": "t", "payload": {"n": 5}})
+            by_grpc = [
+                asyncio.ensure_future(stub.Enqueue(pb.EnqueueRequest(
+                    namespace=queue.namespace, name=queue.name, task=grpc_task(n)),
+                    metadata=metadata))
+                for n in (6, 7)
+            ]
+            await _group_formed(served, pool, queue, 7)
+        rest_answers = [openapi.check(await task) for task in (*rest, plain)]
+        grpc_answers = [await call for call in by_grpc]
+    assert (await first).status_code == 201
+    assert [a.status_code for a in rest_answers] == [201] * 5
+    answered = {
+        **{a.json()["payload"]["n"]: a.json()["id"] for a in rest_answers},
+        **{json.loads(a.task.payload_json)["n"]: a.task.id for a in grpc_answers},
+    }
+    assert sorted(answered) == [1, 2, 3, 4, 5, 6, 7]
+    stored = await _tasks_as_stored(pool, queue)
+    assert len(stored) == 8
+    # each caller's answer names the task stored with its own payload
+    assert all(stored[task_id]["payload"] == {"n": n} for n, task_id in answered.items())
+    group = [stored[answered[n]] for n in range(1, 8)]
+    assert len({task["created_at"] for task in group}) == 1  # one transaction wrote them
+    for task in group:
+        n = task["payload"]["n"]
+        own = {
+            "callback_url": f"https://hooks.example/{n}", "correlation_id": f"corr-{n}",
+            "idempotency_key": f"key-{n}", "priority": 10 + n, "max_attempts": n,
+            "timeout_s": 10.0 * n, "delay_s": 100 * n, "traceparent": None,
+        }
+        if n == 5:
+            assert (task["callback_url"], task["correlation_id"], task["idempotency_key"]) == (
+                None, None, None)
+            assert task["priority"] == queue.settings.default_priority
+            assert task["max_attempts"] == queue.settings.max_attempts
+            assert task["delay_s"] == 0
+            continue
+        assert {name: task[name] for name in own} == own, task
+
+
+async def test_tasks_with_different_traceparents_are_not_grouped_together(
+    served: tuple[RunningApi, ApiService], http: httpx.AsyncClient, dsn: str,
+    pool: asyncpg.Pool, make_queue: MakeQueue, make_key: MakeKey,
+) -> None:
+    """The traceparent is one per enqueue_many call, so enqueues to one queue with different
+    caller traceparents (or none) wait in lanes of their own: each lane's tasks go together,
+    and every task keeps its own caller's traceparent."""
+    queue = await make_queue()
+    secret = await make_key("operator", [queue.namespace])
+    parents = [
+        f"00-{'a' * 32}-{'1' * 16}-01",
+        f"00-{'b' * 32}-{'2' * 16}-00",
+        None,
+    ]
+    async with _partition_locked(dsn, queue):
+        # one write held per traceparent: each lane's first enqueue
+        firsts = []
+        for held, parent in enumerate(parents, start=1):
+            firsts.append(_post(http, queue, secret, {"task_name": "t", "payload": {
+                "lane": held, "n": 0}}, traceparent=parent))
+            await _group_formed(served, pool, queue, 0, parent, held=held)
+        waiting = [
+            (_post(http, queue, secret, {"task_name": "t", "payload": {"lane": lane, "n": n}},
+                   traceparent=parent), parent)
+            for n in (1, 2, 3)
+            for lane, parent in enumerate(parents, start=1)
+        ]
+        for parent in parents:
+            await _group_formed(served, pool, queue, 3, parent, held=3)
+    answers = [(await task, parent) for task, parent in waiting]
+    assert [answer.status_code for answer, _ in answers] == [201] * 9
+    assert [(await task).status_code for task in firsts] == [201] * 3
+    stored = await _tasks_as_stored(pool, queue)
+    assert len(stored) == 12
+    for answer, parent in answers:
+        task = stored[answer.json()["id"]]
+        assert task["traceparent"] == answer.json()["traceparent"] == parent
+    for lane, parent in enumerate(parents, start=1):
+        lane_tasks = [stored[a.json()["id"]] for a, p in answers if p == parent]
+        assert {task["payload"]["lane"] for task in lane_tasks} == {lane}
+        assert len({task["created_at"] for task in lane_tasks}) == 1  # one group each
