@@ -316,6 +316,23 @@ class Client:
             async with self.pool.acquire() as conn:
                 return await task_store.enqueue_details(conn, queue, task, sent or traceparent)
 
+    async def enqueue_and_get_many(
+        self, queue: str, tasks: Sequence[TaskRequest], *, traceparent: str | None = None
+    ) -> list[tuple[bool, TaskInfo]]:
+        """Tasks enqueued and read back in one transaction, all or nothing: for each, in
+        order, whether this call created it (False: its idempotency key was held, also by an
+        earlier task of these) and the task. `traceparent` as for enqueue_and_get."""
+        QueueName.parse(queue)
+        with (
+            translated(queue),
+            tracing.attached(traceparent),
+            tracing.send_span(queue, len(tasks)) as sent,
+        ):
+            async with self.pool.acquire() as conn:
+                return await task_store.enqueue_details_many(
+                    conn, queue, tasks, sent or traceparent
+                )
+
     # -- tasks ------------------------------------------------------------------------------
 
     async def get_task(self, task_id: int) -> TaskInfo:

@@ -67,6 +67,17 @@ class ApiMetrics:
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
+        # each label set's children, found once: labels() takes a lock and builds a key
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        children = self._children.get((method, route, status))
+        if children is None:
+            labels = (method, route, str(status))
+            children = self.requests.labels(*labels), self.duration.labels(*labels)
+            self._children[method, route, status] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class Observer:
@@ -129,22 +140,22 @@ class Observer:
             template = route_template(scope)
             method = scope["method"]
             elapsed = time.perf_counter() - began
-            self.metrics.requests.labels(method, template, str(status)).inc()
-            self.metrics.duration.labels(method, template, str(status)).observe(elapsed)
-            log.info(
-                "%s %s %s",
-                method,
-                template,
-                status,
-                extra={
-                    "method": method,
-                    "route": template,
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 2),
-                    "key_prefix": observation.key_prefix,
-                    "correlation_id": correlation,
-                },
-            )
+            self.metrics.observe(method, template, status, elapsed)
+            if log.isEnabledFor(logging.INFO):  # the line's fields cost, even when dropped
+                log.info(
+                    "%s %s %s",
+                    method,
+                    template,
+                    status,
+                    extra={
+                        "method": method,
+                        "route": template,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                        "key_prefix": observation.key_prefix,
+                        "correlation_id": correlation,
+                    },
+                )
 
     def _refusal(self, scope: Scope, headers: Headers) -> Response | None:
         """A problem response for a request over a size limit, before the application runs."""

@@ -49,6 +49,7 @@ from taskq_api.service.errors import (
     PermissionDeniedError,
     RateLimitedError,
 )
+from taskq_api.service.groupcommit import GroupCommit
 from taskq_api.service.ratelimit import RateLimiter
 from taskq_api.service.schedules import PutSchedule, ScheduleView, schedule_spec, schedule_view
 from taskq_api.service.submissions import check_correlation_ids
@@ -102,6 +103,7 @@ class ApiService:
         self._key_admin = key_admin  # None: this service manages no keys
         self.max_wait = max_wait
         self._limiter = limiter  # None: no request rate per key
+        self._groups = GroupCommit(client)
 
     # -- keys -------------------------------------------------------------------------------
 
@@ -192,12 +194,13 @@ class ApiService:
         self, key: ApiKey, namespace: str, name: str, task: TaskRequest,
         traceparent: str | None = None,
     ) -> Enqueued:
-        """`traceparent`: the caller's, from its request (docs/tracing.md)."""
+        """`traceparent`: the caller's, from its request (docs/tracing.md). Concurrent
+        enqueues to one queue share a transaction (service/groupcommit.py)."""
         queue = self._queue(key, Action.WRITE, namespace, name)
         try:
             check_correlation_ids([task])
-            created, info = await self._client.enqueue_and_get(
-                queue, task, traceparent=tracing.caller_traceparent(traceparent)
+            created, info = await self._groups.enqueue(
+                queue, task, tracing.caller_traceparent(traceparent)
             )
         except InvalidArgumentError as error:
             raise _request_error(error, single=True) from None

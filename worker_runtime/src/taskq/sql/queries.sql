@@ -57,6 +57,10 @@ SELECT e.created, (e.task).*
 -- name: get_task
 SELECT * FROM taskq.task_details WHERE id = $1
 
+-- name: queue_tasks_by_id
+-- $1 queue name, $2 task ids: those tasks of the queue (which prunes the scan to its partition).
+SELECT * FROM taskq.task_details WHERE queue_id = taskq.queue_id($1) AND id = ANY($2::bigint[])
+
 -- name: task_attempts
 SELECT attempt, attempt_id::text AS attempt_id, worker_id, started_at, finished_at, outcome, error
   FROM taskq.attempt_history WHERE task_id = $1 ORDER BY attempt

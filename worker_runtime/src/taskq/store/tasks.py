@@ -297,6 +297,20 @@ async def enqueue_details(
     return created, _task_from_row(data)
 
 
+async def enqueue_details_many(
+    conn: Connection, queue: str, tasks: Sequence[TaskRequest], traceparent: str | None = None
+) -> list[tuple[bool, TaskInfo]]:
+    """Tasks enqueued and read back in one transaction (one commit, one notification), in
+    their order: whether each was created (else its idempotency key was held, also by an
+    earlier task of these), and the task. All or nothing, like enqueue_many."""
+    async with conn.transaction():
+        rows = await conn.fetch(query("enqueue_many"), queue, *_columns(tasks), traceparent)
+        ids = [row["id"] for row in rows]
+        details = await conn.fetch(query("queue_tasks_by_id"), queue, ids)
+    by_id = {row["id"]: _task_from_row(row) for row in details}
+    return [(row["created"], by_id[row["id"]]) for row in rows]
+
+
 def _task_from_row(row: asyncpg.Record | dict[str, Any]) -> TaskInfo:
     data = dict(row)
     del data["queue_id"]
