@@ -24,7 +24,7 @@ bearer = HTTPBearer(
 
 
 # async, though it awaits nothing: FastAPI runs a plain function dependency in a worker thread
-# (a thread handoff per request, 5 % of a single enqueue's time)
+# (a thread handoff per request)
 async def request_service(request: Request) -> ApiService:
     service: ApiService = request.state.service
     return service
