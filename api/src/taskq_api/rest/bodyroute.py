@@ -1,7 +1,8 @@
-"""A route that answers its common case, a JSON body that is valid, without FastAPI's
-per-request work (dependency solving, validation of the parsed body): the body is read and validated in one pass by a TypeAdapter built once (pydantic-core
-parses the JSON itself), the key is resolved by the same functions the dependencies call, the
-endpoint is called as FastAPI would call it, and its answer serialized once by pydantic.
+"""A route that answers its common case, a JSON body that is valid, without FastAPI's per-request
+work (dependency solving, validation of the parsed body): the body is read and validated in one
+pass by a TypeAdapter built once (pydantic-core parses the JSON itself), the key is resolved by
+the same functions the dependencies call, the endpoint is called as FastAPI would call it, and
+its answer serialized once by pydantic.
 
 Any other request (another content type, malformed JSON, an invalid body) goes to FastAPI's
 own handler of the route, so that every refusal is the one FastAPI gives, in its order (400
