@@ -94,16 +94,13 @@ SELECT * FROM taskq.task_details
 SELECT state, cancel_requested FROM taskq.cancel(p_queue_id => $1, p_task_id => $2)
 
 -- name: list_dead
--- $2: how many, the most recently dead first
-SELECT * FROM taskq.task_details
- WHERE queue_id = $1 AND state = 'dead'
- ORDER BY finished_at DESC, id DESC
- LIMIT $2
+-- the most recently dead first
+SELECT * FROM taskq.list_dead(p_queue_id => $1, p_limit => $2)
 
 -- name: task_states_locked
--- $1 queue id, $2 task ids: the state of each that is in the queue, locked until the
--- transaction ends (a replay checks them, then replays them)
-SELECT id, state FROM taskq.tasks WHERE queue_id = $1 AND id = ANY($2::bigint[]) FOR UPDATE
+-- the state of each task id that is in the queue, locked until the transaction ends (a replay
+-- checks them, then replays them)
+SELECT id, state FROM taskq.task_states_locked(p_queue_id => $1, p_ids => $2::bigint[])
 
 -- name: replay_dead
 SELECT replayed, skipped FROM taskq.replay_dead(p_queue_id => $1, p_ids => $2)
@@ -352,9 +349,8 @@ UPDATE taskq.schedules
 UPDATE taskq.schedules SET last_error = $2, updated_at = now() WHERE id = $1
 
 -- name: task_traceparents
--- The traceparents of tasks a worker claimed (only a tracing worker asks): $2 their ids.
-SELECT id, traceparent FROM taskq.tasks
- WHERE queue_id = $1 AND id = ANY($2::bigint[]) AND traceparent IS NOT NULL
+-- The traceparents of tasks a worker claimed (only a tracing worker asks).
+SELECT id, traceparent FROM taskq.task_traceparents(p_queue_id => $1, p_ids => $2::bigint[])
 
 -- name: put_webhook
 -- Create or update a queue's endpoint (docs/webhooks.md). An update keeps created_at: tasks

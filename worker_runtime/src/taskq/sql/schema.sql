@@ -785,6 +785,18 @@ CREATE FUNCTION taskq.last_seen_before_start() RETURNS timestamp with time zone
     ) s(seen)
 $$;
 
+-- FUNCTION: list_dead(integer, integer)
+
+CREATE FUNCTION taskq.list_dead(p_queue_id integer, p_limit integer) RETURNS SETOF taskq.task_details
+    LANGUAGE plpgsql STABLE
+    SET plan_cache_mode TO 'force_custom_plan'
+    AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM taskq.task_details d
+                  WHERE d.queue_id = p_queue_id AND d.state = 'dead'
+                  ORDER BY d.finished_at DESC, d.id DESC LIMIT p_limit;
+END $$;
+
 -- FUNCTION: next_run_in(integer)
 
 CREATE FUNCTION taskq.next_run_in(p_queue_id integer) RETURNS double precision
@@ -1336,6 +1348,29 @@ CREATE FUNCTION taskq.task_state(p_queue_id integer, p_task_id bigint) RETURNS t
     AS $$
 BEGIN
     RETURN (SELECT t.state FROM taskq.tasks t WHERE t.queue_id = p_queue_id AND t.id = p_task_id);
+END $$;
+
+-- FUNCTION: task_states_locked(integer, bigint[])
+
+CREATE FUNCTION taskq.task_states_locked(p_queue_id integer, p_ids bigint[]) RETURNS TABLE(id bigint, state text)
+    LANGUAGE plpgsql
+    SET plan_cache_mode TO 'force_custom_plan'
+    AS $$
+BEGIN
+    RETURN QUERY SELECT t.id, t.state FROM taskq.tasks t
+                  WHERE t.queue_id = p_queue_id AND t.id = ANY(p_ids) FOR UPDATE;
+END $$;
+
+-- FUNCTION: task_traceparents(integer, bigint[])
+
+CREATE FUNCTION taskq.task_traceparents(p_queue_id integer, p_ids bigint[]) RETURNS TABLE(id bigint, traceparent text)
+    LANGUAGE plpgsql STABLE
+    SET plan_cache_mode TO 'force_custom_plan'
+    AS $$
+BEGIN
+    RETURN QUERY SELECT t.id, t.traceparent FROM taskq.tasks t
+                  WHERE t.queue_id = p_queue_id AND t.id = ANY(p_ids)
+                    AND t.traceparent IS NOT NULL;
 END $$;
 
 -- FUNCTION: webhook_delivery(taskq.queues, taskq.tasks, text, text)

@@ -131,3 +131,41 @@ BEGIN
                       WHERE t.queue_id = p_queue_id AND t.id = p_task_id;
     END IF;
 END $$;
+
+-- Statements of one queue that were sent as top-level prepared statements (queue id $1): the
+-- sixth run of each on a connection had PostgreSQL build a generic plan to compare, which
+-- planned and locked every partition and its indexes once (2,711 locks at 300 queues,
+-- measured). As functions with force_custom_plan they are always pruned to the queue.
+
+-- The state of each task of the queue among p_ids, locked until the transaction ends (a replay
+-- of dead tasks checks them, then replays them: the API's retry of a task).
+CREATE FUNCTION taskq.task_states_locked(p_queue_id integer, p_ids bigint[])
+RETURNS TABLE (id bigint, state text)
+LANGUAGE plpgsql
+SET plan_cache_mode = force_custom_plan AS $$
+BEGIN
+    RETURN QUERY SELECT t.id, t.state FROM taskq.tasks t
+                  WHERE t.queue_id = p_queue_id AND t.id = ANY(p_ids) FOR UPDATE;
+END $$;
+
+-- The traceparents of tasks of the queue among p_ids that have one (a tracing worker's claims).
+CREATE FUNCTION taskq.task_traceparents(p_queue_id integer, p_ids bigint[])
+RETURNS TABLE (id bigint, traceparent text)
+LANGUAGE plpgsql STABLE
+SET plan_cache_mode = force_custom_plan AS $$
+BEGIN
+    RETURN QUERY SELECT t.id, t.traceparent FROM taskq.tasks t
+                  WHERE t.queue_id = p_queue_id AND t.id = ANY(p_ids)
+                    AND t.traceparent IS NOT NULL;
+END $$;
+
+-- The queue's dead tasks, the most recently dead first, at most p_limit.
+CREATE FUNCTION taskq.list_dead(p_queue_id integer, p_limit integer)
+RETURNS SETOF taskq.task_details
+LANGUAGE plpgsql STABLE
+SET plan_cache_mode = force_custom_plan AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM taskq.task_details d
+                  WHERE d.queue_id = p_queue_id AND d.state = 'dead'
+                  ORDER BY d.finished_at DESC, d.id DESC LIMIT p_limit;
+END $$;
