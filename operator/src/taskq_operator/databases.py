@@ -134,8 +134,8 @@ class ScheduleDatabase:
     async def delete_schedule(self, namespace: str, name: str) -> bool:
         return await schedule_store.delete_schedule(self._pool, namespace, name)
 
-    async def task_state(self, task_id: int) -> str | None:
-        return await schedule_store.task_state(self._pool, task_id)
+    async def task_state(self, namespace: str, queue: str, task_id: int) -> str | None:
+        return await schedule_store.task_state(self._pool, namespace, queue, task_id)
 
 
 class Databases:

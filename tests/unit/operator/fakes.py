@@ -283,7 +283,8 @@ class FakeScheduleDatabase:
     def __init__(self) -> None:
         self.now = NOW
         self.schedules: dict[tuple[str, str], ScheduleInfo] = {}
-        self.task_states: dict[int, str] = {}
+        # (namespace, queue, task id) -> state: a task is looked for in its schedule's queue
+        self.task_states: dict[tuple[str, str, int], str] = {}
         self.puts = 0
 
     async def put_schedule(self, namespace: str, name: str, spec: ScheduleSpec) -> ScheduleInfo:
@@ -313,8 +314,8 @@ class FakeScheduleDatabase:
     async def delete_schedule(self, namespace: str, name: str) -> bool:
         return self.schedules.pop((namespace, name), None) is not None
 
-    async def task_state(self, task_id: int) -> str | None:
-        return self.task_states.get(task_id)
+    async def task_state(self, namespace: str, queue: str, task_id: int) -> str | None:
+        return self.task_states.get((namespace, queue, task_id))
 
 
 class FakeDatabases:

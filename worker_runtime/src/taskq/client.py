@@ -9,10 +9,11 @@ the task exists only if that transaction commits.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Self, get_args
+from typing import Any, Self, TypeVar, get_args
 
 import asyncpg
 
@@ -54,10 +55,16 @@ from taskq.store.types import Connection
 from taskq.store.webhooks import WebhookInfo
 from taskq.webhooks import WebhookSpec
 
+_Found = TypeVar("_Found")
+
 # Most tasks one call of Client.list_tasks returns (the REST API's pages hold at most 500).
 MAX_LIST_LIMIT = 10_000
 # A throughput chart covers a day at most: each minute is a range of the finished-tasks index.
 MAX_THROUGHPUT_MINUTES = 24 * 60
+# Task ids whose queue a client remembers (the most recently looked up): a task never changes
+# queue, and neither task nor queue ids are used twice, so what is remembered stays true while
+# the task exists. A watch, a wait, or a read then its history find the queue once.
+TASK_QUEUES_KEPT = 4096
 
 
 async def no_session_reset(_conn: asyncpg.Connection) -> None:
@@ -99,6 +106,8 @@ class Client:
     def __init__(self, pool: asyncpg.Pool, *, owns_pool: bool = False) -> None:
         self.pool = pool
         self._owns_pool = owns_pool
+        # task id -> queue id, least recently used first (TASK_QUEUES_KEPT)
+        self._task_queues: OrderedDict[int, int] = OrderedDict()
 
     async def close(self) -> None:
         if self._owns_pool:
@@ -337,22 +346,44 @@ class Client:
 
     async def get_task(self, task_id: int) -> TaskInfo:
         with translated():
-            task = await task_store.get_task(self.pool, task_id)
+            task = await self._by_id(task_id, task_store.get_task)
         if task is None:
             raise UnknownTaskError(task_id)
         return task
 
     async def task_attempts(self, task_id: int) -> list[AttemptInfo]:
         with translated():
-            return await task_store.task_attempts(self.pool, task_id)
+            return await self._by_id(task_id, task_store.task_attempts) or []
 
     async def cancel(self, task_id: int) -> CancelResult:
         """Waiting tasks are canceled at once; a running one is asked to stop (cooperatively)."""
         with translated():
-            result = await task_store.cancel_task(self.pool, task_id)
+            result = await self._by_id(task_id, task_store.cancel_task)
         if result is None:
             raise UnknownTaskError(task_id)
         return result
+
+    async def _by_id(
+        self, task_id: int, run: Callable[[asyncpg.Pool, int, int], Awaitable[_Found | None]]
+    ) -> _Found | None:
+        """`run(pool, queue_id, task_id)` on the task's queue; None for an unknown task. The
+        queue is found by probing the queues one at a time (store.tasks.find_task_queue), or
+        remembered from an earlier lookup."""
+        queue_id = self._task_queues.get(task_id)
+        if queue_id is None:
+            queue_id = await task_store.find_task_queue(self.pool, task_id)
+            if queue_id is None:
+                return None
+        found = await run(self.pool, queue_id, task_id)
+        if found is None:
+            # the task is gone (purged, its queue dropped): its id will not come back
+            self._task_queues.pop(task_id, None)
+            return None
+        self._task_queues[task_id] = queue_id
+        self._task_queues.move_to_end(task_id)
+        while len(self._task_queues) > TASK_QUEUES_KEPT:
+            self._task_queues.popitem(last=False)
+        return found
 
     async def list_tasks(
         self,

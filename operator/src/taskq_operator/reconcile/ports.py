@@ -92,7 +92,10 @@ class ScheduleDatabase(Protocol):
 
     async def delete_schedule(self, namespace: str, name: str) -> bool: ...
 
-    async def task_state(self, task_id: int) -> str | None: ...
+    async def task_state(self, namespace: str, queue: str, task_id: int) -> str | None:
+        """The state of a schedule's last task, in the schedule's queue (namespace/queue);
+        None once it is gone."""
+        ...
 
 
 class Databases(Protocol):

@@ -54,8 +54,20 @@ SELECT e.created, (e.task).*
        p_delays_s => $5, p_idempotency_keys => $6, p_max_attempts => $7, p_timeouts_s => $8,
        p_correlation_ids => $9, p_callback_urls => $10, p_traceparent => $11) AS e
 
+-- name: find_task_queue
+-- The queue holding a task (NULL: no such task), one partition locked at a time (migration
+-- 0021). A CALL outside a transaction block only: it commits after each partition it probes.
+CALL taskq.find_task_queue(p_task_id => $1, p_queue_id => NULL)
+
+-- name: task_queue_in_transaction
+-- find_task_queue inside a transaction block, which a procedure cannot commit: the partitions
+-- probed, newest queue first, stay locked until the transaction ends.
+SELECT taskq.task_queue_among(
+           p_task_id => $1, p_queue_ids => ARRAY(SELECT q.id FROM taskq.queues q ORDER BY q.id DESC)
+       ) AS queue_id
+
 -- name: get_task
-SELECT * FROM taskq.task_details WHERE id = $1
+SELECT * FROM taskq.get_task(p_queue_id => $1, p_task_id => $2)
 
 -- name: queue_tasks_by_id
 -- $1 queue name, $2 task ids: those tasks of the queue (which prunes the scan to its partition).
@@ -63,7 +75,7 @@ SELECT * FROM taskq.task_details WHERE queue_id = taskq.queue_id($1) AND id = AN
 
 -- name: task_attempts
 SELECT attempt, attempt_id::text AS attempt_id, worker_id, started_at, finished_at, outcome, error
-  FROM taskq.attempt_history WHERE task_id = $1 ORDER BY attempt
+  FROM taskq.task_attempts(p_queue_id => $1, p_task_id => $2) ORDER BY attempt
 
 -- name: list_tasks
 -- One page of a queue's tasks, newest first: a backward walk of the partition's primary key
@@ -97,19 +109,16 @@ SELECT * FROM taskq.task_details
  LIMIT $8
 
 -- name: cancel_task
-SELECT state, cancel_requested FROM taskq.cancel(p_task_id => $1)
+SELECT state, cancel_requested FROM taskq.cancel(p_queue_id => $1, p_task_id => $2)
 
 -- name: list_dead
--- $2: how many, the most recently dead first
-SELECT * FROM taskq.task_details
- WHERE queue_id = $1 AND state = 'dead'
- ORDER BY finished_at DESC, id DESC
- LIMIT $2
+-- the most recently dead first
+SELECT * FROM taskq.list_dead(p_queue_id => $1, p_limit => $2)
 
 -- name: task_states_locked
--- $1 queue id, $2 task ids: the state of each that is in the queue, locked until the
--- transaction ends (a replay checks them, then replays them)
-SELECT id, state FROM taskq.tasks WHERE queue_id = $1 AND id = ANY($2::bigint[]) FOR UPDATE
+-- the state of each task id that is in the queue, locked until the transaction ends (a replay
+-- checks them, then replays them)
+SELECT id, state FROM taskq.task_states_locked(p_queue_id => $1, p_ids => $2::bigint[])
 
 -- name: replay_dead
 SELECT replayed, skipped FROM taskq.replay_dead(p_queue_id => $1, p_ids => $2)
@@ -335,7 +344,10 @@ SELECT * FROM taskq.schedules
    FOR UPDATE SKIP LOCKED
 
 -- name: task_state
-SELECT state FROM taskq.tasks WHERE id = $1
+-- A schedule's last task, looked for in the schedule's queue ($1 namespace, $2 queue name): the
+-- queue's id and the task's state (NULL once purged); no row once the queue is gone.
+SELECT q.id AS queue_id, taskq.task_state(p_queue_id => q.id, p_task_id => $3) AS state
+  FROM taskq.queues q WHERE q.namespace = $1 AND q.name = $2
 
 -- name: record_schedule_pass
 -- $2 the next tick, $3 the latest tick enqueued and $4 its task, $5 the latest tick skipped
@@ -355,9 +367,8 @@ UPDATE taskq.schedules
 UPDATE taskq.schedules SET last_error = $2, updated_at = now() WHERE id = $1
 
 -- name: task_traceparents
--- The traceparents of tasks a worker claimed (only a tracing worker asks): $2 their ids.
-SELECT id, traceparent FROM taskq.tasks
- WHERE queue_id = $1 AND id = ANY($2::bigint[]) AND traceparent IS NOT NULL
+-- The traceparents of tasks a worker claimed (only a tracing worker asks).
+SELECT id, traceparent FROM taskq.task_traceparents(p_queue_id => $1, p_ids => $2::bigint[])
 
 -- name: put_webhook
 -- Create or update a queue's endpoint (docs/webhooks.md). An update keeps created_at: tasks

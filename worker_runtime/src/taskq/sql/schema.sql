@@ -7,32 +7,32 @@
 
 CREATE SCHEMA taskq;
 
--- FUNCTION: cancel(bigint)
+-- FUNCTION: cancel(integer, bigint)
 
-CREATE FUNCTION taskq.cancel(p_task_id bigint) RETURNS TABLE(state text, cancel_requested boolean)
+CREATE FUNCTION taskq.cancel(p_queue_id integer, p_task_id bigint) RETURNS TABLE(state text, cancel_requested boolean)
     LANGUAGE plpgsql
+    SET plan_cache_mode TO 'force_custom_plan'
     AS $$
 DECLARE
-    v_queue_id integer;
     v_state text;
 BEGIN
-    SELECT t.queue_id, t.state INTO v_queue_id, v_state FROM taskq.tasks t
-     WHERE t.id = p_task_id FOR UPDATE;
-    IF v_queue_id IS NULL THEN
+    SELECT t.state INTO v_state FROM taskq.tasks t
+     WHERE t.queue_id = p_queue_id AND t.id = p_task_id FOR UPDATE;
+    IF NOT FOUND THEN
         RETURN;
     END IF;
     IF v_state IN ('scheduled', 'ready', 'retrying') THEN
         RETURN QUERY UPDATE taskq.tasks t SET state = 'canceled', finished_at = now()
-                      WHERE t.queue_id = v_queue_id AND t.id = p_task_id
+                      WHERE t.queue_id = p_queue_id AND t.id = p_task_id
                       RETURNING t.state, t.cancel_requested;
     ELSIF v_state = 'running' THEN
         PERFORM pg_notify('taskq_cancel', p_task_id::text);
         RETURN QUERY UPDATE taskq.tasks t SET cancel_requested = true
-                      WHERE t.queue_id = v_queue_id AND t.id = p_task_id
+                      WHERE t.queue_id = p_queue_id AND t.id = p_task_id
                       RETURNING t.state, t.cancel_requested;
     ELSE
         RETURN QUERY SELECT t.state, t.cancel_requested FROM taskq.tasks t
-                      WHERE t.queue_id = v_queue_id AND t.id = p_task_id;
+                      WHERE t.queue_id = p_queue_id AND t.id = p_task_id;
     END IF;
 END $$;
 
@@ -715,6 +715,36 @@ BEGIN
     RETURN v_queue;
 END $_$;
 
+-- PROCEDURE: find_task_queue(bigint, integer)
+
+CREATE PROCEDURE taskq.find_task_queue(IN p_task_id bigint, INOUT p_queue_id integer)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_queues integer[];
+    v_queue_id integer;
+BEGIN
+    v_queues := ARRAY(SELECT q.id FROM taskq.queues q ORDER BY q.id DESC);
+    p_queue_id := NULL;
+    FOREACH v_queue_id IN ARRAY v_queues LOOP
+        -- the locks of one probe are released before the next
+        COMMIT;
+        p_queue_id := taskq.task_queue_among(p_task_id, ARRAY[v_queue_id]);
+        EXIT WHEN p_queue_id IS NOT NULL;
+    END LOOP;
+END $$;
+
+-- FUNCTION: get_task(integer, bigint)
+
+CREATE FUNCTION taskq.get_task(p_queue_id integer, p_task_id bigint) RETURNS SETOF taskq.task_details
+    LANGUAGE plpgsql STABLE
+    SET plan_cache_mode TO 'force_custom_plan'
+    AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM taskq.task_details d
+                  WHERE d.queue_id = p_queue_id AND d.id = p_task_id;
+END $$;
+
 -- FUNCTION: heartbeat(integer, bigint[], uuid[], jsonb, double precision)
 
 CREATE FUNCTION taskq.heartbeat(p_queue_id integer, p_ids bigint[], p_attempt_ids uuid[], p_progress jsonb, p_lease_s double precision) RETURNS TABLE(id bigint, cancel_requested boolean)
@@ -754,6 +784,18 @@ CREATE FUNCTION taskq.last_seen_before_start() RETURNS timestamp with time zone
         SELECT w.beat_at FROM taskq.workers w WHERE w.beat_at < pg_postmaster_start_time()
     ) s(seen)
 $$;
+
+-- FUNCTION: list_dead(integer, integer)
+
+CREATE FUNCTION taskq.list_dead(p_queue_id integer, p_limit integer) RETURNS SETOF taskq.task_details
+    LANGUAGE plpgsql STABLE
+    SET plan_cache_mode TO 'force_custom_plan'
+    AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM taskq.task_details d
+                  WHERE d.queue_id = p_queue_id AND d.state = 'dead'
+                  ORDER BY d.finished_at DESC, d.id DESC LIMIT p_limit;
+END $$;
 
 -- FUNCTION: next_run_in(integer)
 
@@ -1219,6 +1261,118 @@ CREATE FUNCTION taskq.take_turn(p_duty text, p_every_s double precision) RETURNS
     SELECT EXISTS (SELECT FROM taken)
 $$;
 
+-- TABLE: attempts
+
+CREATE TABLE taskq.attempts (
+    queue_id integer NOT NULL,
+    task_id bigint NOT NULL,
+    attempt integer NOT NULL,
+    attempt_id uuid NOT NULL,
+    worker_id text NOT NULL,
+    started_at timestamp with time zone NOT NULL,
+    finished_at timestamp with time zone NOT NULL,
+    outcome text NOT NULL,
+    error jsonb,
+    CONSTRAINT attempt_failure_has_error CHECK (((error IS NOT NULL) OR (outcome = ANY (ARRAY['canceled'::text, 'released'::text])))),
+    CONSTRAINT attempt_outcome_known CHECK ((outcome = ANY (ARRAY['failed'::text, 'timed_out'::text, 'lost'::text, 'canceled'::text, 'released'::text])))
+)
+PARTITION BY LIST (queue_id);
+
+-- VIEW: attempt_history
+
+CREATE VIEW taskq.attempt_history AS
+ SELECT a.queue_id,
+    a.task_id,
+    a.attempt,
+    a.attempt_id,
+    a.worker_id,
+    a.started_at,
+    a.finished_at,
+    a.outcome,
+    a.error
+   FROM taskq.attempts a
+UNION ALL
+ SELECT t.queue_id,
+    t.id AS task_id,
+    t.total_attempts AS attempt,
+    t.attempt_id,
+    t.worker_id,
+    t.started_at,
+    t.finished_at,
+    'succeeded'::text AS outcome,
+    NULL::jsonb AS error
+   FROM taskq.tasks t
+  WHERE (t.state = 'succeeded'::text);
+
+-- FUNCTION: task_attempts(integer, bigint)
+
+CREATE FUNCTION taskq.task_attempts(p_queue_id integer, p_task_id bigint) RETURNS SETOF taskq.attempt_history
+    LANGUAGE plpgsql STABLE
+    SET plan_cache_mode TO 'force_custom_plan'
+    AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM taskq.attempt_history h
+                  WHERE h.queue_id = p_queue_id AND h.task_id = p_task_id;
+END $$;
+
+-- FUNCTION: task_queue_among(bigint, integer[])
+
+CREATE FUNCTION taskq.task_queue_among(p_task_id bigint, p_queue_ids integer[]) RETURNS integer
+    LANGUAGE plpgsql STABLE
+    AS $_$
+DECLARE
+    v_queue_id integer;
+    v_found boolean;
+BEGIN
+    FOREACH v_queue_id IN ARRAY coalesce(p_queue_ids, '{}') LOOP
+        BEGIN
+            -- the partition's primary key leads with id; the name comes from an integer
+            EXECUTE format('SELECT EXISTS (SELECT FROM taskq.%I t WHERE t.id = $1)',
+                           'tasks_q' || v_queue_id)
+               INTO v_found USING p_task_id;
+        EXCEPTION WHEN undefined_table THEN
+            v_found := false;
+        END;
+        IF v_found THEN
+            RETURN v_queue_id;
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END $_$;
+
+-- FUNCTION: task_state(integer, bigint)
+
+CREATE FUNCTION taskq.task_state(p_queue_id integer, p_task_id bigint) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET plan_cache_mode TO 'force_custom_plan'
+    AS $$
+BEGIN
+    RETURN (SELECT t.state FROM taskq.tasks t WHERE t.queue_id = p_queue_id AND t.id = p_task_id);
+END $$;
+
+-- FUNCTION: task_states_locked(integer, bigint[])
+
+CREATE FUNCTION taskq.task_states_locked(p_queue_id integer, p_ids bigint[]) RETURNS TABLE(id bigint, state text)
+    LANGUAGE plpgsql
+    SET plan_cache_mode TO 'force_custom_plan'
+    AS $$
+BEGIN
+    RETURN QUERY SELECT t.id, t.state FROM taskq.tasks t
+                  WHERE t.queue_id = p_queue_id AND t.id = ANY(p_ids) FOR UPDATE;
+END $$;
+
+-- FUNCTION: task_traceparents(integer, bigint[])
+
+CREATE FUNCTION taskq.task_traceparents(p_queue_id integer, p_ids bigint[]) RETURNS TABLE(id bigint, traceparent text)
+    LANGUAGE plpgsql STABLE
+    SET plan_cache_mode TO 'force_custom_plan'
+    AS $$
+BEGIN
+    RETURN QUERY SELECT t.id, t.traceparent FROM taskq.tasks t
+                  WHERE t.queue_id = p_queue_id AND t.id = ANY(p_ids)
+                    AND t.traceparent IS NOT NULL;
+END $$;
+
 -- FUNCTION: webhook_delivery(taskq.queues, taskq.tasks, text, text)
 
 CREATE FUNCTION taskq.webhook_delivery(q taskq.queues, t taskq.tasks, p_endpoint text, p_url text) RETURNS json
@@ -1338,49 +1492,6 @@ ALTER TABLE taskq.api_keys ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     NO MAXVALUE
     CACHE 1
 );
-
--- TABLE: attempts
-
-CREATE TABLE taskq.attempts (
-    queue_id integer NOT NULL,
-    task_id bigint NOT NULL,
-    attempt integer NOT NULL,
-    attempt_id uuid NOT NULL,
-    worker_id text NOT NULL,
-    started_at timestamp with time zone NOT NULL,
-    finished_at timestamp with time zone NOT NULL,
-    outcome text NOT NULL,
-    error jsonb,
-    CONSTRAINT attempt_failure_has_error CHECK (((error IS NOT NULL) OR (outcome = ANY (ARRAY['canceled'::text, 'released'::text])))),
-    CONSTRAINT attempt_outcome_known CHECK ((outcome = ANY (ARRAY['failed'::text, 'timed_out'::text, 'lost'::text, 'canceled'::text, 'released'::text])))
-)
-PARTITION BY LIST (queue_id);
-
--- VIEW: attempt_history
-
-CREATE VIEW taskq.attempt_history AS
- SELECT a.queue_id,
-    a.task_id,
-    a.attempt,
-    a.attempt_id,
-    a.worker_id,
-    a.started_at,
-    a.finished_at,
-    a.outcome,
-    a.error
-   FROM taskq.attempts a
-UNION ALL
- SELECT t.queue_id,
-    t.id AS task_id,
-    t.total_attempts AS attempt,
-    t.attempt_id,
-    t.worker_id,
-    t.started_at,
-    t.finished_at,
-    'succeeded'::text AS outcome,
-    NULL::jsonb AS error
-   FROM taskq.tasks t
-  WHERE (t.state = 'succeeded'::text);
 
 -- TABLE: attempts_q1
 

@@ -319,8 +319,24 @@ def _task_from_row(row: asyncpg.Record | dict[str, Any]) -> TaskInfo:
     return TaskInfo(**data)
 
 
-async def get_task(db: Executor, task_id: int) -> TaskInfo | None:
-    row = await db.fetchrow(query("get_task"), task_id)
+async def find_task_queue(db: Executor, task_id: int) -> int | None:
+    """The id of the queue holding the task (None: no such task). A task id alone names no
+    partition, and a statement over every queue's partition locks them all and their indexes
+    (docs/design.md, "Lookups by task id"), so the queues' partitions are probed one at a time,
+    newest queue first. Outside a transaction block each probe commits: at most one partition
+    is locked at once. Inside one (a connection in a transaction) a procedure cannot commit,
+    and the partitions probed stay locked until the transaction ends."""
+    in_transaction = not isinstance(db, asyncpg.Pool) and db.is_in_transaction()
+    queue_id: int | None = await db.fetchval(
+        query("task_queue_in_transaction") if in_transaction else query("find_task_queue"),
+        task_id,
+    )
+    return queue_id
+
+
+async def get_task(db: Executor, queue_id: int, task_id: int) -> TaskInfo | None:
+    """The task, if the queue holds it."""
+    row = await db.fetchrow(query("get_task"), queue_id, task_id)
     return None if row is None else _task_from_row(row)
 
 
@@ -354,13 +370,15 @@ async def list_tasks(
     return [_task_from_row(row) for row in rows]
 
 
-async def task_attempts(db: Executor, task_id: int) -> list[AttemptInfo]:
-    rows = await db.fetch(query("task_attempts"), task_id)
+async def task_attempts(db: Executor, queue_id: int, task_id: int) -> list[AttemptInfo]:
+    """The task's attempts, oldest first; none if the queue does not hold it."""
+    rows = await db.fetch(query("task_attempts"), queue_id, task_id)
     return [AttemptInfo(**{**dict(r), "error": jsonutil.loads(r["error"])}) for r in rows]
 
 
-async def cancel_task(db: Executor, task_id: int) -> CancelResult | None:
-    row = await db.fetchrow(query("cancel_task"), task_id)
+async def cancel_task(db: Executor, queue_id: int, task_id: int) -> CancelResult | None:
+    """Cancel the task if the queue holds it (None: it does not)."""
+    row = await db.fetchrow(query("cancel_task"), queue_id, task_id)
     return None if row is None else CancelResult(row["state"], row["cancel_requested"])
 
 
