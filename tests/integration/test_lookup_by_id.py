@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
@@ -34,6 +35,8 @@ SMALL_LOCK_TABLE = {"max_connections": "10", "max_locks_per_transaction": "10"}
 # indexes, its attempts partition and primary key, the queues table and 2 indexes, some in two
 # modes (FOR UPDATE), against 9 per queue (2,700 here) when every partition is planned.
 BOUND = 30
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)  # a window of every creation time
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 UNKNOWN = 2**62
 
 
@@ -154,6 +157,9 @@ async def test_a_statement_of_a_known_queue_locks_that_queue_only(
         (query("task_states_locked"), (queue_id, [task_id]), 1),
         (query("task_traceparents"), (queue_id, [task_id]), 0),
         (query("list_dead"), (queue_id, 10), 0),
+        (query("list_tasks"), (queue_id, None, None, None, EARLIEST, LATEST, 2**63 - 1, 10), 1),
+        (query("queue_throughput"), (queue_id, 60), 61),
+        (query("queue_tasks_by_id"), ("n2/q", [task_id]), 1),
     ]
     async with pool.acquire() as conn:
         for sql, args, rows in reads:

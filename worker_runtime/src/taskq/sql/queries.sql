@@ -22,18 +22,7 @@ SELECT * FROM taskq.queues ORDER BY namespace, name
 SELECT * FROM taskq.queue_stats(p_queue_id => $1)
 
 -- name: queue_throughput
--- Tasks of a queue that finished succeeded or dead in each of the last $2 whole minutes and
--- the current one, oldest first: one range of tasks_finished_idx per minute and state.
-SELECT m.minute,
-       count(t.id) FILTER (WHERE t.state = 'succeeded') AS succeeded,
-       count(t.id) FILTER (WHERE t.state = 'dead') AS dead
-  FROM generate_series(date_trunc('minute', now()) - make_interval(mins => $2::int),
-                       date_trunc('minute', now()), interval '1 minute') AS m(minute)
-  LEFT JOIN taskq.tasks t
-    ON t.queue_id = $1 AND t.state IN ('succeeded', 'dead')
-   AND t.finished_at >= m.minute AND t.finished_at < m.minute + interval '1 minute'
- GROUP BY m.minute
- ORDER BY m.minute
+SELECT minute, succeeded, dead FROM taskq.queue_throughput(p_queue_id => $1, p_minutes => $2)
 
 -- name: schema_version
 -- readiness: the database answers and the taskq schema is installed (the newest migration)
@@ -70,43 +59,20 @@ SELECT taskq.task_queue_among(
 SELECT * FROM taskq.get_task(p_queue_id => $1, p_task_id => $2)
 
 -- name: queue_tasks_by_id
--- $1 queue name, $2 task ids: those tasks of the queue (which prunes the scan to its partition).
-SELECT * FROM taskq.task_details WHERE queue_id = taskq.queue_id($1) AND id = ANY($2::bigint[])
+-- $1 queue name, $2 task ids: those tasks of the queue
+SELECT * FROM taskq.queue_tasks_by_id(p_queue => $1, p_ids => $2)
 
 -- name: task_attempts
 SELECT attempt, attempt_id::text AS attempt_id, worker_id, started_at, finished_at, outcome, error
   FROM taskq.task_attempts(p_queue_id => $1, p_task_id => $2) ORDER BY attempt
 
 -- name: list_tasks
--- One page of a queue's tasks, newest first: a backward walk of the partition's primary key
--- (queue_id, id) from $7, the id to start below (a cursor; the largest bigint for the first
--- page), that stops after $8 rows. The filters ($2..$6, NULL or infinity: any) are checked on
--- the rows walked, so a rare value costs a long walk (docs/api.md).
--- $5 created at or after, $6 created before (a half-open window)
-SELECT * FROM taskq.task_details
- WHERE queue_id = $1
-   AND ($2::text IS NULL OR state = $2)
-   AND ($3::text IS NULL OR task_name = $3)
-   AND ($4::text IS NULL OR correlation_id = $4)
-   AND created_at >= $5::timestamptz AND created_at < $6::timestamptz
-   AND id < $7::bigint
- ORDER BY id DESC
- LIMIT $8
-
--- name: list_tasks_by_correlation
--- list_tasks when a correlation id ($4) is given: the walk is of that id's tasks only
--- (tasks_correlation_idx, newest first), the other filters checked on them. As list_tasks:
--- $2 state, $3 task name (NULL: any), $5 created at or after, $6 created before, $7 the id to
--- start below, $8 how many.
-SELECT * FROM taskq.task_details
- WHERE queue_id = $1
-   AND correlation_id = $4::text
-   AND ($2::text IS NULL OR state = $2)
-   AND ($3::text IS NULL OR task_name = $3)
-   AND created_at >= $5::timestamptz AND created_at < $6::timestamptz
-   AND id < $7::bigint
- ORDER BY id DESC
- LIMIT $8
+-- One page of a queue's tasks, newest first (migration 0022): $2 state, $3 task name, $4
+-- correlation id (NULL: any), $5 created at or after, $6 created before (a half-open window),
+-- $7 the id to start below (a cursor; the largest bigint for the first page), $8 how many.
+SELECT * FROM taskq.list_tasks(
+       p_queue_id => $1, p_state => $2, p_task_name => $3, p_correlation_id => $4,
+       p_created_after => $5, p_created_before => $6, p_before_id => $7, p_limit => $8)
 
 -- name: cancel_task
 SELECT state, cancel_requested FROM taskq.cancel(p_queue_id => $1, p_task_id => $2)

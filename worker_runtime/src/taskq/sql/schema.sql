@@ -797,6 +797,38 @@ BEGIN
                   ORDER BY d.finished_at DESC, d.id DESC LIMIT p_limit;
 END $$;
 
+-- FUNCTION: list_tasks(integer, text, text, text, timestamp with time zone, timestamp with time zone, bigint, integer)
+
+CREATE FUNCTION taskq.list_tasks(p_queue_id integer, p_state text, p_task_name text, p_correlation_id text, p_created_after timestamp with time zone, p_created_before timestamp with time zone, p_before_id bigint, p_limit integer) RETURNS SETOF taskq.task_details
+    LANGUAGE plpgsql STABLE
+    SET plan_cache_mode TO 'force_custom_plan'
+    AS $$
+BEGIN
+    PERFORM taskq.require_range('list_tasks', 'p_limit', p_limit, 0, 10000, 'tasks');
+    IF p_correlation_id IS NOT NULL THEN
+        RETURN QUERY
+            SELECT * FROM taskq.task_details d
+             WHERE d.queue_id = p_queue_id
+               AND d.correlation_id = p_correlation_id
+               AND (p_state IS NULL OR d.state = p_state)
+               AND (p_task_name IS NULL OR d.task_name = p_task_name)
+               AND d.created_at >= p_created_after AND d.created_at < p_created_before
+               AND d.id < p_before_id
+             ORDER BY d.id DESC
+             LIMIT p_limit;
+    ELSE
+        RETURN QUERY
+            SELECT * FROM taskq.task_details d
+             WHERE d.queue_id = p_queue_id
+               AND (p_state IS NULL OR d.state = p_state)
+               AND (p_task_name IS NULL OR d.task_name = p_task_name)
+               AND d.created_at >= p_created_after AND d.created_at < p_created_before
+               AND d.id < p_before_id
+             ORDER BY d.id DESC
+             LIMIT p_limit;
+    END IF;
+END $$;
+
 -- FUNCTION: next_run_in(integer)
 
 CREATE FUNCTION taskq.next_run_in(p_queue_id integer) RETURNS double precision
@@ -965,6 +997,43 @@ BEGIN
                AND d.finished_at > now() - interval '1 minute'),
            now()
       FROM ready, due;
+END $$;
+
+-- FUNCTION: queue_tasks_by_id(text, bigint[])
+
+CREATE FUNCTION taskq.queue_tasks_by_id(p_queue text, p_ids bigint[]) RETURNS SETOF taskq.task_details
+    LANGUAGE plpgsql STABLE
+    SET plan_cache_mode TO 'force_custom_plan'
+    AS $$
+DECLARE
+    v_queue_id integer := taskq.queue_id(p_queue);
+BEGIN
+    PERFORM taskq.require_range('queue_tasks_by_id', 'cardinality(p_ids)',
+                                coalesce(cardinality(p_ids), 0), 0, 100000, 'ids');
+    RETURN QUERY SELECT * FROM taskq.task_details d
+                  WHERE d.queue_id = v_queue_id AND d.id = ANY(p_ids);
+END $$;
+
+-- FUNCTION: queue_throughput(integer, integer)
+
+CREATE FUNCTION taskq.queue_throughput(p_queue_id integer, p_minutes integer) RETURNS TABLE(minute timestamp with time zone, succeeded bigint, dead bigint)
+    LANGUAGE plpgsql STABLE
+    SET plan_cache_mode TO 'force_custom_plan'
+    AS $$
+BEGIN
+    PERFORM taskq.require_range('queue_throughput', 'p_minutes', p_minutes, 1, 1440,
+                                'minutes');
+    RETURN QUERY
+        SELECT m.minute,
+               count(t.id) FILTER (WHERE t.state = 'succeeded'),
+               count(t.id) FILTER (WHERE t.state = 'dead')
+          FROM generate_series(date_trunc('minute', now()) - make_interval(mins => p_minutes),
+                               date_trunc('minute', now()), interval '1 minute') AS m(minute)
+          LEFT JOIN taskq.tasks t
+            ON t.queue_id = p_queue_id AND t.state IN ('succeeded', 'dead')
+           AND t.finished_at >= m.minute AND t.finished_at < m.minute + interval '1 minute'
+         GROUP BY m.minute
+         ORDER BY m.minute;
 END $$;
 
 -- FUNCTION: release(integer, text, bigint[], uuid[])

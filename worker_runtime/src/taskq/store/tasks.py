@@ -354,10 +354,9 @@ async def list_tasks(
 ) -> list[TaskInfo]:
     """At most `limit` tasks of the queue with an id below `before_id`, newest (highest id)
     first, that match every filter given (None: any)."""
-    # a correlation id names a few tasks: walk its index, not the queue
-    by_correlation = correlation_id is not None
+    # (a correlation id names a few tasks: taskq.list_tasks walks its index, not the queue)
     rows = await db.fetch(
-        query("list_tasks_by_correlation") if by_correlation else query("list_tasks"),
+        query("list_tasks"),
         queue_id,
         state,
         task_name,
