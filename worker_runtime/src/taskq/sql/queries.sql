@@ -141,7 +141,8 @@ SELECT taskq.next_run_in(p_queue_id => $1)
 SELECT taskq.release_orphans(p_queue_id => $1, p_worker_id => $2, p_known => $3) AS released
 
 -- name: worker_beat
-SELECT taskq.worker_beat(p_worker_id => $1, p_dead_after_s => $2, p_rescue_every_s => $3)
+SELECT taskq.worker_beat(p_worker_id => $1, p_dead_after_s => $2, p_rescue_every_s => $3,
+                         p_queue_ids => $4)
        AS rescued
 
 -- name: worker_gone

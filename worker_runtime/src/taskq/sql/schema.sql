@@ -1168,31 +1168,20 @@ BEGIN
     END IF;
 END $$;
 
--- FUNCTION: rescue_dead_workers(integer)
+-- FUNCTION: rescue_dead_in_queue(integer, text[], integer)
 
-CREATE FUNCTION taskq.rescue_dead_workers(p_limit integer DEFAULT 1000) RETURNS integer
+CREATE FUNCTION taskq.rescue_dead_in_queue(p_queue_id integer, p_dead text[], p_limit integer, OUT rescued integer, OUT still_held text[]) RETURNS record
     LANGUAGE plpgsql
+    SET plan_cache_mode TO 'force_custom_plan'
     AS $$
 DECLARE
-    v_dead text[];
-    v_count integer;
-    v_queues integer[];
-    v_priorities smallint[];
-    v_run_ats timestamptz[];
-    v_resumed timestamptz;
+    v_priority smallint;
+    v_run_at timestamptz;
 BEGIN
-    PERFORM taskq.require_range('rescue_dead_workers', 'p_limit', p_limit, 0, 100000, 'tasks');
-    -- silence counts from the last beat, or from when the turns resumed after an outage
-    SELECT d.resumed_at INTO v_resumed FROM taskq.duties d WHERE d.name = 'rescue_dead_workers';
-    SELECT array_agg(w.worker_id) INTO v_dead FROM taskq.workers w
-     WHERE greatest(w.beat_at, v_resumed) < now() - make_interval(secs => w.dead_after_s);
-    IF v_dead IS NULL THEN
-        RETURN 0;
-    END IF;
     WITH lost AS (
         SELECT e.queue_id, e.id, e.worker_id, e.attempt_id, e.total_attempts, e.started_at
           FROM taskq.tasks e
-         WHERE e.state = 'running' AND e.worker_id = ANY(v_dead)
+         WHERE e.queue_id = p_queue_id AND e.state = 'running' AND e.worker_id = ANY(p_dead)
          LIMIT p_limit FOR UPDATE SKIP LOCKED
     ), rescued AS (
         UPDATE taskq.tasks t
@@ -1207,7 +1196,7 @@ BEGIN
                                      'from the database)', l.worker_id)),
                worker_id = NULL, attempt_id = NULL, lease_expires_at = NULL
           FROM lost l
-         WHERE t.queue_id = l.queue_id AND t.id = l.id
+         WHERE t.queue_id = p_queue_id AND t.id = l.id
         RETURNING t.queue_id, t.id, t.error, l.worker_id, l.attempt_id, l.total_attempts,
                   l.started_at, t.state, t.priority, t.run_at
     ), history AS (
@@ -1217,19 +1206,63 @@ BEGIN
                now(), 'lost', r.error
           FROM rescued r
     )
-    SELECT count(*), array_agg(r.queue_id) FILTER (WHERE r.state = 'ready'),
-           array_agg(r.priority) FILTER (WHERE r.state = 'ready'),
-           array_agg(r.run_at) FILTER (WHERE r.state = 'ready')
-      INTO v_count, v_queues, v_priorities, v_run_ats FROM rescued r;
-    -- each queue's workers resume their claims no later than its first rescued task
-    PERFORM taskq.notify_ready(f.queue_id, f.priority, f.run_at)
-       FROM (SELECT DISTINCT ON (q.queue_id) q.queue_id, q.priority, q.run_at
-               FROM unnest(v_queues, v_priorities, v_run_ats) AS q(queue_id, priority, run_at)
-              ORDER BY q.queue_id, q.priority DESC, q.run_at) f;
-    DELETE FROM taskq.workers w
-     WHERE w.worker_id = ANY(v_dead)
-       AND NOT EXISTS (SELECT FROM taskq.tasks t
-                        WHERE t.state = 'running' AND t.worker_id = w.worker_id);
+    SELECT count(*),
+           (array_agg(r.priority ORDER BY r.priority DESC, r.run_at)
+                FILTER (WHERE r.state = 'ready'))[1],
+           (array_agg(r.run_at ORDER BY r.priority DESC, r.run_at)
+                FILTER (WHERE r.state = 'ready'))[1]
+      INTO rescued, v_priority, v_run_at FROM rescued r;
+    -- the queue's workers resume their claims no later than its first rescued task
+    IF v_priority IS NOT NULL THEN
+        PERFORM taskq.notify_ready(p_queue_id, v_priority, v_run_at);
+    END IF;
+    still_held := ARRAY(SELECT DISTINCT t.worker_id FROM taskq.tasks t
+                         WHERE t.queue_id = p_queue_id AND t.state = 'running'
+                           AND t.worker_id = ANY(p_dead));
+END $$;
+
+-- FUNCTION: rescue_dead_workers(integer)
+
+CREATE FUNCTION taskq.rescue_dead_workers(p_limit integer DEFAULT 1000) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_dead text[];
+    v_queues integer[];
+    v_queue integer;
+    v_count integer := 0;
+    v_held text[] := '{}';
+    v_rescued integer;
+    v_still_held text[];
+    v_resumed timestamptz;
+BEGIN
+    PERFORM taskq.require_range('rescue_dead_workers', 'p_limit', p_limit, 0, 100000, 'tasks');
+    -- silence counts from the last beat, or from when the turns resumed after an outage
+    SELECT d.resumed_at INTO v_resumed FROM taskq.duties d WHERE d.name = 'rescue_dead_workers';
+    SELECT array_agg(w.worker_id) INTO v_dead FROM taskq.workers w
+     WHERE greatest(w.beat_at, v_resumed) < now() - make_interval(secs => w.dead_after_s);
+    IF v_dead IS NULL THEN
+        RETURN 0;
+    END IF;
+    IF EXISTS (SELECT 1 FROM taskq.workers w
+                WHERE w.worker_id = ANY(v_dead) AND w.queue_ids IS NULL) THEN
+        v_queues := ARRAY(SELECT q.id FROM taskq.queues q ORDER BY q.id);
+    ELSE
+        v_queues := ARRAY(SELECT DISTINCT q FROM taskq.workers w, unnest(w.queue_ids) AS q
+                           WHERE w.worker_id = ANY(v_dead) ORDER BY q);
+    END IF;
+    FOREACH v_queue IN ARRAY v_queues LOOP
+        EXIT WHEN v_count >= p_limit;
+        SELECT s.rescued, s.still_held INTO v_rescued, v_still_held
+          FROM taskq.rescue_dead_in_queue(v_queue, v_dead, p_limit - v_count) s;
+        v_count := v_count + v_rescued;
+        v_held := v_held || v_still_held;
+    END LOOP;
+    -- a worker goes once every queue it served was looked at and none of its tasks is left
+    IF v_count < p_limit THEN
+        DELETE FROM taskq.workers w
+         WHERE w.worker_id = ANY(v_dead) AND NOT w.worker_id = ANY(v_held);
+    END IF;
     RETURN v_count;
 END $$;
 
@@ -1496,20 +1529,24 @@ BEGIN
     RETURN v_id;
 END $$;
 
--- FUNCTION: worker_beat(text, double precision, double precision)
+-- FUNCTION: worker_beat(text, double precision, double precision, integer[])
 
-CREATE FUNCTION taskq.worker_beat(p_worker_id text, p_dead_after_s double precision, p_rescue_every_s double precision) RETURNS integer
+CREATE FUNCTION taskq.worker_beat(p_worker_id text, p_dead_after_s double precision, p_rescue_every_s double precision, p_queue_ids integer[] DEFAULT NULL::integer[]) RETURNS integer
     LANGUAGE plpgsql
     AS $$
 BEGIN
-    PERFORM taskq.require_range('worker_beat', 'p_dead_after_s', p_dead_after_s, 0, 86400, 'seconds',
-                                p_low_open => true);
-    PERFORM taskq.require_range('worker_beat', 'p_rescue_every_s', p_rescue_every_s, 0, 86400, 'seconds',
-                                p_low_open => true);
-    UPDATE taskq.workers w SET beat_at = now(), dead_after_s = p_dead_after_s
+    PERFORM taskq.require_range('worker_beat', 'p_dead_after_s', p_dead_after_s, 0, 86400,
+                                'seconds', p_low_open => true);
+    PERFORM taskq.require_range('worker_beat', 'p_rescue_every_s', p_rescue_every_s, 0, 86400,
+                                'seconds', p_low_open => true);
+    PERFORM taskq.require_range('worker_beat', 'cardinality(p_queue_ids)',
+                                coalesce(cardinality(p_queue_ids), 0), 0, 10000, 'queues');
+    UPDATE taskq.workers w
+       SET beat_at = now(), dead_after_s = p_dead_after_s, queue_ids = p_queue_ids
      WHERE w.worker_id = p_worker_id;
     IF NOT FOUND THEN
-        INSERT INTO taskq.workers (worker_id, dead_after_s) VALUES (p_worker_id, p_dead_after_s)
+        INSERT INTO taskq.workers (worker_id, dead_after_s, queue_ids)
+        VALUES (p_worker_id, p_dead_after_s, p_queue_ids)
         ON CONFLICT (worker_id) DO NOTHING;
     END IF;
     IF taskq.take_turn('rescue_dead_workers', p_rescue_every_s) THEN
@@ -1754,6 +1791,7 @@ CREATE TABLE taskq.workers (
     started_at timestamp with time zone DEFAULT now() NOT NULL,
     beat_at timestamp with time zone DEFAULT now() NOT NULL,
     dead_after_s double precision NOT NULL,
+    queue_ids integer[],
     CONSTRAINT worker_dead_after_range CHECK (((dead_after_s > (0)::double precision) AND (dead_after_s <= (86400)::double precision)))
 )
 WITH (fillfactor='50');

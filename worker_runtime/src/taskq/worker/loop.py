@@ -195,6 +195,8 @@ class Worker:
                 self.settings.db_deadline,
                 WORKER_SESSION,
                 lambda n: self.metrics.rescued("worker_died", n),
+                # read from the beat's thread: a copy of the values, never the dict itself
+                lambda: sorted(self.queue_ids.copy().values()),
             )
             if self.beats
             else None

@@ -1,11 +1,14 @@
-"""Lookups by task id alone (Client.get_task, task_attempts, cancel: `taskq tasks show`, the
-API's GET /v1/tasks/{id}, waits and watches) hold a bounded number of locks, whatever the number
-of queues (migration 0021). Before, each planned every queue's partition and its indexes (9
-locks per queue) and held them to its end: at a few hundred queues a few of them at once filled
-PostgreSQL's shared lock table and every transaction failed with 'out of shared memory'.
+"""Statements whose locks do not grow with the number of queues. Lookups by task id alone
+(Client.get_task, task_attempts, cancel: `taskq tasks show`, the API's GET /v1/tasks/{id}, waits
+and watches) hold a bounded number of locks, whatever the number of queues (migration 0021); so
+do the statements of one queue (0022) and a dead worker's rescue (0023). Before, each planned
+every queue's partition and its indexes (9 locks per queue) and held them to its end: at a few
+hundred queues a few of them at once filled PostgreSQL's shared lock table and every transaction
+failed with 'out of shared memory'.
 
 The queues here live on a server of their own whose lock table is far smaller than one such
-statement needs (checked first), so every lookup below would fail if it locked every partition.
+statement needs (checked first), so every statement below would fail if it locked every
+partition.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from devenv.postgres import LocalPostgres
 
 from taskq import UnknownTaskError
 from taskq.client import Client
+from taskq.store import execution
 from taskq.store import schedules as schedule_store
 from taskq.store import tasks as task_store
 from taskq.store.sqlfiles import query
@@ -219,3 +223,32 @@ async def test_inside_a_transaction_the_lookup_probes_without_committing(
         # outside a transaction a connection CALLs the procedure
         assert await task_store.find_task_queue(conn, queues.tasks[newest]) == newest
         assert not conn.is_in_transaction()
+
+
+async def test_a_dead_workers_tasks_are_rescued_from_its_own_queues(
+    pool: asyncpg.Pool, queues: Queues
+) -> None:
+    """Before migration 0023 the rescue read and updated taskq.tasks across every partition
+    in one transaction: on this server, 'out of shared memory'."""
+    queue_id = sorted(queues.tasks)[7]
+    async with pool.acquire() as conn:
+        [claimed] = await execution.claim(conn, queue_id, "n7/q", "w-gone", 1, 3600.0)
+        # its beat says where it claims; its silence, three seconds, makes it dead
+        await conn.execute(
+            "SELECT taskq.worker_beat('w-gone', 3, 86400, ARRAY[$1::integer])", queue_id)
+        await conn.execute(
+            "UPDATE taskq.workers SET beat_at = now() - interval '1 minute'"
+            " WHERE worker_id = 'w-gone'")
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            assert await conn.fetchval("SELECT taskq.rescue_dead_workers()") == 1
+            # one queue's tasks and attempts partitions with their indexes, and the small
+            # tables (workers, duties, queues): 38 measured, against about 11 per queue before
+            assert (await relation_locks(conn))["held"] <= 2 * BOUND
+        finally:
+            await transaction.commit()
+        info = await task_store.get_task(conn, queue_id, claimed.id)
+        assert info is not None and info.state == "ready"
+        assert await conn.fetchval(
+            "SELECT count(*) FROM taskq.workers WHERE worker_id = 'w-gone'") == 0
