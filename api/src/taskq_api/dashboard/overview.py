@@ -5,6 +5,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from taskq.models import ThroughputMinute
+from taskq_api.dashboard.chart import Sparkline, sparkline
 from taskq_api.dashboard.context import page, service, visit
 
 
@@ -15,5 +17,13 @@ def namespace_filter(request: Request) -> str | None:
 async def overview_page(request: Request) -> Response:
     found = await visit(request)
     namespace = namespace_filter(request)
-    overview = await service(request).overview(found.key, namespace)
-    return page(request, "overview.html", found, overview=overview, namespace=namespace)
+    api = service(request)
+    overview = await api.overview(found.key, namespace)
+    sparks = sparklines(await api.throughputs(found.key, namespace))
+    return page(
+        request, "overview.html", found, overview=overview, namespace=namespace, sparks=sparks
+    )
+
+
+def sparklines(throughputs: dict[str, list[ThroughputMinute]]) -> dict[str, Sparkline]:
+    return {queue: sparkline(minutes) for queue, minutes in throughputs.items()}

@@ -41,6 +41,8 @@ from taskq.models import (
     TaskRequest,
     TaskState,
     ThroughputMinute,
+    WaitMinute,
+    WorkerPoolInfo,
 )
 from taskq.names import check_label
 from taskq_api.service.errors import (
@@ -53,6 +55,7 @@ from taskq_api.service.groupcommit import GroupCommit
 from taskq_api.service.ratelimit import RateLimiter
 from taskq_api.service.schedules import PutSchedule, ScheduleView, schedule_spec, schedule_view
 from taskq_api.service.submissions import check_correlation_ids
+from taskq_api.service.throughput import CHART_MINUTES, ThroughputCache
 from taskq_api.service.views import Overview, QueueDetails, TaskDetails, TaskPage, TaskView
 from taskq_api.service.waiting import FINISHED_STATES, changed, reads
 
@@ -104,6 +107,7 @@ class ApiService:
         self.max_wait = max_wait
         self._limiter = limiter  # None: no request rate per key
         self._groups = GroupCommit(client)
+        self._throughput = ThroughputCache(client)
 
     # -- keys -------------------------------------------------------------------------------
 
@@ -385,13 +389,36 @@ class ApiService:
         queue = self._queue(key, Action.READ, namespace, name)
         return await self._queue_details(await self._client.get_queue(queue))
 
-    async def throughput(
-        self, key: ApiKey, namespace: str, name: str, minutes: int = 60
-    ) -> list[ThroughputMinute]:
-        """Tasks that finished succeeded or dead in each of the last `minutes` minutes and the
-        current one, oldest first."""
+    async def throughput(self, key: ApiKey, namespace: str, name: str) -> list[ThroughputMinute]:
+        """Tasks that finished succeeded or dead in each of the last 60 minutes and the
+        current one, oldest first (finished minutes remembered: service/throughput.py)."""
         queue = self._queue(key, Action.READ, namespace, name)
-        return await self._client.queue_throughput(queue, minutes)
+        return await self._throughput.last_hour(await self._client.get_queue(queue))
+
+    async def throughputs(
+        self, key: ApiKey, namespace: str | None = None
+    ) -> dict[str, list[ThroughputMinute]]:
+        """throughput() of every queue the key reads, or those of `namespace`, by queue name:
+        for the overview's charts. A queue dropped meanwhile is left out."""
+        if namespace is not None:
+            check_label(namespace, "namespace")
+        charts = {}
+        for info in await self.queues(key):
+            if namespace is None or info.namespace == namespace:
+                charts[info.full_name] = await self._throughput.last_hour(info)
+        return charts
+
+    async def wait(self, key: ApiKey, namespace: str, name: str) -> list[WaitMinute]:
+        """How long succeeded tasks waited from due to start, per minute of the last 60 and
+        the current one (a sample of at most WAIT_SAMPLE tasks a minute)."""
+        queue = self._queue(key, Action.READ, namespace, name)
+        return await self._client.queue_wait(queue, CHART_MINUTES)
+
+    async def worker_pools(self, key: ApiKey, namespace: str, name: str) -> list[WorkerPoolInfo]:
+        """The worker pools serving the queue as the operator last recorded them (none
+        without an operator)."""
+        queue = self._queue(key, Action.READ, namespace, name)
+        return await self._client.worker_pools(queue)
 
     async def set_paused(
         self, key: ApiKey, namespace: str, name: str, *, paused: bool
@@ -499,7 +526,7 @@ class ApiService:
         return _details(key, info, await self._client.task_attempts(info.id))
 
     async def _queue_details(self, info: QueueInfo) -> QueueDetails:
-        stats = await self._client.queue_stats(info.full_name)
+        stats = await self._client.queue_stats(info)
         return QueueDetails(
             queue=info.full_name,
             namespace=info.namespace,

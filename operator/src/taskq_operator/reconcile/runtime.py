@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 
+from taskq.models import PoolReport, ScalingDecision
 from taskq_operator.autoscaling import Recommendation
 from taskq_operator.databases import Databases
 from taskq_operator.k8s import KubernetesPort
@@ -31,6 +32,11 @@ class Refusal:
 class PoolMemory:
     history: tuple[Recommendation, ...] = ()
     refused: Refusal | None = None
+    # what was last recorded in taskq.worker_pools, and in which database (its DSN); the
+    # scaling decisions not recorded yet (newest first: the database was unreachable)
+    recorded: PoolReport | None = None
+    recorded_in: str | None = None
+    unrecorded: list[ScalingDecision] = field(default_factory=list)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
