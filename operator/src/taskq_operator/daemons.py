@@ -260,12 +260,19 @@ async def run(
             kopf.DaemonStoppingReason.RESOURCE_DELETED in stopped.reason
         )
         if finished or deleted:
-            try:
-                await kind.gone(runtime, memory, namespace, name)
-            except Exception:
-                log.exception(
-                    "%s %s/%s: cleaning up after its deletion failed", kind.name, namespace, name
-                )
+            # in a task of its own: kopf cancels a daemon that does not exit at once
+            task = asyncio.create_task(_gone(runtime, kind, memory, namespace, name))
+            runtime.cleanups.add(task)
+            task.add_done_callback(runtime.cleanups.discard)
+
+
+async def _gone(
+    runtime: Runtime, kind: Kind[Any, Any, MemoryT], memory: MemoryT, namespace: str, name: str
+) -> None:
+    try:
+        await kind.gone(runtime, memory, namespace, name)
+    except Exception:
+        log.exception("%s %s/%s: cleaning up after its deletion failed", kind.name, namespace, name)
 
 
 async def taskqueue_deleted(runtime: Runtime, body: kopf.Body) -> None:

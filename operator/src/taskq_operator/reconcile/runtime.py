@@ -75,6 +75,9 @@ class Runtime:
     queues: dict[str, QueueMemory] = field(default_factory=dict)  # by TaskQueue uid
     keys: dict[str, KeyMemory] = field(default_factory=dict)  # by TaskqApiKey uid
     schedules: dict[str, ScheduleMemory] = field(default_factory=dict)  # by TaskSchedule uid
+    # what is undone after an object's deletion, outside its daemon (kopf cancels a daemon that
+    # does not exit at once): held here until done
+    cleanups: set[asyncio.Task[None]] = field(default_factory=set)
 
     @cached_property
     def ports(self) -> Ports:
