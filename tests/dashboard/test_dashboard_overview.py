@@ -49,7 +49,8 @@ async def test_the_overview_shows_each_visible_queue_with_its_counts(
     assert other.full_name not in page  # outside the key's namespaces
     assert running.id
     # the row's chart of the last hour: one polyline of finished tasks, one of the dead
-    assert f'aria-label="{queue.full_name}: last 61 minutes: 0 succeeded, 1 dead, at most 1 a' in page
+    spark = f'aria-label="{queue.full_name}: last 61 minutes: 0 succeeded, 1 dead, at most 1 a'
+    assert spark in page
     assert '<polyline class="dead"' in page
 
 
