@@ -381,8 +381,9 @@ def test_a_pools_scaling_is_recorded_in_its_queues_database_for_the_dashboard(
     assert (decision.from_replicas, decision.to_replicas) == (0, 5)
     assert decision.reason == "WakeFromZero"
     assert "1000 tasks (ready 1000 + running 0)" in decision.message
-    status = get(kubeconfig, namespace, "workerpool", "thumbnailers")["status"]
-    assert status["lastScaleReason"] == decision.reason
+    found = get(kubeconfig, namespace, "workerpool", "thumbnailers")
+    assert found is not None
+    assert found["status"]["lastScaleReason"] == decision.reason
 
     cluster.kubectl(
         "-n", namespace, "delete", "workerpool", "thumbnailers", "--wait=true",
