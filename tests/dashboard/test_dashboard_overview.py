@@ -4,6 +4,8 @@ updates by Server-Sent Events; over real sockets, on the real server and databas
 from __future__ import annotations
 
 import asyncio
+import html
+import itertools
 import re
 import time
 
@@ -11,10 +13,13 @@ import asyncpg
 import httpx
 
 from taskq.client import Client
+from taskq_api.service.operations import OVERVIEW_PAGE
 from tests.api.conftest import running_api
 from tests.conftest import MakeQueue
 from tests.dashboard.conftest import SESSION_SECRET, MakeKey, server_events, sign_in
 from tests.integration.helpers import claim, finish
+
+_pages = itertools.count()
 
 
 def _row(html: str, queue: str) -> dict[str, str]:
@@ -144,3 +149,27 @@ async def test_a_server_shutting_down_ends_its_live_streams_at_once(
             ended = time.monotonic() - began
     assert ended < 5  # a tick, not the 30 s grace
     assert "signed-out" not in rest
+
+
+async def test_the_overview_shows_queues_a_page_at_a_time(
+    web: httpx.AsyncClient, make_key: MakeKey, client: Client,
+) -> None:
+    namespace = f"paged{next(_pages)}"
+    names = [f"{namespace}/q{n:02d}" for n in range(OVERVIEW_PAGE + 2)]
+    for name in names:
+        await client.ensure_queue(name)
+    await sign_in(web, await make_key("viewer", [namespace]))
+
+    first = html.unescape((await web.get("/dashboard/")).text)
+    shown = re.findall(r'<tr data-queue="([^"]+)"', first)
+    assert shown == names[:OVERVIEW_PAGE]
+    assert first.count("<polyline") >= OVERVIEW_PAGE  # each row's last hour
+    later = re.search(r'href="(/dashboard/\?after=[^"]+)">Queues after', first)
+    assert later is not None
+    assert "First queues" not in first
+
+    second = html.unescape((await web.get(later.group(1))).text)
+    assert re.findall(r'<tr data-queue="([^"]+)"', second) == names[OVERVIEW_PAGE:]
+    assert "First queues" in second
+    assert "Queues after" not in second
+    assert f"events/overview?after={names[OVERVIEW_PAGE - 1]}" in second.replace("%2F", "/")

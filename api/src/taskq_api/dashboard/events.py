@@ -17,7 +17,7 @@ from taskq.auth import ApiKey
 from taskq.errors import DatabaseUnavailableError, SchemaMissingError, TaskqError
 from taskq_api.dashboard.chart import Sparkline, chart, wait_chart
 from taskq_api.dashboard.context import Visit, dashboard, service, visit
-from taskq_api.dashboard.overview import namespace_filter, sparklines
+from taskq_api.dashboard.overview import namespace_filter, page_after, sparklines
 from taskq_api.dashboard.tasks import path_task_id, task_context
 from taskq_api.service import (
     DATABASE_UNAVAILABLE_DETAIL,
@@ -76,19 +76,18 @@ async def _live(request: Request, found: Visit, produce: Produce) -> Response:
 
 async def overview_events(request: Request) -> Response:
     found = await visit(request)
-    namespace = namespace_filter(request)
+    namespace, after = namespace_filter(request), page_after(request)
     pages = dashboard(request).pages
     base = str(request.scope.get("root_path") or "")
-
     ticks = itertools.count()
     sparks: dict[str, Sparkline] = {}
 
     async def produce(key: ApiKey) -> Mapping[str, str]:
         api = service(request)
-        overview = await api.overview(key, namespace)
+        overview = await api.overview(key, namespace, after)
         if next(ticks) % CHART_EVERY == 0:  # every queue's hour: not every tick
             sparks.clear()
-            sparks.update(sparklines(await api.throughputs(key, namespace)))
+            sparks.update(sparklines(await api.throughputs(key, namespace, after)))
         html = pages.fragment("_queue_rows.html", base=base, overview=overview, sparks=sparks)
         return {"queue-rows": html}
 

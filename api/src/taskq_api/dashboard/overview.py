@@ -14,12 +14,18 @@ def namespace_filter(request: Request) -> str | None:
     return request.query_params.get("namespace") or None
 
 
+def page_after(request: Request) -> str | None:
+    """The queue the overview's page starts after (`?after=NS/NAME`)."""
+    return request.query_params.get("after") or None
+
+
 async def overview_page(request: Request) -> Response:
     found = await visit(request)
     namespace = namespace_filter(request)
     api = service(request)
-    overview = await api.overview(found.key, namespace)
-    sparks = sparklines(await api.throughputs(found.key, namespace))
+    after = page_after(request)
+    overview = await api.overview(found.key, namespace, after)
+    sparks = sparklines(await api.throughputs(found.key, namespace, after))
     return page(
         request, "overview.html", found, overview=overview, namespace=namespace, sparks=sparks
     )
