@@ -168,7 +168,9 @@ async def run(dsn: str, server: str) -> dict[str, Any]:
         async with pool.acquire() as conn:
             await migrate(conn)
         client = Client(pool)
-        _key, secret = await key_store.create_key(pool, "bench-dashboard", Role.ADMIN, None)
+        _key, secret = await key_store.create_key(
+            pool, f"bench-dashboard-{int(time.time())}", Role.ADMIN, None  # one per run
+        )
         queues = [q for q in await client.list_queues() if q.namespace.startswith("bench-")]
         if len(queues) == QUEUES:  # loaded by an earlier run (TASKQ_BENCH_DSN): measure again
             queues.sort(key=lambda q: q.id)
