@@ -92,7 +92,7 @@ async def test_sign_in_watch_a_worker_drain_a_queue_live_and_sign_out(
     await expect(succeeded).to_have_text("12", timeout=10_000)
     assert await page.evaluate("window.sameDocument") is True
     await page.get_by_role("link", name=queue.full_name).click()
-    await expect(page.locator(".chart figcaption")).to_contain_text("12 succeeded and 0 dead")
+    await expect(page.locator("#throughput figcaption")).to_contain_text("12 succeeded and 0 dead")
     await shot(page, "queue")
 
     await page.get_by_role("button", name="Sign out").click()
