@@ -18,7 +18,7 @@ include cluster/cluster.mk
 # Packaging checks (image, chart, Terraform modules), one fragment per area.
 include $(wildcard mk/*.mk)
 
-.PHONY: help venv system lint trace-tools test test-fast schema proto dashboard-shots demo demo-queue bench bench-footprint bench-recovery bench-kills bench-api bench-list clean
+.PHONY: help venv system lint trace-tools test test-fast schema proto dashboard-shots demo demo-queue bench bench-footprint bench-recovery bench-kills bench-api bench-list bench-dashboard clean
 
 help:
 	@echo "make demo    local control plane + Postgres, the operator, tasks flowing, workers scaling,"
@@ -110,6 +110,9 @@ bench-api: venv system
 # GET /v1/tasks over 5,000,000 tasks (TASKQ_BENCH_LIST_ROWS); filling them takes minutes.
 bench-list: venv system
 	$(PY) bench/list_bench.py
+
+bench-dashboard: venv system
+	$(PY) bench/dashboard_bench.py
 
 bench-operator: venv system tools
 	$(PY) bench/operator_bench.py

@@ -165,9 +165,11 @@ class RecordingService(ApiService):
 
 
 # The dashboard's own operations (docs/dashboard.md): its overview of every queue's counts, a
-# queue's throughput chart, and key management, which REST and gRPC do not offer (yet).
+# queue's throughput and wait charts and worker pools, and key management, which REST and gRPC
+# do not offer (yet).
 DASHBOARD_ONLY = frozenset({
-    "authenticate_digest", "overview", "throughput", "keys", "create_key", "revoke_key",
+    "authenticate_digest", "overview", "throughput", "throughputs", "wait", "worker_pools",
+    "keys", "create_key", "revoke_key",
 })
 # Every operation of the service, but the two every call and /readyz make.
 OPERATIONS = frozenset(

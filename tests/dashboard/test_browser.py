@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -17,6 +18,8 @@ from playwright.async_api import Browser, Page, ViewportSize, async_playwright, 
 
 from taskq import TaskContext
 from taskq.client import Client
+from taskq.models import PoolReport, ScalingDecision
+from taskq.store.pools import forget_worker_pool, record_worker_pool
 from taskq.worker.registry import Registry
 from tests.conftest import MakeQueue
 from tests.dashboard.conftest import MakeKey
@@ -89,7 +92,7 @@ async def test_sign_in_watch_a_worker_drain_a_queue_live_and_sign_out(
     await expect(succeeded).to_have_text("12", timeout=10_000)
     assert await page.evaluate("window.sameDocument") is True
     await page.get_by_role("link", name=queue.full_name).click()
-    await expect(page.locator(".chart figcaption")).to_contain_text("12 succeeded and 0 dead")
+    await expect(page.locator("#throughput figcaption")).to_contain_text("12 succeeded and 0 dead")
     await shot(page, "queue")
 
     await page.get_by_role("button", name="Sign out").click()
@@ -282,3 +285,58 @@ async def test_an_admin_makes_a_key_sees_its_secret_once_and_revokes_it(
     await expect(page.get_by_role("status")).to_contain_text(f"Revoked the key {name}")
     assert await pool.fetchval(
         "SELECT revoked_at IS NOT NULL FROM taskq.api_keys WHERE name = $1", name)
+
+
+async def test_the_queue_page_shows_the_pools_serving_it_and_follows_their_replicas(
+    page: Page, dashboard_url: str, make_key: MakeKey, make_queue: MakeQueue, client: Client,
+    pool: asyncpg.Pool,
+) -> None:
+    queue = await make_queue()
+    for n in range(4):
+        await client.enqueue(queue.full_name, "t", {"n": n})
+    for task in await claim(pool, queue, limit=4):
+        await finish(pool, task, "succeeded")
+    serving = PoolReport(
+        namespace=queue.namespace, name="resizers", queues=(queue.name,), autoscaling="Builtin",
+        min_replicas=0, max_replicas=5, desired=3, replicas=3, ready=1,
+    )
+    woke = ScalingDecision(
+        at=datetime.now(UTC), from_replicas=0, to_replicas=3, reason="WakeFromZero",
+        message="15 tasks (ready 15 + running 0) at 5 per replica need 3; waking from zero",
+    )
+    await record_worker_pool(client.pool, serving, [woke])
+    try:
+        await sign_in(page, dashboard_url, await make_key("viewer", [queue.namespace]))
+        # the overview's row has its last hour drawn
+        await page.goto(f"{dashboard_url}/dashboard/?namespace={queue.namespace}")
+        spark = page.get_by_role("img", name=f"{queue.full_name}: last 61 minutes")
+        await expect(spark).to_be_visible()
+        await expect(spark).to_have_accessible_name(re.compile("4 succeeded, 0 dead"))
+
+        await page.goto(f"{dashboard_url}/dashboard/queues/{queue.full_name}")
+        await expect(page.get_by_role("heading", name="Worker pools")).to_be_visible()
+        await expect(
+            page.get_by_role("heading", name=f"{queue.namespace}/resizers")
+        ).to_be_visible()
+        decisions = page.get_by_role("table", name=re.compile("last decisions for resizers"))
+        await expect(decisions.get_by_role("row")).to_have_count(2)
+        await expect(decisions).to_contain_text("0 → 3")
+        await expect(decisions).to_contain_text("WakeFromZero")
+        wait = page.get_by_role("img", name=re.compile("Wait from due to start"))
+        await expect(wait).to_be_visible()
+        replicas = page.locator('[data-pool="replicas"]')
+        await expect(replicas).to_have_text("1 ready of 3, 3 desired")
+        await shot(page, "queue-pools")
+
+        # the operator records the pods becoming ready and a scale up: the page follows
+        grew = woke.model_copy(update={
+            "at": datetime.now(UTC), "from_replicas": 3, "to_replicas": 5, "reason": "ScaleUp",
+        })
+        await record_worker_pool(
+            client.pool, serving.model_copy(update={"desired": 5, "ready": 3}), [grew]
+        )
+        await expect(replicas).to_have_text("3 ready of 3, 5 desired")
+        await expect(decisions.get_by_role("row")).to_have_count(3)
+        await expect(decisions.get_by_role("row").nth(1)).to_contain_text("ScaleUp")
+    finally:
+        await forget_worker_pool(client.pool, queue.namespace, "resizers")

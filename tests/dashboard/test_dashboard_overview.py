@@ -4,6 +4,8 @@ updates by Server-Sent Events; over real sockets, on the real server and databas
 from __future__ import annotations
 
 import asyncio
+import html
+import itertools
 import re
 import time
 
@@ -11,10 +13,24 @@ import asyncpg
 import httpx
 
 from taskq.client import Client
+from taskq_api.service.operations import OVERVIEW_PAGE
 from tests.api.conftest import running_api
 from tests.conftest import MakeQueue
 from tests.dashboard.conftest import SESSION_SECRET, MakeKey, server_events, sign_in
 from tests.integration.helpers import claim, finish
+
+_pages = itertools.count()
+
+
+async def _every_page(web: httpx.AsyncClient) -> str:
+    """The overview's pages, one after the other (the session's database holds many queues)."""
+    pages, path = [], "/dashboard/"
+    while path:
+        page = html.unescape((await web.get(path)).text)
+        pages.append(page)
+        later = re.search(r'href="(/dashboard/\?after=[^"]+)">Queues after', page)
+        path = later.group(1) if later else ""
+    return "".join(pages)
 
 
 def _row(html: str, queue: str) -> dict[str, str]:
@@ -48,6 +64,10 @@ async def test_the_overview_shows_each_visible_queue_with_its_counts(
     assert "paused" in page
     assert other.full_name not in page  # outside the key's namespaces
     assert running.id
+    # the row's chart of the last hour: one polyline of finished tasks, one of the dead
+    spark = f'aria-label="{queue.full_name}: last 61 minutes: 0 succeeded, 1 dead, at most 1 a'
+    assert spark in page
+    assert '<polyline class="dead"' in page
 
 
 async def test_the_namespace_filter_shows_that_namespace_only(
@@ -57,7 +77,7 @@ async def test_the_namespace_filter_shows_that_namespace_only(
     await sign_in(web, await make_key("viewer", None))
 
     filtered = (await web.get(f"/dashboard/?namespace={one.namespace}")).text
-    everything = (await web.get("/dashboard/")).text
+    everything = await _every_page(web)
 
     assert one.full_name in filtered
     assert two.full_name not in filtered
@@ -140,3 +160,27 @@ async def test_a_server_shutting_down_ends_its_live_streams_at_once(
             ended = time.monotonic() - began
     assert ended < 5  # a tick, not the 30 s grace
     assert "signed-out" not in rest
+
+
+async def test_the_overview_shows_queues_a_page_at_a_time(
+    web: httpx.AsyncClient, make_key: MakeKey, client: Client,
+) -> None:
+    namespace = f"paged{next(_pages)}"
+    names = [f"{namespace}/q{n:02d}" for n in range(OVERVIEW_PAGE + 2)]
+    for name in names:
+        await client.ensure_queue(name)
+    await sign_in(web, await make_key("viewer", [namespace]))
+
+    first = html.unescape((await web.get("/dashboard/")).text)
+    shown = re.findall(r'<tr data-queue="([^"]+)"', first)
+    assert shown == names[:OVERVIEW_PAGE]
+    assert first.count("<polyline") >= OVERVIEW_PAGE  # each row's last hour
+    later = re.search(r'href="(/dashboard/\?after=[^"]+)">Queues after', first)
+    assert later is not None
+    assert "First queues" not in first
+
+    second = html.unescape((await web.get(later.group(1))).text)
+    assert re.findall(r'<tr data-queue="([^"]+)"', second) == names[OVERVIEW_PAGE:]
+    assert "First queues" in second
+    assert "Queues after" not in second
+    assert f"events/overview?after={names[OVERVIEW_PAGE - 1]}" in second.replace("%2F", "/")

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import html
+from datetime import UTC, datetime
 
 import asyncpg
 import httpx
 
 from taskq.client import Client
-from taskq.models import QueueInfo
+from taskq.models import PoolReport, QueueInfo, ScalingDecision
+from taskq.store.pools import forget_worker_pool, record_worker_pool
 from tests.conftest import MakeQueue
 from tests.dashboard.conftest import MakeKey, server_events, sign_in
 from tests.integration.helpers import claim, finish
@@ -44,6 +46,8 @@ async def test_the_queue_page_shows_settings_counts_and_dead_letters_with_their_
         assert f"CardDeclined: #{task_id}" in page
     assert "Over the last 61 minutes: 0 succeeded and 2 dead" in page  # the throughput chart
     assert '<rect class="dead"' in page
+    assert "No task succeeded in the last 61 minutes." in page  # the wait chart
+    assert "Worker pools" not in page  # no operator recorded any: absent, not broken
     for action in ("Pause", "Replay selected", "Replay all", f"Replay task {dead[0]}"):
         assert action in page
 
@@ -191,4 +195,46 @@ async def test_the_queue_counts_arrive_live(
                     charts.append(data.partition("\n")[0])
 
     assert readies == ["0", "1"]
-    assert charts == ["throughput"]  # with the first counts, then every 30 s
+    # with the first counts, then every 30 s: the charts; the pools (none here) once, as they
+    # change
+    assert charts == ["pools", "throughput", "wait"]
+
+
+async def test_the_pools_serving_the_queue_show_with_the_autoscalers_decisions(
+    web: httpx.AsyncClient, make_key: MakeKey, make_queue: MakeQueue, client: Client,
+    pool: asyncpg.Pool,
+) -> None:
+    queue = await make_queue()
+    for n in range(3):
+        await client.enqueue(queue.full_name, "t", {"n": n})
+    for task in await claim(pool, queue, limit=3):
+        await finish(pool, task, "succeeded")
+    serving = PoolReport(
+        namespace=queue.namespace, name="mailers", queues=(queue.name, "other"),
+        autoscaling="Builtin", min_replicas=0, max_replicas=5, desired=3, replicas=3, ready=2,
+    )
+    decision = ScalingDecision(
+        at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), from_replicas=0, to_replicas=3,
+        reason="WakeFromZero", message="15 tasks (ready 15 + running 0) at 5 per replica need 3",
+    )
+    await record_worker_pool(client.pool, serving, [decision])
+    await record_worker_pool(
+        client.pool, serving.model_copy(update={"name": "elsewhere", "queues": ("x",)}), []
+    )
+    await sign_in(web, await make_key("viewer", [queue.namespace]))
+
+    page = html.unescape((await web.get(f"/dashboard/queues/{queue.full_name}")).text)
+
+    assert '<h2 id="worker-pools">Worker pools</h2>' in page
+    assert f"{queue.namespace}/mailers" in page
+    assert "elsewhere" not in page
+    assert "2 ready of 3, 3 desired" in page
+    assert "Builtin, 0 to 5" in page
+    assert "0 → 3" in page
+    assert "WakeFromZero" in page
+    assert "at 5 per replica need 3" in page
+    # the wait chart has the three tasks
+    assert "succeeded tasks waited from due to start a median of" in page
+    assert '<polyline class="p50"' in page
+    await forget_worker_pool(client.pool, queue.namespace, "mailers")
+    await forget_worker_pool(client.pool, queue.namespace, "elsewhere")

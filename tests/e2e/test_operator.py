@@ -26,6 +26,7 @@ from examples.webhook_receiver import WebhookReceiver
 
 from taskq import BackoffPolicy, QueueSettings, TaskRequest
 from taskq.client import connect
+from taskq.models import WorkerPoolInfo
 from tests.queue_settings import assert_stored, other_settings, taskqueue_spec
 
 from . import cluster
@@ -348,6 +349,47 @@ def test_workerpool_scales_with_depth_and_back_to_zero(
         worker.terminate()
         worker.wait(30)
     assert "taskq_workerpool_desired_replicas" in operator.metrics()
+
+
+def recorded_pools(dsn: str, queue: str) -> list[WorkerPoolInfo]:
+    async def run() -> list[WorkerPoolInfo]:
+        async with await connect(dsn) as client:
+            return await client.worker_pools(queue)
+
+    return asyncio.run(run())
+
+
+def test_a_pools_scaling_is_recorded_in_its_queues_database_for_the_dashboard(
+    kubeconfig: Path, namespace: str, operator: Operator, dsn: str
+) -> None:
+    queue = f"{namespace}/thumbnails"
+    apply(kubeconfig, namespace, example("taskqueue.yaml"))
+    wait_for(lambda: ready(kubeconfig, namespace, "taskqueue", "thumbnails"), "queue Ready")
+    apply(kubeconfig, namespace, example("workerpool.yaml"))
+    (idle,) = wait_for(lambda: recorded_pools(dsn, queue), "the pool recorded")
+    assert (idle.name, idle.queues, idle.desired) == ("thumbnailers", ("thumbnails",), 0)
+
+    enqueue(dsn, queue, 1000)
+    wait_for(
+        lambda: [p for p in recorded_pools(dsn, queue) if p.ready == 5],
+        "5 ready replicas recorded (kwok)",
+        limit=30,
+    )
+    (pool,) = recorded_pools(dsn, queue)
+    assert (pool.desired, pool.replicas, pool.autoscaling) == (5, 5, "Builtin")
+    decision = pool.decisions[0]
+    assert (decision.from_replicas, decision.to_replicas) == (0, 5)
+    assert decision.reason == "WakeFromZero"
+    assert "1000 tasks (ready 1000 + running 0)" in decision.message
+    found = get(kubeconfig, namespace, "workerpool", "thumbnailers")
+    assert found is not None
+    assert found["status"]["lastScaleReason"] == decision.reason
+
+    cluster.kubectl(
+        "-n", namespace, "delete", "workerpool", "thumbnailers", "--wait=true",
+        kubeconfig=kubeconfig,
+    )
+    wait_for(lambda: recorded_pools(dsn, queue) == [], "the record removed with the pool")
 
 
 def test_deletion_policy(kubeconfig: Path, namespace: str, operator: Operator, dsn: str) -> None:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -20,10 +20,11 @@ from taskq.auth import ApiKey, Grants
 from taskq.client import Client, create_pool
 from taskq.maintenance.ports import MaintenanceMetrics
 from taskq.maintenance.runner import MaintenanceRunner, default_services
-from taskq.models import QueueInfo, QueueSettings, QueueStats
+from taskq.models import PoolReport, QueueInfo, QueueSettings, QueueStats, ScalingDecision
 from taskq.names import QueueName
 from taskq.schedules import ScheduleSpec
 from taskq.store import keys as key_store
+from taskq.store import pools as pool_store
 from taskq.store import queues as queue_store
 from taskq.store import schedules as schedule_store
 from taskq.store import webhooks as webhook_store
@@ -94,6 +95,14 @@ class QueueDatabase:
                 await webhook_store.delete_declared_webhooks(
                     conn, declared_by, name, list(webhooks)
                 )
+
+    async def record_pool(self, pool: PoolReport, decisions: Sequence[ScalingDecision]) -> None:
+        with translated():
+            await pool_store.record_worker_pool(self._client.pool, pool, decisions)
+
+    async def forget_pool(self, namespace: str, name: str) -> None:
+        with translated():
+            await pool_store.forget_worker_pool(self._client.pool, namespace, name)
 
 
 class KeyDatabase:

@@ -39,10 +39,13 @@ from taskq.models import (
     TaskRequest,
     TaskState,
     ThroughputMinute,
+    WaitMinute,
+    WorkerPoolInfo,
     setting_fields,
 )
 from taskq.names import QueueName
 from taskq.schedules import ScheduleSpec
+from taskq.store import pools as pool_store
 from taskq.store import queues as queue_store
 from taskq.store import schedules as schedule_store
 from taskq.store import tasks as task_store
@@ -61,6 +64,10 @@ _Found = TypeVar("_Found")
 MAX_LIST_LIMIT = 10_000
 # A throughput chart covers a day at most: each minute is a range of the finished-tasks index.
 MAX_THROUGHPUT_MINUTES = 24 * 60
+# A wait chart's sample: at most this many tasks per minute (each one read from the heap), by
+# default and at most (taskq.queue_wait refuses more).
+WAIT_SAMPLE = 200
+MAX_WAIT_SAMPLE = 10_000
 # Task ids whose queue a client remembers (the most recently looked up): a task never changes
 # queue, and neither task nor queue ids are used twice, so what is remembered stays true while
 # the task exists. A watch, a wait, or a read then its history find the queue once.
@@ -235,22 +242,54 @@ class Client:
             raise SchemaMissingError
         return version
 
-    async def queue_stats(self, queue: str) -> QueueStats:
-        info = await self.get_queue(queue)
-        with translated(queue):
+    async def queue_stats(self, queue: str | QueueInfo) -> QueueStats:
+        """The queue's depth; given a QueueInfo (as list_queues returns), without looking the
+        queue up again (a queue dropped since then counts nothing)."""
+        info = queue if isinstance(queue, QueueInfo) else await self.get_queue(queue)
+        with translated(info.full_name):
             return await queue_store.queue_stats(self.pool, info.id)
 
-    async def queue_throughput(self, queue: str, minutes: int = 60) -> list[ThroughputMinute]:
+    async def queue_throughput(
+        self, queue: str | QueueInfo, minutes: int = 60, *, since: datetime | None = None
+    ) -> list[ThroughputMinute]:
         """Tasks that finished succeeded or dead in each of the last `minutes` whole minutes
-        and the current one, oldest first (counted from the finished-tasks index: fine per
-        page view, not per second)."""
+        and the current one, oldest first; or, given `since`, in each minute from its minute
+        to the current one (counted from the finished-tasks index, one range per outcome:
+        fine per page view, not per second)."""
         if not 1 <= minutes <= MAX_THROUGHPUT_MINUTES:
             raise InvalidArgumentError(
                 "minutes", f"{minutes}: ask for 1 to {MAX_THROUGHPUT_MINUTES} minutes"
             )
-        info = await self.get_queue(queue)
-        with translated(queue):
+        info = queue if isinstance(queue, QueueInfo) else await self.get_queue(queue)
+        with translated(info.full_name):
+            if since is not None:
+                return await queue_store.queue_throughput_since(self.pool, info.id, since)
             return await queue_store.queue_throughput(self.pool, info.id, minutes)
+
+    async def queue_wait(
+        self, queue: str | QueueInfo, minutes: int = 60, *, sample: int = WAIT_SAMPLE
+    ) -> list[WaitMinute]:
+        """How long succeeded tasks waited from due to start, per minute of finishing over the
+        last `minutes` whole minutes and the current one, oldest first: the median and 95th
+        percentile of at most `sample` tasks a minute (the first to finish in it)."""
+        if not 1 <= minutes <= MAX_THROUGHPUT_MINUTES:
+            raise InvalidArgumentError(
+                "minutes", f"{minutes}: ask for 1 to {MAX_THROUGHPUT_MINUTES} minutes"
+            )
+        if not 1 <= sample <= MAX_WAIT_SAMPLE:
+            raise InvalidArgumentError(
+                "sample", f"{sample}: ask for 1 to {MAX_WAIT_SAMPLE} tasks a minute"
+            )
+        info = queue if isinstance(queue, QueueInfo) else await self.get_queue(queue)
+        with translated(info.full_name):
+            return await queue_store.queue_wait(self.pool, info.id, minutes, sample)
+
+    async def worker_pools(self, queue: str) -> list[WorkerPoolInfo]:
+        """The worker pools the operator recorded as serving the queue, by name (none without
+        an operator)."""
+        name = QueueName.parse(queue)
+        with translated(queue):
+            return await pool_store.worker_pools_serving(self.pool, name.namespace, name.name)
 
     # -- producing --------------------------------------------------------------------------
 

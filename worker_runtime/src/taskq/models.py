@@ -289,6 +289,57 @@ class ThroughputMinute(BaseModel):
     dead: int
 
 
+class WaitMinute(BaseModel):
+    """How long succeeded tasks that finished in one minute waited from due (enqueued, or the
+    end of their delay or backoff) to the start of the attempt that succeeded, from a sample of
+    `sampled` of them; None in a minute without any."""
+
+    model_config = ConfigDict(frozen=True)
+
+    minute: datetime
+    sampled: int
+    p50_s: float | None
+    p95_s: float | None
+
+
+class ScalingDecision(BaseModel):
+    """One change of a WorkerPool's replicas by the operator: when, from how many to how many,
+    and why (the autoscaler's reason word and message)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    at: datetime
+    from_replicas: int
+    to_replicas: int
+    reason: str
+    message: str
+
+
+class PoolReport(BaseModel):
+    """A WorkerPool as the operator sees it: the queues it serves (in its namespace), its
+    autoscaling mode and bounds, the replicas it wants, has and has ready."""
+
+    model_config = ConfigDict(frozen=True)
+
+    namespace: str
+    name: str
+    queues: tuple[str, ...]
+    autoscaling: str
+    min_replicas: int
+    max_replicas: int
+    desired: int
+    replicas: int
+    ready: int
+
+
+class WorkerPoolInfo(PoolReport):
+    """A pool as the operator last recorded it in the queues' database (taskq.worker_pools),
+    with its last scaling decisions, newest first."""
+
+    decisions: tuple[ScalingDecision, ...]
+    updated_at: datetime
+
+
 @dataclass(frozen=True, slots=True)
 class TaskRequest:
     """One task to enqueue. None means the queue's default."""

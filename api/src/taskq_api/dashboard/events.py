@@ -15,11 +15,16 @@ from starlette.responses import Response, StreamingResponse
 
 from taskq.auth import ApiKey
 from taskq.errors import DatabaseUnavailableError, SchemaMissingError, TaskqError
-from taskq_api.dashboard.chart import chart
+from taskq_api.dashboard.chart import Sparkline, chart, wait_chart
 from taskq_api.dashboard.context import Visit, dashboard, service, visit
-from taskq_api.dashboard.overview import namespace_filter
+from taskq_api.dashboard.overview import namespace_filter, page_after, sparklines
 from taskq_api.dashboard.tasks import path_task_id, task_context
-from taskq_api.service import DATABASE_UNAVAILABLE_DETAIL, ApiError, NotAuthenticatedError
+from taskq_api.service import (
+    DATABASE_UNAVAILABLE_DETAIL,
+    WAIT_SAMPLE,
+    ApiError,
+    NotAuthenticatedError,
+)
 
 # The throughput chart is drawn again every this many ticks (30 s).
 CHART_EVERY = 15
@@ -71,13 +76,20 @@ async def _live(request: Request, found: Visit, produce: Produce) -> Response:
 
 async def overview_events(request: Request) -> Response:
     found = await visit(request)
-    namespace = namespace_filter(request)
+    namespace, after = namespace_filter(request), page_after(request)
     pages = dashboard(request).pages
     base = str(request.scope.get("root_path") or "")
+    ticks = itertools.count()
+    sparks: dict[str, Sparkline] = {}
 
     async def produce(key: ApiKey) -> Mapping[str, str]:
-        overview = await service(request).overview(key, namespace)
-        return {"queue-rows": pages.fragment("_queue_rows.html", base=base, overview=overview)}
+        api = service(request)
+        overview = await api.overview(key, namespace, after)
+        if next(ticks) % CHART_EVERY == 0:  # every queue's hour: not every tick
+            sparks.clear()
+            sparks.update(sparklines(await api.throughputs(key, namespace, after)))
+        html = pages.fragment("_queue_rows.html", base=base, overview=overview, sparks=sparks)
+        return {"queue-rows": html}
 
     return await _live(request, found, produce)
 
@@ -86,15 +98,24 @@ async def queue_events(request: Request) -> Response:
     found = await visit(request)
     namespace, name = request.path_params["namespace"], request.path_params["name"]
     pages = dashboard(request).pages
+    base = str(request.scope.get("root_path") or "")
     ticks = itertools.count()
 
     async def produce(key: ApiKey) -> Mapping[str, str]:
         api = service(request)
         queue = await api.queue(key, namespace, name)
-        parts = {"queue-counts": pages.fragment("_queue_counts.html", queue=queue)}
+        pools = await api.worker_pools(key, namespace, name)
+        parts = {
+            "queue-counts": pages.fragment("_queue_counts.html", queue=queue),
+            "pools": pages.fragment("_pools.html", pools=pools, base=base),
+        }
         if next(ticks) % CHART_EVERY == 0:  # an hour of counts: not every tick
             minutes = await api.throughput(key, namespace, name)
             parts["throughput"] = pages.fragment("_throughput.html", chart=chart(minutes))
+            waits = await api.wait(key, namespace, name)
+            parts["wait"] = pages.fragment(
+                "_wait.html", wait=wait_chart(waits), wait_sample=WAIT_SAMPLE
+            )
         return parts
 
     return await _live(request, found, produce)

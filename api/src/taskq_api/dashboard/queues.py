@@ -1,5 +1,5 @@
-"""A queue's page: its settings and counts (live), its dead letters with replay, and pause or
-resume for keys that may."""
+"""A queue's page: its settings and counts (live), its throughput and wait charts, the worker
+pools serving it, its dead letters with replay, and pause or resume for keys that may."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from starlette.responses import Response
 
 from taskq.errors import InvalidArgumentError
 from taskq_api.dashboard.actions import done, posted, unconfirmed
-from taskq_api.dashboard.chart import chart
+from taskq_api.dashboard.chart import chart, wait_chart
 from taskq_api.dashboard.context import page, service, visit
+from taskq_api.service import WAIT_SAMPLE
 
 # Dead letters per page of the queue's page (older ones: the next page, by cursor).
 DEAD_PAGE = 25
@@ -33,8 +34,11 @@ async def queue_page(request: Request) -> Response:
         cursor=request.query_params.get("cursor") or None,
     )
     minutes = await api.throughput(found.key, namespace, name)
+    waits = await api.wait(found.key, namespace, name)
+    pools = await api.worker_pools(found.key, namespace, name)
     return page(
         request, "queue.html", found, queue=queue, dead=dead, chart=chart(minutes),
+        wait=wait_chart(waits), wait_sample=WAIT_SAMPLE, pools=pools,
         may_write=found.may_write(namespace),
         first_page=not request.query_params.get("cursor"),
     )

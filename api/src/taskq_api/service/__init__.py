@@ -30,6 +30,7 @@ from taskq_api.service.operations import (
 from taskq_api.service.ratelimit import RateLimiter
 from taskq_api.service.schedules import PutSchedule, ScheduleView
 from taskq_api.service.submissions import MAX_CORRELATION_ID, delay_until
+from taskq_api.service.throughput import WAIT_SAMPLE
 from taskq_api.service.views import Overview, QueueDetails, TaskDetails, TaskPage, TaskView
 from taskq_api.service.waiting import FINISHED_STATES
 
@@ -46,6 +47,7 @@ __all__ = [
     "MAX_LIST_LIMIT",
     "OBSERVATION_SCOPE_KEY",
     "QUEUE_REQUIRED",
+    "WAIT_SAMPLE",
     "ApiError",
     "ApiService",
     "CachedKeyStore",

@@ -16,11 +16,11 @@ import base64
 import binascii
 import math
 import re
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final, get_args
+from typing import Any, Final, TypeVar, get_args
 
 from taskq import tracing
 from taskq.auth import Action, ApiKey, KeyAdmin, KeyStore, Role
@@ -29,7 +29,6 @@ from taskq.errors import (
     InvalidArgumentError,
     ScheduleExistsError,
     UnknownApiKeyError,
-    UnknownQueueError,
     UnknownTaskError,
 )
 from taskq.models import (
@@ -41,6 +40,8 @@ from taskq.models import (
     TaskRequest,
     TaskState,
     ThroughputMinute,
+    WaitMinute,
+    WorkerPoolInfo,
 )
 from taskq.names import check_label
 from taskq_api.service.errors import (
@@ -53,6 +54,7 @@ from taskq_api.service.groupcommit import GroupCommit
 from taskq_api.service.ratelimit import RateLimiter
 from taskq_api.service.schedules import PutSchedule, ScheduleView, schedule_spec, schedule_view
 from taskq_api.service.submissions import check_correlation_ids
+from taskq_api.service.throughput import CHART_MINUTES, ThroughputCache
 from taskq_api.service.views import Overview, QueueDetails, TaskDetails, TaskPage, TaskView
 from taskq_api.service.waiting import FINISHED_STATES, changed, reads
 
@@ -67,6 +69,10 @@ QUEUE_REQUIRED: Final = (
     "(tasks live in per-queue partitions; listing across queues is not supported)"
 )
 _STATES: Final = get_args(TaskState)
+# The overview's page: its queues and their counts are read at once, OVERVIEW_READS at a time.
+OVERVIEW_PAGE: Final = 50
+OVERVIEW_READS: Final = 4
+_T = TypeVar("_T")
 _MAX_TASK_ID: Final = 2**63 - 1
 
 _WHAT_NEEDS = {
@@ -104,6 +110,7 @@ class ApiService:
         self.max_wait = max_wait
         self._limiter = limiter  # None: no request rate per key
         self._groups = GroupCommit(client)
+        self._throughput = ThroughputCache(client)
 
     # -- keys -------------------------------------------------------------------------------
 
@@ -364,34 +371,68 @@ class ApiService:
         self._require(key, Action.READ, None)
         return [q for q in await self._client.list_queues() if key.may(Action.READ, q.namespace)]
 
-    async def overview(self, key: ApiKey, namespace: str | None = None) -> Overview:
-        """Every queue the key reads, or those of `namespace`, each with its depth: one read of
-        the queues, then one of each queue's counts. A queue dropped meanwhile is left out."""
+    async def overview(
+        self, key: ApiKey, namespace: str | None = None, after: str | None = None
+    ) -> Overview:
+        """A page of the queues the key reads (or those of `namespace`), OVERVIEW_PAGE at most,
+        by namespace and name after the queue `after`, each with its depth: one read of the
+        queues, then one of each queue's counts, OVERVIEW_READS at once. A page bounds what one
+        view costs whatever the number of queues (docs/dashboard.md)."""
+        visible, page, next_after = await self._overview_page(key, namespace, after)
+        details = await _bounded([self._queue_details(info) for info in page])
+        return Overview(
+            namespaces=sorted({info.namespace for info in visible}),
+            queues=details,
+            after=after,
+            next_after=next_after,
+        )
+
+    async def _overview_page(
+        self, key: ApiKey, namespace: str | None, after: str | None
+    ) -> tuple[list[QueueInfo], list[QueueInfo], str | None]:
         if namespace is not None:
             check_label(namespace, "namespace")
         visible = await self.queues(key)
-        details = []
-        for info in visible:
-            if namespace is None or info.namespace == namespace:
-                try:
-                    details.append(await self._queue_details(info))
-                except UnknownQueueError:
-                    continue
-        return Overview(
-            namespaces=sorted({info.namespace for info in visible}), queues=details
-        )
+        chosen = [
+            info
+            for info in visible
+            if (namespace is None or info.namespace == namespace)
+            and (after is None or info.full_name > after)
+        ]
+        page = chosen[:OVERVIEW_PAGE]
+        more = len(chosen) > OVERVIEW_PAGE
+        return visible, page, page[-1].full_name if more else None
 
     async def queue(self, key: ApiKey, namespace: str, name: str) -> QueueDetails:
         queue = self._queue(key, Action.READ, namespace, name)
         return await self._queue_details(await self._client.get_queue(queue))
 
-    async def throughput(
-        self, key: ApiKey, namespace: str, name: str, minutes: int = 60
-    ) -> list[ThroughputMinute]:
-        """Tasks that finished succeeded or dead in each of the last `minutes` minutes and the
-        current one, oldest first."""
+    async def throughput(self, key: ApiKey, namespace: str, name: str) -> list[ThroughputMinute]:
+        """Tasks that finished succeeded or dead in each of the last 60 minutes and the
+        current one, oldest first (finished minutes remembered: service/throughput.py)."""
         queue = self._queue(key, Action.READ, namespace, name)
-        return await self._client.queue_throughput(queue, minutes)
+        return await self._throughput.last_hour(await self._client.get_queue(queue))
+
+    async def throughputs(
+        self, key: ApiKey, namespace: str | None = None, after: str | None = None
+    ) -> dict[str, list[ThroughputMinute]]:
+        """throughput() of each queue of the overview's page (the same arguments), by queue
+        name: for its charts."""
+        _visible, page, _next = await self._overview_page(key, namespace, after)
+        hours = await _bounded([self._throughput.last_hour(info) for info in page])
+        return {info.full_name: hour for info, hour in zip(page, hours, strict=True)}
+
+    async def wait(self, key: ApiKey, namespace: str, name: str) -> list[WaitMinute]:
+        """How long succeeded tasks waited from due to start, per minute of the last 60 and
+        the current one (a sample of at most WAIT_SAMPLE tasks a minute)."""
+        queue = self._queue(key, Action.READ, namespace, name)
+        return await self._client.queue_wait(queue, CHART_MINUTES)
+
+    async def worker_pools(self, key: ApiKey, namespace: str, name: str) -> list[WorkerPoolInfo]:
+        """The worker pools serving the queue as the operator last recorded them (none
+        without an operator)."""
+        queue = self._queue(key, Action.READ, namespace, name)
+        return await self._client.worker_pools(queue)
 
     async def set_paused(
         self, key: ApiKey, namespace: str, name: str, *, paused: bool
@@ -499,7 +540,7 @@ class ApiService:
         return _details(key, info, await self._client.task_attempts(info.id))
 
     async def _queue_details(self, info: QueueInfo) -> QueueDetails:
-        stats = await self._client.queue_stats(info.full_name)
+        stats = await self._client.queue_stats(info)
         return QueueDetails(
             queue=info.full_name,
             namespace=info.namespace,
@@ -508,6 +549,18 @@ class ApiService:
             settings=info.settings,
             stats=stats,
         )
+
+
+async def _bounded(reads: Sequence[Awaitable[_T]]) -> list[_T]:
+    """The reads' results in order, OVERVIEW_READS at a time (each on a connection of its
+    own): the rest of the server keeps connections meanwhile."""
+    limit = asyncio.Semaphore(OVERVIEW_READS)
+
+    async def one(read: Awaitable[_T]) -> _T:
+        async with limit:
+            return await read
+
+    return list(await asyncio.gather(*(one(read) for read in reads)))
 
 
 def _within(key: ApiKey, namespaces: Sequence[str] | None) -> bool:

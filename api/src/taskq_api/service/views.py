@@ -54,5 +54,9 @@ class Overview(BaseModel):
     namespaces: list[str]
     """Every namespace holding a queue the key reads, whatever the filter."""
     queues: list[QueueDetails]
-    """The queues of the namespace asked for (all of them without one), by namespace and
-    name."""
+    """A page of the queues of the namespace asked for (all of them without one), by
+    namespace and name."""
+    after: str | None = None
+    """The queue this page starts after (None: the first page)."""
+    next_after: str | None = None
+    """The last queue of this page, where the next one starts; None on the last page."""

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from taskq.auth import ApiKey, Grants
-from taskq.models import QueueInfo, QueueSettings, QueueStats
+from taskq.models import PoolReport, QueueInfo, QueueSettings, QueueStats, ScalingDecision
 from taskq.schedules import ScheduleSpec
 from taskq.store.keys import DeclaredKey
 from taskq.store.schedules import ScheduleInfo
@@ -63,6 +63,16 @@ class QueueDatabase(Protocol):
         self, queue: str, declared_by: str, webhooks: dict[str, WebhookSpec]
     ) -> None:
         """The queue's webhooks declared by `declared_by` become exactly these (by name)."""
+        ...
+
+    async def record_pool(self, pool: PoolReport, decisions: Sequence[ScalingDecision]) -> None:
+        """Record the pool as it is now in taskq.worker_pools, with these new decisions
+        (newest first), for the dashboard."""
+        ...
+
+    async def forget_pool(self, namespace: str, name: str) -> None:
+        """Remove the pool's record (it was deleted, or its queues moved to another
+        database)."""
         ...
 
 

@@ -22,7 +22,40 @@ SELECT * FROM taskq.queues ORDER BY namespace, name
 SELECT * FROM taskq.queue_stats(p_queue_id => $1)
 
 -- name: queue_throughput
-SELECT minute, succeeded, dead FROM taskq.queue_throughput(p_queue_id => $1, p_minutes => $2)
+-- Tasks of a queue that finished succeeded or dead in each whole minute from $2's minute to the
+-- current one, oldest first (migration 0024: one range of tasks_finished_idx per outcome).
+SELECT minute, succeeded, dead FROM taskq.queue_throughput(p_queue_id => $1, p_since => $2)
+
+-- name: queue_throughput_minutes
+-- queue_throughput over the last $2 whole minutes and the current one, by the database's clock.
+SELECT minute, succeeded, dead
+  FROM taskq.queue_throughput(p_queue_id => $1,
+                              p_since => now() - make_interval(mins => $2::int))
+
+-- name: queue_wait
+-- The wait (due to start) of succeeded tasks per minute of finishing over the last $2 whole
+-- minutes and the current one, from at most $3 tasks a minute (migration 0024).
+SELECT minute, sampled, p50_s, p95_s
+  FROM taskq.queue_wait(p_queue_id => $1, p_since => now() - make_interval(mins => $2::int),
+                        p_sample => $3)
+
+-- name: record_worker_pool
+-- A WorkerPool as the operator sees it, with its new scaling decisions (newest first).
+SELECT taskq.record_worker_pool(
+       p_namespace => $1, p_name => $2, p_queues => $3, p_autoscaling => $4,
+       p_min_replicas => $5, p_max_replicas => $6, p_desired => $7, p_replicas => $8,
+       p_ready => $9, p_decisions => $10::jsonb)
+
+-- name: forget_worker_pool
+DELETE FROM taskq.worker_pools WHERE namespace = $1 AND name = $2
+
+-- name: worker_pools_serving
+-- The pools that serve queue $1/$2, by name.
+SELECT namespace, name, queues, autoscaling, min_replicas, max_replicas, desired, replicas,
+       ready, decisions, updated_at
+  FROM taskq.worker_pools
+ WHERE namespace = $1 AND $2 = ANY(queues)
+ ORDER BY name
 
 -- name: schema_version
 -- readiness: the database answers and the taskq schema is installed (the newest migration)

@@ -1014,27 +1014,80 @@ BEGIN
                   WHERE d.queue_id = v_queue_id AND d.id = ANY(p_ids);
 END $$;
 
--- FUNCTION: queue_throughput(integer, integer)
+-- FUNCTION: queue_throughput(integer, timestamp with time zone)
 
-CREATE FUNCTION taskq.queue_throughput(p_queue_id integer, p_minutes integer) RETURNS TABLE(minute timestamp with time zone, succeeded bigint, dead bigint)
+CREATE FUNCTION taskq.queue_throughput(p_queue_id integer, p_since timestamp with time zone) RETURNS TABLE(minute timestamp with time zone, succeeded bigint, dead bigint)
     LANGUAGE plpgsql STABLE
     SET plan_cache_mode TO 'force_custom_plan'
     AS $$
 BEGIN
-    PERFORM taskq.require_range('queue_throughput', 'p_minutes', p_minutes, 1, 1440,
-                                'minutes');
     RETURN QUERY
-        SELECT m.minute,
-               count(t.id) FILTER (WHERE t.state = 'succeeded'),
-               count(t.id) FILTER (WHERE t.state = 'dead')
-          FROM generate_series(date_trunc('minute', now()) - make_interval(mins => p_minutes),
-                               date_trunc('minute', now()), interval '1 minute') AS m(minute)
-          LEFT JOIN taskq.tasks t
-            ON t.queue_id = p_queue_id AND t.state IN ('succeeded', 'dead')
-           AND t.finished_at >= m.minute AND t.finished_at < m.minute + interval '1 minute'
-         GROUP BY m.minute
-         ORDER BY m.minute;
+    WITH counted AS (
+        SELECT date_trunc('minute', t.finished_at) AS m,
+               count(*) FILTER (WHERE t.state = 'succeeded') AS s,
+               count(*) FILTER (WHERE t.state = 'dead') AS d
+          FROM taskq.tasks t
+         WHERE t.queue_id = p_queue_id AND t.state IN ('succeeded', 'dead')
+           AND t.finished_at IS NOT NULL
+           AND t.finished_at >= date_trunc('minute', p_since)
+         GROUP BY 1
+    )
+    SELECT g.m, coalesce(c.s, 0), coalesce(c.d, 0)
+      FROM generate_series(date_trunc('minute', p_since), date_trunc('minute', now()),
+                           interval '1 minute') AS g(m)
+      LEFT JOIN counted c ON c.m = g.m
+     ORDER BY g.m;
 END $$;
+
+-- FUNCTION: queue_wait(integer, timestamp with time zone, integer)
+
+CREATE FUNCTION taskq.queue_wait(p_queue_id integer, p_since timestamp with time zone, p_sample integer) RETURNS TABLE(minute timestamp with time zone, sampled bigint, p50_s double precision, p95_s double precision)
+    LANGUAGE plpgsql STABLE
+    SET plan_cache_mode TO 'force_custom_plan'
+    AS $$
+BEGIN
+    PERFORM taskq.require_range('queue_wait', 'p_sample', p_sample, 1, 10000, 'tasks');
+    RETURN QUERY
+    SELECT g.m, w.n, w.p[1], w.p[2]
+      FROM generate_series(date_trunc('minute', p_since), date_trunc('minute', now()),
+                           interval '1 minute') AS g(m)
+     CROSS JOIN LATERAL (
+        SELECT count(*) AS n,
+               percentile_cont(ARRAY[0.5, 0.95]::float8[]) WITHIN GROUP (ORDER BY x.wait_s) AS p
+          FROM (SELECT greatest(extract(epoch FROM t.started_at - t.run_at), 0)::float8 AS wait_s
+                  FROM taskq.tasks t
+                 WHERE t.queue_id = p_queue_id AND t.state = 'succeeded'
+                   AND t.finished_at IS NOT NULL
+                   AND t.finished_at >= g.m AND t.finished_at < g.m + interval '1 minute'
+                 LIMIT p_sample) x
+     ) w
+     ORDER BY g.m;
+END $$;
+
+-- FUNCTION: record_worker_pool(text, text, text[], text, integer, integer, integer, integer, integer, jsonb)
+
+CREATE FUNCTION taskq.record_worker_pool(p_namespace text, p_name text, p_queues text[], p_autoscaling text, p_min_replicas integer, p_max_replicas integer, p_desired integer, p_replicas integer, p_ready integer, p_decisions jsonb) RETURNS void
+    LANGUAGE sql
+    AS $$
+    INSERT INTO taskq.worker_pools AS p
+           (namespace, name, queues, autoscaling, min_replicas, max_replicas,
+            desired, replicas, ready, decisions, updated_at)
+    VALUES (p_namespace, p_name, p_queues, p_autoscaling, p_min_replicas, p_max_replicas,
+            p_desired, p_replicas, p_ready,
+            coalesce((SELECT jsonb_agg(d.e ORDER BY d.o)
+                        FROM jsonb_array_elements(p_decisions) WITH ORDINALITY d(e, o)
+                       WHERE d.o <= 20), '[]'),
+            now())
+    ON CONFLICT (namespace, name) DO UPDATE
+       SET queues = EXCLUDED.queues, autoscaling = EXCLUDED.autoscaling,
+           min_replicas = EXCLUDED.min_replicas, max_replicas = EXCLUDED.max_replicas,
+           desired = EXCLUDED.desired, replicas = EXCLUDED.replicas, ready = EXCLUDED.ready,
+           decisions = coalesce((SELECT jsonb_agg(d.e ORDER BY d.o)
+                                   FROM jsonb_array_elements(p_decisions || p.decisions)
+                                        WITH ORDINALITY d(e, o)
+                                  WHERE d.o <= 20), '[]'),
+           updated_at = now();
+$$;
 
 -- FUNCTION: release(integer, text, bigint[], uuid[])
 
@@ -1784,6 +1837,23 @@ ALTER TABLE taskq.webhooks ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     CACHE 1
 );
 
+-- TABLE: worker_pools
+
+CREATE TABLE taskq.worker_pools (
+    namespace text NOT NULL,
+    name text NOT NULL,
+    queues text[] NOT NULL,
+    autoscaling text NOT NULL,
+    min_replicas integer NOT NULL,
+    max_replicas integer NOT NULL,
+    desired integer NOT NULL,
+    replicas integer NOT NULL,
+    ready integer NOT NULL,
+    decisions jsonb DEFAULT '[]'::jsonb NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT worker_pool_decisions_array CHECK ((jsonb_typeof(decisions) = 'array'::text))
+);
+
 -- TABLE: workers
 
 CREATE TABLE taskq.workers (
@@ -1888,6 +1958,11 @@ ALTER TABLE ONLY taskq.webhooks
 
 ALTER TABLE ONLY taskq.webhooks
     ADD CONSTRAINT webhooks_pkey PRIMARY KEY (id);
+
+-- CONSTRAINT: worker_pools worker_pools_pkey
+
+ALTER TABLE ONLY taskq.worker_pools
+    ADD CONSTRAINT worker_pools_pkey PRIMARY KEY (namespace, name);
 
 -- CONSTRAINT: workers workers_pkey
 
