@@ -156,9 +156,37 @@ CREATE FUNCTION taskq.complete(p_queue_id integer, p_worker_id text, p_outcome t
 DECLARE
     v_retryable boolean := p_outcome IN ('failed', 'timed_out');
     v_history_outcome text := CASE p_outcome WHEN 'fatal' THEN 'failed' ELSE p_outcome END;
+    v_deleted integer := 0;
 BEGIN
     IF p_outcome NOT IN ('succeeded', 'failed', 'fatal', 'timed_out', 'canceled') THEN
         RAISE EXCEPTION 'complete: unknown outcome %', p_outcome USING ERRCODE = 'TQ003';
+    END IF;
+    IF p_outcome = 'succeeded' AND EXISTS (
+           SELECT FROM taskq.queues q
+            WHERE q.id = p_queue_id AND q.retention_succeeded_s = 0
+              AND NOT EXISTS (SELECT FROM taskq.webhooks w
+                               WHERE w.namespace = q.namespace AND w.queue = q.name
+                                 AND w.url IS NOT NULL AND 'succeeded' = ANY(w.events)))
+    THEN
+        -- kept for nobody: gone as it succeeds (a callback URL's task stays for the Dispatcher)
+        RETURN QUERY
+        WITH gone AS (
+            DELETE FROM taskq.tasks t
+             USING unnest(p_ids) WITH ORDINALITY AS i(id, ord)
+             WHERE t.queue_id = p_queue_id AND t.id = ANY(p_ids) AND t.id = i.id
+               AND t.state = 'running' AND t.attempt_id = p_attempt_ids[i.ord]
+               AND t.callback_url IS NULL
+            RETURNING t.id, t.total_attempts
+        ), history AS (
+            DELETE FROM taskq.attempts a
+             WHERE a.queue_id = p_queue_id
+               AND a.task_id = ANY(ARRAY(SELECT g.id FROM gone g WHERE g.total_attempts > 1))
+        )
+        SELECT g.id, 'succeeded'::text FROM gone g;
+        GET DIAGNOSTICS v_deleted = ROW_COUNT;
+        IF v_deleted = cardinality(p_ids) THEN
+            RETURN;
+        END IF;
     END IF;
     RETURN QUERY
     WITH finished AS (
@@ -585,6 +613,37 @@ BEGIN
             v_oversized, octet_length(p_payloads[v_oversized]::text), v_queue.payload_limit_bytes
             USING ERRCODE = 'TQ002',
             HINT = 'store large data elsewhere and pass a reference, or raise the queue''s payload limit';
+    END IF;
+
+    IF p_idempotency_keys IS NULL OR array_remove(p_idempotency_keys, NULL) = '{}' THEN
+        -- No task of the batch has a key: a plain INSERT. INSERT ... ON CONFLICT inserts each
+        -- row speculatively and confirms it with a WAL record of its own (48 bytes a task,
+        -- with or without a key), and there is nothing to conflict with.
+        RETURN QUERY
+        WITH input AS (
+            SELECT nextval('taskq.task_id_seq') AS id, i.*
+              FROM unnest(p_task_names, p_payloads, p_priorities, p_delays_s, p_max_attempts,
+                          p_timeouts_s, p_correlation_ids, p_callback_urls)
+                   WITH ORDINALITY AS i(task_name, payload, priority, delay_s, max_attempts,
+                                        timeout_s, correlation_id, callback_url, ord)
+        ), inserted AS (
+            INSERT INTO taskq.tasks (queue_id, id, task_name, state, priority, payload, run_at,
+                                     max_attempts, timeout_s, correlation_id, traceparent,
+                                     callback_url)
+            SELECT v_queue.id, input.id, input.task_name,
+                   CASE WHEN input.delay_s > 0 THEN 'scheduled' ELSE 'ready' END,
+                   coalesce(input.priority, v_queue.default_priority),
+                   input.payload::jsonb,
+                   CASE WHEN input.delay_s > 0 THEN now() + make_interval(secs => input.delay_s)
+                        ELSE now() END,
+                   coalesce(input.max_attempts, v_queue.max_attempts),
+                   input.timeout_s, input.correlation_id, p_traceparent, input.callback_url
+              FROM input
+        )
+        -- a data-modifying CTE runs to completion whether or not it is read
+        SELECT input.ord::integer, input.id, true FROM input ORDER BY input.ord;
+        PERFORM taskq.notify_ready(v_queue.id, v_top, now());
+        RETURN;
     END IF;
 
     LOOP
