@@ -75,3 +75,28 @@ async def test_grpc_keeps_the_callback_url_and_names_a_bad_one(
             ]), metadata=key)
     assert "tasks[1].callback_url" in grpc_refusal(raised, grpc.StatusCode.INVALID_ARGUMENT)
     assert await _callbacks(pool, queue.id) == [URL]
+
+
+async def test_a_tasks_callback_url_is_shown_to_keys_that_read_payloads(
+    http: httpx.AsyncClient, grpc_stub: GrpcStub, make_queue: MakeQueue, make_key: MakeKey,
+    openapi: OpenApiChecker,
+) -> None:
+    """A callback URL can carry a token: it is shown, like the payload, only to keys that may
+    read payloads."""
+    queue = await make_queue()
+    operator = bearer(await make_key("operator", [queue.namespace]))
+    created = await http.post(
+        queue_path(queue, "/tasks"), headers=operator, json={"task_name": "t", "callback_url": URL})
+    task_id = created.json()["id"]
+    viewer = await make_key("viewer", [queue.namespace])
+    shown = openapi.check(await http.get(f"/v1/tasks/{task_id}", headers=operator))
+    hidden = openapi.check(await http.get(f"/v1/tasks/{task_id}", headers=bearer(viewer)))
+    assert shown.json()["callback_url"] == URL
+    assert (hidden.json()["callback_url"], hidden.json()["payload_hidden"]) == (None, True)
+    listed = await http.get("/v1/tasks", headers=operator, params={"queue": queue.full_name})
+    assert [item["callback_url"] for item in listed.json()["items"]] == [URL]
+    message = await grpc_stub.GetTask(pb.GetTaskRequest(task_id=task_id),
+                                      metadata=grpc_key(await make_key("operator", None)))
+    assert message.HasField("callback_url") and message.callback_url == URL
+    message = await grpc_stub.GetTask(pb.GetTaskRequest(task_id=task_id), metadata=grpc_key(viewer))
+    assert not message.HasField("callback_url")

@@ -334,6 +334,8 @@ async def test_callback_urls_and_correlation_ids_reach_every_task(
     assert [(r["callback_url"], r["correlation_id"]) for r in rows] == [
         (url, None), (url, "order-7"), (url, "order-7")]
     assert rows[0]["id"] == one["id"]
+    shown = json.loads(ok(await taskq("tasks", "show", str(one["id"]), dsn=dsn)).out)
+    assert shown["callback_url"] == url
     one_line_error(await taskq("enqueue", queue, "t", "--callback-url", "ftp://x", dsn=dsn),
                    "--callback-url")
     refused = await taskq("enqueue", queue, "t", "--jsonl", str(lines), "--idempotency-key",

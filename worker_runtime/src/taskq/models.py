@@ -390,6 +390,8 @@ class TaskInfo(BaseModel):
     finished_at: datetime | None
     traceparent: str | None = None
     """The W3C trace context of the span that enqueued it (docs/tracing.md)."""
+    callback_url: str | None = None
+    """Where its outcome is announced, signed by the queue's callback signer (docs/webhooks.md)."""
 
 
 class AttemptInfo(BaseModel):

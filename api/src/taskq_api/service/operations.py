@@ -575,11 +575,12 @@ def _namespace(info: TaskInfo) -> str:
 
 
 def _visible_fields(key: ApiKey, info: TaskInfo) -> tuple[dict[str, object], bool]:
-    """The task's fields as the key may see them, and whether payload and result are hidden."""
+    """The task's fields as the key may see them, and whether payload, result and callback URL
+    (which can carry a token) are hidden."""
     fields = info.model_dump()
     hidden = not key.sees_payloads()
     if hidden:
-        fields.update(payload=None, result=None)
+        fields.update(payload=None, result=None, callback_url=None)
     return fields, hidden
 
 

@@ -10,15 +10,17 @@ from taskq.models import AttemptInfo, QueueSettings, QueueStats, TaskInfo
 
 
 class TaskView(TaskInfo):
-    """A task as a key may see it: `payload` and `result` are null, and `payload_hidden` true,
-    when the key may not read payloads (a viewer key without reads_payloads)."""
+    """A task as a key may see it: `payload`, `result` and `callback_url` are null, and
+    `payload_hidden` true, when the key may not read payloads (a viewer key without
+    reads_payloads)."""
 
     payload_hidden: bool = False
 
 
 class TaskDetails(TaskView):
-    """A task with its history. `payload` and `result` are null, and `payload_hidden` true,
-    when the key may not read payloads (a viewer key without reads_payloads)."""
+    """A task with its history. `payload`, `result` and `callback_url` are null, and
+    `payload_hidden` true, when the key may not read payloads (a viewer key without
+    reads_payloads)."""
 
     attempt_history: list[AttemptInfo]
 

@@ -497,7 +497,8 @@ CREATE VIEW taskq.task_details AS
     t.created_at,
     t.started_at,
     t.finished_at,
-    t.traceparent
+    t.traceparent,
+    t.callback_url
    FROM (taskq.tasks t
      JOIN taskq.queues q ON ((q.id = t.queue_id)));
 

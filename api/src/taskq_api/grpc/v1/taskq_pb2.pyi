@@ -672,7 +672,7 @@ Global___ReplayDeadResponse: _TypeAlias = ReplayDeadResponse  # noqa: Y015
 @_typing.final
 class Task(_message.Message):
     """A task as the key may see it: a viewer key without reads_payloads gets payload_json and
-    result_json "null" and payload_hidden true.
+    result_json "null", no callback_url, and payload_hidden true.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -702,6 +702,7 @@ class Task(_message.Message):
     PAYLOAD_HIDDEN_FIELD_NUMBER: _builtins.int
     ATTEMPT_HISTORY_FIELD_NUMBER: _builtins.int
     TRACEPARENT_FIELD_NUMBER: _builtins.int
+    CALLBACK_URL_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     queue: _builtins.str
     task_name: _builtins.str
@@ -723,6 +724,8 @@ class Task(_message.Message):
     payload_hidden: _builtins.bool
     traceparent: _builtins.str
     """The W3C trace context of the span that enqueued it (docs/tracing.md)."""
+    callback_url: _builtins.str
+    """Where its outcome is announced (docs/webhooks.md); hidden with the payload."""
     @_builtins.property
     def run_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -765,13 +768,16 @@ class Task(_message.Message):
         payload_hidden: _builtins.bool = ...,
         attempt_history: _abc.Iterable[Global___Attempt] | None = ...,
         traceparent: _builtins.str | None = ...,
+        callback_url: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_attempt_id", b"_attempt_id", "_correlation_id", b"_correlation_id", "_idempotency_key", b"_idempotency_key", "_traceparent", b"_traceparent", "_worker_id", b"_worker_id", "attempt_id", b"attempt_id", "correlation_id", b"correlation_id", "created_at", b"created_at", "finished_at", b"finished_at", "idempotency_key", b"idempotency_key", "lease_expires_at", b"lease_expires_at", "run_at", b"run_at", "started_at", b"started_at", "traceparent", b"traceparent", "worker_id", b"worker_id"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_attempt_id", b"_attempt_id", "_callback_url", b"_callback_url", "_correlation_id", b"_correlation_id", "_idempotency_key", b"_idempotency_key", "_traceparent", b"_traceparent", "_worker_id", b"_worker_id", "attempt_id", b"attempt_id", "callback_url", b"callback_url", "correlation_id", b"correlation_id", "created_at", b"created_at", "finished_at", b"finished_at", "idempotency_key", b"idempotency_key", "lease_expires_at", b"lease_expires_at", "run_at", b"run_at", "started_at", b"started_at", "traceparent", b"traceparent", "worker_id", b"worker_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attempt_id", b"_attempt_id", "_correlation_id", b"_correlation_id", "_idempotency_key", b"_idempotency_key", "_traceparent", b"_traceparent", "_worker_id", b"_worker_id", "attempt_history", b"attempt_history", "attempt_id", b"attempt_id", "attempts", b"attempts", "cancel_requested", b"cancel_requested", "correlation_id", b"correlation_id", "created_at", b"created_at", "error_json", b"error_json", "finished_at", b"finished_at", "id", b"id", "idempotency_key", b"idempotency_key", "lease_expires_at", b"lease_expires_at", "max_attempts", b"max_attempts", "payload_hidden", b"payload_hidden", "payload_json", b"payload_json", "priority", b"priority", "progress_json", b"progress_json", "queue", b"queue", "result_json", b"result_json", "run_at", b"run_at", "started_at", b"started_at", "state", b"state", "task_name", b"task_name", "total_attempts", b"total_attempts", "traceparent", b"traceparent", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attempt_id", b"_attempt_id", "_callback_url", b"_callback_url", "_correlation_id", b"_correlation_id", "_idempotency_key", b"_idempotency_key", "_traceparent", b"_traceparent", "_worker_id", b"_worker_id", "attempt_history", b"attempt_history", "attempt_id", b"attempt_id", "attempts", b"attempts", "callback_url", b"callback_url", "cancel_requested", b"cancel_requested", "correlation_id", b"correlation_id", "created_at", b"created_at", "error_json", b"error_json", "finished_at", b"finished_at", "id", b"id", "idempotency_key", b"idempotency_key", "lease_expires_at", b"lease_expires_at", "max_attempts", b"max_attempts", "payload_hidden", b"payload_hidden", "payload_json", b"payload_json", "priority", b"priority", "progress_json", b"progress_json", "queue", b"queue", "result_json", b"result_json", "run_at", b"run_at", "started_at", b"started_at", "state", b"state", "task_name", b"task_name", "total_attempts", b"total_attempts", "traceparent", b"traceparent", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__attempt_id: _TypeAlias = _typing.Literal["attempt_id"]  # noqa: Y015
     _WhichOneofArgType__attempt_id: _TypeAlias = _typing.Literal["_attempt_id", b"_attempt_id"]  # noqa: Y015
+    _WhichOneofReturnType__callback_url: _TypeAlias = _typing.Literal["callback_url"]  # noqa: Y015
+    _WhichOneofArgType__callback_url: _TypeAlias = _typing.Literal["_callback_url", b"_callback_url"]  # noqa: Y015
     _WhichOneofReturnType__correlation_id: _TypeAlias = _typing.Literal["correlation_id"]  # noqa: Y015
     _WhichOneofArgType__correlation_id: _TypeAlias = _typing.Literal["_correlation_id", b"_correlation_id"]  # noqa: Y015
     _WhichOneofReturnType__idempotency_key: _TypeAlias = _typing.Literal["idempotency_key"]  # noqa: Y015
@@ -782,6 +788,8 @@ class Task(_message.Message):
     _WhichOneofArgType__worker_id: _TypeAlias = _typing.Literal["_worker_id", b"_worker_id"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__attempt_id) -> _WhichOneofReturnType__attempt_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__callback_url) -> _WhichOneofReturnType__callback_url | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__correlation_id) -> _WhichOneofReturnType__correlation_id | None: ...
     @_typing.overload
