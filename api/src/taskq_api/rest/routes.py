@@ -12,9 +12,9 @@ from fastapi import APIRouter, Body, Header, Path, Query, Response
 from pydantic import AwareDatetime
 
 from taskq.errors import InvalidArgumentError
-from taskq.models import MAX_TASK_NAME, TaskState
+from taskq.models import MAX_TASK_NAME, EnqueueResult, TaskRequest, TaskState
 from taskq_api.rest.auth import Key, Service
-from taskq_api.rest.bodyroute import JsonBodyRoute
+from taskq_api.rest.bodyroute import JsonBodyRoute, Lean, lean_body
 from taskq_api.rest.models import (
     BatchResult,
     BatchSubmission,
@@ -25,6 +25,8 @@ from taskq_api.rest.models import (
     ScheduleList,
     ScheduleSubmission,
     TaskSubmission,
+    batch_result_json,
+    lean_batch_parser,
 )
 from taskq_api.rest.problems import responses
 from taskq_api.service import (
@@ -83,11 +85,15 @@ TraceParent = Annotated[
 router = APIRouter(prefix="/v1")
 
 
-def _lean_post(path: str, **options: Any) -> Callable[[_Endpoint], _Endpoint]:
+def _lean_post(
+    path: str, lean: Lean | None = None, **options: Any
+) -> Callable[[_Endpoint], _Endpoint]:
     """`router.post`, for a route that answers its common case without FastAPI's per-request
-    work (rest/bodyroute.py): the enqueue routes."""
+    work (rest/bodyroute.py): the enqueue routes; `lean`, a leaner way still."""
 
     def add(endpoint: _Endpoint) -> _Endpoint:
+        if lean is not None:
+            lean_body(endpoint, lean)
         router.add_api_route(
             path, endpoint, methods=["POST"], route_class_override=JsonBodyRoute, **options
         )
@@ -134,8 +140,21 @@ async def enqueue(
     return enqueued.task
 
 
+async def _enqueue_requests(
+    namespace: str,
+    name: str,
+    batch: dict[str, list[TaskRequest]],
+    key: Key,
+    service: Service,
+    traceparent: str | None = None,
+) -> list[EnqueueResult]:
+    """enqueue_batch's common case (no task with run_at), from lean_batch_parser's tasks."""
+    return await service.enqueue_batch(key, namespace, name, batch["tasks"], traceparent)
+
+
 @_lean_post(
     "/queues/{namespace}/{name}/tasks:batch",
+    Lean(lean_batch_parser(), _enqueue_requests, batch_result_json),
     status_code=201,
     response_model=BatchResult,
     summary="Enqueue up to 10,000 tasks, all or nothing",
