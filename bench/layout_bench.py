@@ -22,7 +22,8 @@ other than `current` and `copy` implement none of taskq's other behaviour, and t
 `no_claim_version*` layouts do not even exclude a second claimer once the claim commits (their
 claim and completion run back to back here); they measure what a claim that writes no task
 row version would cost, whatever keeps the claim (an advisory lock held by a session, a narrow
-lease row, a slot row per worker). docs/design.md ("Bytes per task") discusses the results.
+lease row, a slot row per worker, a row per claim). docs/design.md ("Bytes per task")
+discusses the results.
 
 Per layout: wal_bytes_per_task (pg_current_wal_lsn() difference, the whole server),
 table_bytes_per_task (growth of every relation in schemas taskq and layout: heaps, indexes,
@@ -308,6 +309,19 @@ UPDATE layout.s s
  WHERE s.worker = 1 AND s.slot = i.slot
 """
 
+# one row per claim (not per task), inserted by the claim and deleted once its tasks are done
+BATCH_TABLE = (
+    """CREATE TABLE layout.c (
+        id bigserial PRIMARY KEY, worker_id text NOT NULL,
+        lease_expires_at timestamptz NOT NULL, started_at timestamptz NOT NULL,
+        task_ids bigint[] NOT NULL, attempt_ids uuid[] NOT NULL)""",
+)
+BATCH_INSERT = """
+INSERT INTO layout.c (worker_id, lease_expires_at, started_at, task_ids, attempt_ids)
+VALUES ($3, now() + interval '30 s', now(), $1, $2)
+"""
+BATCH_DELETE = "DELETE FROM layout.c WHERE task_ids && $1::bigint[]"
+
 LAYOUTS = (
     _current("current", "taskq's schema and functions (a fresh queue, default settings)"),
     _current("current_fillfactor_50", "current, the partition at fillfactor 50", 50),
@@ -392,6 +406,15 @@ LAYOUTS = (
         ENQUEUE,
         (PICK_ROW_LOCK, LEASE_INSERT),
         (FINISH_READY, "DELETE FROM layout.l WHERE queue_id = 1 AND task_id = ANY($1)"),
+    ),
+    Layout(
+        "no_claim_version_claim_row",
+        "no_claim_version; the claim inserts one row for the whole claim (ids and attempt ids"
+        " in arrays), deleted when its tasks are done",
+        (*FRESH, *_table("t"), *NO_RUNNING_INDEX, *BATCH_TABLE),
+        ENQUEUE,
+        (PICK_ROW_LOCK, BATCH_INSERT),
+        (FINISH_READY, BATCH_DELETE),
     ),
     Layout(
         "no_claim_version_slot_rows",
