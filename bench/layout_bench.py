@@ -417,6 +417,15 @@ LAYOUTS = (
         (FINISH_READY, BATCH_DELETE),
     ),
     Layout(
+        "no_claim_version_claim_row_fillfactor_40",
+        "no_claim_version_claim_row, the task table at fillfactor 40: the completion's version"
+        " fits on its task's page (no lock record for a move, a shorter update record)",
+        (*FRESH, *_table("t", 40), *NO_RUNNING_INDEX, *BATCH_TABLE),
+        ENQUEUE,
+        (PICK_ROW_LOCK, BATCH_INSERT),
+        (FINISH_READY, BATCH_DELETE),
+    ),
+    Layout(
         "no_claim_version_slot_rows",
         "no_claim_version; the claim rewrites one narrow slot row per task (HOT)",
         (*FRESH, *_table("t"), *NO_RUNNING_INDEX, *SLOT_TABLE),
