@@ -18,7 +18,7 @@ include cluster/cluster.mk
 # Packaging checks (image, chart, Terraform modules), one fragment per area.
 include $(wildcard mk/*.mk)
 
-.PHONY: help venv system lint trace-tools test test-fast schema proto dashboard-shots demo demo-queue bench bench-footprint bench-recovery bench-kills bench-api bench-list bench-dashboard clean
+.PHONY: help venv system lint trace-tools test test-fast schema proto dashboard-shots demo demo-queue bench bench-footprint bench-layout bench-recovery bench-kills bench-api bench-list bench-dashboard clean
 
 help:
 	@echo "make demo    local control plane + Postgres, the operator, tasks flowing, workers scaling,"
@@ -97,6 +97,10 @@ bench: venv system
 
 bench-footprint: venv system
 	$(PY) bench/footprint_bench.py
+
+# Candidate task-table layouts, bytes per task under a held snapshot (docs/design.md, "Bytes per task").
+bench-layout: venv system
+	$(PY) bench/layout_bench.py
 
 bench-recovery: venv system
 	$(PY) bench/recovery_bench.py
