@@ -7,6 +7,7 @@
 #   make node-tools     build the real node's tools (kubelet, containerd, runc, CNI plugins, crictl;
 #                       installs gcc, libseccomp-dev, socat, iptables from Debian when missing)
 #   make node-up        cluster-up, plus a real node (containerd + kubelet, root; cluster/node-up.sh)
+#   make node-images    import the project's images (make image-build) into the node's containerd
 #   make node-down      stop the real node and remove what it made (the control plane stays)
 #   make cluster-down   stop every process it started, the real node included (state kept for a
 #                       warm start)
@@ -21,7 +22,7 @@ CLUSTER_KUBECONFIG := $(CLUSTER_REPO_DIR)/.state/cluster/kubeconfig
 CLUSTER_KUBECTL := $(CLUSTER_REPO_DIR)/.state/bin/kubectl
 export CLUSTER_KUBECONFIG CLUSTER_KUBECTL
 
-.PHONY: tools node-tools node-system cluster-up node-up node-down cluster-down cluster-purge
+.PHONY: tools node-tools node-system cluster-up node-up node-images node-down cluster-down cluster-purge
 
 tools:
 	@$(CLUSTER_REPO_DIR)/tools/build.sh all >/dev/null
@@ -49,6 +50,9 @@ cluster-up:
 
 node-up: node-tools
 	@$(CLUSTER_REPO_DIR)/cluster/node-up.sh
+
+node-images: image-build
+	@$(CLUSTER_REPO_DIR)/cluster/node-images.sh
 
 node-down:
 	@$(CLUSTER_REPO_DIR)/cluster/node-down.sh

@@ -45,7 +45,9 @@ stop_one kubelet
 # Every pod sandbox, through containerd's CRI (stops the containers, tears the network down).
 crictl=$("$REPO_DIR/tools/build.sh" --path crictl)/crictl
 if [[ -n $(component_pid containerd) && -x $crictl ]]; then
-    cri() { "$crictl" --runtime-endpoint "unix://$CONTAINERD_SOCK" --timeout 30s "$@"; }
+    printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 30\n' \
+        "$CONTAINERD_SOCK" "$CONTAINERD_SOCK" >"$NODE_DIR/crictl.yaml"
+    cri() { "$crictl" --config "$NODE_DIR/crictl.yaml" "$@"; }
     if pods=$(cri pods -q 2>/dev/null) && [[ -n $pods ]]; then
         # shellcheck disable=SC2086  # one id per word
         cri stopp $pods >/dev/null || log "crictl stopp failed; removing by force"
@@ -101,6 +103,10 @@ done
 if [[ -d /var/log/containers ]]; then
     find /var/log/containers -maxdepth 1 -type l -lname "$NODE_DIR/*" -delete
 fi
+# The shims' sockets live in /run/containerd/s/ whatever the daemon's state dir (containerd's
+# shim code fixes it); each shim removes its own. The directories go too once empty (another
+# containerd's would not be).
+rmdir /run/containerd/s /run/containerd 2>/dev/null || true
 # The addresses host-local handed out belong to sandboxes that are gone now.
 rm -rf --one-file-system "$NODE_DIR/cni/ipam" "$NODE_RUN"
 log "real node removed"
