@@ -24,7 +24,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/node-lib.sh"
 
 [[ $(id -u) == 0 ]] || { log "the real node needs root (cgroups, a bridge, network namespaces, iptables)"; exit 1; }
-for cmd in ip iptables socat findmnt gcc; do
+for cmd in ip iptables socat findmnt; do
     command -v "$cmd" >/dev/null || {
         log "the real node needs $cmd (Debian: apt-get install iproute2 iptables socat util-linux gcc; make node-tools)"
         exit 1
@@ -36,6 +36,10 @@ if [[ -n $(swapon --noheadings --show 2>/dev/null) ]]; then
 fi
 
 KUBECONFIG_PATH=$("$CLUSTER_SRC/up.sh")
+# up.sh may have moved the ports (another clone's cluster holds the defaults): read them again.
+# shellcheck source=/dev/null
+source "$STATE/ports.env"
+APISERVER_PORT=$TASKQ_APISERVER_PORT
 start_ms=$(date +%s%3N)
 KUBECTL=$("$REPO_DIR/tools/build.sh" --path kube)/kubectl
 k() { "$KUBECTL" --kubeconfig="$KUBECONFIG_PATH" "$@"; }
