@@ -26,7 +26,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/node-lib.sh"
 [[ $(id -u) == 0 ]] || { log "the real node needs root (cgroups, a bridge, network namespaces, iptables)"; exit 1; }
 for cmd in ip iptables socat findmnt; do
     command -v "$cmd" >/dev/null || {
-        log "the real node needs $cmd (Debian: apt-get install iproute2 iptables socat util-linux gcc; make node-tools)"
+        log "the real node needs $cmd (Debian: apt-get install iproute2 iptables socat util-linux; make node-tools)"
         exit 1
     }
 done
