@@ -60,13 +60,23 @@ stop_one containerd
 
 # Shims of this containerd that outlived it (a shim serves its container independently of the
 # daemon): only those whose command line names this node's socket.
-for p in /proc/[0-9]*; do
-    if [[ -r $p/cmdline ]] && tr '\0' ' ' <"$p/cmdline" 2>/dev/null \
-        | grep -q -- "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK\\( \\|\$\\)"; then
-        pid=${p#/proc/}
-        kill -KILL "$pid" 2>/dev/null && log "killed leftover shim $pid"
-    fi
+for pid in $(pgrep -f -- "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK( |\$)" || true); do
+    kill -KILL "$pid" 2>/dev/null && log "killed leftover shim $pid"
 done
+
+# Container processes left without their shim (containerd killed, say): whatever still runs in the
+# node's cgroups, which hold the pods and nothing else.
+mapfile -t left < <(find /sys/fs/cgroup/*/"$CGROUP_PARENT" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u)
+if ((${#left[@]} > 0)); then
+    kill -KILL "${left[@]}" 2>/dev/null || true
+    for pid in "${left[@]}"; do   # gone, or a zombie (no longer in its cgroup); 10 s at most
+        for ((t = 0; t < 200; t++)); do
+            [[ -d /proc/$pid && $(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null) != Z ]] || break
+            sleep 0.05
+        done
+    done
+    log "killed ${#left[@]} container processes left in the cgroup $CGROUP_PARENT"
+fi
 
 # Mounts under the node's directories (container root filesystems, the kubelet's volumes,
 # network namespaces), deepest first.
@@ -103,9 +113,16 @@ done
 if [[ -d /var/log/containers ]]; then
     find /var/log/containers -maxdepth 1 -type l -lname "$NODE_DIR/*" -delete
 fi
-# The shims' sockets live in /run/containerd/s/ whatever the daemon's state dir (containerd's
-# shim code fixes it); each shim removes its own. The directories go too once empty (another
-# containerd's would not be).
+# The shims' sockets live in /run/containerd/s/ whatever the daemon's state dir (containerd's shim
+# code fixes it), named by the sha256 of "<containerd socket>/<namespace>/<id>". A shim removes its
+# own when it exits, not when it was killed: those of the task bundles still here go. The
+# directories go too once empty (another containerd's would not be).
+for b in "$NODE_RUN"/containerd/io.containerd.runtime.v2.task/*/*/; do
+    [[ -d $b ]] || continue
+    id=$(basename "$b")
+    ns=$(basename "$(dirname "$b")")
+    rm -f "/run/containerd/s/$(printf '%s' "$CONTAINERD_SOCK/$ns/$id" | sha256sum | cut -c1-64)"
+done
 rmdir /run/containerd/s /run/containerd 2>/dev/null || true
 # The addresses host-local handed out belong to sandboxes that are gone now.
 rm -rf --one-file-system "$NODE_DIR/cni/ipam" "$NODE_RUN"
