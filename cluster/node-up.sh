@@ -14,7 +14,7 @@
 #   containerd        root .state/cluster/node/containerd, state and socket /run/taskq-<id>/
 #   kubelet           cgroupfs driver, cgroup v1 allowed (failCgroupV1: false), pods under the
 #                     cgroup /taskq-<id>; root dir .state/cluster/node/kubelet; serves on
-#                     10.244.N.1:10250 (x509 clients of the cluster CA only)
+#                     10.244.N.1:10250 (x509 or token clients, authorized by the API server)
 #
 # The node carries the taint taskq.dev/real-node=true:NoSchedule and the label type=real: only a
 # pod that tolerates the taint lands there; the kwok nodes stay for what needs many nodes.
@@ -254,10 +254,10 @@ healthzBindAddress: 127.0.0.1
 healthzPort: $KUBELET_HEALTHZ_PORT
 authentication:
   anonymous: {enabled: false}
-  webhook: {enabled: false}
+  webhook: {enabled: true}
   x509: {clientCAFile: $PKI/ca.crt}
 authorization:
-  mode: AlwaysAllow
+  mode: Webhook
 cgroupDriver: cgroupfs
 cgroupRoot: /$CGROUP_PARENT
 failCgroupV1: false
