@@ -25,7 +25,7 @@ PAUSE_IMAGE=taskq.local/pause:$PAUSE_VERSION
 NODE_ENV=$STATE/node.env                # chosen subnet and ports, kept across restarts
 
 # Components of the node, in start order (node-down.sh stops them in reverse).
-NODE_COMPONENTS=(apiserver-relay containerd kubelet)
+NODE_COMPONENTS=(socat containerd kubelet)
 
 # Node settings from a previous start (subnet, ports), where not set in the environment.
 if [[ -f $NODE_ENV ]]; then

@@ -43,6 +43,21 @@ APISERVER_PORT=$TASKQ_APISERVER_PORT
 start_ms=$(date +%s%3N)
 KUBECTL=$("$REPO_DIR/tools/build.sh" --path kube)/kubectl
 k() { "$KUBECTL" --kubeconfig="$KUBECONFIG_PATH" "$@"; }
+
+# Fast path: every piece is there and the node is Ready.
+node_running() {
+    local c
+    for c in "${NODE_COMPONENTS[@]}"; do
+        [[ -n $(component_pid "$c") ]] || return 1
+    done
+    ip link show "$BRIDGE" >/dev/null 2>&1 && iptables -w -C FORWARD -j "$FW_CHAIN" 2>/dev/null \
+        && [[ $(k get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]
+}
+if node_running; then
+    echo "$KUBECONFIG_PATH"
+    exit 0
+fi
+
 mkdir -p "$NODE_DIR" "$NODE_RUN" "$PIDS" "$LOGS"
 exec 8>"$STATE/.node-up.lock"
 flock 8
