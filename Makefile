@@ -65,7 +65,7 @@ lint: venv
 trace-tools:
 	@tools/build.sh jaeger >/dev/null
 
-test: venv system tools trace-tools lint
+test: venv system tools trace-tools node-tools lint
 	$(PY) -m pytest
 
 # Unit, integration and API tiers only (no control plane).

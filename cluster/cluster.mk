@@ -4,7 +4,13 @@
 #                       kube-controller-manager, kube-scheduler, kubectl, etcd, etcdctl, kwok;
 #                       quick no-op when cached. Binaries are symlinked into .state/bin/.
 #   make cluster-up     start it (idempotent); prints the kubeconfig path
-#   make cluster-down   stop every process it started (state kept for a warm start)
+#   make node-tools     build the real node's tools (kubelet, containerd, runc, CNI plugins, crictl;
+#                       installs gcc, libseccomp-dev, socat, iptables from Debian when missing)
+#   make node-up        cluster-up, plus a real node (containerd + kubelet, root; cluster/node-up.sh)
+#   make node-images    import the project's images (make image-build) into the node's containerd
+#   make node-down      stop the real node and remove what it made (the control plane stays)
+#   make cluster-down   stop every process it started, the real node included (state kept for a
+#                       warm start)
 #   make cluster-purge  stop it and delete .state/cluster/ (certificates, etcd data, logs)
 # Clients use the admin kubeconfig at $(CLUSTER_KUBECONFIG) (.state/cluster/kubeconfig) and
 # $(CLUSTER_KUBECTL) (.state/bin/kubectl).
@@ -16,13 +22,40 @@ CLUSTER_KUBECONFIG := $(CLUSTER_REPO_DIR)/.state/cluster/kubeconfig
 CLUSTER_KUBECTL := $(CLUSTER_REPO_DIR)/.state/bin/kubectl
 export CLUSTER_KUBECONFIG CLUSTER_KUBECTL
 
-.PHONY: tools cluster-up cluster-down cluster-purge
+.PHONY: tools node-tools node-system cluster-up node-up node-images node-down cluster-down cluster-purge
 
 tools:
 	@$(CLUSTER_REPO_DIR)/tools/build.sh all >/dev/null
 
+# Debian packages the real node needs besides the Go tools: gcc and libseccomp's headers (runc is
+# built with cgo; the pause binary is C), socat (the API server relay), iptables, iproute2.
+node-system:
+	@missing=""; \
+	command -v gcc >/dev/null || missing="$$missing gcc libc6-dev"; \
+	pkg-config --exists libseccomp 2>/dev/null || missing="$$missing pkg-config libseccomp-dev"; \
+	command -v socat >/dev/null || missing="$$missing socat"; \
+	command -v iptables >/dev/null || missing="$$missing iptables"; \
+	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+node-tools: node-system
+	@$(CLUSTER_REPO_DIR)/tools/build.sh node >/dev/null
+	@$(CLUSTER_REPO_DIR)/cluster/pause-image.sh >/dev/null
+
 cluster-up:
 	@$(CLUSTER_REPO_DIR)/cluster/up.sh
+
+node-up: node-tools
+	@$(CLUSTER_REPO_DIR)/cluster/node-up.sh
+
+node-images: image-build
+	@$(CLUSTER_REPO_DIR)/cluster/node-images.sh
+
+node-down:
+	@$(CLUSTER_REPO_DIR)/cluster/node-down.sh
 
 cluster-down:
 	@$(CLUSTER_REPO_DIR)/cluster/down.sh

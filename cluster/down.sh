@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Stop every process cluster/up.sh started, by its pid file: the API server's clients, then the API
-# server, then etcd; wait for each to exit (SIGTERM, then SIGKILL after 15s). Certificates and etcd data are kept, so the next
+# Stop every process cluster/up.sh started, by its pid file: the real node of cluster/node-up.sh if
+# there is one (cluster/node-down.sh), the API server's clients, then the API server, then etcd; wait for each to exit (SIGTERM, then SIGKILL after 15s). Certificates and etcd data are kept, so the next
 # cluster/up.sh is a warm start with the same objects. --purge also deletes .state/cluster/.
 set -euo pipefail
 # shellcheck source=cluster/lib.sh
@@ -44,6 +44,8 @@ stop() {
 }
 
 rm -f "$STATE/.nodes-ready"
+# The real node first, if one was started (cluster/node-up.sh): its pods, network and mounts go.
+"$CLUSTER_SRC/node-down.sh"
 # Clients of the API server first (together), then the API server, then etcd.
 stop kwok kube-scheduler kube-controller-manager
 stop kube-apiserver

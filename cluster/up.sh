@@ -30,7 +30,6 @@ if all_running; then
 fi
 
 start_ms=$(date +%s%3N)
-elapsed() { local ms=$(( $(date +%s%3N) - start_ms )); echo "$((ms / 1000)).$(printf '%03d' $((ms % 1000)))s"; }
 mkdir -p "$STATE" "$PIDS" "$LOGS"
 exec 8>"$STATE/.up.lock"
 flock 8          # one cluster/up.sh at a time per state directory
@@ -118,52 +117,6 @@ write_kubeconfig "$STATE/controller-manager.kubeconfig" controller-manager
 write_kubeconfig "$STATE/scheduler.kubeconfig" scheduler
 write_kubeconfig "$STATE/kwok.kubeconfig" kwok
 
-# start NAME BINARY ARGS...: run detached (own session), log to logs/NAME.log, pid to pids/NAME.pid.
-start() {
-    local name=$1 pid i
-    shift
-    pid=$(component_pid "$name")
-    if [[ -n $pid ]]; then
-        return 0
-    fi
-    {
-        echo "=== $(date -u +%FT%TZ) starting: $*"
-    } >>"$LOGS/$name.log"
-    # fd 8 (the up.sh lock) must not leak into the daemons, or the next up.sh would block on it.
-    setsid "$@" </dev/null >>"$LOGS/$name.log" 2>&1 8>&- &
-    pid=$!
-    echo "$pid" >"$PIDS/$name.pid"
-    # Until setsid has exec'd the binary, /proc/$pid/cmdline is still a copy of this script's, and
-    # component_pid would call the component dead.
-    for ((i = 0; i < 100; i++)); do
-        [[ -n $(component_pid "$name") || ! -d /proc/$pid ]] && break
-        sleep 0.02
-    done
-    log "started $name (pid $pid) at +$(elapsed)"
-}
-
-# wait_until DESCRIPTION SECONDS COMPONENT COMMAND...: poll COMMAND; fail early if COMPONENT died.
-wait_until() {
-    local what=$1 timeout=$2 comp=$3 deadline
-    shift 3
-    deadline=$(( $(date +%s) + timeout ))
-    until "$@" >/dev/null 2>&1; do
-        if [[ -z $(component_pid "$comp") ]]; then
-            log "$comp exited while waiting for $what; last lines of $LOGS/$comp.log:"
-            tail -n 30 "$LOGS/$comp.log" >&2
-            exit 1
-        fi
-        if (( $(date +%s) >= deadline )); then
-            log "timed out after ${timeout}s waiting for $what; last lines of $LOGS/$comp.log:"
-            tail -n 30 "$LOGS/$comp.log" >&2
-            exit 1
-        fi
-        sleep 0.1
-    done
-    log "$what at +$(elapsed)"
-}
-
-
 mkdir -p "$STATE/etcd"
 chmod 700 "$STATE/etcd"
 start etcd "$ETCD_BIN/etcd" \
@@ -195,7 +148,10 @@ start kube-apiserver "$BIN/kube-apiserver" \
     --requestheader-extra-headers-prefix=X-Remote-Extra- \
     --proxy-client-cert-file="$PKI/front-proxy-client.crt" \
     --proxy-client-key-file="$PKI/front-proxy-client.key" \
-    --authorization-mode=RBAC \
+    --authorization-mode=Node,RBAC \
+    --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" \
+    --kubelet-client-key="$PKI/apiserver-kubelet-client.key" \
+    --kubelet-preferred-address-types=InternalIP \
     --service-cluster-ip-range="$SERVICE_CIDR" \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$PKI/sa.pub" \

@@ -11,6 +11,8 @@
 #   tools/build.sh all                the same for every tool (of the control plane and helm)
 #   tools/build.sh terraform          tofu and its providers (used through terraform/mirror.sh)
 #   tools/build.sh jaeger             the trace receiver and store of the tracing tests
+#   tools/build.sh node               the real node: kubelet, containerd, runc, CNI plugins, crictl (runc
+#                                     needs cgo: gcc and libseccomp-dev, `make node-tools`)
 #   tools/build.sh --path kube        print the bin directory without building (may not exist)
 #   tools/build.sh --no-link ...      do not touch .state/bin/
 #   tools/build.sh --go               print the Go used for builds (fetching it first if needed)
@@ -27,6 +29,8 @@ ALL_TOOLS=(kube etcd kwok helm)
 TERRAFORM_TOOLS=(tofu terraform-provider-kubernetes terraform-provider-helm terraform-provider-random)
 # Built only on request (`tools/build.sh jaeger`, by the tracing tests): the trace receiver.
 TRACE_TOOLS=(jaeger)
+# Built only on request (`tools/build.sh node`, `make node-tools`): the local cluster's real node.
+NODE_TOOLS=(kubelet containerd runc cni crictl)
 NO_LINK=0
 
 log() { echo "tools/build.sh: $*" >&2; }
@@ -85,13 +89,18 @@ tool_directive() { awk '$1 == "tool" { print $2; exit }' "$TOOLS_DIR/$1/go.mod";
 tool_version() {
     case $1 in
         kube) required_version kube k8s.io/kubernetes ;;
+        kubelet) required_version kubelet k8s.io/kubernetes ;;
         etcd) required_version etcd go.etcd.io/etcd/server/v3 ;;
         kwok) required_version kwok sigs.k8s.io/kwok ;;
         helm) required_version helm helm.sh/helm/v3 ;;
         tofu) required_version tofu github.com/opentofu/opentofu ;;
         jaeger) required_version jaeger github.com/jaegertracing/jaeger ;;
+        containerd) required_version containerd github.com/containerd/containerd/v2 ;;
+        runc) required_version runc github.com/opencontainers/runc ;;
+        cni) required_version cni github.com/containernetworking/plugins ;;
+        crictl) required_version crictl sigs.k8s.io/cri-tools ;;
         terraform-provider-*) required_version "$1" "$(tool_directive "$1")" ;;
-        *) log "unknown tool: $1 (known: ${ALL_TOOLS[*]} ${TERRAFORM_TOOLS[*]} ${TRACE_TOOLS[*]})"; exit 2 ;;
+        *) log "unknown tool: $1 (known: ${ALL_TOOLS[*]} ${TERRAFORM_TOOLS[*]} ${TRACE_TOOLS[*]} ${NODE_TOOLS[*]})"; exit 2 ;;
     esac
 }
 
@@ -99,10 +108,17 @@ tool_packages() {
     case $1 in
         kube) echo k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
                    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl ;;
+        kubelet) echo k8s.io/kubernetes/cmd/kubelet ;;
         etcd) echo go.etcd.io/etcd/server/v3 go.etcd.io/etcd/etcdctl/v3 ;;
         kwok) echo sigs.k8s.io/kwok/cmd/kwok ;;
         tofu) echo github.com/opentofu/opentofu/cmd/tofu ;;
         jaeger) echo github.com/jaegertracing/jaeger/cmd/jaeger ;;
+        containerd) local c=github.com/containerd/containerd/v2/cmd
+                    echo "$c/containerd $c/ctr $c/containerd-shim-runc-v2" ;;
+        runc) echo github.com/opencontainers/runc ;;
+        cni) local p=github.com/containernetworking/plugins/plugins
+             echo "$p/main/bridge $p/ipam/host-local $p/main/loopback" ;;
+        crictl) echo sigs.k8s.io/cri-tools/cmd/crictl ;;
         terraform-provider-*) tool_directive "$1" ;;
         helm) echo helm.sh/helm/v3/cmd/helm ;;
     esac
@@ -111,7 +127,7 @@ tool_packages() {
 tool_ldflags() {
     local v=$2
     case $1 in
-        kube)
+        kube|kubelet)
             # What kubernetes' hack/lib/version.sh sets, so /version reports the real version.
             local major=${v#v}; major=${major%%.*}
             local minor=${v#v*.}; minor=${minor%%.*}
@@ -122,6 +138,11 @@ tool_ldflags() {
             done
             echo "-s -w$x" ;;
         etcd|jaeger) echo "-s -w" ;;
+        containerd) local c=github.com/containerd/containerd/v2
+            echo "-s -w -X $c/version.Version=$v -X $c/version.Package=$c" ;;
+        runc) echo "-s -w" ;;   # runc's version is its embedded VERSION file
+        cni) echo "-s -w -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$v" ;;
+        crictl) echo "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$v" ;;
         kwok) echo "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$v" ;;
         tofu) echo "-s -w -X github.com/opentofu/opentofu/version.dev=no" ;;   # version: its VERSION file
         terraform-provider-*) echo "-s -w" ;;
@@ -139,8 +160,20 @@ tool_ldflags() {
 
 tool_tags() {
     case $1 in
-        kube) echo "notest,grpcnotrace" ;;
+        kube|kubelet) echo "notest,grpcnotrace" ;;
+        # what containerd's and runc's Makefiles set (runc without libpathrs: a Rust library)
+        containerd) echo "urfave_cli_no_docs" ;;
+        runc) echo "seccomp,urfave_cli_no_docs" ;;
         *) echo "" ;;
+    esac
+}
+
+# runc is built with cgo (its nsenter is C; seccomp links libseccomp), like runc's own Makefile;
+# everything else is pure Go.
+tool_cgo() {
+    case $1 in
+        runc) echo 1 ;;
+        *) echo 0 ;;
     esac
 }
 
@@ -151,6 +184,7 @@ stamp_of() {
         echo "packages: $(tool_packages "$1")"
         echo "ldflags: $(tool_ldflags "$1" "$(tool_version "$1")")"
         echo "tags: $(tool_tags "$1")"
+        [[ $(tool_cgo "$1") == 0 ]] || echo "cgo: $(tool_cgo "$1")"
     } | sha256sum | cut -c1-16
 }
 
@@ -188,6 +222,10 @@ build_tool() {
     fi
     local go tmp start
     go=$(find_go)
+    if [[ $(tool_cgo "$tool") == 1 ]] && ! { command -v gcc >/dev/null && pkg-config --exists libseccomp 2>/dev/null; }; then
+        log "$tool needs gcc, pkg-config and libseccomp's headers (Debian: apt-get install gcc pkg-config libseccomp-dev; make node-tools does)"
+        exit 1
+    fi
     tmp=$(mktemp -d "$CACHE_ROOT/.$tool-$version.XXXXXX")
     start=$(date +%s)
     log "building $tool $version into $out (cold builds take minutes; see docs/control-plane.md)"
@@ -195,7 +233,7 @@ build_tool() {
     # -mod=readonly: go.mod and go.sum are complete and must not change while building (a build
     # that would need to change them fails instead). GOTOOLCHAIN=auto lets an older Go (e.g.
     # Debian's) fetch the go1.26 toolchain that go.mod asks for from the module proxy.
-    (cd "$TOOLS_DIR/$tool" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" \
+    (cd "$TOOLS_DIR/$tool" && CGO_ENABLED=$(tool_cgo "$tool") GOFLAGS="-mod=readonly -buildvcs=false" \
         GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" \
         "$go" build -trimpath -tags "$(tool_tags "$tool")" -ldflags "$(tool_ldflags "$tool" "$version")" \
         -o "$tmp/bin/" $(tool_packages "$tool"))
@@ -220,7 +258,8 @@ main() {
             --go) find_go; exit 0 ;;
             all) tools+=("${ALL_TOOLS[@]}") ;;
             terraform) tools+=("${TERRAFORM_TOOLS[@]}") ;;
-            -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}"; exit 0 ;;
+            node) tools+=("${NODE_TOOLS[@]}") ;;
+            -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}"; exit 0 ;;
             *) tools+=("$a") ;;
         esac
     done
