@@ -41,11 +41,13 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml worker_runtime/pyproject.toml oper
 venv: $(VENV)/.synced
 
 # Debian packages a fresh machine may lack: PostgreSQL's server (tests and the demo start their
-# own throwaway server from its binaries), openssl (cluster certificates), util-linux
+# own throwaway server from its binaries), PgBouncer (tests and bench/scale_bench.py put one in
+# front of it: devenv/pgbouncer.py), openssl (cluster certificates), util-linux
 # (setsid, for the cluster's processes) and curl (the demo talks to the API with it).
 system:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	ls /usr/sbin/pgbouncer >/dev/null 2>&1 || missing="$$missing pgbouncer"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v setsid >/dev/null || missing="$$missing util-linux"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \

@@ -21,6 +21,12 @@ SELECT * FROM taskq.queues ORDER BY namespace, name
 -- name: queue_stats
 SELECT * FROM taskq.queue_stats(p_queue_id => $1)
 
+-- name: learn_types
+-- The types of these queries that asyncpg has no codec of its own for (arrays of scalars): it
+-- looks each up once per connection (store/codecs.py, learn_types)
+SELECT NULL::integer[] AS integers, NULL::bigint[] AS bigints,
+       NULL::double precision[] AS doubles, NULL::json[] AS jsons, NULL::uuid[] AS uuids
+
 -- name: schema_version
 -- readiness: the database answers and the taskq schema is installed (the newest migration)
 SELECT max(version) AS version FROM taskq.schema_migrations

@@ -55,6 +55,7 @@ DECLARE
     v_promoted_priority smallint;
     v_promoted_at timestamptz;
 BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
     PERFORM taskq.require_range('claim', 'p_limit', p_limit, 0, 100000, 'tasks');
     PERFORM taskq.require_range('claim', 'p_lease_s', p_lease_s, 0, 86400, 'seconds',
                                 p_low_open => true);
@@ -157,6 +158,7 @@ DECLARE
     v_retryable boolean := p_outcome IN ('failed', 'timed_out');
     v_history_outcome text := CASE p_outcome WHEN 'fatal' THEN 'failed' ELSE p_outcome END;
 BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
     IF p_outcome NOT IN ('succeeded', 'failed', 'fatal', 'timed_out', 'canceled') THEN
         RAISE EXCEPTION 'complete: unknown outcome %', p_outcome USING ERRCODE = 'TQ003';
     END IF;
@@ -604,6 +606,7 @@ CREATE FUNCTION taskq.heartbeat(p_queue_id integer, p_ids bigint[], p_attempt_id
     SET plan_cache_mode TO 'force_custom_plan'
     AS $$
 BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
     PERFORM taskq.require_range('heartbeat', 'p_lease_s', p_lease_s, 0, 86400, 'seconds',
                                 p_low_open => true);
     RETURN QUERY
@@ -1073,6 +1076,7 @@ CREATE FUNCTION taskq.worker_beat(p_worker_id text, p_dead_after_s double precis
     LANGUAGE plpgsql
     AS $$
 BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
     PERFORM taskq.require_range('worker_beat', 'p_dead_after_s', p_dead_after_s, 0, 86400, 'seconds',
                                 p_low_open => true);
     PERFORM taskq.require_range('worker_beat', 'p_rescue_every_s', p_rescue_every_s, 0, 86400, 'seconds',

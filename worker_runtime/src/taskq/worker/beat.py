@@ -20,6 +20,8 @@ import asyncpg
 from taskq.backoff import Outage
 from taskq.store import execution as store
 from taskq.store.dberrors import describe_error, is_database_error
+from taskq.store.pool_mode import PoolMode, statement_cache_size
+from taskq.worker.session import worker_session
 
 log = logging.getLogger("taskq.worker")
 
@@ -36,14 +38,14 @@ class Beat:
         dsn: str,
         worker_id: str,
         deadline: float,
-        server_settings: dict[str, str],
+        pool_mode: PoolMode,
         on_rescued: Callable[[int], None],
     ) -> None:
         self._dsn = dsn
         self._on_rescued = on_rescued
         self._worker_id = worker_id
         self._deadline = deadline
-        self._settings = server_settings
+        self._pool_mode = pool_mode
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -61,6 +63,15 @@ class Beat:
             self._loop.call_soon_threadsafe(self._stop.set)
         if self._thread is not None:
             self._thread.join(timeout)
+
+    async def _connect(self) -> asyncpg.Connection:
+        conn: asyncpg.Connection = await asyncpg.connect(
+            self._dsn,
+            timeout=self._deadline,
+            server_settings=worker_session(self._pool_mode),
+            statement_cache_size=statement_cache_size(self._pool_mode),
+        )
+        return conn
 
     def _main(self) -> None:
         asyncio.run(self._run())
@@ -81,9 +92,7 @@ class Beat:
             started = time.monotonic()
             try:
                 if conn is None or conn.is_closed():
-                    conn = await asyncpg.connect(
-                        self._dsn, timeout=self._deadline, server_settings=self._settings
-                    )
+                    conn = await self._connect()
                 rescued = await asyncio.wait_for(
                     store.worker_beat(conn, self._worker_id, DEAD_AFTER, RESCUE_EVERY),
                     self._deadline,
@@ -105,9 +114,7 @@ class Beat:
     async def _gone(self, conn: asyncpg.Connection | None) -> None:
         try:
             if conn is None or conn.is_closed():
-                conn = await asyncpg.connect(
-                    self._dsn, timeout=self._deadline, server_settings=self._settings
-                )
+                conn = await self._connect()
             await asyncio.wait_for(store.worker_gone(conn, self._worker_id), self._deadline)
         except Exception as error:
             # harmless: the row is deleted by the next rescue once it stops beating

@@ -12,11 +12,13 @@ import asyncpg
 
 from taskq import tracing
 from taskq.client import create_pool, no_session_reset
+from taskq.store.pool_mode import PoolMode
 from taskq.worker.app import load_registry
 from taskq.worker.http import HealthServer
 from taskq.worker.logs import setup_logging
-from taskq.worker.loop import WORKER_SESSION, Worker, shutdown_bound
+from taskq.worker.loop import Worker, shutdown_bound
 from taskq.worker.metrics import WorkerMetrics
+from taskq.worker.session import worker_session
 from taskq.worker.settings import WorkerSettings, new_worker_id
 from taskq.worker.stopping import ExitDeadline
 
@@ -44,14 +46,21 @@ def tune_gc() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
-async def worker_pool(dsn: str, deadline: float = 10.0) -> asyncpg.Pool:
+async def worker_pool(
+    dsn: str, deadline: float = 10.0, pool_mode: PoolMode = "session"
+) -> asyncpg.Pool:
     """The worker's pool: claim, ack, heartbeat and maintenance each hold at most one
     connection at a time. The server ends a statement that outlives the worker's deadline
     (WorkerSettings.db_deadline; 10 s is its value for the default lease) itself too, in case
-    the worker's cancel request never reaches it."""
-    session = {**WORKER_SESSION, "statement_timeout": str(int(deadline * 1000))}
+    the worker's cancel request never reaches it (not through transaction pooling: see
+    worker_session)."""
     return await create_pool(
-        dsn, min_size=2, max_size=4, server_settings=session, reset=no_session_reset
+        dsn,
+        min_size=2,
+        max_size=4,
+        server_settings=worker_session(pool_mode, deadline),
+        reset=no_session_reset,
+        pool_mode=pool_mode,
     )
 
 
@@ -63,7 +72,9 @@ async def run_worker(settings: WorkerSettings, exit_deadline: ExitDeadline | Non
     tracing.configure_from_env("taskq-worker")
     registry = load_registry(settings.app)
     tune_gc()
-    pool = await worker_pool(settings.dsn.get_secret_value(), settings.db_deadline)
+    pool = await worker_pool(
+        settings.dsn.get_secret_value(), settings.db_deadline, settings.db_pool_mode
+    )
     metrics = WorkerMetrics()
     worker = Worker(pool, registry, settings, new_worker_id(settings.pod_uid), metrics)
     stop = asyncio.Event()
