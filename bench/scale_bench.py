@@ -34,6 +34,7 @@ import signal
 import statistics
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,11 +46,12 @@ from devenv.pgbouncer import LocalPgBouncer
 from devenv.postgres import LocalPostgres
 
 from taskq.client import connect
+from taskq.errors import TaskqError
 from taskq.models import TaskRequest
 from taskq.store.pool_mode import PoolMode
 from taskq.worker.context import TaskContext
 from taskq.worker.loop import Worker
-from taskq.worker.main import tune_gc, worker_pool
+from taskq.worker.main import close_pool, tune_gc, worker_pool
 from taskq.worker.registry import Registry
 from taskq.worker.settings import WorkerSettings
 
@@ -63,6 +65,7 @@ PICKUP_GAP = 0.1  # seconds between pickup tasks
 DRAIN_N = int(os.environ.get("TASKQ_BENCH_DRAIN_N", "20000"))
 IDLE_SECONDS = 5.0
 STARTING_AT_ONCE = 20  # worker instances a process starts at a time
+RESTART_DELAY = 1.0  # seconds before a failed worker instance starts again
 DATABASE = "taskq_scale"
 
 
@@ -98,19 +101,35 @@ async def _serve(config: dict[str, Any]) -> None:
         listen=config["pool_mode"] == "session", poll_interval=config["poll_interval"])
     registry = _registry()
     stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    # each stopping worker waits for its beat's thread in the default executor
+    loop.set_default_executor(ThreadPoolExecutor(config["workers"]))
     starting = asyncio.Semaphore(STARTING_AT_ONCE)
+    restarts = 0
 
     async def one(n: int) -> None:
-        async with starting:
-            pool = await worker_pool(
-                settings.dsn.get_secret_value(), settings.db_deadline, settings.db_pool_mode)
-        try:
-            await Worker(pool, registry, settings, f"bench-{config['process']}-{n}").run(stop)
-        finally:
-            await pool.close()
+        """A replica: restarted after a failure, as its pod would be."""
+        nonlocal restarts
+        while not stop.is_set():
+            try:
+                async with starting:
+                    pool = await worker_pool(settings.dsn.get_secret_value(),
+                                             settings.db_deadline, settings.db_pool_mode)
+                try:
+                    worker = Worker(pool, registry, settings, f"bench-{config['process']}-{n}")
+                    await worker.run(stop)
+                finally:
+                    await close_pool(pool, settings.db_deadline)
+            except TaskqError as error:
+                restarts += 1
+                print(f"worker {config['process']}-{n} restarts: {error}", file=sys.stderr)
+                await asyncio.sleep(RESTART_DELAY)
+            else:
+                return
 
     await asyncio.gather(*(one(n) for n in range(config["workers"])))
+    print(json.dumps({"restarts": restarts}))
 
 
 # -- the benchmark ------------------------------------------------------------------------------
@@ -157,7 +176,7 @@ async def bench(
                 sys.executable, __file__, "--serve", json.dumps({
                     "dsn": run.dsn, "queue": queue, "pool_mode": run.pool_mode,
                     "poll_interval": run.poll_interval, "workers": share, "process": p}),
-                stdin=asyncio.subprocess.DEVNULL)
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE)
             for p, share in enumerate(shares)]
         started = time.monotonic()
         try:
@@ -189,7 +208,8 @@ async def bench(
             for process in processes:
                 with contextlib.suppress(ProcessLookupError):
                     process.send_signal(signal.SIGTERM)
-            statuses = [await process.wait() for process in processes]
+            reports = [await process.communicate() for process in processes]
+            statuses = [process.returncode for process in processes]
             sampler.cancel()
         await client.drop_queue(queue)
     return {
@@ -205,6 +225,7 @@ async def bench(
         "pickup_p99_ms": round(_percentile(latencies, 0.99), 1),
         "throughput_tasks_per_s": round(DRAIN_N / (drained["last"] - drained["first"])),
         "throughput_ran_on_workers": drained["ran_on"],
+        "worker_restarts": sum(json.loads(out)["restarts"] for out, _ in reports if out),
         "exit_statuses": sorted(set(statuses)),
     }
 
@@ -218,6 +239,11 @@ async def main() -> dict[str, Any]:
         bouncer.start()
         admin = await asyncpg.connect(server.dsn)
         await admin.execute(f"CREATE DATABASE {DATABASE}")
+        # the server ends a statement its worker gave up on, as docs/worker.md has the workers'
+        # role do behind PgBouncer (direct workers set it per session): else a backend waiting
+        # for a lock outlives its client, and PgBouncer opens another
+        await admin.execute(
+            f"ALTER ROLE postgres IN DATABASE {DATABASE} SET statement_timeout = '10s'")
         direct = server.dsn.rsplit("/", 1)[0] + "/" + DATABASE
         async with await connect(direct) as client:
             await client.migrate()

@@ -131,3 +131,47 @@ async def test_exactly_one_caller_takes_a_periodic_turn(dsn: str) -> None:
             await c.close()
     assert rounds == [1, 1, 1]
     assert sum(again) == 0  # the period has not passed since the last turn
+
+
+async def test_a_turn_being_taken_is_lost_at_once(dsn: str) -> None:
+    """A caller finding the turn's row locked (its winner's transaction still runs) loses it
+    without waiting: a thousand beats a second queued behind each turn before (migration 0021).
+    The waiting connection's lock_timeout turns any wait into an error."""
+    winner, other = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+    try:
+        await winner.execute(
+            "INSERT INTO taskq.duties (name) VALUES ('test_locked_turn') ON CONFLICT DO NOTHING")
+        await other.execute("SET lock_timeout = '200ms'")
+        async with winner.transaction():
+            assert await winner.fetchval("SELECT taskq.take_turn('test_locked_turn', 0.001)")
+            assert not await other.fetchval("SELECT taskq.take_turn('test_locked_turn', 0.001)")
+        await asyncio.sleep(0.01)  # the period passed: free again
+        assert await other.fetchval("SELECT taskq.take_turn('test_locked_turn', 0.001)")
+    finally:
+        await winner.execute("DELETE FROM taskq.duties WHERE name = 'test_locked_turn'")
+        await winner.close()
+        await other.close()
+
+
+async def test_the_rescue_skips_a_silent_worker_that_is_beating(dsn: str) -> None:
+    """A silent worker whose row a beat holds right now is alive: the rescue leaves its row
+    rather than wait for that beat (which may be waiting for the rescue's turn: a deadlock)."""
+    beating, rescuer = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+    late, gone = "test-late-beat", "test-gone"
+    try:
+        await rescuer.execute(
+            "INSERT INTO taskq.workers (worker_id, dead_after_s, beat_at) VALUES"
+            " ($1, 3, now() - interval '1 minute'), ($2, 3, now() - interval '1 minute')",
+            late, gone)
+        await rescuer.execute("SET lock_timeout = '200ms'")
+        async with beating.transaction():
+            await beating.execute(
+                "UPDATE taskq.workers SET dead_after_s = 3 WHERE worker_id = $1", late)
+            await rescuer.fetchval("SELECT taskq.rescue_dead_workers()")
+        left = await rescuer.fetch(
+            "SELECT worker_id FROM taskq.workers WHERE worker_id = ANY($1)", [late, gone])
+    finally:
+        await rescuer.execute("DELETE FROM taskq.workers WHERE worker_id = ANY($1)", [late, gone])
+        await beating.close()
+        await rescuer.close()
+    assert [row["worker_id"] for row in left] == [late]

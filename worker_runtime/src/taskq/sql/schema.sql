@@ -966,10 +966,16 @@ BEGIN
        FROM (SELECT DISTINCT ON (q.queue_id) q.queue_id, q.priority, q.run_at
                FROM unnest(v_queues, v_priorities, v_run_ats) AS q(queue_id, priority, run_at)
               ORDER BY q.queue_id, q.priority DESC, q.run_at) f;
+    -- a row locked is a worker beating right now: alive, and skipped rather than waited for
+    -- (its beat may be waiting for this turn's row: a deadlock)
     DELETE FROM taskq.workers w
-     WHERE w.worker_id = ANY(v_dead)
-       AND NOT EXISTS (SELECT FROM taskq.tasks t
-                        WHERE t.state = 'running' AND t.worker_id = w.worker_id);
+     WHERE w.worker_id = ANY(ARRAY(
+           SELECT d.worker_id FROM taskq.workers d
+            WHERE d.worker_id = ANY(v_dead)
+              AND greatest(d.beat_at, v_resumed) < now() - make_interval(secs => d.dead_after_s)
+              AND NOT EXISTS (SELECT FROM taskq.tasks t
+                               WHERE t.state = 'running' AND t.worker_id = d.worker_id)
+              FOR UPDATE SKIP LOCKED));
     RETURN v_count;
 END $$;
 
@@ -1054,7 +1060,12 @@ CREATE FUNCTION taskq.take_turn(p_duty text, p_every_s double precision) RETURNS
     AS $$
     SELECT taskq.require_range('take_turn', 'p_every_s', p_every_s, 0, 86400, 'seconds',
                                p_low_open => true);
-    WITH taken AS (
+    WITH free AS (
+        -- a row locked is a turn being taken right now: lost, without waiting for it
+        SELECT f.name FROM taskq.duties f
+         WHERE f.name = p_duty AND f.last_run_at <= now() - make_interval(secs => p_every_s)
+         FOR UPDATE SKIP LOCKED
+    ), taken AS (
         -- every SET expression reads the row as it was: d.last_run_at is the previous turn
         UPDATE taskq.duties d
            SET last_run_at = now(),
@@ -1064,7 +1075,8 @@ CREATE FUNCTION taskq.take_turn(p_duty text, p_every_s double precision) RETURNS
                resumed_at = CASE WHEN isfinite(d.last_run_at)
                                       AND d.last_run_at < pg_postmaster_start_time()
                                  THEN now() ELSE d.resumed_at END
-         WHERE d.name = p_duty AND d.last_run_at <= now() - make_interval(secs => p_every_s)
+          FROM free f
+         WHERE d.name = f.name
         RETURNING 1
     )
     SELECT EXISTS (SELECT FROM taken)
