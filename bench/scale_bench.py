@@ -18,6 +18,8 @@ once every worker beats and has idled IDLE_SECONDS:
               latency from the enqueue call (its durable commit included) to the handler start,
               both on the host's monotonic clock (one clock for every process)
   throughput  DRAIN_N no-op tasks in one enqueue; rate from the first handler start to the last
+  idle_statements_per_s  statements the idle workers sent, over IDLE_SECONDS
+  attempts_lost  attempts rescued from a worker taken for dead (its beats came over 3 s late)
   server_connections  the most backends of the benchmark's database seen in pg_stat_activity,
               sampled every 50 ms from the workers' start to their stop (the producer's and
               the workers' alike; this benchmark's own observer connects to another database)
@@ -63,8 +65,8 @@ POLL = float(os.environ.get("TASKQ_BENCH_POLL", "1.0"))
 PICKUP_N = int(os.environ.get("TASKQ_BENCH_PICKUP_N", "200"))
 PICKUP_GAP = 0.1  # seconds between pickup tasks
 DRAIN_N = int(os.environ.get("TASKQ_BENCH_DRAIN_N", "20000"))
-IDLE_SECONDS = 5.0
-STARTING_AT_ONCE = 20  # worker instances a process starts at a time
+IDLE_SECONDS = 10.0
+STARTING_AT_ONCE = 2  # worker instances a process starts at a time: a rolling start
 RESTART_DELAY = 1.0  # seconds before a failed worker instance starts again
 DATABASE = "taskq_scale"
 
@@ -153,6 +155,15 @@ async def _wait_for(reader: asyncpg.Connection, query: str, *args: Any, want: in
         await asyncio.sleep(0.2)
 
 
+async def _statements(observer: asyncpg.Connection) -> int:
+    """Transactions the benchmark's database has ended: one per statement outside a
+    transaction, as all of an idle worker's are."""
+    await observer.execute("SELECT pg_stat_clear_snapshot()")
+    ended: int = await observer.fetchval(
+        "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1", DATABASE)
+    return ended
+
+
 def _percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[max(0, int(len(ordered) * fraction) - 1)]
@@ -183,14 +194,16 @@ async def bench(
             await _wait_for(reader, "SELECT count(*) FROM taskq.workers", want=run.workers,
                             limit=600)
             start_s = time.monotonic() - started
+            before = await _statements(observer)
             await asyncio.sleep(IDLE_SECONDS)
+            idle_statements = (await _statements(observer) - before) / IDLE_SECONDS
             idle_connections = max(seen)
 
             for n in range(PICKUP_N):
                 await client.enqueue(queue, "noop", {"sent": time.monotonic(), "n": n})
                 await asyncio.sleep(PICKUP_GAP)
             await _wait_for(reader, "SELECT count(*) FROM taskq.tasks WHERE queue_id = $1 AND "
-                            "state = 'succeeded'", info.id, want=PICKUP_N, limit=120)
+                            "state = 'succeeded'", info.id, want=PICKUP_N, limit=600)
             latencies = [1000 * (row["at"] - row["sent"]) for row in await reader.fetch(
                 "SELECT (payload->>'sent')::float8 AS sent, (result->>'at')::float8 AS at "
                 "FROM taskq.tasks WHERE queue_id = $1", info.id)]
@@ -204,6 +217,9 @@ async def bench(
                 " count(DISTINCT worker_id) AS ran_on FROM taskq.tasks"
                 " WHERE queue_id = $1 AND NOT payload ? 'sent'", info.id)
             assert drained is not None
+            lost = await reader.fetchval(
+                "SELECT count(*) FROM taskq.attempts WHERE queue_id = $1 AND outcome = 'lost'",
+                info.id)
         finally:
             for process in processes:
                 with contextlib.suppress(ProcessLookupError):
@@ -221,10 +237,12 @@ async def bench(
         "start_s": round(start_s, 1),
         "server_connections_max": max(seen),
         "server_connections_max_idle": idle_connections,
+        "idle_statements_per_s": round(idle_statements),
         "pickup_p50_ms": round(statistics.median(latencies), 1),
         "pickup_p99_ms": round(_percentile(latencies, 0.99), 1),
         "throughput_tasks_per_s": round(DRAIN_N / (drained["last"] - drained["first"])),
         "throughput_ran_on_workers": drained["ran_on"],
+        "attempts_lost": lost,  # tasks rescued from workers whose beats came late: run twice
         "worker_restarts": sum(json.loads(out)["restarts"] for out, _ in reports if out),
         "exit_statuses": sorted(set(statuses)),
     }
@@ -234,7 +252,8 @@ async def main() -> dict[str, Any]:
     server = LocalPostgres.temporary(durable=True)
     server.start()
     bouncer = LocalPgBouncer.temporary(server.port, pool_size=POOL_SIZE)
-    bouncer.max_clients = 6 * WORKERS + 100  # per worker: a pool of 2-4 and its beat's
+    # per worker: a pool of 2-4 and its beat, and connections sending cancel requests
+    bouncer.max_clients = 10 * WORKERS + 100
     try:
         bouncer.start()
         admin = await asyncpg.connect(server.dsn)
