@@ -18,7 +18,7 @@ include cluster/cluster.mk
 # Packaging checks (image, chart, Terraform modules), one fragment per area.
 include $(wildcard mk/*.mk)
 
-.PHONY: help venv system lint trace-tools test test-fast schema proto demo demo-queue bench bench-footprint bench-recovery bench-kills bench-api bench-list clean
+.PHONY: help venv system lint trace-tools test test-fast schema proto dashboard-shots demo demo-queue bench bench-footprint bench-recovery bench-kills bench-api bench-list bench-dashboard clean
 
 help:
 	@echo "make demo    local control plane + Postgres, the operator, tasks flowing, workers scaling,"
@@ -43,11 +43,13 @@ venv: $(VENV)/.synced
 # Debian packages a fresh machine may lack: PostgreSQL's server (tests and the demo start their
 # own throwaway server from its binaries), PgBouncer (tests and bench/scale_bench.py put one in
 # front of it: devenv/pgbouncer.py), openssl (cluster certificates), util-linux
-# (setsid, for the cluster's processes) and curl (the demo talks to the API with it).
+# (setsid, for the cluster's processes), curl (the demo talks to the API with it) and chromium
+# (the dashboard's browser tests drive it: a browser downloaded by a tool is not to be had).
 system:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	ls /usr/sbin/pgbouncer >/dev/null 2>&1 || missing="$$missing pgbouncer"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v setsid >/dev/null || missing="$$missing util-linux"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
@@ -75,6 +77,11 @@ test-fast: venv system
 # The schema snapshot: every migration applied on a throwaway PostgreSQL, dumped (devenv/schema.py).
 schema: venv system
 	$(PY) -m devenv.schema
+
+# The dashboard's screenshots in docs/ (devenv/dashboard_shots.py: PostgreSQL, a worker, taskq-api
+# and Debian's chromium).
+dashboard-shots: venv system
+	$(PY) -m devenv.dashboard_shots
 
 # The gRPC service's Python modules and their stubs, from api/proto (devenv/protogen.py).
 proto: venv
@@ -105,6 +112,9 @@ bench-api: venv system
 # GET /v1/tasks over 5,000,000 tasks (TASKQ_BENCH_LIST_ROWS); filling them takes minutes.
 bench-list: venv system
 	$(PY) bench/list_bench.py
+
+bench-dashboard: venv system
+	$(PY) bench/dashboard_bench.py
 
 bench-operator: venv system tools
 	$(PY) bench/operator_bench.py

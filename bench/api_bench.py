@@ -15,6 +15,9 @@ Phases (each on a fresh queue):
   grpc_enqueue     the same over gRPC (taskq.v1 Enqueue), the same callers multiplexed on one
                    channel (one HTTP/2 connection), for the same time: calls/s and latency
                    percentiles, beside REST's
+  Both report the CPU time per call of the server, of PostgreSQL (its postmaster and every
+  process under it; only when the bench runs its own) and of this load generator: on a shared
+  machine these move far less than the rates do.
   batch_enqueue    POST .../tasks:batch of 1,000 tasks, 50 times, one at a time: tasks/s,
                    beside Client.enqueue_many of the same batches in this process
 """
@@ -40,7 +43,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from devenv.postgres import bench_database
+from devenv.postgres import LocalPostgres, bench_database
 
 from taskq.auth import Role
 from taskq.client import Client
@@ -57,6 +60,62 @@ BATCHES = 50
 NAMESPACE = "bench"
 
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _process_cpu(pid: int) -> tuple[int, float] | None:
+    """A process's parent and its CPU seconds so far (user + system), None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()  # after the command, which may hold spaces
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+class CpuMeter:
+    """CPU seconds used, during a phase, by the server, by PostgreSQL (the postmaster and its
+    children, when the bench started it) and by this process."""
+
+    def __init__(self, server_pid: int, postgres: LocalPostgres | None) -> None:
+        self.server_pid = server_pid
+        pid_file = postgres.datadir / "postmaster.pid" if postgres else None
+        self.postmaster = int(pid_file.read_text().split()[0]) if pid_file else None
+
+    def _postgres(self) -> dict[int, float]:
+        if self.postmaster is None:
+            return {}
+        found = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                process = _process_cpu(int(entry.name))
+                if process and self.postmaster in (process[0], int(entry.name)):
+                    found[int(entry.name)] = process[1]
+        return found
+
+    def _sample(self) -> tuple[float, dict[int, float], float]:
+        server = _process_cpu(self.server_pid)
+        return (server[1] if server else 0.0), self._postgres(), time.process_time()
+
+    @contextlib.contextmanager
+    def phase(self, prefix: str, result: dict[str, float]) -> Iterator[None]:
+        """Adds {prefix}_cpu_ms_per_call_{server,postgres,load_generator} to `result`, which
+        the phase fills with {prefix}_calls."""
+        server, postgres, own = self._sample()
+        yield
+        server_end, postgres_end, own_end = self._sample()
+        calls = max(1, int(result[f"{prefix}_calls"]))
+        used = {
+            "server": server_end - server,
+            "postgres": sum(cpu - postgres.get(pid, 0.0) for pid, cpu in postgres_end.items()),
+            "load_generator": own_end - own,
+        }
+        if self.postmaster is None:
+            del used["postgres"]
+        for part, seconds in used.items():
+            result[f"{prefix}_cpu_ms_per_call_{part}"] = round(seconds / calls * 1000, 3)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -65,8 +124,8 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def api_server(dsn: str) -> Iterator[tuple[str, str]]:
-    """The server's HTTP base URL and gRPC target, once it is ready."""
+def api_server(dsn: str) -> Iterator[tuple[str, str, int]]:
+    """The server's HTTP base URL, gRPC target and process id, once it is ready."""
     port, grpc_port = _free_port(), _free_port()
     env = {**os.environ, "TASKQ_API_DSN": dsn, "TASKQ_API_LOG_LEVEL": "WARNING"}
     argv = [sys.executable, "-m", "taskq_api", "--host", "127.0.0.1", "--port", str(port),
@@ -84,7 +143,7 @@ def api_server(dsn: str) -> Iterator[tuple[str, str]]:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the API server did not become ready")
             time.sleep(0.1)
-        yield url, f"127.0.0.1:{grpc_port}"
+        yield url, f"127.0.0.1:{grpc_port}", process.pid
     finally:
         process.terminate()
         process.wait(30)
@@ -174,6 +233,7 @@ async def single_enqueue(url: str, key: str, queue: str) -> dict[str, float]:
         "single_enqueue_p95_ms": round(_percentile(latencies, 95) * 1000, 2),
         "single_enqueue_p99_ms": round(_percentile(latencies, 99) * 1000, 2),
         "single_enqueue_errors": errors,
+        "single_enqueue_calls": len(latencies),
     }
 
 
@@ -210,6 +270,7 @@ async def grpc_enqueue(target: str, key: str, queue: str) -> dict[str, float]:
         "grpc_enqueue_p95_ms": round(_percentile(latencies, 95) * 1000, 2),
         "grpc_enqueue_p99_ms": round(_percentile(latencies, 99) * 1000, 2),
         "grpc_enqueue_errors": errors,
+        "grpc_enqueue_calls": len(latencies),
     }
 
 
@@ -233,7 +294,7 @@ async def batch_enqueue(http: httpx.AsyncClient, client: Client, queue: str) -> 
     }
 
 
-async def run(dsn: str, server: str) -> dict[str, object]:
+async def run(dsn: str, server: str, postgres: LocalPostgres | None) -> dict[str, object]:
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
     assert pool is not None
     async with pool.acquire() as conn:
@@ -246,10 +307,16 @@ async def run(dsn: str, server: str) -> dict[str, object]:
         await client.ensure_queue(queue)
     _, secret = await key_store.create_key(pool, f"bench-{stamp}", Role.OPERATOR, [NAMESPACE])
     try:
-        with api_server(dsn) as (url, grpc_target):
+        with api_server(dsn) as (url, grpc_target, pid):
+            meter = CpuMeter(pid, postgres)
             async with http_client(url, secret) as http:
-                result: dict[str, object] = dict(await single_enqueue(url, secret, single_queue))
-                result.update(await grpc_enqueue(grpc_target, secret, grpc_queue))
+                single: dict[str, float] = {}
+                with meter.phase("single_enqueue", single):
+                    single.update(await single_enqueue(url, secret, single_queue))
+                calls: dict[str, float] = {}
+                with meter.phase("grpc_enqueue", calls):
+                    calls.update(await grpc_enqueue(grpc_target, secret, grpc_queue))
+                result: dict[str, object] = {**single, **calls}
                 result.update(await batch_enqueue(http, client, batch_queue))
     finally:
         await pool.close()
@@ -266,8 +333,8 @@ async def run(dsn: str, server: str) -> dict[str, object]:
 
 
 def main() -> None:
-    with bench_database() as (dsn, label, _):
-        result = asyncio.run(run(dsn, label))
+    with bench_database() as (dsn, label, postgres):
+        result = asyncio.run(run(dsn, label, postgres))
     print(json.dumps(result))
 
 

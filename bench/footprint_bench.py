@@ -5,11 +5,13 @@
         make bench-footprint
     TASKQ_BENCH_DSN=postgresql://... make bench-footprint
     TASKQ_FOOTPRINT_DETAIL=1 make bench-footprint   # adds where the bytes go, per relation
+    TASKQ_FOOTPRINT_RETENTION=0 make bench-footprint  # the queues keep no succeeded task
 
 A producer enqueues at a fixed rate (TASKQ_FOOTPRINT_RATE tasks/s, default 800) in small
 batches (one Client.enqueue_many every 20 ms, each its own durable commit) while one in-process
 Worker (concurrency 32, other settings at their defaults; no-op handler) drains the queue.
-Phases, each on a fresh queue (dropped afterwards):
+Phases, each on a fresh queue (dropped afterwards) with default settings, but for the retention
+of succeeded tasks when TASKQ_FOOTPRINT_RETENTION (seconds) is set:
   steady   TASKQ_FOOTPRINT_SECONDS (default 60) of that load
   hold     the same for TASKQ_FOOTPRINT_HOLD_SECONDS (default 100) while another session holds
            a REPEATABLE READ snapshot open and idle, so neither vacuum nor page pruning can
@@ -22,6 +24,7 @@ Per phase:
   table_bytes_per_task   growth of every relation in schema taskq (heaps, indexes, TOAST, free
                          space and visibility maps of every partition) per completed task
   dead_tuples_peak       highest sum of n_dead_tup over schema taskq, sampled every 0.5 s
+  dead_tuples_per_task   that peak per completed task
   pickup_p50_ms/p99_ms   task created_at (the enqueue's transaction start, database clock)
                          to handler start: the enqueue's durable commit is included
   claim_p50_ms/p99_ms    the worker's claim calls as its store makes them (connection
@@ -62,7 +65,7 @@ from bench.timing import ClaimTiming, TimedStore, percentile
 from devenv.postgres import bench_database
 
 from taskq.client import Client, connect
-from taskq.models import TaskRequest
+from taskq.models import QueueSettings, TaskRequest
 from taskq.worker.context import TaskContext
 from taskq.worker.loop import Worker
 from taskq.worker.main import tune_gc, worker_pool
@@ -73,6 +76,7 @@ RATE = float(os.environ.get("TASKQ_FOOTPRINT_RATE", "800"))
 SECONDS = float(os.environ.get("TASKQ_FOOTPRINT_SECONDS", "60"))
 HOLD_SECONDS = float(os.environ.get("TASKQ_FOOTPRINT_HOLD_SECONDS", "100"))
 DETAIL = os.environ.get("TASKQ_FOOTPRINT_DETAIL", "") not in ("", "0")
+RETENTION = os.environ.get("TASKQ_FOOTPRINT_RETENTION")  # succeeded tasks' retention, seconds
 CONCURRENCY = 32
 TICK = 0.02  # the producer's batch interval: 16 tasks a batch at 800/s, 60 at 3000/s
 SAMPLE_EVERY = 0.5
@@ -560,6 +564,7 @@ def _summary(window: Window, wal_bytes: int, progress: Progress) -> dict[str, An
         "wal_bytes": wal_bytes,
         "table_bytes_growth": grown,
         "dead_tuples_peak": progress.dead_peak,
+        "dead_tuples_per_task": round(progress.dead_peak / tasks, 2) if tasks else 0.0,
         "dead_tuples_end": window.dead_end,
         "backlog_peak": progress.backlog_peak,
         "pickup_p50_ms": round(statistics.median(pickups), 2),
@@ -580,7 +585,12 @@ async def run_phase(
 ) -> dict[str, Any]:
     queue = f"bench/footprint-{name}"
     await client.drop_queue(queue)
-    queue_id = (await client.ensure_queue(queue)).id
+    settings = (
+        QueueSettings()
+        if RETENTION is None
+        else QueueSettings(retention_succeeded_seconds=int(RETENTION))
+    )
+    queue_id = (await client.ensure_queue(queue, settings)).id
     progress = Progress()
     registry = Registry()
 
@@ -596,9 +606,9 @@ async def run_phase(
 
     pool = client.pool
     worker_db = await worker_pool(dsn)  # as `taskq worker` makes it
-    settings = _settings(dsn, queue)
-    store = TimedStore(worker_db, settings.db_deadline, progress.claims)
-    worker = Worker(worker_db, registry, settings, f"bench-footprint-{name}", db=store)
+    worker_settings = _settings(dsn, queue)
+    store = TimedStore(worker_db, worker_settings.db_deadline, progress.claims)
+    worker = Worker(worker_db, registry, worker_settings, f"bench-footprint-{name}", db=store)
     stop = asyncio.Event()
     running = asyncio.create_task(worker.run(stop))
 
@@ -652,6 +662,7 @@ async def run(dsn: str, description: str, owned: bool) -> dict[str, Any]:
             "rate_per_s": RATE,
             "steady_seconds": SECONDS,
             "hold_seconds": HOLD_SECONDS,
+            "retention_succeeded_s": int(RETENTION) if RETENTION is not None else "default",
             "producer_batch_interval_s": TICK,
             "worker_concurrency": CONCURRENCY,
             "postgres": description,

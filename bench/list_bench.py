@@ -97,7 +97,7 @@ async def run(dsn: str, server: str) -> dict[str, Any]:
     finally:
         await pool.close()
     results: dict[str, Any] = {}
-    with api_server(dsn) as (url, _grpc):
+    with api_server(dsn) as (url, _grpc, _pid):
         headers = {"Authorization": f"Bearer {secret}"}
         async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as http:
             for name, params in cases(queue, middle).items():

@@ -159,7 +159,7 @@ async def bench_beat_cost(dsn: str, datadir: Path | None) -> dict[str, Any]:
         await asyncio.sleep(offset)
         while time.monotonic() < until:
             started = time.perf_counter()
-            await execution.worker_beat(pool, worker_id, DEAD_AFTER, RESCUE_EVERY)
+            await execution.worker_beat(pool, worker_id, DEAD_AFTER, RESCUE_EVERY, [1])
             latencies.append(time.perf_counter() - started)
             await asyncio.sleep(max(0.0, 1.0 - (time.perf_counter() - started)))
 

@@ -20,6 +20,7 @@ from pydantic_core import PydanticUndefined
 
 from taskq.models import (
     MAX_BATCH,
+    MAX_CALLBACK_URL,
     MAX_DELAY_SECONDS,
     MAX_IDEMPOTENCY_KEY,
     MAX_PERIOD_SECONDS,
@@ -27,6 +28,7 @@ from taskq.models import (
     MAX_TIMEOUT_SECONDS,
     setting_fields,
 )
+from taskq.schedules import ScheduleSpec
 from taskq.worker.settings import WorkerSettings, env_name
 from taskq_operator.api import OPERATOR_SETTINGS, TaskQueueSpec, TaskScheduleSpec, WorkerPoolSpec
 from taskq_operator.api.taskqueue import HoldsSetting
@@ -154,6 +156,29 @@ def _spec(model: type[BaseModel], prefix: str) -> list[str]:
     return lines
 
 
+# The TaskSchedule field ScheduleSpec names otherwise: the resource keeps a CronJob's name.
+_SCHEDULE_NAMES = {"schedule": "cron"}
+
+
+def _schedule() -> list[str]:
+    """TaskSchedule's fields with bounds beside ScheduleSpec's names, which the API's schedule
+    PUT takes too; one row states both bounds, so they must be the same."""
+    lines = [
+        _row("TaskSchedule", "`ScheduleSpec`, REST body, gRPC `spec.`", "type", "min", "max",
+             "default"),
+        _row(*["---"] * 6),
+    ]
+    for name, info in TaskScheduleSpec.model_fields.items():
+        low, high = _limits(info)
+        if (low, high) == ("-", "-") and _type(info) not in ("integer", "number"):
+            continue
+        path, twin = f"spec.{info.alias or name}", _SCHEDULE_NAMES.get(name, name)
+        if _limits(ScheduleSpec.model_fields[twin]) != (low, high):
+            raise ValueError(f"{path} and ScheduleSpec.{twin} have different bounds: align them")
+        lines.append(_row(f"`{path}`", f"`{twin}`", _type(info), low, high, _default(info)))
+    return lines
+
+
 def _worker() -> list[str]:
     lines = [_row("variable", "type", "min", "max", "default"), _row(*["---"] * 5)]
     for name, info in WorkerSettings.model_fields.items():
@@ -177,6 +202,8 @@ def _task() -> list[str]:
          _number(MAX_TIMEOUT_SECONDS), "the queue's"),
         ("idempotency_key", "`--idempotency-key`", "`p_idempotency_key`", "text", "1 chars",
          f"{MAX_IDEMPOTENCY_KEY} chars", "unset"),
+        ("callback_url", "-", "`p_callback_url`", "http(s) URL", "-",
+         f"{_number(MAX_CALLBACK_URL)} chars", "unset"),
     ]
     lines = [
         _row("Python `enqueue`", "`taskq enqueue`", "SQL `taskq.enqueue`", "type", "min", "max",
@@ -195,6 +222,8 @@ def _sql() -> list[str]:
         ("`purge_finished`, `rescue_expired`, `rescue_dead_workers`", "`p_limit`", "0", batch),
         ("`worker_beat`", "`p_dead_after_s`, `p_rescue_every_s`", "> 0", period),
         ("`take_turn`", "`p_every_s`", "> 0", period),
+        ("`dispatch_webhooks`", "`p_limit`", "0", batch),
+        ("`dispatch_webhooks`", "`p_overlap_s`", "> 0", period),
     ]
     lines = [_row("function", "argument", "min", "max"), _row(*["---"] * 4)]
     lines += [_row(*r) for r in rows]
@@ -242,11 +271,13 @@ def render() -> str:
         "## TaskSchedule",
         "",
         "The same bounds for `taskq schedules create` (`--priority`,"
-        " `--starting-deadline-seconds`, `--max-missed-runs`) and `ScheduleSpec` in Python"
-        " ([schedules.md](schedules.md)); the schedule is five cron fields or a macro, the time"
+        " `--starting-deadline-seconds`, `--max-missed-runs`), `ScheduleSpec` in Python and"
+        " the API's schedule `PUT` (the REST body's fields, gRPC `PutSchedule`'s `spec.`), which"
+        " name the fields as the second column does ([schedules.md](schedules.md),"
+        " [api.md](api.md#schedules)); the schedule is five cron fields or a macro, the time"
         " zone an IANA name, each refused naming its field when it is not.",
         "",
-        *_spec(TaskScheduleSpec, "spec."),
+        *_schedule(),
         "",
         "## Worker settings",
         "",

@@ -2,7 +2,8 @@
 order (the heap as one filled over time), creation times a hundredth of a second apart, and a
 mix of states by id: 40 % succeeded, 10 % each dead, canceled, running and scheduled, 20 %
 ready. One task name in seven is "rare"; one task in 1,000 has a correlation id
-("order-<n>"). For the task-list plan tests and the list benchmark."""
+("order-<n>"). For the task-list plan tests and the list benchmark. And `age_finished`, which
+spreads tasks finished through the real path over the past (the dashboard benchmark)."""
 
 from __future__ import annotations
 
@@ -43,3 +44,23 @@ async def fill_queue(db: asyncpg.Pool, queue_id: int, count: int) -> None:
     statistics as a queue that autovacuum keeps)."""
     await db.execute(FILL, queue_id, count, STATES, timeout=3600)
     await db.execute(f"VACUUM ANALYZE taskq.tasks_q{int(queue_id)}", timeout=3600)
+
+
+AGE_FINISHED = """
+UPDATE taskq.tasks_q{queue_id} t
+   SET finished_at = a.finished_at,
+       started_at = a.finished_at - interval '50 milliseconds',
+       run_at = a.finished_at - interval '50 milliseconds' - a.wait,
+       created_at = a.finished_at - interval '50 milliseconds' - a.wait
+  FROM (SELECT id, now() - random() * make_interval(secs => $1) AS finished_at,
+               random() * random() * interval '2 seconds' AS wait
+          FROM taskq.tasks_q{queue_id} WHERE finished_at IS NOT NULL) a
+ WHERE t.id = a.id
+"""
+
+
+async def age_finished(db: asyncpg.Pool, queue_id: int, seconds: float) -> None:
+    """Spread the queue's finished tasks (finished through the real claim and complete) over the
+    last `seconds`, as a queue busy that long holds them: each started 50 ms before it finished
+    and waited up to 2 s before that from due (enqueued)."""
+    await db.execute(AGE_FINISHED.format(queue_id=int(queue_id)), seconds, timeout=3600)

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # Settings for a disposable server: durability off unless asked (tests kill and restart it).
@@ -64,6 +64,8 @@ class LocalPostgres:
     datadir: Path
     port: int
     durable: bool = False
+    # server settings on top of the disposable defaults (e.g. a small lock table)
+    settings: dict[str, str] = field(default_factory=dict)
 
     @property
     def dsn(self) -> str:
@@ -74,14 +76,16 @@ class LocalPostgres:
         return "postgres" if os.geteuid() == 0 else None
 
     @classmethod
-    def temporary(cls, durable: bool = False) -> LocalPostgres:
+    def temporary(
+        cls, durable: bool = False, settings: dict[str, str] | None = None
+    ) -> LocalPostgres:
         """A server in a new temp directory that the server's user owns (as root, the
         `postgres` user cannot enter root's private temp directories)."""
         base = Path(tempfile.mkdtemp(prefix="taskq-pg-"))
         if os.geteuid() == 0:
             entry = pwd.getpwnam("postgres")
             os.chown(base, entry.pw_uid, entry.pw_gid)
-        return cls(base / "data", free_port(), durable)
+        return cls(base / "data", free_port(), durable, dict(settings or {}))
 
     def _run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
@@ -128,6 +132,7 @@ class LocalPostgres:
         settings = {
             **_COMMON,
             **({} if self.durable else _FAST),
+            **self.settings,
             "port": str(self.port),
             "unix_socket_directories": str(self.datadir),
         }

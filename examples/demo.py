@@ -5,9 +5,9 @@ installed and the operator runs; the example TaskQueue and WorkerPool are applie
 thousand tasks are enqueued; the operator scales the worker Deployment up, the queue drains,
 and the operator scales it back to zero — printed as it happens with
 `kubectl get taskqueues,workerpools`; a TaskSchedule adds a task every minute. Then the front
-door: the API server starts, a key made with `taskq keys create` submits a task with `curl`,
-a worker runs it (the operator scales the pool up again if it has reached zero), and `curl`
-reads its result back.
+door: the API server starts, a key made with `taskq keys create` submits a task with `curl`
+and a callback URL, a worker runs it (the operator scales the pool up again if it has reached
+zero), `curl` reads its result back, and a local webhook receiver gets the signed callback.
 
 kwok's pods run no containers, so this script plays the kubelet for the worker pods: for each
 Running pod it starts a local `taskq worker` with that pod's environment contract, and stops it
@@ -18,6 +18,7 @@ processes too. Everything stays on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import secrets
@@ -33,6 +34,7 @@ from devenv.api import LocalApi
 from devenv.operator import LocalOperator
 
 from examples.queue_demo import start_postgres
+from examples.webhook_receiver import WebhookReceiver
 from taskq import TaskRequest
 from taskq.client import connect
 
@@ -204,13 +206,33 @@ def answer(process: subprocess.Popen[bytes]) -> dict[str, Any]:
     return body
 
 
-def front_door(api: LocalApi, key: str, runner: PodRunner) -> None:
-    """curl submits a task and waits for its result. The pool may need scaling up for it, so
-    this script goes on playing the kubelet while the waiting curl runs in the background."""
+def sign_callbacks(receiver: WebhookReceiver, secret: str) -> None:
+    """The queue's callback signer: a Secret with the signing key, and a spec.webhooks entry
+    without url that signs the calls to its tasks' callback URLs, allowed to call loopback."""
+    kubectl("-n", NAMESPACE, "delete", "secret", "demo-hooks", "--ignore-not-found")
+    kubectl("-n", NAMESPACE, "create", "secret", "generic", "demo-hooks",
+            f"--from-literal=signing={secret}")  # fmt: skip
+    hook = {"name": "callbacks", "secretRef": {"name": "demo-hooks", "key": "signing"},
+            "allowHosts": ["127.0.0.1"]}  # fmt: skip
+    kubectl("-n", NAMESPACE, "patch", "taskqueue", "thumbnails", "--type", "merge",
+            "-p", json.dumps({"spec": {"webhooks": [hook]}}))  # fmt: skip
+    say(f"webhook receiver on {receiver.url}; TaskQueue thumbnails signs its tasks' callbacks "
+        "(spec.webhooks: callbacks, Secret demo-hooks)")  # fmt: skip
+
+
+def front_door(api: LocalApi, key: str, runner: PodRunner, receiver: WebhookReceiver) -> None:
+    """curl submits a task with a callback URL and waits for its result; then the receiver
+    hears of it. The pool may need scaling up for it, so this script goes on playing the
+    kubelet while the waiting curl runs in the background."""
+    task = {
+        "task_name": "make_thumbnail",
+        "payload": {"image": "curl.png"},
+        "callback_url": f"{receiver.url}/thumbnails/curl.png",
+    }
     submit = curl(
         key,
         "-H", "Content-Type: application/json",
-        "-d", json.dumps({"task_name": "make_thumbnail", "payload": {"image": "curl.png"}}),
+        "-d", json.dumps(task),
         f"{api.url}/v1/queues/{NAMESPACE}/thumbnails/tasks",
     )
     say(f"$ {shown(submit, key)}")
@@ -227,6 +249,38 @@ def front_door(api: LocalApi, key: str, runner: PodRunner) -> None:
     print(f"    {json.dumps({k: done[k] for k in ('id', 'state', 'result', 'attempts')})}")
     if done["state"] != "succeeded":
         raise RuntimeError(f"the task submitted with curl ended {done['state']}")
+    # a worker delivers it (the Dispatcher turns the finish into a delivery task within ~1 s)
+    deadline = time.monotonic() + 30
+    while not receiver.wait(1, 0.25):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the task's callback did not arrive within 30 s")
+        runner.sync()
+
+
+def serve_front_door(dsn: str, key: str, runner: PodRunner) -> LocalApi:
+    """The API server with the dashboard, a webhook receiver, and a task through them. The
+    server keeps running after the demo, for the dashboard."""
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    receiver = WebhookReceiver(secret, say=lambda line: say(f"receiver: {line}"))
+    receiver.start()
+    sign_callbacks(receiver, secret)
+    api = LocalApi({
+        "TASKQ_DSN": dsn,
+        "TASKQ_API_DASHBOARD": "true",
+        "TASKQ_API_SESSION_SECRET": secrets.token_urlsafe(32),
+    }, STATE / "demo-api.log")
+    api.start()
+    try:
+        say(f"API server on {api.url} (log: .state/demo-api.log)")
+        front_door(api, key, runner, receiver)
+    except BaseException:
+        api.stop()
+        raise
+    finally:
+        receiver.stop()
+    say("the task went in and its result came back over HTTP, with a key, and its "
+        "callback was delivered signed")  # fmt: skip
+    return api
 
 
 def main() -> None:
@@ -274,14 +328,7 @@ def main() -> None:
         show()
         say("drained, and scaled back to zero after the 10 s stabilization window")
         key = create_key(server.dsn)
-        api = LocalApi({"TASKQ_DSN": server.dsn}, STATE / "demo-api.log")
-        api.start()
-        try:
-            say(f"API server on {api.url} (log: .state/demo-api.log)")
-            front_door(api, key, runner)
-        finally:
-            api.stop()
-        say("the task went in and its result came back over HTTP, with a key")
+        api = serve_front_door(server.dsn, key, runner)
         say("waiting for the TaskSchedule's next tick (it fires at every full minute)")
         wait(schedule_fired, runner, 75, every=15)
         for line in kubectl("-n", NAMESPACE, "get", "taskschedules").splitlines():
@@ -293,6 +340,12 @@ def main() -> None:
     say(
         f"done. The cluster and PostgreSQL keep running: KUBECONFIG={KUBECONFIG} "
         f"TASKQ_DSN={server.dsn}; `make cluster-down` stops the cluster"
+    )
+    assert api.process is not None
+    say(
+        f"the dashboard: {api.url}/dashboard/ ; sign in with the key {key} "
+        f"(operator of {NAMESPACE}, for a day). The API server keeps running: "
+        f"`kill {api.process.pid}` stops it"
     )
 
 

@@ -27,9 +27,18 @@ _queue_numbers = itertools.count(1)
 PGBOUNCER_POOL_SIZE = 4
 
 
+# The session's database gathers about a thousand queues, and tests read taskq.tasks by id
+# alone to check what happened (a statement taskq never sends: tests/unit/test_sqlfiles.py),
+# which locks every partition and its indexes. The lock table holds this many per connection;
+# what taskq sends is held to a small budget by tests/integration/test_lock_budget.py.
+TEST_LOCKS_PER_TRANSACTION = "512"
+
+
 @pytest.fixture(scope="session")
 def pg() -> Iterator[LocalPostgres]:
-    server = LocalPostgres.temporary()
+    server = LocalPostgres.temporary(
+        settings={"max_locks_per_transaction": TEST_LOCKS_PER_TRANSACTION}
+    )
     server.start()
     yield server
     server.destroy()

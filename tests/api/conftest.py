@@ -48,10 +48,13 @@ MakeKey = Callable[..., Awaitable[str]]
 
 
 class RunningApi:
-    def __init__(self, url: str, grpc_target: str, registry: CollectorRegistry) -> None:
+    def __init__(
+        self, url: str, grpc_target: str, registry: CollectorRegistry, server: ApiServer
+    ) -> None:
         self.url = url
         self.grpc_target = grpc_target
         self.registry = registry  # the REST and the gRPC metrics
+        self.server = server
 
 
 @contextlib.asynccontextmanager
@@ -87,7 +90,7 @@ async def running_api(
         assert server.started, "the API server did not start"
         try:
             yield RunningApi(
-                f"http://127.0.0.1:{port}", f"127.0.0.1:{server.grpc_port}", registry
+                f"http://127.0.0.1:{port}", f"127.0.0.1:{server.grpc_port}", registry, server
             )
         finally:
             server.should_exit = True

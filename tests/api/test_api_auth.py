@@ -14,10 +14,12 @@ import pytest
 from taskq import auth
 from taskq.client import Client
 from taskq.models import QueueInfo
+from taskq.schedules import ScheduleSpec
 from taskq.store import keys as key_store
 from tests.api.conftest import MakeKey
 from tests.api.helpers import bearer, problem, stored_tasks, unusable_credentials
 from tests.api.openapi import OpenApiChecker
+from tests.api.test_api_schedules import SPEC, stored_schedules
 from tests.conftest import MakeQueue
 from tests.integration.helpers import claim, finish
 
@@ -25,7 +27,8 @@ from tests.integration.helpers import claim, finish
 @dataclass(frozen=True)
 class Endpoint:
     method: str
-    path: str  # {queue}: namespace/name; {task}: a task of that queue
+    path: str  # {queue}: namespace/name; {task}: a task of that queue; {schedule}: one of
+    # that namespace, namespace/name; {namespace}: the queue's
     body: Any = None
     writes: bool = False
     ok: int = 200  # the status of a permitted request
@@ -40,6 +43,7 @@ ENDPOINTS = [
              writes=True, ok=201),
     Endpoint("GET", "/v1/tasks/{task}"),
     Endpoint("GET", "/v1/tasks/{task}?wait=100ms"),
+    Endpoint("GET", "/v1/tasks?queue={queue}"),
     Endpoint("POST", "/v1/tasks/{task}/cancel", writes=True),
     Endpoint("POST", "/v1/tasks/{dead_task}/retry", writes=True),
     Endpoint("GET", "/v1/queues"),
@@ -47,26 +51,40 @@ ENDPOINTS = [
     Endpoint("POST", "/v1/queues/{queue}/pause", writes=True),
     Endpoint("POST", "/v1/queues/{queue}/resume", writes=True),
     Endpoint("POST", "/v1/queues/{queue}/dead:replay", {"all": True}, writes=True),
+    Endpoint("GET", "/v1/schedules"),
+    Endpoint("GET", "/v1/schedules?namespace={namespace}"),
+    Endpoint("GET", "/v1/schedules/{schedule}"),
+    Endpoint("PUT", "/v1/schedules/{schedule}", {**SPEC, "priority": 9}, writes=True),
+    Endpoint("DELETE", "/v1/schedules/{schedule}", writes=True, ok=204),
+    Endpoint("POST", "/v1/schedules/{schedule}:suspend", writes=True),
+    Endpoint("POST", "/v1/schedules/{schedule}:resume", writes=True),
 ]
+# the endpoints that name a namespace (else a task, or nothing)
+_BY_NAMESPACE = ("{queue}", "{schedule}", "{namespace}")
+_LISTS = ("/v1/queues", "/v1/schedules")
 
 
 @dataclass
 class Scene:
-    """A queue with a ready task and a dead one, and what the database held at the start."""
+    """A queue with a ready task and a dead one, a schedule in its namespace, and what the
+    database held at the start."""
 
     queue: QueueInfo
     task: int
     dead_task: int
     before: list[dict[str, Any]]
     paused: bool
+    schedules: list[dict[str, Any]]
 
     def request(self, endpoint: Endpoint) -> dict[str, Any]:
         path = endpoint.path.format(
-            queue=self.queue.full_name, task=self.task, dead_task=self.dead_task)
+            queue=self.queue.full_name, task=self.task, dead_task=self.dead_task,
+            schedule=f"{self.queue.namespace}/nightly", namespace=self.queue.namespace)
         return {"method": endpoint.method, "url": path, "json": endpoint.body}
 
     async def unchanged(self, pool: asyncpg.Pool) -> None:
         assert await stored_tasks(pool, self.queue) == self.before
+        assert await stored_schedules(pool, self.queue.namespace) == self.schedules
         paused = await pool.fetchval("SELECT paused FROM taskq.queues WHERE id = $1",
                                      self.queue.id)
         assert paused is self.paused
@@ -79,10 +97,26 @@ async def scene(make_queue: MakeQueue, client: Client, pool: asyncpg.Pool) -> Sc
     [claimed] = await claim(pool, queue)
     await finish(pool, claimed, "failed")
     task = await client.enqueue(queue.full_name, "t", {"n": 2})
-    return Scene(queue, task.id, dead.id, await stored_tasks(pool, queue), paused=False)
+    await client.create_schedule(f"{queue.namespace}/nightly", ScheduleSpec(**SPEC))
+    return Scene(queue, task.id, dead.id, await stored_tasks(pool, queue), paused=False,
+                 schedules=await stored_schedules(pool, queue.namespace))
 
 
 ids = [str(e) for e in ENDPOINTS]
+
+
+def test_every_endpoint_is_tried(openapi: OpenApiChecker) -> None:
+    templates = {"{queue}": "{namespace}/{name}", "{schedule}": "{namespace}/{name}",
+                 "{task}": "{task_id}", "{dead_task}": "{task_id}"}
+    tried = set()
+    for endpoint in ENDPOINTS:
+        path = endpoint.path.split("?")[0]
+        for placeholder, template in templates.items():
+            path = path.replace(placeholder, template)
+        tried.add((endpoint.method.lower(), path))
+    served = {(method, path) for path, item in openapi.document["paths"].items()
+              for method in item if path.startswith("/v1/")}
+    assert tried == served
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=ids)
@@ -128,11 +162,12 @@ async def test_another_namespaces_key_reaches_nothing_here(
 
     response = openapi.check(await http.request(**scene.request(endpoint), headers=key))
 
-    if endpoint.path == "/v1/queues":
+    if endpoint.path in _LISTS:
         assert response.status_code == 200
-        assert all(q["namespace"] in (f"{scene.queue.namespace}x", "elsewhere")
-                   for q in response.json()["queues"])
-    elif "{queue}" in endpoint.path:
+        [items] = response.json().values()
+        assert all(item["namespace"] in (f"{scene.queue.namespace}x", "elsewhere")
+                   for item in items)
+    elif any(placeholder in endpoint.path for placeholder in _BY_NAMESPACE):
         body = problem(response, 403)
         assert f"does not reach namespace '{scene.queue.namespace}'" in body["detail"]
     else:  # a task outside the key's namespaces is not revealed to exist

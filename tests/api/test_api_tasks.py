@@ -93,6 +93,31 @@ async def test_delay_and_run_at_schedule_the_task(
     assert 590 < (row["run_at"] - row["created_at"]).total_seconds() <= 600
 
 
+async def test_a_batch_with_run_at_and_one_without_answer_alike(
+    http: httpx.AsyncClient, make_queue: MakeQueue, make_key: MakeKey, pool: asyncpg.Pool,
+) -> None:
+    """A batch with run_at takes the declared way, one without the lean one (bodyroute.py)."""
+    queue = await make_queue()
+    key = bearer(await make_key("operator", [queue.namespace]))
+    later = datetime.now(UTC) + timedelta(hours=1)
+    lean = await http.post(queue_path(queue, "/tasks:batch"), headers=key, json={"tasks": [
+        {"task_name": "t", "delay_seconds": 600}, {"task_name": "t", "priority": "high"}]})
+    declared = await http.post(queue_path(queue, "/tasks:batch"), headers=key, json={"tasks": [
+        {"task_name": "t", "run_at": later.isoformat()}, {"task_name": "t"}]})
+
+    assert [r.status_code for r in (lean, declared)] == [201, 201]
+    for response in (lean, declared):
+        assert response.headers["content-type"] == "application/json"
+        body = response.json()
+        assert body["created"] == 2 and [t["created"] for t in body["tasks"]] == [True, True]
+    first, second = (t["id"] for t in lean.json()["tasks"])
+    row = await task_row(pool, first)
+    assert 590 < (row["run_at"] - row["created_at"]).total_seconds() <= 600
+    assert (await task_row(pool, second))["priority"] == 75
+    row = await task_row(pool, declared.json()["tasks"][0]["id"])
+    assert abs((row["run_at"] - later).total_seconds()) < 5
+
+
 async def test_a_batch_is_enqueued_whole_in_order(
     http: httpx.AsyncClient, make_queue: MakeQueue, make_key: MakeKey, pool: asyncpg.Pool,
     openapi: OpenApiChecker,

@@ -15,9 +15,11 @@ from google.protobuf.message import Message
 
 from taskq.client import Client
 from taskq.models import QueueInfo
+from taskq.schedules import ScheduleSpec
 from taskq_api.grpc.v1 import taskq_pb2 as pb
 from tests.api.conftest import MakeKey
 from tests.api.helpers import grpc_key, grpc_refusal, stored_tasks, unusable_credentials
+from tests.api.test_api_schedules import SPEC, stored_schedules
 from tests.conftest import MakeQueue
 from tests.integration.helpers import claim, finish
 
@@ -27,15 +29,18 @@ if TYPE_CHECKING:  # the stub's type on a grpc.aio channel (the stubs have it, t
 
 @dataclass
 class Scene:
-    """A queue with a ready task and a dead one, and what the database held at the start."""
+    """A queue with a ready task and a dead one, a schedule in its namespace, and what the
+    database held at the start."""
 
     queue: QueueInfo
     task: int
     dead_task: int
     before: list[dict[str, Any]]
+    schedules: list[dict[str, Any]]
 
     async def unchanged(self, pool: asyncpg.Pool) -> None:
         assert await stored_tasks(pool, self.queue) == self.before
+        assert await stored_schedules(pool, self.queue.namespace) == self.schedules
         paused = await pool.fetchval("SELECT paused FROM taskq.queues WHERE id = $1",
                                      self.queue.id)
         assert paused is False
@@ -64,6 +69,10 @@ def _queue(scene: Scene) -> dict[str, str]:
     return {"namespace": scene.queue.namespace, "name": scene.queue.name}
 
 
+def _schedule(scene: Scene) -> dict[str, str]:
+    return {"namespace": scene.queue.namespace, "name": "nightly"}
+
+
 RPCS = [
     Rpc("Enqueue", lambda s: pb.EnqueueRequest(
         **_queue(s), task=pb.TaskSubmission(task_name="t")), writes=True),
@@ -84,7 +93,17 @@ RPCS = [
     Rpc("ReplayDead", lambda s: pb.ReplayDeadRequest(
         namespace=s.queue.namespace, name=s.queue.name, all=True), writes=True),
     Rpc("WatchTask", lambda s: pb.WatchTaskRequest(task_id=s.dead_task), by_queue=False),
+    Rpc("ListSchedules", lambda s: pb.ListSchedulesRequest(), by_queue=False),
+    Rpc("ListSchedules", lambda s: pb.ListSchedulesRequest(namespace=s.queue.namespace)),
+    Rpc("GetSchedule", lambda s: pb.GetScheduleRequest(**_schedule(s))),
+    Rpc("PutSchedule", lambda s: pb.PutScheduleRequest(**_schedule(s), spec=pb.ScheduleSpec(
+        queue="q", task_name="report", cron="@daily")), writes=True),
+    Rpc("DeleteSchedule", lambda s: pb.DeleteScheduleRequest(**_schedule(s)), writes=True),
+    Rpc("SuspendSchedule", lambda s: pb.SuspendScheduleRequest(**_schedule(s)), writes=True),
+    Rpc("ResumeSchedule", lambda s: pb.ResumeScheduleRequest(**_schedule(s)), writes=True),
 ]
+# The lists across namespaces: another namespace's key gets its own namespaces' items.
+_LISTS = {"ListQueues": "queues", "ListSchedules": "schedules"}
 ids = [f"{rpc}-{i}" for i, rpc in enumerate(RPCS)]
 
 
@@ -95,7 +114,9 @@ async def scene(make_queue: MakeQueue, client: Client, pool: asyncpg.Pool) -> Sc
     [claimed] = await claim(pool, queue)
     await finish(pool, claimed, "failed")
     task = await client.enqueue(queue.full_name, "t", {"n": 2})
-    return Scene(queue, task.id, dead.id, await stored_tasks(pool, queue))
+    await client.create_schedule(f"{queue.namespace}/nightly", ScheduleSpec(**SPEC))
+    return Scene(queue, task.id, dead.id, await stored_tasks(pool, queue),
+                 await stored_schedules(pool, queue.namespace))
 
 
 def test_every_method_is_tried() -> None:
@@ -138,11 +159,10 @@ async def test_another_namespaces_key_reaches_nothing_here(
 ) -> None:
     key = grpc_key(await make_key("admin", [f"{scene.queue.namespace}x", "elsewhere"]))
 
-    if rpc.method == "ListQueues":
+    if rpc.method in _LISTS and not rpc.by_queue:
         [answer] = await rpc.call(grpc_stub, scene, key)
-        assert isinstance(answer, pb.ListQueuesResponse)
-        assert all(q.namespace in (f"{scene.queue.namespace}x", "elsewhere")
-                   for q in answer.queues)
+        assert all(item.namespace in (f"{scene.queue.namespace}x", "elsewhere")
+                   for item in getattr(answer, _LISTS[rpc.method]))
         return
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await rpc.call(grpc_stub, scene, key)
@@ -171,6 +191,10 @@ async def test_a_viewer_reads_and_changes_nothing(
         answers = await rpc.call(grpc_stub, scene, key)
         tasks = [a for a in answers if isinstance(a, pb.Task)]
         assert all(t.payload_hidden and t.payload_json == "null" for t in tasks)
+        schedules = [s for a in answers if isinstance(a, pb.ListSchedulesResponse)
+                     for s in a.schedules]
+        schedules += [a for a in answers if isinstance(a, pb.Schedule)]
+        assert all(s.payload_hidden and s.spec.payload_json == "null" for s in schedules)
     await scene.unchanged(pool)
 
 

@@ -67,7 +67,7 @@ async def test_one_json_log_line_per_call_without_secrets_or_payloads(
     assert entry["correlation_id"] == "order-42"
     assert isinstance(entry["duration_ms"], float)
     assert secret not in line
-    assert secret.rsplit("_", 1)[1] not in line
+    assert secret.split("_", 2)[2] not in line  # the secret part (it may hold "_" itself)
     assert "4111" not in line
     assert queue.namespace not in line  # the method, not what the request named
 
@@ -164,11 +164,18 @@ class RecordingService(ApiService):
         return super().__getattribute__(name)
 
 
+# The dashboard's own operations (docs/dashboard.md): its overview of every queue's counts, a
+# queue's throughput and wait charts and worker pools, and key management, which REST and gRPC
+# do not offer (yet).
+DASHBOARD_ONLY = frozenset({
+    "authenticate_digest", "overview", "throughput", "throughputs", "wait", "worker_pools",
+    "keys", "create_key", "revoke_key",
+})
 # Every operation of the service, but the two every call and /readyz make.
 OPERATIONS = frozenset(
     name for name in vars(ApiService)
     if not name.startswith("_") and callable(getattr(ApiService, name))
-    and name not in ("authenticate", "schema_version")
+    and name not in ("authenticate", "schema_version", *DASHBOARD_ONLY)
 )
 
 
@@ -182,6 +189,8 @@ async def test_rest_and_grpc_reach_the_same_service_operations(
     await finish(pool, claimed, "failed")
     task = await client.enqueue(queue.full_name, "t")
     where: dict[str, Any] = {"namespace": queue.namespace, "name": queue.name}
+    named: dict[str, Any] = {"namespace": queue.namespace, "name": "nightly"}
+    schedule = f"/v1/schedules/{queue.namespace}/nightly"
     service = RecordingService(Client(pool), PgKeyStore(pool), max_wait=5)
 
     async with running_api(dsn, service) as api, \
@@ -222,6 +231,19 @@ async def test_rest_and_grpc_reach_the_same_service_operations(
              lambda: stub.ReplayDead(pb.ReplayDeadRequest(**where, all=True), metadata=key)),
             (lambda: http.post(f"/v1/tasks/{task.id}/cancel"),
              lambda: stub.CancelTask(pb.CancelTaskRequest(task_id=task.id), metadata=key)),
+            (lambda: http.put(schedule, json={"queue": "q", "task_name": "t", "cron": "@daily"}),
+             lambda: stub.PutSchedule(pb.PutScheduleRequest(**named, spec=pb.ScheduleSpec(
+                 queue="q", task_name="t", cron="@daily")), metadata=key)),
+            (lambda: http.get(schedule),
+             lambda: stub.GetSchedule(pb.GetScheduleRequest(**named), metadata=key)),
+            (lambda: http.get("/v1/schedules"),
+             lambda: stub.ListSchedules(pb.ListSchedulesRequest(), metadata=key)),
+            (lambda: http.post(f"{schedule}:suspend"),
+             lambda: stub.SuspendSchedule(pb.SuspendScheduleRequest(**named), metadata=key)),
+            (lambda: http.post(f"{schedule}:resume"),
+             lambda: stub.ResumeSchedule(pb.ResumeScheduleRequest(**named), metadata=key)),
+            (lambda: http.delete(schedule),
+             lambda: stub.DeleteSchedule(pb.DeleteScheduleRequest(**named), metadata=key)),
         ]
         reached: list[str] = []
         for rest, rpc in pairs:

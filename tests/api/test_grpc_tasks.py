@@ -390,8 +390,9 @@ async def test_a_watch_ends_at_the_callers_deadline(
     queue = await make_queue()
     key = grpc_key(await make_key("viewer", [queue.namespace]))
     created = await client.enqueue(queue.full_name, "t")
+    # long enough for the first message on a loaded machine (0.5 s was not, in a full run)
     call = grpc_stub.WatchTask(pb.WatchTaskRequest(task_id=created.id), metadata=key,
-                               timeout=0.5)
+                               timeout=3.0)
 
     first = await call.read()
     with pytest.raises(grpc.aio.AioRpcError) as raised:

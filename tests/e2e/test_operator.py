@@ -6,6 +6,7 @@ refuses invalid manifests with a message naming the field."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import subprocess
@@ -21,9 +22,11 @@ import pytest
 import yaml
 from devenv.operator import REPO
 from devenv.postgres import LocalPostgres
+from examples.webhook_receiver import WebhookReceiver
 
 from taskq import BackoffPolicy, QueueSettings, TaskRequest
 from taskq.client import connect
+from taskq.models import WorkerPoolInfo
 from tests.queue_settings import assert_stored, other_settings, taskqueue_spec
 
 from . import cluster
@@ -348,6 +351,47 @@ def test_workerpool_scales_with_depth_and_back_to_zero(
     assert "taskq_workerpool_desired_replicas" in operator.metrics()
 
 
+def recorded_pools(dsn: str, queue: str) -> list[WorkerPoolInfo]:
+    async def run() -> list[WorkerPoolInfo]:
+        async with await connect(dsn) as client:
+            return await client.worker_pools(queue)
+
+    return asyncio.run(run())
+
+
+def test_a_pools_scaling_is_recorded_in_its_queues_database_for_the_dashboard(
+    kubeconfig: Path, namespace: str, operator: Operator, dsn: str
+) -> None:
+    queue = f"{namespace}/thumbnails"
+    apply(kubeconfig, namespace, example("taskqueue.yaml"))
+    wait_for(lambda: ready(kubeconfig, namespace, "taskqueue", "thumbnails"), "queue Ready")
+    apply(kubeconfig, namespace, example("workerpool.yaml"))
+    (idle,) = wait_for(lambda: recorded_pools(dsn, queue), "the pool recorded")
+    assert (idle.name, idle.queues, idle.desired) == ("thumbnailers", ("thumbnails",), 0)
+
+    enqueue(dsn, queue, 1000)
+    wait_for(
+        lambda: [p for p in recorded_pools(dsn, queue) if p.ready == 5],
+        "5 ready replicas recorded (kwok)",
+        limit=30,
+    )
+    (pool,) = recorded_pools(dsn, queue)
+    assert (pool.desired, pool.replicas, pool.autoscaling) == (5, 5, "Builtin")
+    decision = pool.decisions[0]
+    assert (decision.from_replicas, decision.to_replicas) == (0, 5)
+    assert decision.reason == "WakeFromZero"
+    assert "1000 tasks (ready 1000 + running 0)" in decision.message
+    found = get(kubeconfig, namespace, "workerpool", "thumbnailers")
+    assert found is not None
+    assert found["status"]["lastScaleReason"] == decision.reason
+
+    cluster.kubectl(
+        "-n", namespace, "delete", "workerpool", "thumbnailers", "--wait=true",
+        kubeconfig=kubeconfig,
+    )
+    wait_for(lambda: recorded_pools(dsn, queue) == [], "the record removed with the pool")
+
+
 def test_deletion_policy(kubeconfig: Path, namespace: str, operator: Operator, dsn: str) -> None:
     for name, policy in (("kept", "Retain"), ("dropped", "Delete")):
         manifest = example("taskqueue.yaml")
@@ -521,7 +565,9 @@ def test_a_schedule_fires_into_its_queue_and_shows_it(
     assert declared["status"]["nextScheduleTime"]
     (row,) = sql(dsn, "SELECT * FROM taskq.schedules WHERE namespace = $1", namespace)
     assert (row["cron"], row["time_zone"], row["concurrency_policy"]) == (
-        "* * * * *", "Europe/Berlin", "Forbid"
+        "* * * * *",
+        "Europe/Berlin",
+        "Forbid",
     )
 
     # due now rather than at the next minute: the operator's scheduler fires it
@@ -585,3 +631,59 @@ def test_invalid_schedules_are_refused_or_reported_naming_the_field(
     manifest["spec"]["schedule"] = "* * * * *"
     manifest["spec"]["queue"] = "elsewhere"
     assert_refused(kubeconfig, namespace, manifest, "spec.queue is immutable")
+
+
+def test_a_queues_webhook_is_declared_from_its_secret_and_called_when_a_task_finishes(
+    kubeconfig: Path, namespace: str, operator: Operator, dsn: str, tmp_path: Path
+) -> None:
+    """spec.webhooks end to end: the operator declares the endpoint with the Secret's signing
+    key, a real `taskq worker` runs the task and delivers the event, and the receiver verifies
+    its Standard Webhooks signature; a missing Secret is reported naming the field."""
+    secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
+    receiver = WebhookReceiver(secret, say=lambda _line: None)
+    receiver.start()
+    try:
+        manifest = example("taskqueue.yaml")
+        manifest["spec"]["webhooks"] = [{
+            "name": "done", "url": f"{receiver.url}/done", "events": ["Succeeded"],
+            "secretRef": {"name": "hooks", "key": "signing"}, "allowHosts": ["127.0.0.1"],
+        }]  # fmt: skip
+        apply(kubeconfig, namespace, manifest)
+
+        def refused() -> dict[str, Any] | None:
+            found = condition(get(kubeconfig, namespace, "taskqueue", "thumbnails"))
+            return found if found and found.get("reason") == "SecretNotFound" else None
+
+        missing = wait_for(refused, "Ready=False SecretNotFound")
+        assert missing["message"].startswith("spec.webhooks[0].secretRef: ")
+        cluster.kubectl(
+            "-n", namespace, "create", "secret", "generic", "hooks",
+            f"--from-literal=signing={secret}", kubeconfig=kubeconfig,
+        )  # fmt: skip
+        wait_for(lambda: ready(kubeconfig, namespace, "taskqueue", "thumbnails"), "Ready")
+        wait_for(
+            lambda: sql(
+                dsn,
+                "SELECT 1 FROM taskq.webhooks WHERE namespace = $1 AND url IS NOT NULL",
+                namespace,
+            ),
+            "the webhook declared",
+        )
+        queue = f"{namespace}/thumbnails"
+        enqueue(dsn, queue, 1)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TASKQ_")}
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "taskq.cli.main", "worker"],
+            env={**env, "TASKQ_DSN": dsn, "TASKQ_QUEUES": queue, "PYTHONPATH": str(REPO),
+                 "TASKQ_APP": "examples.thumbnails", "TASKQ_METRICS_PORT": "0"},
+            stderr=(tmp_path / "worker.log").open("wb"), cwd=REPO,
+        )  # fmt: skip
+        try:
+            assert receiver.wait(1, 60), (tmp_path / "worker.log").read_text()[-2000:]
+        finally:
+            worker.terminate()
+            assert worker.wait(30) == 0
+        (event,) = receiver.events
+        assert (event["type"], event["data"]["queue"]) == ("task.succeeded", queue)
+    finally:
+        receiver.stop()

@@ -11,20 +11,27 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 from devenv.jaeger import LocalJaeger
 from devenv.operator import REPO
+from devenv.postgres import free_port
 
+from taskq.auth import Role
 from taskq.client import connect
 from taskq.models import QueueSettings
+from taskq.store import keys as key_store
 
 BIN = Path(sys.executable).parent
 # a trace and span of a caller that is not taskq: a SQL producer names its own
 CALLER_TRACE, CALLER_SPAN = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+# an HTTP caller's, sent to the API as a traceparent header
+HTTP_TRACE, HTTP_SPAN = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
 
 
 def wait_for(probe: Callable[[], Any], what: str, limit: float = 30) -> Any:
@@ -36,6 +43,13 @@ def wait_for(probe: Callable[[], Any], what: str, limit: float = 30) -> Any:
             return value
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}; last: {value!r}")
+
+
+def _answers(http: httpx.Client) -> bool:
+    try:
+        return http.get("/readyz").status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def tags(span: dict[str, Any]) -> dict[str, Any]:
@@ -50,11 +64,14 @@ def service(trace: dict[str, Any], span: dict[str, Any]) -> str:
 def test_one_trace_spans_producer_and_worker(dsn: str, tmp_path: Path) -> None:
     queue = "traced/thumbnails"
 
-    async def setup() -> None:
+    async def setup() -> str:
         async with await connect(dsn) as client:
             await client.ensure_queue(queue, QueueSettings(max_attempts=1))
         conn = await asyncpg.connect(dsn)
-        try:  # a SQL producer passes its own trace context
+        try:
+            _key, secret = await key_store.create_key(
+                conn, f"traced-{uuid.uuid4().hex[:8]}", Role.OPERATOR, ["traced"])
+            # a SQL producer passes its own trace context
             await conn.execute(
                 "SELECT taskq.enqueue(p_queue => $1, p_task_name => 'make_thumbnail',"
                 " p_payload => '{\"image\": \"sql.png\"}', p_traceparent => $2)",
@@ -63,8 +80,9 @@ def test_one_trace_spans_producer_and_worker(dsn: str, tmp_path: Path) -> None:
             )
         finally:
             await conn.close()
+        return secret
 
-    asyncio.run(setup())
+    secret = asyncio.run(setup())
     with LocalJaeger(tmp_path) as jaeger:
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("TASKQ_", "OTEL_"))},
@@ -83,6 +101,27 @@ def test_one_trace_spans_producer_and_worker(dsn: str, tmp_path: Path) -> None:
                 check=False,
             )
             assert enqueued.returncode == 0, enqueued.stderr
+        api_port = free_port()
+        api = subprocess.Popen(
+            [str(BIN / "taskq"), "api", "--port", str(api_port), "--grpc-port", str(free_port())],
+            env=env,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{api_port}") as http:
+                wait_for(lambda: _answers(http), "the API server to start")
+                created = http.post(
+                    f"/v1/queues/{queue}/tasks",
+                    json={"task_name": "make_thumbnail", "payload": {"image": "api.png"}},
+                    headers={
+                        "authorization": f"Bearer {secret}",
+                        "traceparent": f"00-{HTTP_TRACE}-{HTTP_SPAN}-01",
+                    },
+                )
+                assert created.status_code == 201, created.text
+        finally:
+            api.send_signal(signal.SIGTERM)  # its spans are flushed as it stops
+            assert api.wait(30) == 0
         worker_log = tmp_path / "worker.log"
         with worker_log.open("wb") as log:
             worker = subprocess.Popen(
@@ -98,7 +137,7 @@ def test_one_trace_spans_producer_and_worker(dsn: str, tmp_path: Path) -> None:
             )
         try:
             wait_for(lambda: "task failed" in worker_log.read_text(), "the corrupt image to fail")
-            wait_for(lambda: len(jaeger.traces("taskq-worker")) >= 3, "the worker's spans")
+            wait_for(lambda: len(jaeger.traces("taskq-worker")) >= 4, "the worker's spans")
         finally:
             worker.send_signal(signal.SIGTERM)
             assert worker.wait(30) == 0
@@ -139,6 +178,13 @@ def test_one_trace_spans_producer_and_worker(dsn: str, tmp_path: Path) -> None:
         ]
         (processed,) = [s for s in sql_trace["spans"] if s["operationName"] == f"process {queue}"]
         assert processed["references"][0]["spanID"] == CALLER_SPAN
+        # the API continues its HTTP caller's trace: its send span, then the worker's
+        (http_trace,) = [t for t in jaeger.traces("taskq-api") if t["traceID"] == HTTP_TRACE]
+        spans = {s["operationName"]: s for s in http_trace["spans"]}
+        sent, processed = spans[f"send {queue}"], spans[f"process {queue}"]
+        assert service(http_trace, sent) == "taskq-api"
+        assert sent["references"][0]["spanID"] == HTTP_SPAN
+        assert processed["references"][0]["spanID"] == sent["spanID"]
         # claims are spans of their own
         receives = [
             s

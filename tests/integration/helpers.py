@@ -14,6 +14,7 @@ import asyncpg
 
 from taskq.models import QueueInfo
 from taskq.store import execution as store
+from taskq.store import tasks as task_store
 from taskq.store.execution import ClaimedTask, Completion, Outcome
 from taskq.store.worker_store import WorkerStore
 from taskq.worker.loop import Worker
@@ -63,29 +64,55 @@ async def finish(
     return states.get(task.id)
 
 
+_task_queues: dict[int, int] = {}
+
+
+async def queue_of(pool: asyncpg.Pool, task_id: int) -> int | None:
+    """The id of the task's queue (None: no such task). Helpers address a task through its
+    queue: a statement on taskq.tasks by id alone would lock every queue's partition and its
+    indexes, which the test session's hundreds of queues turn into 'out of shared memory'
+    (migration 0021)."""
+    if task_id not in _task_queues:
+        queue_id = await task_store.find_task_queue(pool, task_id)
+        if queue_id is None:
+            return None
+        _task_queues[task_id] = queue_id
+    return _task_queues[task_id]
+
+
+async def tasks_of(pool: asyncpg.Pool, task_id: int) -> str:
+    """The task's partition of taskq.tasks (its name comes from an integer)."""
+    queue_id = await queue_of(pool, task_id)
+    assert queue_id is not None, f"task {task_id} not found"
+    return f"taskq.tasks_q{queue_id}"
+
+
 async def expire_lease(pool: asyncpg.Pool, task_id: int) -> None:
     """Make a running task's lease lapse now (as if its worker had stopped renewing it)."""
     await pool.execute(
-        "UPDATE taskq.tasks SET lease_expires_at = now() - interval '1 second' "
-        "WHERE id = $1 AND state = 'running'", task_id)
+        f"UPDATE {await tasks_of(pool, task_id)}"
+        " SET lease_expires_at = now() - interval '1 second'"
+        " WHERE id = $1 AND state = 'running'", task_id)
 
 
 async def make_due(pool: asyncpg.Pool, task_id: int) -> None:
     """Bring a waiting (scheduled or retrying) task's run_at to now."""
     await pool.execute(
-        "UPDATE taskq.tasks SET run_at = now() WHERE id = $1 "
+        f"UPDATE {await tasks_of(pool, task_id)} SET run_at = now() WHERE id = $1 "
         "AND state IN ('scheduled', 'retrying')", task_id)
 
 
 async def task_row(pool: asyncpg.Pool, task_id: int) -> asyncpg.Record:
-    row = await pool.fetchrow("SELECT * FROM taskq.tasks WHERE id = $1", task_id)
+    row = await pool.fetchrow(f"SELECT * FROM {await tasks_of(pool, task_id)} WHERE id = $1",
+                              task_id)
     assert row is not None, f"task {task_id} not found"
     return row
 
 
 async def attempt_rows(pool: asyncpg.Pool, task_id: int) -> list[asyncpg.Record]:
     return list(await pool.fetch(
-        "SELECT * FROM taskq.attempt_history WHERE task_id = $1 ORDER BY attempt", task_id))
+        "SELECT * FROM taskq.task_attempts(p_queue_id => $1, p_task_id => $2) ORDER BY attempt",
+        await queue_of(pool, task_id), task_id))
 
 
 def new_attempt_id() -> uuid.UUID:
@@ -139,8 +166,13 @@ def worker_stop(worker: Worker) -> asyncio.Event:
     return _stops[id(worker)]
 
 
-async def task_state(pool: asyncpg.Pool, task_id: int) -> str:
-    state: str = await pool.fetchval("SELECT state FROM taskq.tasks WHERE id = $1", task_id)
+async def task_state(pool: asyncpg.Pool, task_id: int) -> str | None:
+    """The task's state (None once it is gone)."""
+    queue_id = await queue_of(pool, task_id)
+    if queue_id is None:
+        return None
+    state: str | None = await pool.fetchval(
+        "SELECT taskq.task_state(p_queue_id => $1, p_task_id => $2)", queue_id, task_id)
     return state
 
 

@@ -1,5 +1,5 @@
 """The worker's frequent writes commit asynchronously whatever their session says (migration
-0020): through transaction pooling the worker cannot set synchronous_commit per session, so
+0027): through transaction pooling the worker cannot set synchronous_commit per session, so
 claim, complete, heartbeat and worker_beat set it for their own transaction, and for no
 longer."""
 

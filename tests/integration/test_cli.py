@@ -312,3 +312,33 @@ async def test_help_states_the_exit_statuses_and_errors_follow_them(
         assert run.code == code, (argv, run)
         assert says in run.err and "Traceback" not in run.err, (argv, run.err)
     assert (await client.queue_stats(queue)).ready == 1  # no refused enqueue wrote a task
+
+
+async def test_callback_urls_and_correlation_ids_reach_every_task(
+    dsn: str, client: Client, tmp_path: Path,
+) -> None:
+    """--callback-url for one task or each line of --jsonl (with --correlation-id, which
+    --jsonl used to drop); a key cannot hold many tasks, so --jsonl refuses one."""
+    queue = _queue_name()
+    ok(await taskq("queue", "create", queue, dsn=dsn))
+    url = "https://hooks.example/done"
+    one = json.loads(ok(await taskq("enqueue", queue, "t", "--callback-url", url, dsn=dsn)).out)
+    lines = tmp_path / "tasks.jsonl"
+    lines.write_text('{"n": 1}\n{"n": 2}\n')
+    ok(await taskq("enqueue", queue, "t", "--jsonl", str(lines), "--callback-url", url,
+                   "--correlation-id", "order-7", dsn=dsn))
+    rows = await client.pool.fetch(
+        "SELECT t.id, t.callback_url, t.correlation_id FROM taskq.tasks t "
+        "JOIN taskq.queues q ON q.id = t.queue_id WHERE q.namespace || '/' || q.name = $1 "
+        "ORDER BY t.id", queue)
+    assert [(r["callback_url"], r["correlation_id"]) for r in rows] == [
+        (url, None), (url, "order-7"), (url, "order-7")]
+    assert rows[0]["id"] == one["id"]
+    shown = json.loads(ok(await taskq("tasks", "show", str(one["id"]), dsn=dsn)).out)
+    assert shown["callback_url"] == url
+    one_line_error(await taskq("enqueue", queue, "t", "--callback-url", "ftp://x", dsn=dsn),
+                   "--callback-url")
+    refused = await taskq("enqueue", queue, "t", "--jsonl", str(lines), "--idempotency-key",
+                          "k", dsn=dsn)
+    one_line_error(refused, "--idempotency-key", "--jsonl")
+    assert refused.code == 2

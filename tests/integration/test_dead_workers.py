@@ -135,7 +135,7 @@ async def test_exactly_one_caller_takes_a_periodic_turn(dsn: str) -> None:
 
 async def test_a_turn_being_taken_is_lost_at_once(dsn: str) -> None:
     """A caller finding the turn's row locked (its winner's transaction still runs) loses it
-    without waiting: a thousand beats a second queued behind each turn before (migration 0021).
+    without waiting: a thousand beats a second queued behind each turn before (migration 0028).
     The waiting connection's lock_timeout turns any wait into an error."""
     winner, other = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
     try:

@@ -55,6 +55,7 @@ class Counts:
     rescues: dict[str, int] = field(default_factory=dict)
     purges: int = 0
     ticks: dict[str, int] = field(default_factory=dict)
+    dispatched: int = 0
 
     def turn_taken(self, service: str) -> None:
         self.turns[service] = self.turns.get(service, 0) + 1
@@ -70,6 +71,9 @@ class Counts:
 
     def schedule_ticks(self, outcome: str, count: int) -> None:
         self.ticks[outcome] = self.ticks.get(outcome, 0) + count
+
+    def webhooks_dispatched(self, count: int) -> None:
+        self.dispatched += count
 
 
 @dataclass

@@ -11,6 +11,7 @@ from devenv.postgres import LocalPostgres
 from taskq import BackoffPolicy
 from taskq.client import Client
 from taskq.maintenance.rescuer import Rescuer
+from taskq.webhooks import WebhookSpec, new_secret
 from taskq_operator.databases import MAINTENANCE_TASK, Databases, Maintenance
 from taskq_operator.metrics import OperatorMetrics
 from tests.conftest import MakeQueue
@@ -90,5 +91,26 @@ async def test_the_operator_maintains_every_database_it_holds(
         await databases.prune()  # the background pruner may have let it go first
         assert dsn not in databases.dsns
         assert [t for t in asyncio.all_tasks() if t.get_name() == MAINTENANCE_TASK] == []
+    finally:
+        await databases.close()
+
+
+async def test_declared_webhooks_become_exactly_the_declaration(dsn: str, client: Client) -> None:
+    """The TaskQueue reconciler's port: its webhooks are put, those it no longer declares go,
+    and webhooks made by hand (or by another object) stay."""
+    queue = "declared-hooks/orders"
+    secret = new_secret()
+    await client.put_webhook(queue, "by-hand", WebhookSpec("https://example.com/x", secret))
+    databases = Databases(idle_close_s=60)
+    try:
+        db = await databases.database(dsn)
+        by = "TaskQueue declared-hooks/orders"
+        a = WebhookSpec("https://example.com/a", secret)
+        await db.declare_webhooks(queue, by, {"a": a, "b": WebhookSpec(None, secret)})
+        await db.declare_webhooks(queue, by, {"a": a})
+        found = {w.name: w.declared_by for w in await client.list_webhooks(queue)}
+        assert found == {"a": by, "by-hand": None}
+        await db.declare_webhooks(queue, by, {})
+        assert [w.name for w in await client.list_webhooks(queue)] == ["by-hand"]
     finally:
         await databases.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
 
 import asyncpg
 import pytest
@@ -205,3 +206,42 @@ async def test_silence_counts_from_the_restart_not_from_the_last_beat(
     assert await restarted.fetchval("SELECT taskq.worker_beat('other', 3, 0.001)") == 1
     assert await restarted.fetchval(
         "SELECT state FROM taskq.tasks WHERE queue_id = $1", queue_id) == "ready"
+
+
+async def test_a_duty_that_never_ran_takes_the_pause_from_the_last_sign_of_the_old_server(
+    pg: LocalPostgres,
+) -> None:
+    """The lease duty had no turn before the outage (a worker that claimed at once and lost
+    the database within its first maintenance period): the pause starts at the last turn of
+    another duty or the last beat, whichever is later."""
+    dsn = await fresh_database(pg, "taskq_outage")
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    assert pool is not None
+    try:
+        await pool.execute(
+            "INSERT INTO taskq.duties (name, last_run_at) VALUES "
+            "($1, '-infinity'), ($2, pg_postmaster_start_time() - interval '2 minutes') "
+            "ON CONFLICT (name) DO UPDATE SET last_run_at = excluded.last_run_at", LEASES, BEATS)
+        await pool.execute(
+            "INSERT INTO taskq.workers (worker_id, beat_at, dead_after_s) "
+            "VALUES ('w', pg_postmaster_start_time() - interval '1 minute', 30)")
+        assert await take_turn(pool, LEASES, 5.0)
+        pause = await _pause(pool, LEASES)
+        assert pause["paused_at"] == pause["started"] - timedelta(minutes=1)
+        assert pause["started"] <= pause["resumed_at"] <= pause["now"]
+    finally:
+        await pool.close()
+
+
+async def test_a_database_first_used_by_this_server_records_no_pause(pg: LocalPostgres) -> None:
+    dsn = await fresh_database(pg, "taskq_outage")
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    assert pool is not None
+    try:
+        await pool.execute("INSERT INTO taskq.duties (name) VALUES ($1) ON CONFLICT DO NOTHING",
+                           LEASES)
+        assert await take_turn(pool, LEASES, 5.0)
+        pause = await _pause(pool, LEASES)
+        assert (pause["paused_at"], pause["resumed_at"]) == (None, None)
+    finally:
+        await pool.close()

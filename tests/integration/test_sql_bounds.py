@@ -34,6 +34,10 @@ _QUEUE_CALLS = [
     ("heartbeat", "p_lease_s",
      "SELECT count(*) FROM taskq.heartbeat($1, '{}', '{}', NULL, $2::float8)",
      MAX_PERIOD_SECONDS, True),
+    ("dispatch_webhooks", "p_limit", "SELECT taskq.dispatch_webhooks($1, 60, $2::integer)",
+     MAX_BATCH, False),
+    ("dispatch_webhooks", "p_overlap_s", "SELECT taskq.dispatch_webhooks($1, $2::float8, 1000)",
+     MAX_PERIOD_SECONDS, True),
 ]
 # the same, without a queue ($1 unused but given, so every call takes two parameters)
 _GLOBAL_CALLS = [

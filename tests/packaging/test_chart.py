@@ -354,6 +354,12 @@ def test_every_value_is_documented() -> None:
         "api.podDisruptionBudget.maxUnavailable=some",
         "api.ingress.paths[0].path=v1",  # a path starts with /
         "api.database.existingSecret=Not_A_Name",
+        "api.dashboard.enabled=yes",
+        "api.dashboard.sessionSecret.existingSecret=Not_A_Name",
+        "api.dashboard.sessionSecret.existingSecret= ",
+        "api.dashboard.sessionSecret.key=",
+        "api.dashboard.sessionSecret.key=a/b",
+        "api.dashboard.sessionSecret.generate=true",  # not a value of this chart
     ],
 )
 def test_schema_refuses_bad_values(helm: str, bad: str) -> None:
@@ -582,6 +588,172 @@ def test_api_without_a_database_is_refused(helm: str) -> None:
     )
     assert proc.returncode != 0
     assert "api.enabled needs a database" in proc.stderr
+
+
+# --- the dashboard (api.dashboard) -------------------------------------------------------------
+
+API_ON = ("--set", "api.enabled=true", "--set", "database.existingSecret=db")
+DASHBOARD_ON = (*API_ON, "--set", "api.dashboard.enabled=true")
+GENERATED = "taskq-api-session"  # the session Secret the chart makes for the release taskq
+
+
+def test_api_dashboard_with_a_generated_session_secret(helm: str) -> None:
+    docs = render(helm, *DASHBOARD_ON, "--set", "api.replicas=3")
+    deployment = one(docs, "Deployment", "taskq-api")
+    env = env_of(deployment, "api")
+    assert env["TASKQ_API_DASHBOARD"] == "true"
+    # every pod reads the one Secret: a cookie signed by one replica is good at the others
+    assert env["TASKQ_API_SESSION_SECRET"] == {
+        "secretKeyRef": {"name": "taskq-api-session", "key": "session-secret"}
+    }
+    # the migrate init container needs neither
+    assert env_of(deployment, "migrate") == {"TASKQ_DSN": env["TASKQ_DSN"]}
+    secret = one(docs, "Secret", "taskq-api-session")
+    assert secret["type"] == "Opaque"
+    assert secret["metadata"]["labels"]["app.kubernetes.io/component"] == "api"
+    assert set(secret["data"]) == {"session-secret"}
+    value = base64.b64decode(secret["data"]["session-secret"]).decode()
+    assert len(value) == 48 and value.isalnum()
+    # `helm template` cannot read the cluster (lookup finds nothing): a new secret each time,
+    # which docs/helm.md warns about; `helm upgrade` keeps it (the cluster test)
+    again = one(render(helm, *DASHBOARD_ON), "Secret", "taskq-api-session")
+    assert again["data"] != secret["data"]
+    # helm test also asks the dashboard's login page
+    job = one(docs, "Job", "taskq-api-test")
+    assert "/dashboard/login" in job["spec"]["template"]["spec"]["containers"][0]["command"][-1]
+    # the key of the generated Secret can be chosen
+    docs = render(helm, *DASHBOARD_ON, "--set", "api.dashboard.sessionSecret.key=cookie.key")
+    assert set(one(docs, "Secret", "taskq-api-session")["data"]) == {"cookie.key"}
+    assert env_of(one(docs, "Deployment", "taskq-api"))["TASKQ_API_SESSION_SECRET"] == {
+        "secretKeyRef": {"name": "taskq-api-session", "key": "cookie.key"}
+    }
+
+
+def test_api_dashboard_with_an_existing_session_secret(helm: str) -> None:
+    docs = render(
+        helm, *DASHBOARD_ON,
+        "--set", "api.dashboard.sessionSecret.existingSecret=dashboard-cookies",
+        "--set", "api.dashboard.sessionSecret.key=secret",
+    )
+    env = env_of(one(docs, "Deployment", "taskq-api"))
+    assert env["TASKQ_API_SESSION_SECRET"] == {
+        "secretKeyRef": {"name": "dashboard-cookies", "key": "secret"}
+    }
+    assert not find(docs, "Secret")  # the chart neither holds nor copies it
+
+
+def test_api_dashboard_off(helm: str) -> None:
+    # off by default, and a session secret named while it is off changes nothing
+    for values in ((), ("--set", "api.dashboard.sessionSecret.existingSecret=cookies")):
+        docs = render(helm, *API_ON, "--set", "api.ingress.enabled=true", *values)
+        env = env_of(one(docs, "Deployment", "taskq-api"))
+        assert "TASKQ_API_DASHBOARD" not in env and "TASKQ_API_SESSION_SECRET" not in env
+        assert not find(docs, "Secret")
+        paths = one(docs, "Ingress")["spec"]["rules"][0]["http"]["paths"]
+        assert [p["path"] for p in paths] == ["/v1", "/openapi.json"]
+        job = one(docs, "Job", "taskq-api-test")
+        assert "/dashboard" not in job["spec"]["template"]["spec"]["containers"][0]["command"][-1]
+
+
+def test_api_dashboard_ingress_paths(helm: str) -> None:
+    docs = render(
+        helm, *DASHBOARD_ON, "--set", "api.ingress.enabled=true",
+        "--set", "api.ingress.hosts={a.example.com,b.example.com}",
+    )
+    rules = one(docs, "Ingress", "taskq-api")["spec"]["rules"]
+    assert len(rules) == 2
+    for rule in rules:
+        # pages, live streams (/dashboard/events/...) and static files (/dashboard/static/...)
+        assert [(p["path"], p["pathType"]) for p in rule["http"]["paths"]] == [
+            ("/v1", "Prefix"),
+            ("/openapi.json", "Exact"),
+            ("/dashboard", "Prefix"),
+        ]
+        for path in rule["http"]["paths"]:
+            assert path["backend"]["service"] == {"name": "taskq-api", "port": {"name": "http"}}
+    # paths of one's own are kept, and /dashboard is not routed twice when they list it
+    docs = render(
+        helm, *DASHBOARD_ON, "--set", "api.ingress.enabled=true",
+        "--set", "api.ingress.paths[0].path=/v1",
+        "--set", "api.ingress.paths[0].pathType=Prefix",
+        "--set", "api.ingress.paths[1].path=/dashboard",
+        "--set", "api.ingress.paths[1].pathType=ImplementationSpecific",
+    )
+    paths = one(docs, "Ingress")["spec"]["rules"][0]["http"]["paths"]
+    assert [(p["path"], p["pathType"]) for p in paths] == [
+        ("/v1", "Prefix"),
+        ("/dashboard", "ImplementationSpecific"),
+    ]
+
+
+def test_api_dashboard_environment_is_read_by_api_settings(
+    helm: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chart's dashboard variables turn the dashboard on in taskq-api, with the generated
+    Secret's value as its session secret (long enough for its check)."""
+    docs = render(helm, *DASHBOARD_ON)
+    secret = one(docs, "Secret", "taskq-api-session")
+    values = {
+        "db": "postgresql://db/taskq",
+        "taskq-api-session": base64.b64decode(secret["data"]["session-secret"]).decode(),
+    }
+    for name in [n for n in os.environ if n.startswith("TASKQ_")]:
+        monkeypatch.delenv(name)
+    for name, value in env_of(one(docs, "Deployment", "taskq-api")).items():
+        # the Secret's value, as the kubelet would put it there
+        ref = value["secretKeyRef"]["name"] if isinstance(value, dict) else None
+        monkeypatch.setenv(name, values[ref] if ref else value)
+    settings = ApiSettings()
+    assert settings.dashboard is True
+    assert settings.session_secret is not None
+    assert settings.session_secret.get_secret_value() == values["taskq-api-session"]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            ["--set", "api.dashboard.enabled=true"],
+            "api.dashboard.enabled=true needs api.enabled=true: the dashboard is served by the "
+            "API server's pods. Set api.enabled=true",
+        ),
+        (
+            [*DASHBOARD_ON, "--set", "api.extraEnv[0].name=TASKQ_API_LOG_LEVEL",
+             "--set", "api.extraEnv[0].value=DEBUG",
+             "--set", "api.extraEnv[1].name=TASKQ_API_SESSION_SECRET",
+             "--set", "api.extraEnv[1].value=" + "x" * 40],
+            "api.extraEnv[1].name=TASKQ_API_SESSION_SECRET conflicts with "
+            "api.dashboard.enabled=true",
+        ),
+        (
+            [*DASHBOARD_ON, "--set", "api.extraEnv[0].name=TASKQ_API_DASHBOARD",
+             "--set", "api.extraEnv[0].value=false"],
+            "api.extraEnv[0].name=TASKQ_API_DASHBOARD conflicts with api.dashboard.enabled=true",
+        ),
+        (
+            [*DASHBOARD_ON, "--set", "api.dashboard.sessionSecret.existingSecret=" + GENERATED],
+            "api.dashboard.sessionSecret.existingSecret=taskq-api-session is the name of the "
+            "Secret the chart generates",
+        ),
+    ],
+    ids=["without-api", "extra-env-secret", "extra-env-switch", "generated-name"],
+)
+def test_api_dashboard_refusals(helm: str, values: list[str], message: str) -> None:
+    proc = run_helm(helm, "template", "taskq", str(CHART), *values, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr
+
+
+def test_api_dashboard_hand_set_variables_still_render(helm: str) -> None:
+    """Before api.dashboard, docs/dashboard.md said to set the two variables by hand in
+    api.extraEnv: with api.dashboard.enabled off, such values still render as they did."""
+    docs = render(
+        helm, *API_ON,
+        "--set", "api.extraEnv[0].name=TASKQ_API_DASHBOARD",
+        "--set-string", "api.extraEnv[0].value=true",
+    )
+    assert env_of(one(docs, "Deployment", "taskq-api"))["TASKQ_API_DASHBOARD"] == "true"
+    assert not find(docs, "Secret")
 
 
 # --- on the local control plane ---------------------------------------------------------------
@@ -824,6 +996,8 @@ def test_install_upgrade_uninstall_on_the_cluster(
             "api.ingress.enabled=true",
             "--set",
             "api.ingress.hosts={taskq.example.com}",
+            "--set",
+            "api.dashboard.enabled=true",
             "--wait",
             "--timeout",
             "90s",
@@ -834,6 +1008,16 @@ def test_install_upgrade_uninstall_on_the_cluster(
         assert "the DSN in Secret taskq-db (key dsn)" in notes, notes
         assert "kept on `helm uninstall`" in notes, notes
         assert f"http://tq-taskq-api.{ns}.svc:8000" in notes, notes
+        assert "https://taskq.example.com/dashboard/" not in notes, notes  # no TLS here
+        assert "http://taskq.example.com/dashboard/" in notes, notes
+        assert "session secret in\n  Secret tq-taskq-api-session" in notes, notes
+
+        def session_secret() -> str:
+            secret = get(kube, ns, "secret", "tq-taskq-api-session") or {}
+            return base64.b64decode(secret["data"]["session-secret"]).decode()
+
+        generated = session_secret()
+        assert len(generated) == 48
         # the operator pod is Running (kwok plays the kubelet: the container does not run)
         pods = json.loads(
             kubectl(
@@ -922,6 +1106,11 @@ def test_install_upgrade_uninstall_on_the_cluster(
             api.start()  # returns once /readyz answers 200: the schema is there
             with urllib.request.urlopen(f"{api.url}/openapi.json", timeout=10) as answer:
                 assert "/v1/tasks/{task_id}" in json.load(answer)["paths"]
+            # the dashboard, on, its session secret the generated Secret's
+            assert env["TASKQ_API_DASHBOARD"] == "true"
+            assert env["TASKQ_API_SESSION_SECRET"] == generated
+            with urllib.request.urlopen(f"{api.url}/dashboard/login", timeout=10) as answer:
+                assert b"API key" in answer.read()
         finally:
             assert api.stop() == 0, (tmp_path / "api.log").read_text()[-3000:]
         crd_uids = {
@@ -1019,6 +1208,25 @@ def test_install_upgrade_uninstall_on_the_cluster(
         ).stdout
         assert out.count("Succeeded") == 2 and "tq-taskq-api-test" in out, out
 
+        # an existing session Secret the cluster holds is checked before anything changes:
+        # without the key, or with a value taskq-api would refuse
+        kubectl(
+            "-n", ns, "create", "secret", "generic", "short",
+            "--from-literal=session-secret=abc", kubeconfig=kube,
+        )
+        for existing, message in (
+            ("taskq-api-db", 'the Secret has no key "session-secret"'),
+            ("short", 'key "session-secret" holds fewer than 32 characters'),
+        ):
+            refused = run_helm(
+                helm, "upgrade", release, str(CHART), "--namespace", ns, *kc, "--reuse-values",
+                "--set", f"api.dashboard.sessionSecret.existingSecret={existing}",
+                check=False, timeout=150,
+            )
+            assert refused.returncode != 0
+            assert f"api.dashboard.sessionSecret.existingSecret={existing}: " in refused.stderr
+            assert message in refused.stderr, refused.stderr
+
         # upgrade: a changed value rolls out; CRDs and queues stay
         run_helm(
             helm,
@@ -1046,6 +1254,8 @@ def test_install_upgrade_uninstall_on_the_cluster(
             )
         )
         assert env["TASKQ_OPERATOR_STATUS_INTERVAL"] == "3"
+        # the generated session secret is read back (lookup), not made anew: nobody signed out
+        assert session_secret() == generated
         # one API replica: no budget left to block node drains
         assert (get(kube, ns, "deployment", "tq-taskq-api") or {})["spec"]["replicas"] == 1
         assert get(kube, ns, "poddisruptionbudget", "tq-taskq-api") is None

@@ -8,6 +8,7 @@ from pathlib import Path
 from devenv import bounds_doc
 
 from taskq.models import MAX_DELAY_SECONDS, MAX_PERIOD_SECONDS, MAX_RETENTION_SECONDS
+from taskq.schedules import MAX_MISSED_RUNS
 
 _DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -23,6 +24,7 @@ def test_the_page_states_the_constants() -> None:
         ("| `delay` | `--delay` | `p_delay_s` |", MAX_DELAY_SECONDS),
         ("| `claim`, `heartbeat` | `p_lease_s` |", MAX_PERIOD_SECONDS),
         ("| `TASKQ_LEASE_SECONDS` |", MAX_PERIOD_SECONDS),
+        ("| `spec.maxMissedRuns` | `max_missed_runs` |", MAX_MISSED_RUNS),
     ):
         [line] = [line for line in text.splitlines() if line.startswith(row)]
         assert bounds_doc._number(bound) in line, line

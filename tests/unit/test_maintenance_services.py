@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from taskq.maintenance.dispatcher import Dispatcher
 from taskq.maintenance.pruner import Pruner
 from taskq.maintenance.rescuer import Rescuer
 from taskq.store.maintenance import MaintainedQueue
@@ -56,11 +57,18 @@ class FakeDatabase:
     async def fire_schedules(self, now: datetime, limit: int) -> list[Fired]:
         return []
 
+    async def webhook_queues(self) -> list[MaintainedQueue]:
+        return self.queues[1:]  # the queues with webhooks
+
+    async def dispatch_webhooks(self, queue_id: int, overlap_s: float, limit: int) -> int:
+        return await self._work(queue_id)
+
 
 class Counts:
     def __init__(self) -> None:
         self.rescued_total = 0
         self.purged_total = 0
+        self.dispatched_total = 0
 
     def turn_taken(self, service: str) -> None:
         pass
@@ -77,6 +85,9 @@ class Counts:
 
     def schedule_ticks(self, outcome: str, count: int) -> None:
         pass
+
+    def webhooks_dispatched(self, count: int) -> None:
+        self.dispatched_total += count
 
 
 async def test_the_rescuer_serves_every_queue_then_reports_the_failure() -> None:
@@ -98,3 +109,9 @@ async def test_without_failures_the_run_returns_its_total() -> None:
     db, counts = FakeDatabase(), Counts()
     db.queues = db.queues[1:]
     assert await Rescuer(period=1.0).run_once(db, counts) == 50
+
+
+async def test_the_dispatcher_serves_only_the_queues_with_webhooks() -> None:
+    db, counts = FakeDatabase(), Counts()
+    assert await Dispatcher().run_once(db, counts) == 50
+    assert counts.dispatched_total == 50

@@ -177,3 +177,54 @@ What the operator does in the namespaces it watches (docs/helm.md explains every
   resources: ["events"]
   verbs: ["create"]
 {{- end }}
+
+{{/* The name of the Secret the chart generates for the dashboard's session secret. */}}
+{{- define "taskq.apiSessionGeneratedName" -}}
+{{- printf "%s-api-session" (include "taskq.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The Secret holding the dashboard's session secret: the user's, else the generated one. */}}
+{{- define "taskq.apiSessionSecret" -}}
+{{- .Values.api.dashboard.sessionSecret.existingSecret | default (include "taskq.apiSessionGeneratedName" .) }}
+{{- end }}
+
+{{/*
+Refuse dashboard values that cannot work, naming the value as written and the fix. Rendered by
+api-session-secret.yaml, whether or not the API is on.
+- the dashboard is served by the API's pods: without api.enabled nothing would serve it;
+- api.extraEnv setting TASKQ_API_DASHBOARD or TASKQ_API_SESSION_SECRET beside
+  api.dashboard.enabled: two entries of one name, the later silently winning;
+- an existing Secret named like the one the chart generates: on the upgrade that sets it, Helm
+  deletes the generated Secret (no longer in the release) and the pods cannot start;
+- an existing Secret the cluster holds (lookup; nothing to check under `helm template`) without
+  the key, or with a value shorter than the 32 characters taskq-api requires.
+*/}}
+{{- define "taskq.apiDashboardChecks" -}}
+{{- $dashboard := .Values.api.dashboard }}
+{{- if $dashboard.enabled }}
+{{- if not .Values.api.enabled }}
+{{- fail "api.dashboard.enabled=true needs api.enabled=true: the dashboard is served by the API server's pods. Set api.enabled=true (with a database), or leave api.dashboard.enabled false" }}
+{{- end }}
+{{- range $i, $env := .Values.api.extraEnv }}
+{{- if has $env.name (list "TASKQ_API_DASHBOARD" "TASKQ_API_SESSION_SECRET") }}
+{{- fail (printf "api.extraEnv[%d].name=%s conflicts with api.dashboard.enabled=true, which sets TASKQ_API_DASHBOARD and TASKQ_API_SESSION_SECRET itself: remove that entry (name your own Secret with api.dashboard.sessionSecret.existingSecret)" $i $env.name) }}
+{{- end }}
+{{- end }}
+{{- $existing := $dashboard.sessionSecret.existingSecret }}
+{{- $key := $dashboard.sessionSecret.key }}
+{{- if $existing }}
+{{- if eq $existing (include "taskq.apiSessionGeneratedName" .) }}
+{{- fail (printf "api.dashboard.sessionSecret.existingSecret=%s is the name of the Secret the chart generates, and a Secret named as existing is not generated: helm would delete it, and the pods could not start. Leave existingSecret empty to keep the generated secret, or name a Secret of your own" $existing) }}
+{{- end }}
+{{- $found := lookup "v1" "Secret" .Release.Namespace $existing }}
+{{- if $found }}
+{{- if not (hasKey ($found.data | default dict) $key) }}
+{{- fail (printf "api.dashboard.sessionSecret.existingSecret=%s: the Secret has no key %q (api.dashboard.sessionSecret.key): add it, or set api.dashboard.sessionSecret.key to the key that holds the session secret" $existing $key) }}
+{{- end }}
+{{- if lt (len (index $found.data $key | b64dec)) 32 }}
+{{- fail (printf "api.dashboard.sessionSecret.existingSecret=%s: key %q holds fewer than 32 characters, and taskq-api refuses a shorter session secret: put 32 or more random characters there, e.g. openssl rand -base64 32" $existing $key) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}

@@ -54,7 +54,7 @@ from taskq_operator.reconcile.runtime import (
 )
 from taskq_operator.reconcile.taskqueue import delete_taskqueue, reconcile_taskqueue
 from taskq_operator.reconcile.taskschedule import delete_schedule, reconcile_schedule
-from taskq_operator.reconcile.workerpool import reconcile_workerpool
+from taskq_operator.reconcile.workerpool import forget_workerpool, reconcile_workerpool
 
 log = logging.getLogger("taskq_operator")
 
@@ -93,10 +93,20 @@ class Kind(Generic[SpecT, StatusT, MemoryT]):
     """The work of kopf's deletion handlers, for a deletion kopf lost track of."""
     forget: Callable[[OperatorMetrics, str, str], None]
     """Remove the object's metrics (namespace, name) once its daemon stops for good."""
+    gone: Callable[[Runtime, MemoryT, str, str], Awaitable[None]] = lambda *_: _nothing_more()
+    """What else to undo once the object is deleted (runtime, memory, namespace, name)."""
 
 
 async def _nothing(_: WorkerPoolContext) -> None:
     return None
+
+
+async def _nothing_more() -> None:
+    return None
+
+
+async def _forget_pool(runtime: Runtime, memory: PoolMemory, namespace: str, name: str) -> None:
+    await forget_workerpool(runtime.ports, namespace, name, memory)
 
 
 def _queue_next_pass(ctx: TaskQueueContext, status: TaskQueueStatus) -> float | None:
@@ -161,6 +171,7 @@ WORKERPOOLS = Kind(
     next_pass=_pool_next_pass,
     finish_deletion=_nothing,  # its Deployment and Secret go with it (owner references)
     forget=OperatorMetrics.pool_deleted,
+    gone=_forget_pool,  # its row in taskq.worker_pools, which only the operator writes
 )
 APIKEYS = Kind(
     name="TaskqApiKey",
@@ -245,6 +256,23 @@ async def run(
         if stopped or finished:
             memories.pop(uid, None)
             kind.forget(runtime.metrics, namespace, name)
+        deleted = stopped.reason is not None and (
+            kopf.DaemonStoppingReason.RESOURCE_DELETED in stopped.reason
+        )
+        if finished or deleted:
+            # in a task of its own: kopf cancels a daemon that does not exit at once
+            task = asyncio.create_task(_gone(runtime, kind, memory, namespace, name))
+            runtime.cleanups.add(task)
+            task.add_done_callback(runtime.cleanups.discard)
+
+
+async def _gone(
+    runtime: Runtime, kind: Kind[Any, Any, MemoryT], memory: MemoryT, namespace: str, name: str
+) -> None:
+    try:
+        await kind.gone(runtime, memory, namespace, name)
+    except Exception:
+        log.exception("%s %s/%s: cleaning up after its deletion failed", kind.name, namespace, name)
 
 
 async def taskqueue_deleted(runtime: Runtime, body: kopf.Body) -> None:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -20,15 +20,19 @@ from taskq.auth import ApiKey, Grants
 from taskq.client import Client, create_pool
 from taskq.maintenance.ports import MaintenanceMetrics
 from taskq.maintenance.runner import MaintenanceRunner, default_services
-from taskq.models import QueueInfo, QueueSettings, QueueStats
+from taskq.models import PoolReport, QueueInfo, QueueSettings, QueueStats, ScalingDecision
+from taskq.names import QueueName
 from taskq.schedules import ScheduleSpec
 from taskq.store import keys as key_store
+from taskq.store import pools as pool_store
 from taskq.store import queues as queue_store
 from taskq.store import schedules as schedule_store
+from taskq.store import webhooks as webhook_store
 from taskq.store.dberrors import translated
 from taskq.store.maintenance import MaintenanceStore
 from taskq.store.notifications import Listener
 from taskq.supervision import supervised
+from taskq.webhooks import WebhookSpec
 
 log = logging.getLogger("taskq_operator.databases")
 
@@ -80,6 +84,26 @@ class QueueDatabase:
     async def drop_queue(self, queue: str) -> bool:
         return await self._client.drop_queue(queue)
 
+    async def declare_webhooks(
+        self, queue: str, declared_by: str, webhooks: dict[str, WebhookSpec]
+    ) -> None:
+        name = QueueName.parse(queue)
+        with translated(queue):
+            async with self._client.pool.acquire() as conn, conn.transaction():
+                for webhook, spec in webhooks.items():
+                    await webhook_store.put_webhook(conn, name, webhook, spec, declared_by)
+                await webhook_store.delete_declared_webhooks(
+                    conn, declared_by, name, list(webhooks)
+                )
+
+    async def record_pool(self, pool: PoolReport, decisions: Sequence[ScalingDecision]) -> None:
+        with translated():
+            await pool_store.record_worker_pool(self._client.pool, pool, decisions)
+
+    async def forget_pool(self, namespace: str, name: str) -> None:
+        with translated():
+            await pool_store.forget_worker_pool(self._client.pool, namespace, name)
+
 
 class KeyDatabase:
     """The API keys of one database, as the TaskqApiKey reconciler uses them
@@ -119,8 +143,8 @@ class ScheduleDatabase:
     async def delete_schedule(self, namespace: str, name: str) -> bool:
         return await schedule_store.delete_schedule(self._pool, namespace, name)
 
-    async def task_state(self, task_id: int) -> str | None:
-        return await schedule_store.task_state(self._pool, task_id)
+    async def task_state(self, namespace: str, queue: str, task_id: int) -> str | None:
+        return await schedule_store.task_state(self._pool, namespace, queue, task_id)
 
 
 class Databases:

@@ -85,6 +85,11 @@ class OperatorMetrics:
             "Finished tasks the operator's maintenance deleted past their queue's retention",
             registry=self.registry,
         )
+        self.dispatched = Counter(
+            "taskq_webhooks_dispatched",
+            "Webhook deliveries the operator's dispatcher enqueued",
+            registry=self.registry,
+        )
         self.ticks = Counter(
             "taskq_schedule_ticks",
             "Schedule ticks the operator's scheduler handled, by outcome",
@@ -137,6 +142,9 @@ class OperatorMetrics:
 
     def schedule_ticks(self, outcome: str, count: int) -> None:
         self.ticks.labels(outcome).inc(count)
+
+    def webhooks_dispatched(self, count: int) -> None:
+        self.dispatched.inc(count)
 
 
 def _remove(gauge: Gauge, *labels: str) -> None:

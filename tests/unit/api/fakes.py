@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from taskq.auth import ApiKey, Role
+from taskq.auth import ApiKey, Role, digest, parse_prefix
 
 
 def api_key(
@@ -32,3 +32,9 @@ class MemoryKeyStore:
     async def authenticate(self, secret: str) -> ApiKey | None:
         self.asked.append(secret)
         return self.keys.get(secret)
+
+    async def authenticate_digest(self, prefix: str, key_digest: bytes) -> ApiKey | None:
+        secret = next((s for s in self.keys if digest(s) == key_digest), None)
+        if secret is None or parse_prefix(secret) != prefix:
+            return None
+        return await self.authenticate(secret)

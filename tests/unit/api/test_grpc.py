@@ -20,6 +20,7 @@ from taskq.errors import (
     SchemaMissingError,
     TaskqError,
     UnknownQueueError,
+    UnknownScheduleError,
     UnknownTaskError,
 )
 from taskq.models import (
@@ -31,6 +32,7 @@ from taskq.models import (
     QueueStats,
     TaskState,
 )
+from taskq.schedules import ConcurrencyPolicy, ScheduleSpec
 from taskq_api.grpc import messages
 from taskq_api.grpc.status import STATUS_CODES, status_of
 from taskq_api.grpc.v1 import taskq_pb2 as pb
@@ -41,6 +43,7 @@ from taskq_api.service import (
     NotAuthenticatedError,
     PermissionDeniedError,
     QueueDetails,
+    ScheduleView,
     TaskDetails,
 )
 
@@ -59,6 +62,8 @@ def _fields(message: type[Message]) -> set[str]:
     (pb.QueueSettings, QueueSettings),
     (pb.BackoffPolicy, BackoffPolicy),
     (pb.QueueStats, QueueStats),
+    (pb.Schedule, ScheduleView),
+    (pb.ScheduleSpec, ScheduleSpec),
 ])
 def test_each_answer_message_has_its_models_fields(
     message: type[Message], model: type[BaseModel]
@@ -74,6 +79,12 @@ def test_each_answer_message_has_its_models_fields(
 def test_each_enum_has_its_literals_values(enum: Any, literal: Any) -> None:
     values = {messages.enum_value(enum.DESCRIPTOR, number, "f") for number in enum.values()}
     assert values == {None, *get_args(literal)}
+
+
+def test_the_concurrency_policy_enum_has_taskqs_policies() -> None:
+    numbers = pb.ConcurrencyPolicy.values()
+    values = {messages.enum_value(pb.ConcurrencyPolicy.DESCRIPTOR, n, "f") for n in numbers}
+    assert values == {None, *(policy.value.lower() for policy in ConcurrencyPolicy)}
 
 
 def test_a_submission_has_the_fields_of_rests_json() -> None:
@@ -146,6 +157,51 @@ def test_the_services_fields_are_named_as_taskq_v1_names_them(
     assert (renamed.field, str(renamed)) == (named, f"invalid {named}: fix it")
 
 
+def test_a_schedule_says_what_the_view_says() -> None:
+    spec = ScheduleSpec(queue="q", task_name="t", payload={"big": 2**70}, priority=0,
+                        cron="@daily", concurrency_policy=ConcurrencyPolicy.REPLACE)
+    view = ScheduleView(
+        schedule="shop/nightly", namespace="shop", name="nightly", spec=spec,
+        next_run_at=_NOW, last_schedule_time=None, last_task_id=None, last_skipped_time=_NOW,
+        last_skipped_reason="Missed", last_error=None, created_at=_NOW)
+
+    message = messages.schedule(view)
+
+    assert (message.schedule, message.spec.queue, message.spec.cron) == (
+        "shop/nightly", "q", "@daily")
+    assert json.loads(message.spec.payload_json) == {"big": 2**70}
+    assert message.spec.HasField("priority") and message.spec.priority == 0
+    assert message.spec.concurrency_policy == pb.CONCURRENCY_POLICY_REPLACE
+    assert not message.spec.HasField("starting_deadline_seconds")
+    assert (message.spec.time_zone, message.spec.max_missed_runs) == ("UTC", 1)
+    assert message.last_skipped_reason == "Missed"
+    assert not message.HasField("last_schedule_time") and not message.HasField("last_task_id")
+    assert message.next_run_at.ToDatetime(tzinfo=UTC) == _NOW
+
+
+def test_a_specs_fields_left_out_are_not_sent() -> None:
+    bare = messages.schedule_fields(pb.ScheduleSpec(queue="q", task_name="t", cron="@daily"))
+    full = messages.schedule_fields(pb.ScheduleSpec(
+        queue="q", task_name="t", cron="@daily", payload_json="null", priority=0,
+        time_zone="Asia/Tokyo", suspend=True, concurrency_policy=pb.CONCURRENCY_POLICY_FORBID,
+        starting_deadline_seconds=5, max_missed_runs=0))
+
+    assert bare == {"queue": "q", "task_name": "t", "cron": "@daily", "suspend": False}
+    assert ScheduleSpec.model_validate(bare) == ScheduleSpec(
+        queue="q", task_name="t", cron="@daily")
+    assert full == {**bare, "payload": None, "priority": 0, "time_zone": "Asia/Tokyo",
+                    "suspend": True, "concurrency_policy": ConcurrencyPolicy.FORBID,
+                    "starting_deadline_seconds": 5, "max_missed_runs": 0}
+
+
+@pytest.mark.parametrize(("field", "named"), [
+    ("cron", "spec.cron"), ("payload", "spec.payload_json"), ("namespace", "namespace"),
+    ("name", "name")])
+def test_a_specs_fields_are_named_as_taskq_v1_names_them(field: str, named: str) -> None:
+    renamed = messages.schedule_error(InvalidArgumentError(field, "fix it"))
+    assert (renamed.field, str(renamed)) == (named, f"invalid {named}: fix it")
+
+
 def test_both_protocols_map_the_same_errors_in_the_same_order() -> None:
     assert [cls for cls, _code in STATUS_CODES] == [cls for cls, _kind in PROBLEMS]
 
@@ -155,6 +211,7 @@ def test_both_protocols_map_the_same_errors_in_the_same_order() -> None:
     (PermissionDeniedError("x"), grpc.StatusCode.PERMISSION_DENIED),
     (UnknownQueueError("a/b"), grpc.StatusCode.NOT_FOUND),
     (UnknownTaskError(1), grpc.StatusCode.NOT_FOUND),
+    (UnknownScheduleError("a/b"), grpc.StatusCode.NOT_FOUND),
     (ConflictError("x"), grpc.StatusCode.FAILED_PRECONDITION),
     (PayloadTooLargeError("x"), grpc.StatusCode.RESOURCE_EXHAUSTED),
     (InvalidArgumentError("f", "x"), grpc.StatusCode.INVALID_ARGUMENT),

@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from taskq.auth import ApiKey, Role
+from taskq.auth import ApiKey, Role, digest
 from taskq_api.service import CachedKeyStore
 from tests.unit.api.fakes import api_key
 
-SECRET = "tq_abcd1234_" + "s" * 40  # the prefix of fakes.api_key
+SECRET = "tq_abcd1234_" + "s" * 43  # a well-formed key with the prefix of fakes.api_key
 T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
 
@@ -22,8 +22,11 @@ class Store:
         self.reads = 0
 
     async def authenticate(self, secret: str) -> ApiKey | None:
+        return await self.authenticate_digest(secret[3:11], digest(secret))
+
+    async def authenticate_digest(self, prefix: str, key_digest: bytes) -> ApiKey | None:
         self.reads += 1
-        return self.key if secret == SECRET else None
+        return self.key if (prefix, key_digest) == ("abcd1234", digest(SECRET)) else None
 
 
 def key(**changes: object) -> ApiKey:

@@ -16,9 +16,11 @@ from taskq.errors import (
     SchemaMissingError,
     TaskqError,
     UnknownQueueError,
+    UnknownScheduleError,
     UnknownTaskError,
 )
-from taskq_api.rest.models import TaskSubmission
+from taskq.schedules import ScheduleSpec
+from taskq_api.rest.models import ScheduleSubmission, TaskSubmission
 from taskq_api.rest.problems import _field_problem, _pointer, error_response, kind_of
 from taskq_api.rest.routes import _seconds
 from taskq_api.service import (
@@ -36,6 +38,7 @@ _NOW = datetime(2030, 1, 1, tzinfo=UTC)
     (PermissionDeniedError("x"), 403),
     (UnknownQueueError("a/b"), 404),
     (UnknownTaskError(1), 404),
+    (UnknownScheduleError("a/b"), 404),
     (ConflictError("x"), 409),
     (PayloadTooLargeError("x"), 413),
     (RateLimitedError("x", key_prefix="abcd1234", retry_after=0.5), 429),
@@ -54,6 +57,8 @@ def test_each_error_has_its_status(error: Exception, status: int) -> None:
     ("tasks[3].priority", {"pointer": "#/tasks/3/priority"}),
     ("tasks", {"pointer": "#/tasks"}),
     ("ids", {"pointer": "#/ids"}),
+    ("cron", {"pointer": "#/cron"}),
+    ("time_zone", {"pointer": "#/time_zone"}),
     ("wait", {"parameter": "wait"}),
     ("namespace", {"parameter": "namespace"}),
     ("arguments", {}),
@@ -64,6 +69,12 @@ def test_a_field_is_placed_in_the_body_or_the_parameters(
 ) -> None:
     problem = _field_problem(field, "fix it")
     assert problem.model_dump(exclude_none=True) == {**where, "detail": "fix it"}
+
+
+def test_a_field_of_a_request_without_a_body_is_a_parameter() -> None:
+    """`queue` is GET /v1/tasks's parameter, and a field of a schedule's PUT body."""
+    assert _field_problem("queue", "fix it").pointer == "#/queue"
+    assert _field_problem("queue", "fix it", has_body=False).parameter == "queue"
 
 
 def test_pointers_escape_as_rfc_6901_says() -> None:
@@ -93,6 +104,37 @@ def test_priority_by_number_or_level(given: Any, priority: int) -> None:
 def test_requests_are_strict(fields: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         TaskSubmission.model_validate({"task_name": "t", **fields})
+
+
+def test_a_schedules_body_is_taskqs_spec_with_its_defaults() -> None:
+    """The body documents ScheduleSpec's defaults; what it sends leaves the others to it."""
+    fields = {"queue": "q", "task_name": "t", "cron": "@daily"}
+    body = ScheduleSubmission.model_validate(fields)
+    assert set(ScheduleSubmission.model_fields) == set(ScheduleSpec.model_fields)
+    assert body.fields() == fields
+    assert ScheduleSpec.model_validate(body.model_dump()) == ScheduleSpec.model_validate(fields)
+
+
+def test_a_schedules_body_has_taskqs_bounds() -> None:
+    """The body repeats ScheduleSpec's bounds for the OpenAPI document (docs/bounds.md states
+    them once for both): only the descriptions may differ."""
+    def bounds(schema: dict[str, Any]) -> dict[str, Any]:
+        return {name: {k: v for k, v in field.items() if k != "description"}
+                for name, field in schema["properties"].items()}
+
+    assert bounds(ScheduleSubmission.model_json_schema()) == bounds(
+        ScheduleSpec.model_json_schema())
+
+
+@pytest.mark.parametrize("fields", [
+    {"priority": "7"}, {"priority": True}, {"suspend": 1}, {"max_missed_runs": 1.0},
+    {"starting_deadline_seconds": "60"}, {"cron": 5}, {"concurrency_policy": "allow"},
+    {"croon": "@daily"},
+])
+def test_a_schedules_body_is_strict(fields: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        ScheduleSubmission.model_validate(
+            {"queue": "q", "task_name": "t", "cron": "@daily", **fields})
 
 
 @pytest.mark.parametrize(("text", "seconds"), [

@@ -11,7 +11,8 @@ from taskq_api.server.main import settings_from
 
 
 def _clean(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("TASKQ_DSN", "TASKQ_API_DSN", "TASKQ_API_PORT", "TASKQ_API_CORS_ORIGINS"):
+    for name in ("TASKQ_DSN", "TASKQ_API_DSN", "TASKQ_API_PORT", "TASKQ_API_CORS_ORIGINS",
+                 "TASKQ_API_DASHBOARD", "TASKQ_API_SESSION_SECRET"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -56,6 +57,35 @@ def test_invalid_settings_name_the_variable_and_the_flag(
         "taskq-api: error: TASKQ_API_MAX_BODY_BYTES (--max-body-bytes): Input should be "
         "greater than or equal to 1024",
     ]
+
+
+def test_the_dashboard_is_off_by_default_and_needs_a_session_secret(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    _clean(monkeypatch)
+    monkeypatch.setenv("TASKQ_DSN", "postgresql://db/app")
+    assert settings_from([]).dashboard is False
+
+    with pytest.raises(SystemExit) as missing:
+        settings_from(["--dashboard"])
+    monkeypatch.setenv("TASKQ_API_DASHBOARD", "true")
+    monkeypatch.setenv("TASKQ_API_SESSION_SECRET", "short")
+    with pytest.raises(SystemExit) as short:
+        settings_from([])
+
+    assert missing.value.code == short.value.code == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        "taskq-api: error: TASKQ_API_SESSION_SECRET (--session-secret): required when the "
+        "dashboard is on (TASKQ_API_DASHBOARD): set it to 32 or more random characters, the "
+        "same on every server, e.g. `openssl rand -base64 32`",
+        "taskq-api: error: TASKQ_API_SESSION_SECRET (--session-secret): 5 characters: use 32 "
+        "or more random characters, e.g. `openssl rand -base64 32`",
+    ]
+    monkeypatch.setenv("TASKQ_API_SESSION_SECRET", "s" * 32)
+    on = settings_from([])
+    assert on.dashboard is True
+    assert settings_from(["--no-dashboard"]).dashboard is False
 
 
 def test_taskq_api_without_the_package_says_how_to_get_it(

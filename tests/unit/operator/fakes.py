@@ -8,7 +8,7 @@ import asyncio
 import base64
 import dataclasses
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,10 +17,12 @@ from pydantic import SecretStr
 from taskq import auth
 from taskq.auth import ApiKey, Grants
 from taskq.errors import ApiKeyConflictError, TaskqError, UnknownQueueError
-from taskq.models import QueueInfo, QueueSettings, QueueStats
+from taskq.models import PoolReport, QueueInfo, QueueSettings, QueueStats, ScalingDecision
 from taskq.schedules import ScheduleSpec, next_tick
 from taskq.store.keys import DeclaredKey, declared_name
+from taskq.store.pools import KEPT_DECISIONS
 from taskq.store.schedules import ScheduleInfo
+from taskq.webhooks import WebhookSpec
 from taskq_operator.k8s import (
     DeploymentState,
     FieldError,
@@ -124,6 +126,14 @@ class FakeQueueDatabase:
         self.queues: dict[str, QueueInfo] = {}  # by "namespace/name"
         self.depth: dict[str, QueueStats] = {}  # by "namespace/name"; absent: empty
         self.ensured: list[tuple[str, QueueSettings]] = []
+        # (queue, name): (declared_by, spec)
+        self.webhooks: dict[tuple[str, str], tuple[str, WebhookSpec]] = {}
+        self.declarations = 0
+        # taskq.worker_pools: (namespace, name): (the pool, its decisions newest first)
+        self.pools: dict[tuple[str, str], tuple[PoolReport, list[ScalingDecision]]] = {}
+        self.pool_writes = 0
+        self.record_error: TaskqError | None = None
+        """Raised by record_pool alone (the depth still reads)."""
         self.error: TaskqError | None = None
         """Raised by every call from now on: the database failing under the operator."""
         self._ids = itertools.count(1)
@@ -168,6 +178,27 @@ class FakeQueueDatabase:
     async def drop_queue(self, queue: str) -> bool:
         self._answer()
         return self.queues.pop(queue, None) is not None
+
+    async def declare_webhooks(
+        self, queue: str, declared_by: str, webhooks: dict[str, WebhookSpec]
+    ) -> None:
+        self._answer()
+        self.declarations += 1
+        kept = {k: v for k, v in self.webhooks.items() if v[0] != declared_by or k[0] != queue}
+        self.webhooks = kept | {(queue, n): (declared_by, s) for n, s in webhooks.items()}
+
+    async def record_pool(self, pool: PoolReport, decisions: Sequence[ScalingDecision]) -> None:
+        self._answer()
+        if self.record_error is not None:
+            raise self.record_error
+        self.pool_writes += 1
+        key = (pool.namespace, pool.name)
+        kept = self.pools.get(key, (pool, []))[1]
+        self.pools[key] = (pool, [*decisions, *kept][:KEPT_DECISIONS])
+
+    async def forget_pool(self, namespace: str, name: str) -> None:
+        self._answer()
+        self.pools.pop((namespace, name), None)
 
 
 class FakeKeyDatabase:
@@ -271,7 +302,8 @@ class FakeScheduleDatabase:
     def __init__(self) -> None:
         self.now = NOW
         self.schedules: dict[tuple[str, str], ScheduleInfo] = {}
-        self.task_states: dict[int, str] = {}
+        # (namespace, queue, task id) -> state: a task is looked for in its schedule's queue
+        self.task_states: dict[tuple[str, str, int], str] = {}
         self.puts = 0
 
     async def put_schedule(self, namespace: str, name: str, spec: ScheduleSpec) -> ScheduleInfo:
@@ -301,8 +333,8 @@ class FakeScheduleDatabase:
     async def delete_schedule(self, namespace: str, name: str) -> bool:
         return self.schedules.pop((namespace, name), None) is not None
 
-    async def task_state(self, task_id: int) -> str | None:
-        return self.task_states.get(task_id)
+    async def task_state(self, namespace: str, queue: str, task_id: int) -> str | None:
+        return self.task_states.get((namespace, queue, task_id))
 
 
 class FakeDatabases:

@@ -111,10 +111,16 @@ def test_to_k8s_is_camel_case_without_unset_fields_and_round_trips() -> None:
             ("database", "secretKeyRef", "name"),
             "should match pattern",
         ),
+        (  # a signing secret has no conventional key: unlike the DSN's, it must be named
+            {"webhooks": [{"name": "billing", "url": "https://hooks.example/x",
+                           "secretRef": {"name": "hooks"}}]},
+            ("webhooks", 0, "secretRef", "key"),
+            "Field required",
+        ),
     ],
 )
 def test_task_queue_spec_errors_name_the_field(
-    body: dict[str, Any], loc: tuple[str, ...], words: str
+    body: dict[str, Any], loc: tuple[str | int, ...], words: str
 ) -> None:
     with pytest.raises(ValidationError) as exc:
         TaskQueueSpec.model_validate(body)

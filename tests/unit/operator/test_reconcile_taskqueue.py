@@ -306,3 +306,69 @@ async def test_a_delete_that_cannot_reach_the_database_raises_for_the_caller_to_
     world.databases.errors[SHOP_DSN] = DatabaseUnavailableError("connection refused")
     with pytest.raises(DatabaseUnavailableError):
         await delete_taskqueue(world.ports, NS, NAME, spec)
+
+
+SECRET = "whsec_" + "A" * 43 + "="
+HOOK = {"name": "billing", "url": "https://billing.example.com/h", "events": ["Dead"],
+        "secretRef": {"name": "hooks", "key": "billing"}}  # fmt: skip
+
+
+async def test_webhooks_are_declared_with_their_secrets_once_and_again_when_one_rotates() -> None:
+    world = World()
+    world.k8s.secrets[(NS, "hooks")] = {"billing": SECRET + "\n"}
+    queue = Queue(world, webhooks=[HOOK, {"name": "cb", "secretRef": HOOK["secretRef"],
+                                          "allowHosts": ["127.0.0.1"]}])  # fmt: skip
+    await queue.reconcile()
+    db = world.databases[DEFAULT_DSN]
+    assert queue.ready()[0] == "True"
+    by, billing = db.webhooks[(QUEUE, "billing")]
+    assert by == f"TaskQueue {QUEUE}"
+    assert billing.secret == SECRET
+    assert billing.url == HOOK["url"]
+    assert [e.value for e in billing.events] == ["Dead"]
+    assert db.webhooks[(QUEUE, "cb")][1].url is None
+    await queue.reconcile()
+    assert db.declarations == 1
+
+    rotated = "whsec_" + "B" * 43 + "="
+    world.k8s.secrets[(NS, "hooks")] = {"billing": rotated}
+    await queue.reconcile()
+    assert db.declarations == 2
+    assert db.webhooks[(QUEUE, "billing")][1].secret == rotated
+
+    queue.generation, queue.spec = 2, TaskQueueSpec.model_validate({"webhooks": [HOOK]})
+    await queue.reconcile()
+    assert sorted(db.webhooks) == [(QUEUE, "billing")]
+    await delete_taskqueue(world.ports, NS, NAME, queue.spec)
+    assert db.webhooks == {}
+
+
+async def test_a_missing_webhook_secret_or_a_refused_url_is_not_ready_naming_the_field() -> None:
+    world = World()
+    queue = Queue(world, webhooks=[HOOK])
+    await queue.reconcile()
+    status, reason, message = queue.ready()
+    assert (status, reason) == ("False", "SecretNotFound")
+    assert message.startswith("spec.webhooks[0].secretRef: Secret shop/hooks not found")
+
+    world.k8s.secrets[(NS, "hooks")] = {"billing": SECRET}
+    queue.generation = 2
+    queue.spec = TaskQueueSpec.model_validate(
+        {"webhooks": [HOOK | {"url": "http://billing.example.com/h"}]}
+    )
+    await queue.reconcile()
+    status, reason, message = queue.ready()
+    assert (status, reason) == ("False", "InvalidWebhook")
+    assert message.startswith("spec.webhooks[0].url: ")
+    assert "allowHosts" in message
+
+    world.k8s.secrets[(NS, "hooks")] = {"billing": "hunter2"}
+    queue.spec = TaskQueueSpec.model_validate({"webhooks": [HOOK]})
+    await queue.reconcile()
+    assert queue.ready()[1:] == ("InvalidWebhook", queue.ready()[2])
+    assert queue.ready()[2].startswith("spec.webhooks[0].secretRef: ")
+
+
+def test_webhook_names_are_unique() -> None:
+    with pytest.raises(ValueError, match="a name of its own"):
+        TaskQueueSpec.model_validate({"webhooks": [HOOK, HOOK]})

@@ -95,7 +95,7 @@ async def test_the_status_shows_the_last_task_and_its_state() -> None:
     db.schedules[NS, NAME] = dataclasses.replace(
         info, last_schedule_time=NOW, last_task_id=42, last_skipped_reason="Missed"
     )
-    db.task_states[42] = "running"
+    db.task_states[NS, info.spec.queue, 42] = "running"
 
     status = await schedule.reconcile()
 

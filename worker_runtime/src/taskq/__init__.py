@@ -25,7 +25,7 @@ from taskq.models import (
     TaskInfo,
     TaskRequest,
 )
-from taskq.worker.context import TaskCanceledError, TaskContext
+from taskq.worker.context import FatalTaskError, TaskCanceledError, TaskContext
 from taskq.worker.registry import (
     Registry,
     after_task,
@@ -40,6 +40,7 @@ __all__ = [
     "Client",
     "DatabaseUnavailableError",
     "EnqueueResult",
+    "FatalTaskError",
     "InvalidArgumentError",
     "PayloadTooLargeError",
     "Priority",

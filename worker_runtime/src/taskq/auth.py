@@ -18,8 +18,9 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from taskq.errors import InvalidArgumentError
@@ -132,10 +133,44 @@ def matches(secret: str, stored_digest: bytes) -> bool:
     return hmac.compare_digest(digest(secret), stored_digest)
 
 
+def is_prefix(text: str) -> bool:
+    return len(text) == KEY_PREFIX_LENGTH and all(c in _PREFIX_ALPHABET for c in text)
+
+
 class KeyStore(Protocol):
     """Where keys live (taskq.store.keys over PostgreSQL)."""
 
     async def authenticate(self, secret: str) -> ApiKey | None:
         """The usable key whose secret this is (recording its use), else None: unknown,
         malformed, expired and revoked keys alike."""
+        ...
+
+    async def authenticate_digest(self, prefix: str, key_digest: bytes) -> ApiKey | None:
+        """As authenticate, for a caller that kept the key's prefix and digest rather than the
+        key (the dashboard's session cookie)."""
+        ...
+
+
+class KeyAdmin(Protocol):
+    """Making, listing and revoking keys (taskq.store.keys over PostgreSQL)."""
+
+    async def list_keys(self) -> list[ApiKey]:
+        """Every key by name, revoked and expired ones included."""
+        ...
+
+    async def create_key(
+        self,
+        name: str,
+        role: Role,
+        namespaces: Sequence[str] | None,
+        *,
+        reads_payloads: bool,
+        expires_in: timedelta | None,
+    ) -> tuple[ApiKey, str]:
+        """A new key and its secret, which exists nowhere else."""
+        ...
+
+    async def revoke_key(self, name: str) -> ApiKey:
+        """Revoke a key at once; UnknownApiKeyError, or ApiKeyConflictError when it already
+        was."""
         ...

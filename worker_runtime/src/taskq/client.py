@@ -9,10 +9,11 @@ the task exists only if that transaction commits.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Self, get_args
+from typing import Any, Self, TypeVar, get_args
 
 import asyncpg
 
@@ -24,6 +25,7 @@ from taskq.errors import (
     UnknownQueueError,
     UnknownScheduleError,
     UnknownTaskError,
+    UnknownWebhookError,
 )
 from taskq.models import (
     AttemptInfo,
@@ -36,13 +38,18 @@ from taskq.models import (
     TaskInfo,
     TaskRequest,
     TaskState,
+    ThroughputMinute,
+    WaitMinute,
+    WorkerPoolInfo,
     setting_fields,
 )
 from taskq.names import QueueName
 from taskq.schedules import ScheduleSpec
+from taskq.store import pools as pool_store
 from taskq.store import queues as queue_store
 from taskq.store import schedules as schedule_store
 from taskq.store import tasks as task_store
+from taskq.store import webhooks as webhook_store
 from taskq.store.codecs import learn_types
 from taskq.store.dberrors import CONNECTION_ERRORS, describe_connection_error, translated
 from taskq.store.migrations import migrate
@@ -50,9 +57,23 @@ from taskq.store.pool_mode import PoolMode, statement_cache_size
 from taskq.store.schedules import ScheduleInfo
 from taskq.store.sqlfiles import query
 from taskq.store.types import Connection
+from taskq.store.webhooks import WebhookInfo
+from taskq.webhooks import WebhookSpec
+
+_Found = TypeVar("_Found")
 
 # Most tasks one call of Client.list_tasks returns (the REST API's pages hold at most 500).
 MAX_LIST_LIMIT = 10_000
+# A throughput chart covers a day at most: each minute is a range of the finished-tasks index.
+MAX_THROUGHPUT_MINUTES = 24 * 60
+# A wait chart's sample: at most this many tasks per minute (each one read from the heap), by
+# default and at most (taskq.queue_wait refuses more).
+WAIT_SAMPLE = 200
+MAX_WAIT_SAMPLE = 10_000
+# Task ids whose queue a client remembers (the most recently looked up): a task never changes
+# queue, and neither task nor queue ids are used twice, so what is remembered stays true while
+# the task exists. A watch, a wait, or a read then its history find the queue once.
+TASK_QUEUES_KEPT = 4096
 
 
 async def no_session_reset(_conn: asyncpg.Connection) -> None:
@@ -101,6 +122,8 @@ class Client:
     def __init__(self, pool: asyncpg.Pool, *, owns_pool: bool = False) -> None:
         self.pool = pool
         self._owns_pool = owns_pool
+        # task id -> queue id, least recently used first (TASK_QUEUES_KEPT)
+        self._task_queues: OrderedDict[int, int] = OrderedDict()
 
     async def close(self) -> None:
         if self._owns_pool:
@@ -190,6 +213,35 @@ class Client:
         if not await schedule_store.delete_schedule(self.pool, name.namespace, name.name):
             raise UnknownScheduleError(schedule)
 
+    # Webhooks: a queue's endpoints, named within it (docs/webhooks.md).
+
+    async def put_webhook(
+        self, queue: str, name: str, spec: WebhookSpec, declared_by: str | None = None
+    ) -> WebhookInfo:
+        """Create or update the queue's endpoint `name` (the queue need not exist yet)."""
+        return await webhook_store.put_webhook(
+            self.pool, QueueName.parse(queue), name, spec, declared_by
+        )
+
+    async def get_webhook(self, queue: str, name: str) -> WebhookInfo:
+        found = await webhook_store.get_webhook(self.pool, QueueName.parse(queue), name)
+        if found is None:
+            raise UnknownWebhookError(queue, name)
+        return found
+
+    async def list_webhooks(self, queue: str | None = None) -> list[WebhookInfo]:
+        """Every webhook, or those of `queue` (NAMESPACE/NAME, or NAMESPACE alone)."""
+        if queue is None:
+            return await webhook_store.list_webhooks(self.pool)
+        if "/" not in queue:
+            return await webhook_store.list_webhooks(self.pool, queue)
+        name = QueueName.parse(queue)
+        return await webhook_store.list_webhooks(self.pool, name.namespace, name.name)
+
+    async def delete_webhook(self, queue: str, name: str) -> None:
+        if not await webhook_store.delete_webhook(self.pool, QueueName.parse(queue), name):
+            raise UnknownWebhookError(queue, name)
+
     async def schema_version(self) -> int:
         """The newest migration applied: a cheap readiness probe (the database answers and
         the taskq schema is there), else DatabaseUnavailableError or SchemaMissingError."""
@@ -199,10 +251,54 @@ class Client:
             raise SchemaMissingError
         return version
 
-    async def queue_stats(self, queue: str) -> QueueStats:
-        info = await self.get_queue(queue)
-        with translated(queue):
+    async def queue_stats(self, queue: str | QueueInfo) -> QueueStats:
+        """The queue's depth; given a QueueInfo (as list_queues returns), without looking the
+        queue up again (a queue dropped since then counts nothing)."""
+        info = queue if isinstance(queue, QueueInfo) else await self.get_queue(queue)
+        with translated(info.full_name):
             return await queue_store.queue_stats(self.pool, info.id)
+
+    async def queue_throughput(
+        self, queue: str | QueueInfo, minutes: int = 60, *, since: datetime | None = None
+    ) -> list[ThroughputMinute]:
+        """Tasks that finished succeeded or dead in each of the last `minutes` whole minutes
+        and the current one, oldest first; or, given `since`, in each minute from its minute
+        to the current one (counted from the finished-tasks index, one range per outcome:
+        fine per page view, not per second)."""
+        if not 1 <= minutes <= MAX_THROUGHPUT_MINUTES:
+            raise InvalidArgumentError(
+                "minutes", f"{minutes}: ask for 1 to {MAX_THROUGHPUT_MINUTES} minutes"
+            )
+        info = queue if isinstance(queue, QueueInfo) else await self.get_queue(queue)
+        with translated(info.full_name):
+            if since is not None:
+                return await queue_store.queue_throughput_since(self.pool, info.id, since)
+            return await queue_store.queue_throughput(self.pool, info.id, minutes)
+
+    async def queue_wait(
+        self, queue: str | QueueInfo, minutes: int = 60, *, sample: int = WAIT_SAMPLE
+    ) -> list[WaitMinute]:
+        """How long succeeded tasks waited from due to start, per minute of finishing over the
+        last `minutes` whole minutes and the current one, oldest first: the median and 95th
+        percentile of at most `sample` tasks a minute (the first to finish in it)."""
+        if not 1 <= minutes <= MAX_THROUGHPUT_MINUTES:
+            raise InvalidArgumentError(
+                "minutes", f"{minutes}: ask for 1 to {MAX_THROUGHPUT_MINUTES} minutes"
+            )
+        if not 1 <= sample <= MAX_WAIT_SAMPLE:
+            raise InvalidArgumentError(
+                "sample", f"{sample}: ask for 1 to {MAX_WAIT_SAMPLE} tasks a minute"
+            )
+        info = queue if isinstance(queue, QueueInfo) else await self.get_queue(queue)
+        with translated(info.full_name):
+            return await queue_store.queue_wait(self.pool, info.id, minutes, sample)
+
+    async def worker_pools(self, queue: str) -> list[WorkerPoolInfo]:
+        """The worker pools the operator recorded as serving the queue, by name (none without
+        an operator)."""
+        name = QueueName.parse(queue)
+        with translated(queue):
+            return await pool_store.worker_pools_serving(self.pool, name.namespace, name.name)
 
     # -- producing --------------------------------------------------------------------------
 
@@ -218,6 +314,7 @@ class Client:
         max_attempts: int | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 - the task's execution timeout
         correlation_id: str | None = None,
+        callback_url: str | None = None,
         connection: Connection | None = None,
     ) -> EnqueueResult:
         request = TaskRequest(
@@ -229,6 +326,7 @@ class Client:
             max_attempts,
             timeout,
             correlation_id,
+            callback_url,
         )
         (result,) = await self.enqueue_many(queue, [request], connection=connection)
         return result
@@ -239,17 +337,25 @@ class Client:
         tasks: Sequence[TaskRequest],
         *,
         connection: Connection | None = None,
+        traceparent: str | None = None,
     ) -> list[EnqueueResult]:
         """All or nothing: one transaction (the caller's, if `connection` is in one). With
-        tracing on, under a `send <queue>` span whose context the tasks keep."""
+        tracing on, under a `send <queue>` span whose context the tasks keep. `traceparent`:
+        the caller's trace context (e.g. an HTTP request's), the parent of that span, or what
+        the tasks keep when tracing is off."""
         QueueName.parse(queue)
         if not tasks:
             return []
-        with translated(queue), tracing.send_span(queue, len(tasks)) as traceparent:
+        with (
+            translated(queue),
+            tracing.attached(traceparent),
+            tracing.send_span(queue, len(tasks)) as sent,
+        ):
+            context = sent or traceparent
             if connection is not None:
-                return await task_store.enqueue_many(connection, queue, tasks, traceparent)
+                return await task_store.enqueue_many(connection, queue, tasks, context)
             async with self.pool.acquire() as conn:
-                return await task_store.enqueue_many(conn, queue, tasks, traceparent)
+                return await task_store.enqueue_many(conn, queue, tasks, context)
 
     async def enqueue_and_get(
         self, queue: str, task: TaskRequest, *, traceparent: str | None = None
@@ -267,26 +373,65 @@ class Client:
             async with self.pool.acquire() as conn:
                 return await task_store.enqueue_details(conn, queue, task, sent or traceparent)
 
+    async def enqueue_and_get_many(
+        self, queue: str, tasks: Sequence[TaskRequest], *, traceparent: str | None = None
+    ) -> list[tuple[bool, TaskInfo]]:
+        """Tasks enqueued and read back in one transaction, all or nothing: for each, in
+        order, whether this call created it (False: its idempotency key was held, also by an
+        earlier task of these) and the task. `traceparent` as for enqueue_and_get."""
+        QueueName.parse(queue)
+        with (
+            translated(queue),
+            tracing.attached(traceparent),
+            tracing.send_span(queue, len(tasks)) as sent,
+        ):
+            async with self.pool.acquire() as conn:
+                return await task_store.enqueue_details_many(
+                    conn, queue, tasks, sent or traceparent
+                )
+
     # -- tasks ------------------------------------------------------------------------------
 
     async def get_task(self, task_id: int) -> TaskInfo:
         with translated():
-            task = await task_store.get_task(self.pool, task_id)
+            task = await self._by_id(task_id, task_store.get_task)
         if task is None:
             raise UnknownTaskError(task_id)
         return task
 
     async def task_attempts(self, task_id: int) -> list[AttemptInfo]:
         with translated():
-            return await task_store.task_attempts(self.pool, task_id)
+            return await self._by_id(task_id, task_store.task_attempts) or []
 
     async def cancel(self, task_id: int) -> CancelResult:
         """Waiting tasks are canceled at once; a running one is asked to stop (cooperatively)."""
         with translated():
-            result = await task_store.cancel_task(self.pool, task_id)
+            result = await self._by_id(task_id, task_store.cancel_task)
         if result is None:
             raise UnknownTaskError(task_id)
         return result
+
+    async def _by_id(
+        self, task_id: int, run: Callable[[asyncpg.Pool, int, int], Awaitable[_Found | None]]
+    ) -> _Found | None:
+        """`run(pool, queue_id, task_id)` on the task's queue; None for an unknown task. The
+        queue is found by probing the queues one at a time (store.tasks.find_task_queue), or
+        remembered from an earlier lookup."""
+        queue_id = self._task_queues.get(task_id)
+        if queue_id is None:
+            queue_id = await task_store.find_task_queue(self.pool, task_id)
+            if queue_id is None:
+                return None
+        found = await run(self.pool, queue_id, task_id)
+        if found is None:
+            # the task is gone (purged, its queue dropped): its id will not come back
+            self._task_queues.pop(task_id, None)
+            return None
+        self._task_queues[task_id] = queue_id
+        self._task_queues.move_to_end(task_id)
+        while len(self._task_queues) > TASK_QUEUES_KEPT:
+            self._task_queues.popitem(last=False)
+        return found
 
     async def list_tasks(
         self,

@@ -58,6 +58,15 @@ class UnknownScheduleError(TaskqError, LookupError):
         self.schedule = schedule
 
 
+class UnknownWebhookError(TaskqError, LookupError):
+    def __init__(self, queue: str, name: str) -> None:
+        super().__init__(
+            f"queue {queue!r} has no webhook {name!r} (taskq webhooks list shows them)"
+        )
+        self.queue = queue
+        self.name = name
+
+
 class ScheduleExistsError(TaskqError):
     def __init__(self, schedule: str) -> None:
         super().__init__(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +24,9 @@ BackoffKind = Literal["exponential", "linear", "fixed"]
 
 MAX_TASK_NAME = 200
 MAX_IDEMPOTENCY_KEY = 255
+# A task's callback URL (taskq.enqueue_many checks the same shape for SQL callers).
+MAX_CALLBACK_URL = 2048
+CALLBACK_URL = re.compile(r"https?://[^/?#]")
 # Upper bounds of durations and rates, in every door (Python, CLI, CRD, SQL): past them the
 # database's timestamps and integers overflow, or a typo (ms for s) goes unnoticed.
 MAX_DELAY_SECONDS = 10 * 365 * 86_400  # a task's delay: ten years
@@ -275,6 +279,67 @@ class QueueStats(BaseModel):
         return max(0.0, (self.observed_at - self.oldest_ready_at).total_seconds())
 
 
+class ThroughputMinute(BaseModel):
+    """The tasks of a queue that finished in one minute (starting at `minute`), by outcome."""
+
+    model_config = ConfigDict(frozen=True)
+
+    minute: datetime
+    succeeded: int
+    dead: int
+
+
+class WaitMinute(BaseModel):
+    """How long succeeded tasks that finished in one minute waited from due (enqueued, or the
+    end of their delay or backoff) to the start of the attempt that succeeded, from a sample of
+    `sampled` of them; None in a minute without any."""
+
+    model_config = ConfigDict(frozen=True)
+
+    minute: datetime
+    sampled: int
+    p50_s: float | None
+    p95_s: float | None
+
+
+class ScalingDecision(BaseModel):
+    """One change of a WorkerPool's replicas by the operator: when, from how many to how many,
+    and why (the autoscaler's reason word and message)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    at: datetime
+    from_replicas: int
+    to_replicas: int
+    reason: str
+    message: str
+
+
+class PoolReport(BaseModel):
+    """A WorkerPool as the operator sees it: the queues it serves (in its namespace), its
+    autoscaling mode and bounds, the replicas it wants, has and has ready."""
+
+    model_config = ConfigDict(frozen=True)
+
+    namespace: str
+    name: str
+    queues: tuple[str, ...]
+    autoscaling: str
+    min_replicas: int
+    max_replicas: int
+    desired: int
+    replicas: int
+    ready: int
+
+
+class WorkerPoolInfo(PoolReport):
+    """A pool as the operator last recorded it in the queues' database (taskq.worker_pools),
+    with its last scaling decisions, newest first."""
+
+    decisions: tuple[ScalingDecision, ...]
+    updated_at: datetime
+
+
 @dataclass(frozen=True, slots=True)
 class TaskRequest:
     """One task to enqueue. None means the queue's default."""
@@ -287,6 +352,7 @@ class TaskRequest:
     max_attempts: int | None = None
     timeout: float | None = None
     correlation_id: str | None = None
+    callback_url: str | None = None  # called when the task finishes (docs/webhooks.md)
 
 
 class EnqueueResult(NamedTuple):
@@ -324,6 +390,8 @@ class TaskInfo(BaseModel):
     finished_at: datetime | None
     traceparent: str | None = None
     """The W3C trace context of the span that enqueued it (docs/tracing.md)."""
+    callback_url: str | None = None
+    """Where its outcome is announced, signed by the queue's callback signer (docs/webhooks.md)."""
 
 
 class AttemptInfo(BaseModel):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -25,6 +26,8 @@ log = logging.getLogger("taskq.tracing")
 
 SYSTEM = "taskq"
 _PROPAGATOR = TraceContextTextMapPropagator()
+# W3C trace context, version 00's layout (a later version may only append fields)
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}(-.*)?")
 
 
 def active() -> bool:
@@ -41,6 +44,23 @@ def current_traceparent() -> str | None:
     carrier: dict[str, str] = {}
     _PROPAGATOR.inject(carrier)
     return carrier.get("traceparent")
+
+
+def caller_traceparent(header: str | None) -> str | None:
+    """A caller's `traceparent` header if it is a valid W3C trace context, else None: as the
+    W3C recommendation says, an invalid one is ignored (the enqueue starts a trace of its own),
+    never a reason to refuse the request."""
+    if header is None:
+        return None
+    match = _TRACEPARENT.fullmatch(header.strip())
+    if match is None:
+        return None
+    version, trace_id, span_id, extra = match.groups()
+    if version == "ff" or (version == "00" and extra) or not int(trace_id, 16) or not int(
+        span_id, 16
+    ):
+        return None
+    return match.group(0)[:55]
 
 
 @contextmanager

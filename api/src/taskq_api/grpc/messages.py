@@ -26,8 +26,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from taskq import jsonutil
 from taskq.errors import InvalidArgumentError
 from taskq.models import QueueInfo, ReplayResult, TaskRequest
+from taskq.schedules import ConcurrencyPolicy, ScheduleSpec
 from taskq_api.grpc.v1 import taskq_pb2 as pb
-from taskq_api.service import QueueDetails, TaskPage, TaskView, delay_until
+from taskq_api.service import QueueDetails, ScheduleView, TaskPage, TaskView, delay_until
 
 if TYPE_CHECKING:  # descriptors of protobuf's C implementation, as the stubs type them
     from google._upb._message import EnumDescriptor as UpbEnumDescriptor
@@ -117,6 +118,12 @@ def replayed(result: ReplayResult) -> pb.ReplayDeadResponse:
     return pb.ReplayDeadResponse(replayed=result.replayed, skipped=result.skipped)
 
 
+def schedule(view: ScheduleView) -> pb.Schedule:
+    message = pb.Schedule()
+    _fill(message, view.model_dump())
+    return message
+
+
 # -- requests ---------------------------------------------------------------------------------
 
 
@@ -146,6 +153,7 @@ def submission(message: pb.TaskSubmission, now: datetime, path: str) -> TaskRequ
         max_attempts=message.max_attempts if message.HasField("max_attempts") else None,
         timeout=message.timeout_seconds if message.HasField("timeout_seconds") else None,
         correlation_id=message.correlation_id if message.HasField("correlation_id") else None,
+        callback_url=message.callback_url if message.HasField("callback_url") else None,
     )
 
 
@@ -200,3 +208,37 @@ def optional_timestamp(message: Message, name: str) -> datetime | None:
         return None
     value: Timestamp = getattr(message, name)
     return _timestamp(value, name)
+
+
+def schedule_fields(spec: pb.ScheduleSpec) -> dict[str, Any]:
+    """The spec's fields by ScheduleSpec's names, for the service: a field left out (empty,
+    unset, unspecified) is not sent, so that ScheduleSpec's default holds, as in REST."""
+    fields: dict[str, Any] = {
+        "queue": spec.queue,
+        "task_name": spec.task_name,
+        "cron": spec.cron,
+        "suspend": spec.suspend,
+    }
+    if spec.payload_json:
+        fields["payload"] = _json_value(spec.payload_json, "spec.payload_json")
+    if spec.time_zone:
+        fields["time_zone"] = spec.time_zone
+    policy = enum_value(
+        pb.ConcurrencyPolicy.DESCRIPTOR, spec.concurrency_policy, "spec.concurrency_policy"
+    )
+    if policy is not None:
+        fields["concurrency_policy"] = ConcurrencyPolicy[policy.upper()]
+    for name in ("priority", "starting_deadline_seconds", "max_missed_runs"):
+        if spec.HasField(name):
+            fields[name] = getattr(spec, name)
+    return fields
+
+
+def schedule_error(error: InvalidArgumentError) -> InvalidArgumentError:
+    """The service's error, naming a spec's field as taskq.v1 does: `cron` is `spec.cron`,
+    `payload` `spec.payload_json`. Other fields (`namespace`, `name`) keep their names."""
+    if error.field not in ScheduleSpec.model_fields:
+        return error
+    name = _RENAMED.get(error.field, error.field)
+    problem = str(error).removeprefix(f"invalid {error.field}: ")
+    return InvalidArgumentError(f"spec.{name}", problem)

@@ -30,7 +30,9 @@ class TaskqServicer(pb_grpc.TaskqServiceServicer):
         key = await self._key(context)
         task = messages.submission(request.task, _now(), "task")
         try:
-            enqueued = await self._service.enqueue(key, request.namespace, request.name, task)
+            enqueued = await self._service.enqueue(
+                key, request.namespace, request.name, task, _traceparent(context)
+            )
         except InvalidArgumentError as error:
             raise messages.submission_error(error, [request.task], single=True) from None
         return pb.EnqueueResponse(task=messages.task(enqueued.task), created=enqueued.created)
@@ -42,7 +44,9 @@ class TaskqServicer(pb_grpc.TaskqServiceServicer):
         now = _now()
         tasks = [messages.submission(t, now, f"tasks[{i}]") for i, t in enumerate(request.tasks)]
         try:
-            results = await self._service.enqueue_batch(key, request.namespace, request.name, tasks)
+            results = await self._service.enqueue_batch(
+                key, request.namespace, request.name, tasks, _traceparent(context)
+            )
         except InvalidArgumentError as error:
             raise messages.submission_error(error, request.tasks, single=False) from None
         return pb.EnqueueBatchResponse(
@@ -126,6 +130,55 @@ class TaskqServicer(pb_grpc.TaskqServiceServicer):
             async for details in changes:
                 yield messages.task(details)
 
+    async def ListSchedules(
+        self, request: pb.ListSchedulesRequest, context: Context
+    ) -> pb.ListSchedulesResponse:
+        key = await self._key(context)
+        found = await self._service.schedules(key, request.namespace or None)
+        return pb.ListSchedulesResponse(schedules=[messages.schedule(s) for s in found])
+
+    async def GetSchedule(self, request: pb.GetScheduleRequest, context: Context) -> pb.Schedule:
+        key = await self._key(context)
+        return messages.schedule(
+            await self._service.schedule(key, request.namespace, request.name)
+        )
+
+    async def PutSchedule(
+        self, request: pb.PutScheduleRequest, context: Context
+    ) -> pb.PutScheduleResponse:
+        key = await self._key(context)
+        try:
+            fields = messages.schedule_fields(request.spec)
+            put = await self._service.put_schedule(key, request.namespace, request.name, fields)
+        except InvalidArgumentError as error:
+            raise messages.schedule_error(error) from None
+        return pb.PutScheduleResponse(
+            schedule=messages.schedule(put.schedule), created=put.created
+        )
+
+    async def DeleteSchedule(
+        self, request: pb.DeleteScheduleRequest, context: Context
+    ) -> pb.DeleteScheduleResponse:
+        key = await self._key(context)
+        await self._service.delete_schedule(key, request.namespace, request.name)
+        return pb.DeleteScheduleResponse()
+
+    async def SuspendSchedule(
+        self, request: pb.SuspendScheduleRequest, context: Context
+    ) -> pb.Schedule:
+        key = await self._key(context)
+        return messages.schedule(await self._service.set_schedule_suspended(
+            key, request.namespace, request.name, suspend=True
+        ))
+
+    async def ResumeSchedule(
+        self, request: pb.ResumeScheduleRequest, context: Context
+    ) -> pb.Schedule:
+        key = await self._key(context)
+        return messages.schedule(await self._service.set_schedule_suspended(
+            key, request.namespace, request.name, suspend=False
+        ))
+
     async def _key(self, context: Context) -> ApiKey:
         key = await self._service.authenticate(_bearer(context))
         current_call().key_prefix = key.prefix
@@ -140,6 +193,15 @@ def _bearer(context: Context) -> str | None:
             scheme, _, credentials = value.partition(" ")
             if scheme.lower() == "bearer" and credentials.strip():
                 return credentials.strip()
+    return None
+
+
+def _traceparent(context: Context) -> str | None:
+    """The caller's W3C trace context, from `traceparent` metadata (as gRPC's OpenTelemetry
+    instrumentations propagate it)."""
+    for name, value in context.invocation_metadata() or ():
+        if name == "traceparent" and isinstance(value, str):
+            return value
     return None
 
 

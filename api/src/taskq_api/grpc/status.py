@@ -19,6 +19,7 @@ from taskq.errors import (
     SchemaMissingError,
     TaskqError,
     UnknownQueueError,
+    UnknownScheduleError,
     UnknownTaskError,
 )
 from taskq_api.service import (
@@ -38,6 +39,7 @@ STATUS_CODES: Sequence[tuple[type[Exception], grpc.StatusCode]] = (
     (PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
     (UnknownQueueError, grpc.StatusCode.NOT_FOUND),
     (UnknownTaskError, grpc.StatusCode.NOT_FOUND),
+    (UnknownScheduleError, grpc.StatusCode.NOT_FOUND),
     (ConflictError, grpc.StatusCode.FAILED_PRECONDITION),
     (PayloadTooLargeError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (RateLimitedError, grpc.StatusCode.RESOURCE_EXHAUSTED),

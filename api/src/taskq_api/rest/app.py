@@ -21,7 +21,7 @@ from taskq_api.rest.observe import CORRELATION_HEADER, ApiMetrics, Observer
 from taskq_api.service import ApiService
 
 API_VERSION = "1"
-DESCRIPTION = """The taskq REST API: enqueue tasks, follow them, look after queues.
+DESCRIPTION = """The taskq REST API: enqueue tasks, follow them, look after queues and schedules.
 
 Every /v1 request sends an API key, `Authorization: Bearer tq_...` (`taskq keys create` makes
 one). Errors are RFC 9457 problem documents (`application/problem+json`).
@@ -85,7 +85,7 @@ def create_app(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(cors_origins),
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type", CORRELATION_HEADER],
             expose_headers=[CORRELATION_HEADER, "Location", "Retry-After", "WWW-Authenticate"],
         )

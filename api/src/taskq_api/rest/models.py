@@ -6,6 +6,8 @@ an error (a misspelt `delay_second` would otherwise be ignored silently).
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -18,17 +20,25 @@ from pydantic import (
     WithJsonSchema,
     model_validator,
 )
+from pydantic_core import SchemaValidator
+from pydantic_core import core_schema as cs
 
 from taskq.errors import InvalidArgumentError
 from taskq.models import (
+    CALLBACK_URL,
+    MAX_CALLBACK_URL,
+    MAX_DELAY_SECONDS,
     MAX_IDEMPOTENCY_KEY,
     MAX_TASK_NAME,
+    EnqueueResult,
     Priority,
     QueueInfo,
     TaskRequest,
     resolve_priority,
 )
-from taskq_api.service import MAX_BATCH, MAX_CORRELATION_ID, delay_until
+from taskq.names import LABEL_PATTERN
+from taskq.schedules import MAX_MISSED_RUNS, ConcurrencyPolicy
+from taskq_api.service import MAX_BATCH, MAX_CORRELATION_ID, ScheduleView, delay_until
 
 _LEVELS = [level.name.lower() for level in Priority]
 
@@ -93,6 +103,15 @@ class TaskSubmission(_Request):
     """Attempts before the task is dead; the queue's max_attempts when left out."""
     timeout_seconds: Annotated[Seconds, Field(gt=0)] | None = None
     """How long one attempt may run; the queue's timeout when left out."""
+    callback_url: (
+        Annotated[
+            str,
+            Field(strict=True, max_length=MAX_CALLBACK_URL, pattern=f"^{CALLBACK_URL.pattern}"),
+        ]
+        | None
+    ) = None
+    """Called when the task finishes, signed by the queue's callback webhook (docs/webhooks.md);
+    https:// unless that webhook's allowHosts names the host."""
 
     @model_validator(mode="after")
     def _one_start(self) -> TaskSubmission:
@@ -113,6 +132,7 @@ class TaskSubmission(_Request):
             max_attempts=self.max_attempts,
             timeout=self.timeout_seconds,
             correlation_id=self.correlation_id,
+            callback_url=self.callback_url,
         )
 
 
@@ -135,6 +155,61 @@ class BatchResult(BaseModel):
     """One per submitted task, in the order submitted."""
     created: int
     """How many tasks were made (the others already existed under their idempotency key)."""
+
+
+def lean_batch_parser() -> Callable[[bytes], dict[str, list[TaskRequest]]]:
+    """A BatchSubmission's JSON straight into `{"tasks": [TaskRequest, ...]}`, in one pass of
+    pydantic-core: no TaskSubmission models, no `to_request` in Python. Each field is checked
+    by TaskSubmission's own validator (taken from its schema), under the same names, and
+    unknown fields are refused as there; a task with `run_at` is refused too (its delay needs
+    the server's clock: such a batch takes the declared way). So it takes no body that
+    BatchSubmission refuses, and what it makes equals `to_request` of what BatchSubmission
+    makes (tests/unit/api check both)."""
+    outer: Any = BatchSubmission.__pydantic_core_schema__
+    batch_fields = outer["schema"]["fields"]
+    tasks_schema = batch_fields["tasks"]["schema"]
+    # function-after (the one-start check, moot without run_at) > model > model-fields
+    inner: Any = TaskSubmission.__pydantic_core_schema__
+    task_fields = inner["schema"]["schema"]["fields"]
+    names = {"delay": "delay_seconds", "timeout": "timeout_seconds"}
+    fields = [field.name for field in dataclasses.fields(TaskRequest)]
+    if set(task_fields) != {names.get(f, f) for f in fields} | {"run_at"} or set(
+        batch_fields
+    ) != {"tasks"}:
+        raise TypeError("TaskSubmission or BatchSubmission changed: update lean_batch_parser")
+    task = cs.dataclass_schema(
+        TaskRequest,
+        cs.dataclass_args_schema(
+            "TaskRequest",
+            [
+                cs.dataclass_field(
+                    f, task_fields[names.get(f, f)]["schema"], validation_alias=names.get(f, f)
+                )
+                for f in fields
+            ],
+            extra_behavior="forbid",
+        ),
+        fields,
+        slots=True,
+        frozen=True,
+    )
+    tasks = cs.list_schema(
+        task, min_length=tasks_schema["min_length"], max_length=tasks_schema["max_length"]
+    )
+    schema = cs.typed_dict_schema({"tasks": cs.typed_dict_field(tasks)}, extra_behavior="forbid")
+    parse: Callable[[bytes], dict[str, list[TaskRequest]]] = SchemaValidator(schema).validate_json
+    return parse
+
+
+_ENQUEUED = ('{"id":%d,"created":false}', '{"id":%d,"created":true}')
+
+
+def batch_result_json(results: Sequence[EnqueueResult]) -> bytes:
+    """The BatchResult of `results` as pydantic writes it, without a model per task (tests/unit/api
+    check they agree)."""
+    entries = ",".join([_ENQUEUED[created] % id_ for id_, created in results])
+    made = sum([created for _, created in results])
+    return f'{{"tasks":[{entries}],"created":{made}}}'.encode()
 
 
 class ReplayRequest(_Request):
@@ -162,6 +237,48 @@ class QueueList(BaseModel):
     queues: list[QueueInfo]
 
 
+class ScheduleSubmission(_Request):
+    """What a schedule enqueues, and when: taskq's ScheduleSpec, field for field. The service
+    validates it with ScheduleSpec (the cron expression, the time zone), so REST and gRPC say
+    the same; fields left out take these defaults."""
+
+    queue: Annotated[str, Field(strict=True, min_length=1, max_length=63, pattern=LABEL_PATTERN)]
+    """The queue's name, in the schedule's namespace. It need not exist yet: a tick without it
+    is recorded in last_error, and stays due."""
+    task_name: Annotated[str, Field(strict=True, min_length=1, max_length=MAX_TASK_NAME)]
+    """The name the handler is registered under."""
+    payload: Any = Field(default_factory=dict)
+    """Each task's payload, any JSON value."""
+    priority: Annotated[int, Field(strict=True, ge=0, le=100)] = 50
+    """0..100, higher runs first."""
+    cron: Annotated[str, Field(strict=True, min_length=1, max_length=200)]
+    """Five fields, minute hour day-of-month month day-of-week (`*/15 * * * *`), or @hourly,
+    @daily, @midnight, @weekly, @monthly, @yearly or @annually."""
+    time_zone: Annotated[str, Field(strict=True, min_length=1, max_length=64)] = "UTC"
+    """The IANA time zone the cron expression is read in (Europe/Berlin); across DST as cron
+    does."""
+    suspend: Annotated[bool, Field(strict=True)] = False
+    """A suspended schedule enqueues nothing."""
+    concurrency_policy: ConcurrencyPolicy = ConcurrencyPolicy.ALLOW
+    """While the previous tick's task is unfinished: Allow (enqueue anyway), Forbid (skip the
+    tick) or Replace (cancel that task, then enqueue)."""
+    starting_deadline_seconds: (
+        Annotated[int, Field(strict=True, ge=1, le=int(MAX_DELAY_SECONDS))] | None
+    ) = None
+    """A tick not started within this many seconds of its time is skipped; null: none."""
+    max_missed_runs: Annotated[int, Field(strict=True, ge=0, le=MAX_MISSED_RUNS)] = 1
+    """When several ticks are due at once (the scheduler did not run for a while): how many
+    of the most recent to run; 0 none, 1 the last one."""
+
+    def fields(self) -> dict[str, Any]:
+        """The fields sent, for the service's ScheduleSpec (whose defaults are these)."""
+        return self.model_dump(exclude_unset=True)
+
+
+class ScheduleList(BaseModel):
+    schedules: list[ScheduleView]
+
+
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
 
@@ -175,6 +292,6 @@ class Readiness(BaseModel):
 # item of one) points into the body, any other names a parameter or nothing.
 BODY_FIELDS = frozenset(
     name
-    for model in (TaskSubmission, BatchSubmission, ReplayRequest)
+    for model in (TaskSubmission, BatchSubmission, ReplayRequest, ScheduleSubmission)
     for name in model.model_fields
 )

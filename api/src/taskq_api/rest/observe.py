@@ -9,28 +9,45 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import Response
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskq_api.rest.problems import (
-    CORRELATION_SCOPE_KEY,
     HEADERS_TOO_LARGE,
     REQUEST_TOO_LARGE,
     BodyTooLargeError,
     error_response,
     problem_response,
 )
-from taskq_api.service import DURATION_BUCKETS, correlation_id
+from taskq_api.service import (
+    CORRELATION_SCOPE_KEY,
+    DURATION_BUCKETS,
+    OBSERVATION_SCOPE_KEY,
+    Observation,
+    correlation_id,
+)
 
 log = logging.getLogger("taskq_api.access")
 
 CORRELATION_HEADER = "X-Correlation-Id"
-OBSERVATION_SCOPE_KEY = "taskq.observation"
 UNMATCHED_ROUTE = "<unmatched>"
+
+
+def route_template(scope: Scope) -> str:
+    """The template of the route that answered, with the path of the application mounted
+    under it (the dashboard's `/dashboard/queues/{namespace}/{name}`, not its own
+    `/queues/...`); a mount itself (static files) by its path."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if path is None:
+        return UNMATCHED_ROUTE
+    root = str(scope.get("root_path", ""))
+    mounted = root[len(str(scope.get("app_root_path", ""))):]
+    return mounted if isinstance(route, Mount) else mounted + path
 
 
 class ApiMetrics:
@@ -50,14 +67,17 @@ class ApiMetrics:
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
+        # each label set's children, found once: labels() takes a lock and builds a key
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
-
-@dataclass(slots=True)
-class Observation:
-    """Filled in while a request is served (the key's prefix, once authenticated)."""
-
-    correlation_id: str
-    key_prefix: str | None = None
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        children = self._children.get((method, route, status))
+        if children is None:
+            labels = (method, route, str(status))
+            children = self.requests.labels(*labels), self.duration.labels(*labels)
+            self._children[method, route, status] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class Observer:
@@ -117,26 +137,25 @@ class Observer:
             if not started:
                 await error_response(scope, error)(scope, receive, send_observed)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or UNMATCHED_ROUTE
+            template = route_template(scope)
             method = scope["method"]
             elapsed = time.perf_counter() - began
-            self.metrics.requests.labels(method, template, str(status)).inc()
-            self.metrics.duration.labels(method, template, str(status)).observe(elapsed)
-            log.info(
-                "%s %s %s",
-                method,
-                template,
-                status,
-                extra={
-                    "method": method,
-                    "route": template,
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 2),
-                    "key_prefix": observation.key_prefix,
-                    "correlation_id": correlation,
-                },
-            )
+            self.metrics.observe(method, template, status, elapsed)
+            if log.isEnabledFor(logging.INFO):  # the line's fields cost, even when dropped
+                log.info(
+                    "%s %s %s",
+                    method,
+                    template,
+                    status,
+                    extra={
+                        "method": method,
+                        "route": template,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                        "key_prefix": observation.key_prefix,
+                        "correlation_id": correlation,
+                    },
+                )
 
     def _refusal(self, scope: Scope, headers: Headers) -> Response | None:
         """A problem response for a request over a size limit, before the application runs."""

@@ -35,10 +35,12 @@ from taskq.errors import (
     SchemaMissingError,
     TaskqError,
     UnknownQueueError,
+    UnknownScheduleError,
     UnknownTaskError,
 )
 from taskq_api.rest.models import BODY_FIELDS
 from taskq_api.service import (
+    CORRELATION_SCOPE_KEY,
     DATABASE_UNAVAILABLE_DETAIL,
     INTERNAL_DETAIL,
     QUEUE_REQUIRED,
@@ -53,7 +55,6 @@ log = logging.getLogger("taskq_api.errors")
 
 MEDIA_TYPE = "application/problem+json"
 RETRY_AFTER_SECONDS = 5
-CORRELATION_SCOPE_KEY = "taskq.correlation_id"
 
 
 class FieldProblem(BaseModel):
@@ -114,6 +115,7 @@ PROBLEMS: Sequence[tuple[type[Exception], Kind]] = (
     (PermissionDeniedError, FORBIDDEN),
     (UnknownQueueError, Kind(404, "unknown-queue", "No such queue")),
     (UnknownTaskError, Kind(404, "unknown-task", "No such task")),
+    (UnknownScheduleError, Kind(404, "unknown-schedule", "No such schedule")),
     (ConflictError, Kind(409, "conflict", "Conflict with the current state")),
     (PayloadTooLargeError, Kind(413, "payload-too-large", "Payload over the queue's limit")),
     (RateLimitedError, Kind(429, "rate-limited", "Too many requests")),
@@ -195,13 +197,17 @@ def error_response(scope: Scope, error: Exception) -> Response:
             detail = DATABASE_UNAVAILABLE_DETAIL
     elif isinstance(error, InvalidArgumentError):
         problem = detail.removeprefix(f"invalid {error.field}: ")
-        errors.append(_field_problem(error.field, problem))
+        has_body = scope.get("method") not in _BODILESS
+        errors.append(_field_problem(error.field, problem, has_body=has_body))
     elif kind is INTERNAL:
         detail = INTERNAL_DETAIL
     return problem_response(scope, kind, detail, errors=errors, headers=headers)
 
 
 _INDEX = re.compile(r"\[(\d+)\]")
+# Methods whose requests carry no body here: a field they name is a parameter, also one that a
+# body elsewhere has (`queue`: GET /v1/tasks's parameter, a schedule's field in its PUT).
+_BODILESS = frozenset({"GET", "HEAD", "DELETE"})
 # The path and query parameters of the routes, as the service names them in its errors.
 PARAMETERS = frozenset(
     {
@@ -221,10 +227,10 @@ PARAMETERS = frozenset(
 )
 
 
-def _field_problem(field: str, problem: str) -> FieldProblem:
+def _field_problem(field: str, problem: str, *, has_body: bool = True) -> FieldProblem:
     """A field as taskq names it (`tasks[3].priority`, `wait`) -> where it is in the request."""
     path = [part for part in _INDEX.sub(r".\1", field).split(".") if part]
-    if path and path[0] in BODY_FIELDS:
+    if has_body and path and path[0] in BODY_FIELDS:
         return FieldProblem(pointer=_pointer(path), detail=problem)
     if field in PARAMETERS:
         return FieldProblem(parameter=field, detail=problem)
@@ -349,7 +355,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         400: "The body is not valid JSON.",
         401: "No API key, or not a usable one.",
         403: "The key's role or namespaces do not allow this.",
-        404: "No such queue or task (or the task is outside the key's namespaces).",
+        404: "No such queue, task or schedule (or the task is outside the key's namespaces).",
         409: "The task's or queue's state does not allow this now.",
         413: "The body is over the server's limit, or a payload over the queue's.",
         415: "The body is not JSON.",

@@ -4,16 +4,17 @@ the answer. Authorization lives in the service, not here."""
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter, Body, Header, Path, Query, Response
 from pydantic import AwareDatetime
 
-from taskq.auth import ApiKey
 from taskq.errors import InvalidArgumentError
-from taskq.models import MAX_TASK_NAME, TaskState
+from taskq.models import MAX_TASK_NAME, EnqueueResult, TaskRequest, TaskState
+from taskq_api.rest.auth import Key, Service
+from taskq_api.rest.bodyroute import JsonBodyRoute, Lean, lean_body
 from taskq_api.rest.models import (
     BatchResult,
     BatchSubmission,
@@ -21,58 +22,24 @@ from taskq_api.rest.models import (
     QueueList,
     ReplayOutcome,
     ReplayRequest,
+    ScheduleList,
+    ScheduleSubmission,
     TaskSubmission,
+    batch_result_json,
+    lean_batch_parser,
 )
-from taskq_api.rest.observe import OBSERVATION_SCOPE_KEY, Observation
 from taskq_api.rest.problems import responses
 from taskq_api.service import (
     DEFAULT_LIST_LIMIT,
     MAX_CORRELATION_ID,
     MAX_LIST_LIMIT,
-    ApiService,
     QueueDetails,
-    RateLimitedError,
+    ScheduleView,
     TaskDetails,
     TaskPage,
 )
 
-_bearer = HTTPBearer(
-    auto_error=False,
-    bearerFormat="tq_<prefix>_<secret>",
-    description="An API key (`taskq keys create`): `Authorization: Bearer tq_...`",
-)
-
-
-# async, though it awaits nothing: FastAPI runs a plain function dependency in a worker thread
-# (a thread handoff per request, 5 % of a single enqueue's time)
-async def _service(request: Request) -> ApiService:
-    service: ApiService = request.state.service
-    return service
-
-
-Service = Annotated[ApiService, Depends(_service)]
-
-
-async def _key(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    service: Service,
-) -> ApiKey:
-    observation: Observation | None = request.scope.get(OBSERVATION_SCOPE_KEY)
-    try:
-        key = await service.authenticate(
-            credentials.credentials if credentials else None
-        )
-    except RateLimitedError as error:
-        if observation is not None:  # the log line names the key that was held back
-            observation.key_prefix = error.key_prefix
-        raise
-    if observation is not None:
-        observation.key_prefix = key.prefix
-    return key
-
-
-Key = Annotated[ApiKey, Depends(_key)]
+_Endpoint = TypeVar("_Endpoint", bound=Callable[..., Awaitable[Any]])
 _LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # Patterns documented here are checked by the service, whose errors say what a valid value is.
 _LABEL_SCHEMA = {"pattern": _LABEL, "maxLength": 63}
@@ -82,6 +49,16 @@ Namespace = Annotated[
 ]
 Name = Annotated[
     str, Path(description="The queue's name (a DNS label)", json_schema_extra=_LABEL_SCHEMA)
+]
+ScheduleNamespace = Annotated[
+    str,
+    Path(
+        description="The schedule's namespace (a DNS label), its queue's too",
+        json_schema_extra=_LABEL_SCHEMA,
+    ),
+]
+ScheduleName = Annotated[
+    str, Path(description="The schedule's name (a DNS label)", json_schema_extra=_LABEL_SCHEMA)
 ]
 _QUEUE_PATTERN = _LABEL.removesuffix("$") + "/" + _LABEL.removeprefix("^")
 TaskId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The task's id")]
@@ -96,15 +73,40 @@ Wait = Annotated[
         json_schema_extra={"pattern": _WAIT.pattern},
     ),
 ]
+TraceParent = Annotated[
+    str | None,
+    Header(
+        description="The caller's W3C trace context: the task's trace continues it (its "
+        "`send` span, when the server traces, and the worker's `process` span are children). "
+        "An invalid value is ignored, as the W3C recommendation says.",
+    ),
+]
 
 router = APIRouter(prefix="/v1")
+
+
+def _lean_post(
+    path: str, lean: Lean | None = None, **options: Any
+) -> Callable[[_Endpoint], _Endpoint]:
+    """`router.post`, for a route that answers its common case without FastAPI's per-request
+    work (rest/bodyroute.py): the enqueue routes; `lean`, a leaner way still."""
+
+    def add(endpoint: _Endpoint) -> _Endpoint:
+        if lean is not None:
+            lean_body(endpoint, lean)
+        router.add_api_route(
+            path, endpoint, methods=["POST"], route_class_override=JsonBodyRoute, **options
+        )
+        return endpoint
+
+    return add
 
 
 def _location(response: Response, task_id: int) -> None:
     response.headers["Location"] = f"/v1/tasks/{task_id}"
 
 
-@router.post(
+@_lean_post(
     "/queues/{namespace}/{name}/tasks",
     status_code=201,
     response_model=TaskDetails,
@@ -125,18 +127,34 @@ async def enqueue(
     key: Key,
     service: Service,
     response: Response,
+    traceparent: TraceParent = None,
 ) -> TaskDetails:
     """201 with the new task; 200 with the existing one when an unfinished task of the queue
     already holds the idempotency key. `Location` names the task either way."""
-    enqueued = await service.enqueue(key, namespace, name, submission.to_request(_now()))
+    enqueued = await service.enqueue(
+        key, namespace, name, submission.to_request(_now()), traceparent
+    )
     if not enqueued.created:
         response.status_code = 200
     _location(response, enqueued.task.id)
     return enqueued.task
 
 
-@router.post(
+async def _enqueue_requests(
+    namespace: str,
+    name: str,
+    batch: dict[str, list[TaskRequest]],
+    key: Key,
+    service: Service,
+    traceparent: str | None = None,
+) -> list[EnqueueResult]:
+    """enqueue_batch's common case (no task with run_at), from lean_batch_parser's tasks."""
+    return await service.enqueue_batch(key, namespace, name, batch["tasks"], traceparent)
+
+
+@_lean_post(
     "/queues/{namespace}/{name}/tasks:batch",
+    Lean(lean_batch_parser(), _enqueue_requests, batch_result_json),
     status_code=201,
     response_model=BatchResult,
     summary="Enqueue up to 10,000 tasks, all or nothing",
@@ -149,12 +167,13 @@ async def enqueue_batch(
     batch: Annotated[BatchSubmission, Body()],
     key: Key,
     service: Service,
+    traceparent: TraceParent = None,
 ) -> BatchResult:
     """One transaction: every task is enqueued, or (on any error) none. Errors name the task
     by its index: `#/tasks/3/priority`."""
     now = _now()
     results = await service.enqueue_batch(
-        key, namespace, name, [task.to_request(now) for task in batch.tasks]
+        key, namespace, name, [task.to_request(now) for task in batch.tasks], traceparent
     )
     return BatchResult(
         tasks=[EnqueuedTask(id=r.id, created=r.created) for r in results],
@@ -335,6 +354,111 @@ async def replay_dead(
 ) -> ReplayOutcome:
     result = await service.replay_dead(key, namespace, name, replay.ids, every=replay.all)
     return ReplayOutcome(replayed=result.replayed, skipped=result.skipped)
+
+
+@router.get(
+    "/schedules",
+    response_model=ScheduleList,
+    summary="The schedules in the key's namespaces",
+    tags=["schedules"],
+    responses=responses(403),
+)
+async def list_schedules(
+    key: Key,
+    service: Service,
+    namespace: Annotated[
+        str | None,
+        Query(
+            description="Only this namespace's schedules (the key must reach it: else 403)",
+            json_schema_extra=_LABEL_SCHEMA,
+        ),
+    ] = None,
+) -> ScheduleList:
+    """By namespace and name. `spec.payload` is null (and payload_hidden true) for a viewer
+    key that does not read payloads."""
+    return ScheduleList(schedules=await service.schedules(key, namespace))
+
+
+@router.get(
+    "/schedules/{namespace}/{name}",
+    response_model=ScheduleView,
+    summary="A schedule, with what its scheduler last did",
+    tags=["schedules"],
+    responses=responses(403, 404),
+)
+async def get_schedule(
+    namespace: ScheduleNamespace, name: ScheduleName, key: Key, service: Service
+) -> ScheduleView:
+    return await service.schedule(key, namespace, name)
+
+
+@router.put(
+    "/schedules/{namespace}/{name}",
+    response_model=ScheduleView,
+    summary="Create or update a schedule",
+    tags=["schedules"],
+    responses={
+        201: {"model": ScheduleView, "description": "The schedule was created."},
+        **responses(400, 403, 413, 415),
+    },
+)
+async def put_schedule(
+    namespace: ScheduleNamespace,
+    name: ScheduleName,
+    spec: Annotated[ScheduleSubmission, Body()],
+    key: Key,
+    service: Service,
+    response: Response,
+) -> ScheduleView:
+    """200 updated, 201 created (with `Location`). An update keeps the next tick unless the
+    cron expression, the time zone or a resume moves it. A bad cron expression or time zone
+    is a 422 naming `#/cron` or `#/time_zone`."""
+    put = await service.put_schedule(key, namespace, name, spec.fields())
+    if put.created:
+        response.status_code = 201
+        response.headers["Location"] = f"/v1/schedules/{namespace}/{name}"
+    return put.schedule
+
+
+@router.delete(
+    "/schedules/{namespace}/{name}",
+    status_code=204,
+    summary="Delete a schedule",
+    tags=["schedules"],
+    responses=responses(403, 404),
+)
+async def delete_schedule(
+    namespace: ScheduleNamespace, name: ScheduleName, key: Key, service: Service
+) -> None:
+    """The tasks it already enqueued stay."""
+    await service.delete_schedule(key, namespace, name)
+
+
+@router.post(
+    "/schedules/{namespace}/{name}:suspend",
+    response_model=ScheduleView,
+    summary="Suspend a schedule: it enqueues nothing until resumed",
+    tags=["schedules"],
+    responses=responses(403, 404),
+)
+async def suspend_schedule(
+    namespace: ScheduleNamespace, name: ScheduleName, key: Key, service: Service
+) -> ScheduleView:
+    return await service.set_schedule_suspended(key, namespace, name, suspend=True)
+
+
+@router.post(
+    "/schedules/{namespace}/{name}:resume",
+    response_model=ScheduleView,
+    summary="Resume a schedule, from its next tick from now",
+    tags=["schedules"],
+    responses=responses(403, 404),
+)
+async def resume_schedule(
+    namespace: ScheduleNamespace, name: ScheduleName, key: Key, service: Service
+) -> ScheduleView:
+    """The ticks while it was suspended are not run."""
+    return await service.set_schedule_suspended(key, namespace, name, suspend=False)
 
 
 def _now() -> datetime:

@@ -13,6 +13,7 @@ from typing import Literal, get_args, get_origin
 
 from pydantic import ValidationError
 
+from taskq import tracing
 from taskq.errors import TaskqError
 from taskq.worker.logs import setup_logging
 from taskq_api.server.process import StartupError, serve
@@ -44,6 +45,10 @@ def _parser(prog: str) -> argparse.ArgumentParser:
                 action="append",
                 metavar="ORIGIN",
                 help=f"{help_text} (repeat the flag for more)",
+            )
+        elif field.annotation is bool:
+            parser.add_argument(
+                flag, dest=name, action=argparse.BooleanOptionalAction, help=help_text
             )
         elif get_origin(field.annotation) is Literal:
             parser.add_argument(flag, dest=name, choices=get_args(field.annotation), help=help_text)
@@ -89,12 +94,21 @@ def main(argv: Sequence[str] | None = None, prog: str = "taskq-api") -> int:
     # this handler turns that into exit status 0, as a stop asked for is no failure
     signal.signal(signal.SIGTERM, _stopped)
     try:
+        # the API's `send` spans continue its callers' traces (docs/tracing.md)
+        traced = tracing.configure_from_env("taskq-api")
+    except ValueError as error:  # an OTEL_* variable taskq cannot honour
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
         asyncio.run(serve(settings))
     except KeyboardInterrupt:
         return 130
     except (StartupError, TaskqError) as error:  # e.g. a gRPC port in use, an invalid DSN
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 1
+    finally:
+        if traced:
+            tracing.shutdown()
     return 0
 
 

@@ -18,6 +18,7 @@ from taskq.auth import KeyStore
 from taskq.client import Client, create_pool, no_session_reset
 from taskq.errors import DatabaseUnavailableError, TaskqError
 from taskq.store.keys import PgKeyStore
+from taskq_api import dashboard
 from taskq_api.grpc import GrpcMetrics, create_server
 from taskq_api.rest import ApiMetrics, create_app
 from taskq_api.server.settings import ApiSettings
@@ -46,11 +47,13 @@ async def open_service(settings: ApiSettings) -> AsyncIterator[ApiService]:
         limiter = (
             RateLimiter(settings.rate_limit, settings.rate_burst) if settings.rate_limit else None
         )
-        keys: KeyStore = PgKeyStore(pool)
+        stored = PgKeyStore(pool)
+        keys: KeyStore = stored
         if settings.key_cache_seconds:
             keys = CachedKeyStore(keys, settings.key_cache_seconds)
         service = ApiService(
-            Client(pool), keys, max_wait=settings.max_wait_seconds, limiter=limiter
+            Client(pool), keys, max_wait=settings.max_wait_seconds, limiter=limiter,
+            key_admin=stored,
         )
         try:
             version = await service.schema_version()
@@ -100,6 +103,16 @@ class ApiServer(uvicorn.Server):
             cors_origins=settings.cors_origins,
             metrics=self.metrics,
         )
+        if settings.dashboard:
+            assert settings.session_secret is not None  # the settings require it
+            app.mount(
+                dashboard.PATH,
+                dashboard.create_dashboard(
+                    settings.session_secret.get_secret_value(),
+                    # live pages end their streams at once, not after the shutdown grace
+                    stopping=lambda: self.should_exit,
+                ),
+            )
         super().__init__(uvicorn_config(settings, app))
         self.grace = settings.shutdown_grace
         self.grpc: grpc.aio.Server | None = None

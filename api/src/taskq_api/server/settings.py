@@ -10,6 +10,8 @@ from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "TASKQ_API_"
+# A session secret shorter than this is guessable offline from one signed cookie.
+MIN_SESSION_SECRET = 32
 
 
 class ApiSettings(BaseSettings):
@@ -80,6 +82,19 @@ class ApiSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="least level of the JSON log lines on stderr"
     )
+    dashboard: bool = Field(
+        default=False,
+        description="serve the dashboard at /dashboard/ on the HTTP port (docs/dashboard.md); "
+        "needs TASKQ_API_SESSION_SECRET",
+    )
+    # Required rather than generated: a per-process secret would log users out at each restart,
+    # and at random behind a load balancer (one replica cannot read another's cookies).
+    session_secret: SecretStr | None = Field(
+        default=None,
+        validate_default=True,
+        description="signs the dashboard's session cookies: 32 or more characters, the same "
+        "on every server behind one address (e.g. `openssl rand -base64 32`)",
+    )
 
     @field_validator("rate_burst")
     @classmethod
@@ -89,6 +104,26 @@ class ApiSettings(BaseSettings):
                 "burst_without_rate",
                 "a burst without a rate limits nothing: set TASKQ_API_RATE_LIMIT "
                 "(--rate-limit) too, or leave the burst out",
+            )
+        return value
+
+    @field_validator("session_secret")
+    @classmethod
+    def _secret_for_dashboard(
+        cls, value: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
+        if value is None and info.data.get("dashboard"):
+            raise PydanticCustomError(
+                "session_secret_missing",
+                "required when the dashboard is on (TASKQ_API_DASHBOARD): set it to 32 or more "
+                "random characters, the same on every server, e.g. `openssl rand -base64 32`",
+            )
+        if value is not None and len(value.get_secret_value()) < MIN_SESSION_SECRET:
+            raise PydanticCustomError(
+                "session_secret_short",
+                "{length} characters: use {least} or more random characters, e.g. "
+                "`openssl rand -base64 32`",
+                {"length": len(value.get_secret_value()), "least": MIN_SESSION_SECRET},
             )
         return value
 

@@ -11,7 +11,13 @@ from taskq_api.service.errors import (
     RateLimitedError,
 )
 from taskq_api.service.keycache import CachedKeyStore
-from taskq_api.service.observation import DURATION_BUCKETS, correlation_id
+from taskq_api.service.observation import (
+    CORRELATION_SCOPE_KEY,
+    DURATION_BUCKETS,
+    OBSERVATION_SCOPE_KEY,
+    Observation,
+    correlation_id,
+)
 from taskq_api.service.operations import (
     DEFAULT_LIST_LIMIT,
     DEFAULT_MAX_WAIT,
@@ -22,11 +28,14 @@ from taskq_api.service.operations import (
     Enqueued,
 )
 from taskq_api.service.ratelimit import RateLimiter
+from taskq_api.service.schedules import PutSchedule, ScheduleView
 from taskq_api.service.submissions import MAX_CORRELATION_ID, delay_until
-from taskq_api.service.views import QueueDetails, TaskDetails, TaskPage, TaskView
+from taskq_api.service.throughput import WAIT_SAMPLE
+from taskq_api.service.views import Overview, QueueDetails, TaskDetails, TaskPage, TaskView
 from taskq_api.service.waiting import FINISHED_STATES
 
 __all__ = [
+    "CORRELATION_SCOPE_KEY",
     "DATABASE_UNAVAILABLE_DETAIL",
     "DEFAULT_LIST_LIMIT",
     "DEFAULT_MAX_WAIT",
@@ -36,17 +45,23 @@ __all__ = [
     "MAX_BATCH",
     "MAX_CORRELATION_ID",
     "MAX_LIST_LIMIT",
+    "OBSERVATION_SCOPE_KEY",
     "QUEUE_REQUIRED",
+    "WAIT_SAMPLE",
     "ApiError",
     "ApiService",
     "CachedKeyStore",
     "ConflictError",
     "Enqueued",
     "NotAuthenticatedError",
+    "Observation",
+    "Overview",
     "PermissionDeniedError",
+    "PutSchedule",
     "QueueDetails",
     "RateLimitedError",
     "RateLimiter",
+    "ScheduleView",
     "TaskDetails",
     "TaskPage",
     "TaskView",

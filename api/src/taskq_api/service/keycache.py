@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from taskq.auth import ApiKey, KeyStore, digest
+from taskq.auth import ApiKey, KeyStore, digest, parse_prefix
 
 MAX_KEYS = 10_000  # beyond this many keys at once the cache starts afresh
 
@@ -33,11 +33,21 @@ class CachedKeyStore:
         self._keys: dict[bytes, tuple[ApiKey, float]] = {}  # digest -> key, until (clock)
 
     async def authenticate(self, secret: str) -> ApiKey | None:
-        found = digest(secret)
+        prefix = parse_prefix(secret)
+        if prefix is None:
+            return None
+        return await self.authenticate_digest(prefix, digest(secret))
+
+    async def authenticate_digest(self, prefix: str, found: bytes) -> ApiKey | None:
         hit = self._keys.get(found)
-        if hit is not None and self._clock() < hit[1] and hit[0].usable_at(self._now()):
+        if (
+            hit is not None
+            and hit[0].prefix == prefix
+            and self._clock() < hit[1]
+            and hit[0].usable_at(self._now())
+        ):
             return hit[0]
-        key = await self._store.authenticate(secret)
+        key = await self._store.authenticate_digest(prefix, found)
         if key is None:
             self._keys.pop(found, None)
             return None

@@ -6,7 +6,7 @@ Authorization, in this order: a usable key (NotAuthenticatedError), then the key
 and role (PermissionDeniedError), then the thing itself (UnknownQueueError, UnknownTaskError).
 A task outside the key's namespaces is reported as unknown, not forbidden, so that task ids do
 not reveal what other namespaces hold; a queue is named with its namespace, so a queue outside
-them is forbidden whether or not it exists.
+them is forbidden whether or not it exists; so is a schedule, named the same way.
 """
 
 from __future__ import annotations
@@ -16,15 +16,21 @@ import base64
 import binascii
 import math
 import re
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Final, get_args
+from datetime import datetime, timedelta
+from typing import Any, Final, TypeVar, get_args
 
-from taskq.auth import Action, ApiKey, KeyStore, Role
+from taskq import tracing
+from taskq.auth import Action, ApiKey, KeyAdmin, KeyStore, Role
 from taskq.client import Client
-from taskq.errors import InvalidArgumentError, UnknownTaskError
+from taskq.errors import (
+    InvalidArgumentError,
+    ScheduleExistsError,
+    UnknownApiKeyError,
+    UnknownTaskError,
+)
 from taskq.models import (
     AttemptInfo,
     EnqueueResult,
@@ -33,6 +39,9 @@ from taskq.models import (
     TaskInfo,
     TaskRequest,
     TaskState,
+    ThroughputMinute,
+    WaitMinute,
+    WorkerPoolInfo,
 )
 from taskq.names import check_label
 from taskq_api.service.errors import (
@@ -41,9 +50,12 @@ from taskq_api.service.errors import (
     PermissionDeniedError,
     RateLimitedError,
 )
+from taskq_api.service.groupcommit import GroupCommit
 from taskq_api.service.ratelimit import RateLimiter
+from taskq_api.service.schedules import PutSchedule, ScheduleView, schedule_spec, schedule_view
 from taskq_api.service.submissions import check_correlation_ids
-from taskq_api.service.views import QueueDetails, TaskDetails, TaskPage, TaskView
+from taskq_api.service.throughput import CHART_MINUTES, ThroughputCache
+from taskq_api.service.views import Overview, QueueDetails, TaskDetails, TaskPage, TaskView
 from taskq_api.service.waiting import FINISHED_STATES, changed, reads
 
 # Most tasks in one batch: one transaction (COPY above 64 tasks without idempotency keys).
@@ -57,11 +69,17 @@ QUEUE_REQUIRED: Final = (
     "(tasks live in per-queue partitions; listing across queues is not supported)"
 )
 _STATES: Final = get_args(TaskState)
+# The overview's page: its queues and their counts are read at once, OVERVIEW_READS at a time.
+OVERVIEW_PAGE: Final = 50
+OVERVIEW_READS: Final = 4
+_T = TypeVar("_T")
 _MAX_TASK_ID: Final = 2**63 - 1
 
 _WHAT_NEEDS = {
-    Action.READ: "reading queues and tasks",
-    Action.WRITE: "enqueueing, canceling, retrying, pausing, resuming and replaying",
+    Action.READ: "reading queues, tasks and schedules",
+    Action.WRITE: (
+        "enqueueing, canceling, retrying, pausing, resuming, replaying and changing schedules"
+    ),
     Action.MANAGE_KEYS: "managing keys",
 }
 # The store names a bad request field as tasks[i].<TaskRequest field>; the API's requests name
@@ -84,11 +102,15 @@ class ApiService:
         *,
         max_wait: float = DEFAULT_MAX_WAIT,
         limiter: RateLimiter | None = None,
+        key_admin: KeyAdmin | None = None,
     ) -> None:
         self._client = client
         self._keys = keys
+        self._key_admin = key_admin  # None: this service manages no keys
         self.max_wait = max_wait
         self._limiter = limiter  # None: no request rate per key
+        self._groups = GroupCommit(client)
+        self._throughput = ThroughputCache(client)
 
     # -- keys -------------------------------------------------------------------------------
 
@@ -101,7 +123,14 @@ class ApiService:
                 "metadata (`taskq keys create` makes one)",
                 key_presented=False,
             )
-        key = await self._keys.authenticate(secret)
+        return self._admit(await self._keys.authenticate(secret))
+
+    async def authenticate_digest(self, prefix: str, key_digest: bytes) -> ApiKey:
+        """As authenticate, for a session that kept the key's prefix and digest rather than
+        the key itself (the dashboard's cookie)."""
+        return self._admit(await self._keys.authenticate_digest(prefix, key_digest))
+
+    def _admit(self, key: ApiKey | None) -> ApiKey:
         if key is None:
             raise NotAuthenticatedError(
                 "the API key is not valid: unknown, expired or revoked "
@@ -121,17 +150,65 @@ class ApiService:
                 )
         return key
 
+    async def keys(self, key: ApiKey) -> list[ApiKey]:
+        """The keys an admin key manages: every key, or for an admin key confined to some
+        namespaces, the keys confined within them."""
+        admin = self._admin(key)
+        return [k for k in await admin.list_keys() if _within(key, k.namespaces)]
+
+    async def create_key(
+        self,
+        key: ApiKey,
+        name: str,
+        role: Role,
+        namespaces: Sequence[str] | None,
+        *,
+        reads_payloads: bool = False,
+        expires_in: timedelta | None = None,
+    ) -> tuple[ApiKey, str]:
+        """A new key and its secret (shown once). A key makes no key that reaches further
+        than itself: an admin confined to namespaces makes keys within them."""
+        admin = self._admin(key)
+        if not _within(key, namespaces):
+            raise PermissionDeniedError(
+                f"this key (prefix {key.prefix}) reaches {', '.join(key.namespaces or ())} "
+                "only: a key it makes must name some of those namespaces"
+            )
+        return await admin.create_key(
+            name, role, namespaces, reads_payloads=reads_payloads, expires_in=expires_in
+        )
+
+    async def revoke_key(self, key: ApiKey, name: str) -> ApiKey:
+        admin = self._admin(key)
+        found = next((k for k in await admin.list_keys() if k.name == name), None)
+        if found is None or not _within(key, found.namespaces):
+            raise UnknownApiKeyError(name)  # as if absent: names outside reveal nothing
+        return await admin.revoke_key(name)
+
+    def _admin(self, key: ApiKey) -> KeyAdmin:
+        self._require(key, Action.MANAGE_KEYS, None)
+        if self._key_admin is None:
+            raise PermissionDeniedError("this server manages no keys: use `taskq keys`")
+        return self._key_admin
+
     async def schema_version(self) -> int:
         """Readiness: the database answers and holds the taskq schema."""
         return await self._client.schema_version()
 
     # -- producing --------------------------------------------------------------------------
 
-    async def enqueue(self, key: ApiKey, namespace: str, name: str, task: TaskRequest) -> Enqueued:
+    async def enqueue(
+        self, key: ApiKey, namespace: str, name: str, task: TaskRequest,
+        traceparent: str | None = None,
+    ) -> Enqueued:
+        """`traceparent`: the caller's, from its request (docs/tracing.md). Concurrent
+        enqueues to one queue share a transaction (service/groupcommit.py)."""
         queue = self._queue(key, Action.WRITE, namespace, name)
         try:
             check_correlation_ids([task])
-            created, info = await self._client.enqueue_and_get(queue, task)
+            created, info = await self._groups.enqueue(
+                queue, task, tracing.caller_traceparent(traceparent)
+            )
         except InvalidArgumentError as error:
             raise _request_error(error, single=True) from None
         # a task just made has no history yet: one read fewer on the common path
@@ -139,7 +216,8 @@ class ApiService:
         return Enqueued(_details(key, info, history), created)
 
     async def enqueue_batch(
-        self, key: ApiKey, namespace: str, name: str, tasks: Sequence[TaskRequest]
+        self, key: ApiKey, namespace: str, name: str, tasks: Sequence[TaskRequest],
+        traceparent: str | None = None,
     ) -> list[EnqueueResult]:
         """All or nothing, in one transaction; errors name the task's index and field."""
         queue = self._queue(key, Action.WRITE, namespace, name)
@@ -149,7 +227,9 @@ class ApiService:
             )
         try:
             check_correlation_ids(tasks)
-            return await self._client.enqueue_many(queue, tasks)
+            return await self._client.enqueue_many(
+                queue, tasks, traceparent=tracing.caller_traceparent(traceparent)
+            )
         except InvalidArgumentError as error:
             raise _request_error(error, single=False) from None
 
@@ -291,9 +371,68 @@ class ApiService:
         self._require(key, Action.READ, None)
         return [q for q in await self._client.list_queues() if key.may(Action.READ, q.namespace)]
 
+    async def overview(
+        self, key: ApiKey, namespace: str | None = None, after: str | None = None
+    ) -> Overview:
+        """A page of the queues the key reads (or those of `namespace`), OVERVIEW_PAGE at most,
+        by namespace and name after the queue `after`, each with its depth: one read of the
+        queues, then one of each queue's counts, OVERVIEW_READS at once. A page bounds what one
+        view costs whatever the number of queues (docs/dashboard.md)."""
+        visible, page, next_after = await self._overview_page(key, namespace, after)
+        details = await _bounded([self._queue_details(info) for info in page])
+        return Overview(
+            namespaces=sorted({info.namespace for info in visible}),
+            queues=details,
+            after=after,
+            next_after=next_after,
+        )
+
+    async def _overview_page(
+        self, key: ApiKey, namespace: str | None, after: str | None
+    ) -> tuple[list[QueueInfo], list[QueueInfo], str | None]:
+        if namespace is not None:
+            check_label(namespace, "namespace")
+        visible = await self.queues(key)
+        chosen = [
+            info
+            for info in visible
+            if (namespace is None or info.namespace == namespace)
+            and (after is None or info.full_name > after)
+        ]
+        page = chosen[:OVERVIEW_PAGE]
+        more = len(chosen) > OVERVIEW_PAGE
+        return visible, page, page[-1].full_name if more else None
+
     async def queue(self, key: ApiKey, namespace: str, name: str) -> QueueDetails:
         queue = self._queue(key, Action.READ, namespace, name)
         return await self._queue_details(await self._client.get_queue(queue))
+
+    async def throughput(self, key: ApiKey, namespace: str, name: str) -> list[ThroughputMinute]:
+        """Tasks that finished succeeded or dead in each of the last 60 minutes and the
+        current one, oldest first (finished minutes remembered: service/throughput.py)."""
+        queue = self._queue(key, Action.READ, namespace, name)
+        return await self._throughput.last_hour(await self._client.get_queue(queue))
+
+    async def throughputs(
+        self, key: ApiKey, namespace: str | None = None, after: str | None = None
+    ) -> dict[str, list[ThroughputMinute]]:
+        """throughput() of each queue of the overview's page (the same arguments), by queue
+        name: for its charts."""
+        _visible, page, _next = await self._overview_page(key, namespace, after)
+        hours = await _bounded([self._throughput.last_hour(info) for info in page])
+        return {info.full_name: hour for info, hour in zip(page, hours, strict=True)}
+
+    async def wait(self, key: ApiKey, namespace: str, name: str) -> list[WaitMinute]:
+        """How long succeeded tasks waited from due to start, per minute of the last 60 and
+        the current one (a sample of at most WAIT_SAMPLE tasks a minute)."""
+        queue = self._queue(key, Action.READ, namespace, name)
+        return await self._client.queue_wait(queue, CHART_MINUTES)
+
+    async def worker_pools(self, key: ApiKey, namespace: str, name: str) -> list[WorkerPoolInfo]:
+        """The worker pools serving the queue as the operator last recorded them (none
+        without an operator)."""
+        queue = self._queue(key, Action.READ, namespace, name)
+        return await self._client.worker_pools(queue)
 
     async def set_paused(
         self, key: ApiKey, namespace: str, name: str, *, paused: bool
@@ -322,6 +461,51 @@ class ApiService:
         if bad is not None:
             raise InvalidArgumentError(f"ids[{bad}]", f"{ids[bad]} is not a task id (1 or more)")
         return await self._client.replay_dead(queue, None if every else ids)
+
+    # -- schedules --------------------------------------------------------------------------
+
+    async def schedules(self, key: ApiKey, namespace: str | None = None) -> list[ScheduleView]:
+        """The schedules in the key's namespaces (only `namespace`'s, when given: one the key
+        does not reach is forbidden), by namespace and name."""
+        if namespace is not None:
+            check_label(namespace, "namespace")
+        self._require(key, Action.READ, namespace)
+        found = await self._client.list_schedules(namespace)
+        return [schedule_view(key, s) for s in found if key.may(Action.READ, s.namespace)]
+
+    async def schedule(self, key: ApiKey, namespace: str, name: str) -> ScheduleView:
+        schedule = self._queue(key, Action.READ, namespace, name)
+        return schedule_view(key, await self._client.get_schedule(schedule))
+
+    async def put_schedule(
+        self, key: ApiKey, namespace: str, name: str, fields: Mapping[str, Any]
+    ) -> PutSchedule:
+        """Create or update the schedule `fields` declare (ScheduleSpec's fields; left out:
+        its defaults); errors name the field (`cron`, `time_zone`). The schedule's queue need
+        not exist yet: a tick without it records `last_error`, and stays due."""
+        schedule = self._queue(key, Action.WRITE, namespace, name)
+        spec = schedule_spec(fields)
+        try:
+            info = await self._client.create_schedule(schedule, spec)
+        except ScheduleExistsError:
+            # an update; one that raced a delete recreates it (reported as an update)
+            return PutSchedule(schedule_view(key, await self._client.put_schedule(schedule, spec)),
+                               created=False)
+        return PutSchedule(schedule_view(key, info), created=True)
+
+    async def set_schedule_suspended(
+        self, key: ApiKey, namespace: str, name: str, *, suspend: bool
+    ) -> ScheduleView:
+        """A suspended schedule enqueues nothing; resuming starts at the next tick from now
+        (the ticks while suspended are not run). Suspending a suspended schedule again, or
+        resuming a running one, changes nothing and is no error."""
+        schedule = self._queue(key, Action.WRITE, namespace, name)
+        return schedule_view(key, await self._client.set_schedule_suspended(schedule, suspend))
+
+    async def delete_schedule(self, key: ApiKey, namespace: str, name: str) -> None:
+        """Its tasks already enqueued stay."""
+        schedule = self._queue(key, Action.WRITE, namespace, name)
+        await self._client.delete_schedule(schedule)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -356,7 +540,7 @@ class ApiService:
         return _details(key, info, await self._client.task_attempts(info.id))
 
     async def _queue_details(self, info: QueueInfo) -> QueueDetails:
-        stats = await self._client.queue_stats(info.full_name)
+        stats = await self._client.queue_stats(info)
         return QueueDetails(
             queue=info.full_name,
             namespace=info.namespace,
@@ -367,16 +551,36 @@ class ApiService:
         )
 
 
+async def _bounded(reads: Sequence[Awaitable[_T]]) -> list[_T]:
+    """The reads' results in order, OVERVIEW_READS at a time (each on a connection of its
+    own): the rest of the server keeps connections meanwhile."""
+    limit = asyncio.Semaphore(OVERVIEW_READS)
+
+    async def one(read: Awaitable[_T]) -> _T:
+        async with limit:
+            return await read
+
+    return list(await asyncio.gather(*(one(read) for read in reads)))
+
+
+def _within(key: ApiKey, namespaces: Sequence[str] | None) -> bool:
+    """True when `namespaces` (None: all) lie within the key's reach."""
+    if key.namespaces is None:
+        return True
+    return namespaces is not None and set(namespaces) <= set(key.namespaces)
+
+
 def _namespace(info: TaskInfo) -> str:
     return info.queue.partition("/")[0]
 
 
 def _visible_fields(key: ApiKey, info: TaskInfo) -> tuple[dict[str, object], bool]:
-    """The task's fields as the key may see them, and whether payload and result are hidden."""
+    """The task's fields as the key may see them, and whether payload, result and callback URL
+    (which can carry a token) are hidden."""
     fields = info.model_dump()
     hidden = not key.sees_payloads()
     if hidden:
-        fields.update(payload=None, result=None)
+        fields.update(payload=None, result=None, callback_url=None)
     return fields, hidden
 
 

@@ -10,15 +10,17 @@ from taskq.models import AttemptInfo, QueueSettings, QueueStats, TaskInfo
 
 
 class TaskView(TaskInfo):
-    """A task as a key may see it: `payload` and `result` are null, and `payload_hidden` true,
-    when the key may not read payloads (a viewer key without reads_payloads)."""
+    """A task as a key may see it: `payload`, `result` and `callback_url` are null, and
+    `payload_hidden` true, when the key may not read payloads (a viewer key without
+    reads_payloads)."""
 
     payload_hidden: bool = False
 
 
 class TaskDetails(TaskView):
-    """A task with its history. `payload` and `result` are null, and `payload_hidden` true,
-    when the key may not read payloads (a viewer key without reads_payloads)."""
+    """A task with its history. `payload`, `result` and `callback_url` are null, and
+    `payload_hidden` true, when the key may not read payloads (a viewer key without
+    reads_payloads)."""
 
     attempt_history: list[AttemptInfo]
 
@@ -44,3 +46,19 @@ class QueueDetails(BaseModel):
     created_at: datetime
     settings: QueueSettings
     stats: QueueStats
+
+
+class Overview(BaseModel):
+    """The queues a key reads, with their depth, and the namespaces they are in."""
+
+    model_config = ConfigDict(frozen=True)
+
+    namespaces: list[str]
+    """Every namespace holding a queue the key reads, whatever the filter."""
+    queues: list[QueueDetails]
+    """A page of the queues of the namespace asked for (all of them without one), by
+    namespace and name."""
+    after: str | None = None
+    """The queue this page starts after (None: the first page)."""
+    next_after: str | None = None
+    """The last queue of this page, where the next one starts; None on the last page."""

@@ -33,6 +33,16 @@ class SecretKeyRef(K8sModel):
     """Key in the Secret whose value is used."""
 
 
+class SecretKeySelector(K8sModel):
+    """A key of a Secret in the resource's own namespace, both named (no default key: a
+    signing secret has no conventional one)."""
+
+    name: ObjectName
+    """Name of the Secret."""
+    key: DataKey
+    """Key in the Secret whose value is used."""
+
+
 class LocalObjectReference(K8sModel):
     """A reference to an object in the same namespace, by name."""
 

@@ -14,7 +14,7 @@ from pydantic_core import PydanticUndefined
 
 from taskq.models import BackoffKind, QueueSettings, QueueStats, setting_fields
 from taskq_operator.api.base import K8sModel, cel
-from taskq_operator.api.common import Condition, SecretKeyRef
+from taskq_operator.api.common import Condition, SecretKeyRef, SecretKeySelector
 
 BACKOFF_BOUNDS_MESSAGE = "retry.backoff.baseSeconds must not exceed retry.backoff.maxSeconds"
 DATABASE_IMMUTABLE_MESSAGE = (
@@ -121,6 +121,31 @@ class RateLimitSpec(K8sModel):
 
 
 # The settings' defaults, bounds and descriptions come from taskq's QueueSettings (queue_setting).
+WebhookEvent = Literal["Succeeded", "Dead", "Canceled"]
+_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+WEBHOOK_NAMES_MESSAGE = "spec.webhooks: each webhook needs a name of its own"
+
+
+class QueueWebhook(K8sModel):
+    """An endpoint called when the queue's tasks finish, signed as Standard Webhooks
+    (docs/webhooks.md). Without url it signs the calls to the callback URLs the queue's tasks
+    were given at enqueue (at most one such entry)."""
+
+    name: Annotated[str, Field(pattern=_LABEL, max_length=63)]
+    """The endpoint's name in the queue."""
+    url: Annotated[str, Field(pattern=r"^https?://[^/?#]", max_length=2048)] | None = None
+    """The receiver; https:// unless allowHosts names its host."""
+    events: list[WebhookEvent] = Field(
+        default=["Succeeded", "Dead", "Canceled"], min_length=1, max_length=3
+    )
+    """The finished states to announce."""
+    secret_ref: SecretKeySelector
+    """A Secret key in this namespace holding the signing secret, whsec_<base64>."""
+    allow_hosts: list[Annotated[str, Field(max_length=253)]] = Field(default=[], max_length=32)
+    """Hosts that may be called over plain HTTP and at private, loopback or link-local
+    addresses."""
+
+
 class TaskQueueSpec(K8sModel):
     """A queue's settings. Every field has a default, so an empty spec is a valid queue."""
 
@@ -151,6 +176,16 @@ class TaskQueueSpec(K8sModel):
     """Limit on task starts per second; unlimited when omitted."""
     concurrency_limit: int | None = queue_setting("concurrency_limit")
     paused: bool = queue_setting("paused")
+    # a list map keyed by name: the API server refuses two entries of one name
+    webhooks: list[QueueWebhook] | None = Field(
+        default=None,
+        max_length=16,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+        },
+    )
+    """Endpoints called when the queue's tasks succeed, die or are canceled."""
     deletion_policy: Literal["Retain", "Delete"] = "Retain"
     """What deleting the TaskQueue does to its tasks: Retain keeps them in the database
     (re-creating the TaskQueue serves them again); Delete drops the queue and its tasks."""
@@ -158,6 +193,13 @@ class TaskQueueSpec(K8sModel):
     def queue_settings(self) -> QueueSettings:
         """The settings the queue store applies to this queue."""
         return QueueSettings.from_paths(dict(_held_settings(self)))
+
+    @model_validator(mode="after")
+    def _webhook_names(self) -> TaskQueueSpec:
+        names = [w.name for w in self.webhooks or []]
+        if len(set(names)) != len(names):
+            raise ValueError(WEBHOOK_NAMES_MESSAGE)
+        return self
 
 
 class TaskCounts(K8sModel):

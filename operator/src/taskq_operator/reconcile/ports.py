@@ -3,15 +3,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from taskq.auth import ApiKey, Grants
-from taskq.models import QueueInfo, QueueSettings, QueueStats
+from taskq.models import PoolReport, QueueInfo, QueueSettings, QueueStats, ScalingDecision
 from taskq.schedules import ScheduleSpec
 from taskq.store.keys import DeclaredKey
 from taskq.store.schedules import ScheduleInfo
+from taskq.webhooks import WebhookSpec
 from taskq_operator.k8s import DeploymentState, Manifest, SecretState
 from taskq_operator.metrics import OperatorMetrics
 from taskq_operator.settings import OperatorSettings
@@ -58,6 +59,22 @@ class QueueDatabase(Protocol):
 
     async def drop_queue(self, queue: str) -> bool: ...
 
+    async def declare_webhooks(
+        self, queue: str, declared_by: str, webhooks: dict[str, WebhookSpec]
+    ) -> None:
+        """The queue's webhooks declared by `declared_by` become exactly these (by name)."""
+        ...
+
+    async def record_pool(self, pool: PoolReport, decisions: Sequence[ScalingDecision]) -> None:
+        """Record the pool as it is now in taskq.worker_pools, with these new decisions
+        (newest first), for the dashboard."""
+        ...
+
+    async def forget_pool(self, namespace: str, name: str) -> None:
+        """Remove the pool's record (it was deleted, or its queues moved to another
+        database)."""
+        ...
+
 
 class KeyDatabase(Protocol):
     """The API keys of one database (taskq.store.keys); failures are raised as TaskqError
@@ -85,7 +102,10 @@ class ScheduleDatabase(Protocol):
 
     async def delete_schedule(self, namespace: str, name: str) -> bool: ...
 
-    async def task_state(self, task_id: int) -> str | None: ...
+    async def task_state(self, namespace: str, queue: str, task_id: int) -> str | None:
+        """The state of a schedule's last task, in the schedule's queue (namespace/queue);
+        None once it is gone."""
+        ...
 
 
 class Databases(Protocol):

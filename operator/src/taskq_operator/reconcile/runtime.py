@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 
+from taskq.models import PoolReport, ScalingDecision
 from taskq_operator.autoscaling import Recommendation
 from taskq_operator.databases import Databases
 from taskq_operator.k8s import KubernetesPort
@@ -31,6 +32,11 @@ class Refusal:
 class PoolMemory:
     history: tuple[Recommendation, ...] = ()
     refused: Refusal | None = None
+    # what was last recorded in taskq.worker_pools, and in which database (its DSN); the
+    # scaling decisions not recorded yet (newest first: the database was unreachable)
+    recorded: PoolReport | None = None
+    recorded_in: str | None = None
+    unrecorded: list[ScalingDecision] = field(default_factory=list)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -38,6 +44,9 @@ class PoolMemory:
 @dataclass
 class QueueMemory:
     provisioned_generation: int | None = None
+    # what the webhooks were last declared from (the generation and the secrets' digest):
+    # declared again when either changes, a rotated Secret included
+    webhooks_declared: str | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -66,6 +75,9 @@ class Runtime:
     queues: dict[str, QueueMemory] = field(default_factory=dict)  # by TaskQueue uid
     keys: dict[str, KeyMemory] = field(default_factory=dict)  # by TaskqApiKey uid
     schedules: dict[str, ScheduleMemory] = field(default_factory=dict)  # by TaskSchedule uid
+    # what is undone after an object's deletion, outside its daemon (kopf cancels a daemon that
+    # does not exit at once): held here until done
+    cleanups: set[asyncio.Task[None]] = field(default_factory=set)
 
     @cached_property
     def ports(self) -> Ports:

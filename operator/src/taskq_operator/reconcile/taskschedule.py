@@ -70,7 +70,11 @@ async def reconcile_schedule(ctx: ScheduleContext) -> TaskScheduleStatus:
         schedule = _schedule(ctx.spec)
         db, database = await _database(ctx.ports, ctx.namespace, ctx.spec.queue)
         info = await _declared(ctx, db, schedule)
-        state = await db.task_state(info.last_task_id) if info.last_task_id else None
+        state = (
+            await db.task_state(info.namespace, info.spec.queue, info.last_task_id)
+            if info.last_task_id
+            else None
+        )
     except _NotReady as problem:
         return not_ready(ctx, "TaskSchedule", problem.reason, str(problem))
     except MigrationChecksumError as error:

@@ -10,7 +10,8 @@ from datetime import timedelta
 from typing import Literal
 
 from taskq.errors import TaskqError
-from taskq.models import QueueStats
+from taskq.models import PoolReport, QueueStats, ScalingDecision
+from taskq.store.pools import KEPT_DECISIONS
 from taskq_operator.api import (
     DatabaseRef,
     SecretKeyRef,
@@ -22,8 +23,8 @@ from taskq_operator.autoscaling import Decision, decide, decide_external
 from taskq_operator.k8s import DeploymentState, InvalidObjectError, Manifest, NotFoundError
 from taskq_operator.pool_fields import pool_field
 from taskq_operator.reconcile.context import WorkerPoolContext
-from taskq_operator.reconcile.ports import NoDatabaseError
-from taskq_operator.reconcile.runtime import Refusal
+from taskq_operator.reconcile.ports import NoDatabaseError, Ports
+from taskq_operator.reconcile.runtime import PoolMemory, Refusal
 from taskq_operator.resources import (
     MixedDatabasesError,
     ObjectRef,
@@ -144,7 +145,70 @@ async def _reconcile(ctx: WorkerPoolContext) -> WorkerPoolStatus:
             log.info("pool %s/%s: %s", ctx.namespace, ctx.name, decision.message)
     ready = deployment.ready_replicas if deployment else 0
     ctx.ports.metrics.pool_decided(ctx.namespace, ctx.name, decision, current, ready)
+    if scaled:
+        ctx.memory.unrecorded.insert(
+            0,
+            ScalingDecision(
+                at=ctx.now,
+                from_replicas=current,
+                to_replicas=decision.desired,
+                reason=decision.reason,
+                message=decision.message[:1024],
+            ),
+        )
+        del ctx.memory.unrecorded[KEPT_DECISIONS:]
+    if queues is not None:
+        await _record(ctx, queues.dsn, decision, deployment)
     return _status(ctx, decision, scaled, deployment, problem)
+
+
+async def _record(
+    ctx: WorkerPoolContext, dsn: str, decision: Decision, deployment: DeploymentState | None
+) -> None:
+    """Record the pool in its queues' database for the dashboard (taskq.worker_pools), when
+    anything shown changed since the last record: never once per poll. A failure is logged and
+    tried again at the next pass, the decisions meanwhile kept."""
+    memory = ctx.memory
+    autoscaling = ctx.spec.autoscaling
+    report = PoolReport(
+        namespace=ctx.namespace,
+        name=ctx.name,
+        queues=tuple(ctx.spec.queues),
+        autoscaling=autoscaling.mode,
+        min_replicas=autoscaling.min_replicas,
+        max_replicas=autoscaling.max_replicas,
+        desired=decision.desired,
+        replicas=deployment.replicas if deployment else 0,
+        ready=deployment.ready_replicas if deployment else 0,
+    )
+    if report == memory.recorded and dsn == memory.recorded_in and not memory.unrecorded:
+        return
+    try:
+        db = await ctx.ports.databases.database(dsn)
+        await db.record_pool(report, memory.unrecorded)
+        if memory.recorded_in is not None and memory.recorded_in != dsn:
+            old = await ctx.ports.databases.database(memory.recorded_in)
+            await old.forget_pool(ctx.namespace, ctx.name)
+    except TaskqError as error:
+        log.warning(
+            "pool %s/%s: not recorded for the dashboard: %s", ctx.namespace, ctx.name, error
+        )
+        return
+    memory.recorded, memory.recorded_in = report, dsn
+    memory.unrecorded.clear()
+
+
+async def forget_workerpool(ports: Ports, namespace: str, name: str, memory: PoolMemory) -> None:
+    """The pool is gone: remove its record from the database it was recorded in (best effort:
+    a database that cannot be reached keeps a stale row, shown with its time)."""
+    if memory.recorded_in is None:
+        return
+    try:
+        db = await ports.databases.database(memory.recorded_in)
+        await db.forget_pool(namespace, name)
+    except TaskqError as error:
+        log.warning("pool %s/%s: its record stays: %s", namespace, name, error)
+    memory.recorded = memory.recorded_in = None
 
 
 async def _apply_deployment(ctx: WorkerPoolContext, manifest: Manifest) -> PoolProblem | None:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from taskq import tracing
 from taskq.auth import ApiKey, Role
 from taskq.cli.schedules import add_schedule_commands
+from taskq.cli.webhooks import add_webhook_commands
 from taskq.client import Client, connect
 from taskq.errors import InvalidArgumentError, PayloadTooLargeError, TaskqError, TaskStateError
 from taskq.models import QueueSettings, TaskRequest, setting_fields
@@ -146,6 +147,7 @@ _TASK_ARGUMENTS = {
     "max_attempts": "--max-attempts",
     "timeout": "--timeout",
     "correlation_id": "--correlation-id",
+    "callback_url": "--callback-url",
 }
 _TASK_FIELD = re.compile(r"^tasks\[\d+\]\.(\w+)$")
 
@@ -163,15 +165,21 @@ async def _enqueue(client: Client, args: argparse.Namespace) -> None:
 
 async def _enqueue_tasks(client: Client, args: argparse.Namespace) -> None:
     if args.jsonl:
+        if args.idempotency_key is not None:
+            raise InvalidArgumentError(
+                "--idempotency-key",
+                "one key holds one task, and --jsonl enqueues one per line: leave it out",
+            )
         requests = [
             TaskRequest(
                 args.task,
                 _payload(line, f"{args.jsonl} line {n}"),
-                args.priority,
-                args.delay,
-                None,
-                args.max_attempts,
-                args.task_timeout,
+                priority=args.priority,
+                delay=args.delay,
+                max_attempts=args.max_attempts,
+                timeout=args.task_timeout,
+                correlation_id=args.correlation_id,
+                callback_url=args.callback_url,
             )
             for n, line in enumerate(_read_lines(args.jsonl), start=1)
             if line.strip()
@@ -192,6 +200,7 @@ async def _enqueue_tasks(client: Client, args: argparse.Namespace) -> None:
         max_attempts=args.max_attempts,
         timeout=args.task_timeout,
         correlation_id=args.correlation_id,
+        callback_url=args.callback_url,
     )
     _print_json({"id": result.id, "created": result.created})
 
@@ -421,6 +430,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_task_commands(sub)
     _add_key_commands(sub)
     add_schedule_commands(sub)
+    add_webhook_commands(sub)
     # add_help=False: `taskq api --help` and every flag after `api` go to the API server's own
     # parser (taskq_api.server.main), the one definition of its flags
     sub.add_parser(
@@ -460,6 +470,12 @@ def _add_enqueue_command(sub: argparse._SubParsersAction[argparse.ArgumentParser
     enqueue.add_argument("--max-attempts", type=int)
     enqueue.add_argument("--timeout", dest="task_timeout", type=float)
     enqueue.add_argument("--correlation-id")
+    enqueue.add_argument(
+        "--callback-url",
+        metavar="URL",
+        help="called when the task finishes, signed by the queue's callback webhook "
+        "(docs/webhooks.md)",
+    )
     enqueue.set_defaults(run=_enqueue)
 
 

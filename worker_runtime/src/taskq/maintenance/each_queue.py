@@ -12,10 +12,12 @@ log = logging.getLogger("taskq.maintenance")
 
 
 async def each_queue(
-    db: MaintenanceDatabase, work: Callable[[MaintainedQueue], Awaitable[int]]
+    db: MaintenanceDatabase,
+    work: Callable[[MaintainedQueue], Awaitable[int]],
+    queues: list[MaintainedQueue] | None = None,
 ) -> tuple[dict[str, int], Exception | None]:
-    """`work` on every queue: the queues where it did something, with how much, and the
-    first error, which the service raises once it has reported the rest.
+    """`work` on every queue (or on `queues`): the queues where it did something, with how
+    much, and the first error, which the service raises once it has reported the rest.
 
     A queue whose call fails (past the deadline on a large backlog, a deadlock) does not keep
     the queues after it from their turn: every queue is tried, and raising the error then
@@ -23,7 +25,7 @@ async def each_queue(
     before the others were reached."""
     done: dict[str, int] = {}
     failed: list[tuple[str, Exception]] = []
-    for queue in await db.maintained_queues():
+    for queue in await db.maintained_queues() if queues is None else queues:
         try:
             count = await work(queue)
         except Exception as error:

@@ -38,6 +38,14 @@ class MaintenanceDatabase(Protocol):
         """Run the ticks due at `now` of up to `limit` schedules."""
         ...
 
+    async def webhook_queues(self) -> list[MaintainedQueue]:
+        """The queues with webhooks, or ever given a task with a callback URL."""
+        ...
+
+    async def dispatch_webhooks(self, queue_id: int, overlap_s: float, limit: int) -> int:
+        """Enqueue the deliveries of up to `limit` new notifications of the queue."""
+        ...
+
 
 class MaintenanceMetrics(Protocol):
     def turn_taken(self, service: str) -> None:
@@ -57,4 +65,8 @@ class MaintenanceMetrics(Protocol):
     def schedule_ticks(self, outcome: str, count: int) -> None:
         """Schedule ticks handled: `enqueued`, or why skipped (Missed, PastStartingDeadline,
         PreviousUnfinished), or `failed` (retried on the next pass)."""
+        ...
+
+    def webhooks_dispatched(self, count: int) -> None:
+        """Webhook deliveries enqueued into taskq-system/webhooks."""
         ...

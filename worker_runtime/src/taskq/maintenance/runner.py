@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from taskq.backoff import Outage
+from taskq.maintenance.dispatcher import Dispatcher
 from taskq.maintenance.ports import MaintenanceDatabase, MaintenanceMetrics
 from taskq.maintenance.pruner import Pruner
 from taskq.maintenance.rescuer import Rescuer
@@ -53,8 +54,9 @@ class Service(Protocol):
 
 def default_services(period: float) -> list[Service]:
     """What every database needs: expired leases rescued, finished tasks pruned, schedules
-    fired (every second, whatever `period`: see scheduler.py)."""
-    return [Rescuer(period), Pruner(period), Scheduler()]
+    fired and webhooks dispatched (every second, whatever `period`: see scheduler.py,
+    dispatcher.py)."""
+    return [Rescuer(period), Pruner(period), Scheduler(), Dispatcher()]
 
 
 class MaintenanceRunner:
@@ -79,6 +81,8 @@ class MaintenanceRunner:
     async def run(self) -> None:
         """Forever: ask each service's turn when it is next free; run it when granted. A
         failure (of the database or of the service) is retried with backoff."""
+        if not self.services:  # a process whose maintenance another loop does
+            await asyncio.Event().wait()
         next_ask = {s.name: 0.0 for s in self.services}  # monotonic; 0: at once
         while True:
             service = min(self.services, key=lambda s: next_ask[s.name])

@@ -21,6 +21,42 @@ SELECT * FROM taskq.queues ORDER BY namespace, name
 -- name: queue_stats
 SELECT * FROM taskq.queue_stats(p_queue_id => $1)
 
+-- name: queue_throughput
+-- Tasks of a queue that finished succeeded or dead in each whole minute from $2's minute to the
+-- current one, oldest first (migration 0024: one range of tasks_finished_idx per outcome).
+SELECT minute, succeeded, dead FROM taskq.queue_throughput(p_queue_id => $1, p_since => $2)
+
+-- name: queue_throughput_minutes
+-- queue_throughput over the last $2 whole minutes and the current one, by the database's clock.
+SELECT minute, succeeded, dead
+  FROM taskq.queue_throughput(p_queue_id => $1,
+                              p_since => now() - make_interval(mins => $2::int))
+
+-- name: queue_wait
+-- The wait (due to start) of succeeded tasks per minute of finishing over the last $2 whole
+-- minutes and the current one, from at most $3 tasks a minute (migration 0024).
+SELECT minute, sampled, p50_s, p95_s
+  FROM taskq.queue_wait(p_queue_id => $1, p_since => now() - make_interval(mins => $2::int),
+                        p_sample => $3)
+
+-- name: record_worker_pool
+-- A WorkerPool as the operator sees it, with its new scaling decisions (newest first).
+SELECT taskq.record_worker_pool(
+       p_namespace => $1, p_name => $2, p_queues => $3, p_autoscaling => $4,
+       p_min_replicas => $5, p_max_replicas => $6, p_desired => $7, p_replicas => $8,
+       p_ready => $9, p_decisions => $10::jsonb)
+
+-- name: forget_worker_pool
+DELETE FROM taskq.worker_pools WHERE namespace = $1 AND name = $2
+
+-- name: worker_pools_serving
+-- The pools that serve queue $1/$2, by name.
+SELECT namespace, name, queues, autoscaling, min_replicas, max_replicas, desired, replicas,
+       ready, decisions, updated_at
+  FROM taskq.worker_pools
+ WHERE namespace = $1 AND $2 = ANY(queues)
+ ORDER BY name
+
 -- name: learn_types
 -- The types of these queries that asyncpg has no codec of its own for (arrays of scalars): it
 -- looks each up once per connection (store/codecs.py, learn_types)
@@ -36,7 +72,7 @@ SELECT ord, id, created
   FROM taskq.enqueue_many(
        p_queue => $1, p_task_names => $2, p_payloads => $3::json[], p_priorities => $4,
        p_delays_s => $5, p_idempotency_keys => $6, p_max_attempts => $7, p_timeouts_s => $8,
-       p_correlation_ids => $9, p_traceparent => $10)
+       p_correlation_ids => $9, p_callback_urls => $10, p_traceparent => $11)
 
 -- name: enqueue_details
 -- One task, as enqueue_many's arrays of one: whether it was created, and the task.
@@ -44,60 +80,50 @@ SELECT e.created, (e.task).*
   FROM taskq.enqueue_details(
        p_queue => $1, p_task_names => $2, p_payloads => $3::json[], p_priorities => $4,
        p_delays_s => $5, p_idempotency_keys => $6, p_max_attempts => $7, p_timeouts_s => $8,
-       p_correlation_ids => $9, p_traceparent => $10) AS e
+       p_correlation_ids => $9, p_callback_urls => $10, p_traceparent => $11) AS e
+
+-- name: find_task_queue
+-- The queue holding a task (NULL: no such task), one partition locked at a time (migration
+-- 0021). A CALL outside a transaction block only: it commits after each partition it probes.
+CALL taskq.find_task_queue(p_task_id => $1, p_queue_id => NULL)
+
+-- name: task_queue_in_transaction
+-- find_task_queue inside a transaction block, which a procedure cannot commit: the partitions
+-- probed, newest queue first, stay locked until the transaction ends.
+SELECT taskq.task_queue_among(
+           p_task_id => $1, p_queue_ids => ARRAY(SELECT q.id FROM taskq.queues q ORDER BY q.id DESC)
+       ) AS queue_id
 
 -- name: get_task
-SELECT * FROM taskq.task_details WHERE id = $1
+SELECT * FROM taskq.get_task(p_queue_id => $1, p_task_id => $2)
+
+-- name: queue_tasks_by_id
+-- $1 queue name, $2 task ids: those tasks of the queue
+SELECT * FROM taskq.queue_tasks_by_id(p_queue => $1, p_ids => $2)
 
 -- name: task_attempts
 SELECT attempt, attempt_id::text AS attempt_id, worker_id, started_at, finished_at, outcome, error
-  FROM taskq.attempt_history WHERE task_id = $1 ORDER BY attempt
+  FROM taskq.task_attempts(p_queue_id => $1, p_task_id => $2) ORDER BY attempt
 
 -- name: list_tasks
--- One page of a queue's tasks, newest first: a backward walk of the partition's primary key
--- (queue_id, id) from $7, the id to start below (a cursor; the largest bigint for the first
--- page), that stops after $8 rows. The filters ($2..$6, NULL or infinity: any) are checked on
--- the rows walked, so a rare value costs a long walk (docs/api.md).
--- $5 created at or after, $6 created before (a half-open window)
-SELECT * FROM taskq.task_details
- WHERE queue_id = $1
-   AND ($2::text IS NULL OR state = $2)
-   AND ($3::text IS NULL OR task_name = $3)
-   AND ($4::text IS NULL OR correlation_id = $4)
-   AND created_at >= $5::timestamptz AND created_at < $6::timestamptz
-   AND id < $7::bigint
- ORDER BY id DESC
- LIMIT $8
-
--- name: list_tasks_by_correlation
--- list_tasks when a correlation id ($4) is given: the walk is of that id's tasks only
--- (tasks_correlation_idx, newest first), the other filters checked on them. As list_tasks:
--- $2 state, $3 task name (NULL: any), $5 created at or after, $6 created before, $7 the id to
--- start below, $8 how many.
-SELECT * FROM taskq.task_details
- WHERE queue_id = $1
-   AND correlation_id = $4::text
-   AND ($2::text IS NULL OR state = $2)
-   AND ($3::text IS NULL OR task_name = $3)
-   AND created_at >= $5::timestamptz AND created_at < $6::timestamptz
-   AND id < $7::bigint
- ORDER BY id DESC
- LIMIT $8
+-- One page of a queue's tasks, newest first (migration 0022): $2 state, $3 task name, $4
+-- correlation id (NULL: any), $5 created at or after, $6 created before (a half-open window),
+-- $7 the id to start below (a cursor; the largest bigint for the first page), $8 how many.
+SELECT * FROM taskq.list_tasks(
+       p_queue_id => $1, p_state => $2, p_task_name => $3, p_correlation_id => $4,
+       p_created_after => $5, p_created_before => $6, p_before_id => $7, p_limit => $8)
 
 -- name: cancel_task
-SELECT state, cancel_requested FROM taskq.cancel(p_task_id => $1)
+SELECT state, cancel_requested FROM taskq.cancel(p_queue_id => $1, p_task_id => $2)
 
 -- name: list_dead
--- $2: how many, the most recently dead first
-SELECT * FROM taskq.task_details
- WHERE queue_id = $1 AND state = 'dead'
- ORDER BY finished_at DESC, id DESC
- LIMIT $2
+-- the most recently dead first
+SELECT * FROM taskq.list_dead(p_queue_id => $1, p_limit => $2)
 
 -- name: task_states_locked
--- $1 queue id, $2 task ids: the state of each that is in the queue, locked until the
--- transaction ends (a replay checks them, then replays them)
-SELECT id, state FROM taskq.tasks WHERE queue_id = $1 AND id = ANY($2::bigint[]) FOR UPDATE
+-- the state of each task id that is in the queue, locked until the transaction ends (a replay
+-- checks them, then replays them)
+SELECT id, state FROM taskq.task_states_locked(p_queue_id => $1, p_ids => $2::bigint[])
 
 -- name: replay_dead
 SELECT replayed, skipped FROM taskq.replay_dead(p_queue_id => $1, p_ids => $2)
@@ -154,7 +180,8 @@ SELECT taskq.next_run_in(p_queue_id => $1)
 SELECT taskq.release_orphans(p_queue_id => $1, p_worker_id => $2, p_known => $3) AS released
 
 -- name: worker_beat
-SELECT taskq.worker_beat(p_worker_id => $1, p_dead_after_s => $2, p_rescue_every_s => $3)
+SELECT taskq.worker_beat(p_worker_id => $1, p_dead_after_s => $2, p_rescue_every_s => $3,
+                         p_queue_ids => $4)
        AS rescued
 
 -- name: worker_gone
@@ -323,7 +350,10 @@ SELECT * FROM taskq.schedules
    FOR UPDATE SKIP LOCKED
 
 -- name: task_state
-SELECT state FROM taskq.tasks WHERE id = $1
+-- A schedule's last task, looked for in the schedule's queue ($1 namespace, $2 queue name): the
+-- queue's id and the task's state (NULL once purged); no row once the queue is gone.
+SELECT q.id AS queue_id, taskq.task_state(p_queue_id => q.id, p_task_id => $3) AS state
+  FROM taskq.queues q WHERE q.namespace = $1 AND q.name = $2
 
 -- name: record_schedule_pass
 -- $2 the next tick, $3 the latest tick enqueued and $4 its task, $5 the latest tick skipped
@@ -343,6 +373,66 @@ UPDATE taskq.schedules
 UPDATE taskq.schedules SET last_error = $2, updated_at = now() WHERE id = $1
 
 -- name: task_traceparents
--- The traceparents of tasks a worker claimed (only a tracing worker asks): $2 their ids.
-SELECT id, traceparent FROM taskq.tasks
- WHERE queue_id = $1 AND id = ANY($2::bigint[]) AND traceparent IS NOT NULL
+-- The traceparents of tasks a worker claimed (only a tracing worker asks).
+SELECT id, traceparent FROM taskq.task_traceparents(p_queue_id => $1, p_ids => $2::bigint[])
+
+-- name: put_webhook
+-- Create or update a queue's endpoint (docs/webhooks.md). An update keeps created_at: tasks
+-- finished before the endpoint existed are never announced to it.
+-- $1 namespace, $2 queue, $3 name, $4 url (NULL: the tasks' own callback URLs), $5 events,
+-- $6 secret, $7 allow_hosts, $8 declared_by (NULL: made by hand)
+INSERT INTO taskq.webhooks AS w
+       (namespace, queue, name, url, events, secret, allow_hosts, declared_by)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    ON CONFLICT (namespace, queue, name) DO UPDATE
+   SET url = EXCLUDED.url, events = EXCLUDED.events, secret = EXCLUDED.secret,
+       allow_hosts = EXCLUDED.allow_hosts, declared_by = EXCLUDED.declared_by,
+       updated_at = now()
+RETURNING w.*
+
+-- name: get_webhook
+SELECT * FROM taskq.webhooks WHERE namespace = $1 AND queue = $2 AND name = $3
+
+-- name: list_webhooks
+-- $1 namespace and $2 queue, each NULL for all
+SELECT * FROM taskq.webhooks
+ WHERE ($1::text IS NULL OR namespace = $1) AND ($2::text IS NULL OR queue = $2)
+ ORDER BY namespace, queue, name
+
+-- name: delete_webhook
+DELETE FROM taskq.webhooks WHERE namespace = $1 AND queue = $2 AND name = $3 RETURNING id
+
+-- name: delete_declared_webhooks
+-- The webhooks $1 (e.g. TaskQueue shop/orders) declared on queue $2/$3, but those named in
+-- $4: what a TaskQueue's spec no longer lists.
+DELETE FROM taskq.webhooks
+ WHERE declared_by = $1 AND namespace = $2 AND queue = $3 AND name <> ALL($4::text[])
+RETURNING name
+
+-- name: delivery_webhook
+-- What a delivery needs of its endpoint, read when it is made (so a rotated secret or a
+-- changed allow-list applies to retries): the queue's webhook named $3, or with $3 NULL the
+-- queue's signer of callbacks (the row without url).
+SELECT url, secret, allow_hosts FROM taskq.webhooks
+ WHERE namespace = $1 AND queue = $2
+   AND (CASE WHEN $3::text IS NULL THEN url IS NULL ELSE name = $3 END)
+
+-- name: webhook_queues
+-- The queues the Dispatcher has work in: those with endpoints, and those that were given a
+-- task with a callback URL (enqueue_many made their scan row). Never a scan of taskq.tasks:
+-- without a queue id it would plan, and lock, every queue's partition and its indexes.
+SELECT q.id, q.namespace || '/' || q.name AS name
+  FROM taskq.queues q
+ WHERE q.namespace <> 'taskq-system'
+   AND (EXISTS (SELECT 1 FROM taskq.webhooks w
+                 WHERE w.namespace = q.namespace AND w.queue = q.name AND w.url IS NOT NULL)
+        OR EXISTS (SELECT 1 FROM taskq.webhook_scans s WHERE s.queue_id = q.id))
+ ORDER BY q.id
+
+-- name: dispatch_webhooks
+SELECT taskq.dispatch_webhooks(p_queue_id => $1, p_overlap_s => $2, p_limit => $3)
+       AS dispatched
+
+-- name: webhook_queue
+-- The delivery queue's id, made if missing
+SELECT taskq.webhook_queue() AS id

@@ -189,12 +189,17 @@ async def release_orphans(
 
 
 async def worker_beat(
-    db: Executor, worker_id: str, dead_after_s: float, rescue_every_s: float
+    db: Executor,
+    worker_id: str,
+    dead_after_s: float,
+    rescue_every_s: float,
+    queue_ids: Sequence[int],
 ) -> int:
-    """Renew this worker's sign of life; returns how many tasks of dead workers it rescued
-    (when this period's rescue turn was its own)."""
+    """Renew this worker's sign of life and the queues it claims from (where its tasks are
+    looked for once it is dead); returns how many tasks of dead workers it rescued (when this
+    period's rescue turn was its own)."""
     rescued: int = await db.fetchval(
-        query("worker_beat"), worker_id, dead_after_s, rescue_every_s
+        query("worker_beat"), worker_id, dead_after_s, rescue_every_s, list(queue_ids)
     )
     return rescued
 

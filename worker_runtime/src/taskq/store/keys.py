@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
 
@@ -259,7 +260,7 @@ async def revoke_declared(db: Executor, declared_by: str) -> ApiKey | None:
 class PgKeyStore:
     """taskq.auth.KeyStore over PostgreSQL: one indexed read per request, and a write of the
     key's last use at most once per `record_every` (across every process: the write is
-    guarded in SQL)."""
+    guarded in SQL). Also taskq.auth.KeyAdmin, by the functions above."""
 
     def __init__(self, pool: Executor, *, record_every: timedelta = RECORD_USE_EVERY) -> None:
         self._db = pool
@@ -269,10 +270,15 @@ class PgKeyStore:
         prefix = auth.parse_prefix(secret)
         if prefix is None:
             return None
+        return await self.authenticate_digest(prefix, auth.digest(secret))
+
+    async def authenticate_digest(self, prefix: str, key_digest: bytes) -> ApiKey | None:
+        if not auth.is_prefix(prefix):
+            return None
         with translated():
             row = await self._db.fetchrow(query("api_key_by_prefix"), prefix)
             # the prefix is public: only the digest comparison needs constant time
-            if row is None or not auth.matches(secret, row["digest"]):
+            if row is None or not hmac.compare_digest(key_digest, row["digest"]):
                 return None
             key = key_from_row(row)
             now = row["now"]
@@ -285,3 +291,23 @@ class PgKeyStore:
                 if used is not None:
                     key = dataclasses.replace(key, last_used_at=used)
         return key
+
+    async def list_keys(self) -> list[ApiKey]:
+        return await list_keys(self._db)
+
+    async def create_key(
+        self,
+        name: str,
+        role: Role,
+        namespaces: Sequence[str] | None,
+        *,
+        reads_payloads: bool,
+        expires_in: timedelta | None,
+    ) -> tuple[ApiKey, str]:
+        return await create_key(
+            self._db, name, role, namespaces, reads_payloads=reads_payloads,
+            expires_in=expires_in,
+        )
+
+    async def revoke_key(self, name: str) -> ApiKey:
+        return await revoke_key(self._db, name)

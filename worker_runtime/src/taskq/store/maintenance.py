@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from taskq.store import schedules
+from taskq.store import schedules, webhooks
 from taskq.store.deadlines import DeadlineStore
 from taskq.store.sqlfiles import query
 from taskq.store.types import Executor
@@ -88,3 +88,9 @@ class MaintenanceStore(DeadlineStore):
 
     async def fire_schedules(self, now: datetime, limit: int) -> list[schedules.Fired]:
         return await self._run(schedules.fire_due, now, limit)
+
+    async def webhook_queues(self) -> list[MaintainedQueue]:
+        return await self._run(webhooks.webhook_queues)
+
+    async def dispatch_webhooks(self, queue_id: int, overlap_s: float, limit: int) -> int:
+        return await self._run(webhooks.dispatch_webhooks, queue_id, overlap_s, limit)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from taskq import jsonutil
-from taskq.models import QueueInfo, QueueSettings, QueueStats
+from taskq.models import QueueInfo, QueueSettings, QueueStats, ThroughputMinute, WaitMinute
 from taskq.names import QueueName
 from taskq.store.sqlfiles import query
 from taskq.store.types import Executor
@@ -69,3 +70,22 @@ async def queue_stats(db: Executor, queue_id: int) -> QueueStats:
     row = await db.fetchrow(query("queue_stats"), queue_id)
     assert row is not None
     return QueueStats(**dict(row))
+
+
+async def queue_throughput(db: Executor, queue_id: int, minutes: int) -> list[ThroughputMinute]:
+    """The last `minutes` whole minutes and the current one, by the database's clock."""
+    rows = await db.fetch(query("queue_throughput_minutes"), queue_id, minutes)
+    return [ThroughputMinute(**dict(row)) for row in rows]
+
+
+async def queue_throughput_since(
+    db: Executor, queue_id: int, since: datetime
+) -> list[ThroughputMinute]:
+    """From the minute of `since` to the current one."""
+    rows = await db.fetch(query("queue_throughput"), queue_id, since)
+    return [ThroughputMinute(**dict(row)) for row in rows]
+
+
+async def queue_wait(db: Executor, queue_id: int, minutes: int, sample: int) -> list[WaitMinute]:
+    rows = await db.fetch(query("queue_wait"), queue_id, minutes, sample)
+    return [WaitMinute(**dict(row)) for row in rows]

@@ -169,11 +169,23 @@ async def delete_schedule(db: Executor, namespace: str, name: str) -> bool:
     return deleted is not None
 
 
-async def task_state(db: Executor, task_id: int) -> str | None:
-    """The state of a schedule's last task; None once it was purged."""
+async def task_state(db: Executor, namespace: str, queue: str, task_id: int) -> str | None:
+    """The state of a schedule's last task, looked for in the schedule's queue (`namespace`,
+    `queue`: a task id alone would have every queue's partition probed); None once it was
+    purged or its queue dropped."""
+    last = await _last_task(db, namespace, queue, task_id)
+    return None if last is None else last[1]
+
+
+async def _last_task(
+    db: Executor, namespace: str, queue: str, task_id: int
+) -> tuple[int, str] | None:
+    """The queue id and state of a schedule's last task; None once it is gone."""
     with translated():
-        state: str | None = await db.fetchval(query("task_state"), task_id)
-    return state
+        row = await db.fetchrow(query("task_state"), namespace, queue, task_id)
+    if row is None or row["state"] is None:
+        return None
+    return row["queue_id"], row["state"]
 
 
 async def fire_due(conn: Connection, now: datetime, limit: int = 100) -> list[Fired]:
@@ -193,9 +205,10 @@ async def fire_due(conn: Connection, now: datetime, limit: int = 100) -> list[Fi
 
 async def _fire(conn: Connection, schedule_id: int, info: ScheduleInfo, now: datetime) -> Fired:
     spec = info.spec
-    unfinished = False
+    last = None  # the queue id and state of the schedule's last task, when they matter
     if info.last_task_id is not None and spec.concurrency_policy is not ConcurrencyPolicy.ALLOW:
-        unfinished = await task_state(conn, info.last_task_id) in UNFINISHED
+        last = await _last_task(conn, info.namespace, spec.queue, info.last_task_id)
+    unfinished = last is not None and last[1] in UNFINISHED
     todo = plan(spec, info.next_run_at, now, unfinished)
     queue = f"{info.namespace}/{spec.queue}"
     requests = [
@@ -210,8 +223,8 @@ async def _fire(conn: Connection, schedule_id: int, info: ScheduleInfo, now: dat
     try:
         async with conn.transaction():  # a savepoint: a failure is recorded, not raised
             with translated(queue):
-                if todo.cancel_previous and info.last_task_id is not None:
-                    await cancel_task(conn, info.last_task_id)
+                if todo.cancel_previous and last is not None and info.last_task_id is not None:
+                    await cancel_task(conn, last[0], info.last_task_id)
                 results = await enqueue_many(conn, queue, requests) if requests else []
     except TaskqError as error:
         await conn.execute(query("record_schedule_error"), schedule_id, str(error))

@@ -18,6 +18,8 @@ from taskq.errors import (
     UnknownQueueError,
 )
 from taskq.models import (
+    CALLBACK_URL,
+    MAX_CALLBACK_URL,
     MAX_DELAY_SECONDS,
     MAX_IDEMPOTENCY_KEY,
     MAX_TASK_NAME,
@@ -69,8 +71,10 @@ def _delay_seconds(delay: float | timedelta | None, position: int) -> float | No
 
 
 # One validated request: name, payload JSON, priority, delay, key, max attempts, timeout,
-# correlation id (None: the queue's default).
-Row = tuple[str, str, int | None, float | None, str | None, int | None, float | None, str | None]
+# correlation id, callback URL (None: the queue's default, or none).
+Row = tuple[
+    str, str, int | None, float | None, str | None, int | None, float | None, str | None, str | None
+]
 
 
 def _validated(t: TaskRequest, i: int, inherited: str | None) -> Row:
@@ -99,8 +103,9 @@ def _validated(t: TaskRequest, i: int, inherited: str | None) -> Row:
         and t.idempotency_key is None
         and t.max_attempts is None
         and t.timeout is None
+        and t.callback_url is None
     ):
-        return (name, payload, None, None, None, None, None, correlation)
+        return (name, payload, None, None, None, None, None, correlation, None)
     if t.idempotency_key is not None and not 1 <= len(t.idempotency_key) <= MAX_IDEMPOTENCY_KEY:
         raise InvalidArgumentError(
             f"tasks[{i}].idempotency_key", f"must be 1..{MAX_IDEMPOTENCY_KEY} characters"
@@ -120,7 +125,21 @@ def _validated(t: TaskRequest, i: int, inherited: str | None) -> Row:
         t.max_attempts,
         t.timeout,
         correlation,
+        _callback_url(t.callback_url, i),
     )
+
+
+def _callback_url(url: str | None, i: int) -> str | None:
+    """Its shape only; whether it may be called is decided at delivery (docs/webhooks.md)."""
+    if url is None:
+        return None
+    if not CALLBACK_URL.match(url) or len(url) > MAX_CALLBACK_URL:
+        raise InvalidArgumentError(
+            f"tasks[{i}].callback_url",
+            f"{url[:80]!r} must be an http:// or https:// URL of at most "
+            f"{MAX_CALLBACK_URL} characters",
+        )
+    return url
 
 
 Column = list[Any] | None
@@ -158,7 +177,9 @@ async def enqueue_many(
 
     Large batches without idempotency keys are written with COPY (several times the rate of
     the SQL function); batches with keys take the function, which owns ON CONFLICT."""
-    copy = len(tasks) >= COPY_THRESHOLD and all(t.idempotency_key is None for t in tasks)
+    copy = len(tasks) >= COPY_THRESHOLD and all(
+        t.idempotency_key is None and t.callback_url is None for t in tasks
+    )
     if not copy and len(tasks) <= ENQUEUE_CHUNK and not conn.is_in_transaction():
         # One statement is atomic by itself: BEGIN and COMMIT would only add round trips
         # (they were half the time of a single enqueue).
@@ -237,7 +258,7 @@ def _copy_rows(
     queue_id, now, limit = info["id"], info["now"], info["payload_limit_bytes"]
     default_priority, default_attempts = info["default_priority"], info["max_attempts"]
     for i, (task_id, request) in enumerate(zip(ids, tasks, strict=True)):
-        name, payload, priority, delay, _key, attempts, timeout, correlation = _validated(
+        name, payload, priority, delay, _key, attempts, timeout, correlation, _url = _validated(
             request, offset + i, inherited
         )
         # a character is at most 4 bytes in UTF-8: most payloads need no encoding to check
@@ -276,6 +297,20 @@ async def enqueue_details(
     return created, _task_from_row(data)
 
 
+async def enqueue_details_many(
+    conn: Connection, queue: str, tasks: Sequence[TaskRequest], traceparent: str | None = None
+) -> list[tuple[bool, TaskInfo]]:
+    """Tasks enqueued and read back in one transaction (one commit, one notification), in
+    their order: whether each was created (else its idempotency key was held, also by an
+    earlier task of these), and the task. All or nothing, like enqueue_many."""
+    async with conn.transaction():
+        rows = await conn.fetch(query("enqueue_many"), queue, *_columns(tasks), traceparent)
+        ids = [row["id"] for row in rows]
+        details = await conn.fetch(query("queue_tasks_by_id"), queue, ids)
+    by_id = {row["id"]: _task_from_row(row) for row in details}
+    return [(row["created"], by_id[row["id"]]) for row in rows]
+
+
 def _task_from_row(row: asyncpg.Record | dict[str, Any]) -> TaskInfo:
     data = dict(row)
     del data["queue_id"]
@@ -284,8 +319,24 @@ def _task_from_row(row: asyncpg.Record | dict[str, Any]) -> TaskInfo:
     return TaskInfo(**data)
 
 
-async def get_task(db: Executor, task_id: int) -> TaskInfo | None:
-    row = await db.fetchrow(query("get_task"), task_id)
+async def find_task_queue(db: Executor, task_id: int) -> int | None:
+    """The id of the queue holding the task (None: no such task). A task id alone names no
+    partition, and a statement over every queue's partition locks them all and their indexes
+    (docs/design.md, "Lookups by task id"), so the queues' partitions are probed one at a time,
+    newest queue first. Outside a transaction block each probe commits: at most one partition
+    is locked at once. Inside one (a connection in a transaction) a procedure cannot commit,
+    and the partitions probed stay locked until the transaction ends."""
+    in_transaction = not isinstance(db, asyncpg.Pool) and db.is_in_transaction()
+    queue_id: int | None = await db.fetchval(
+        query("task_queue_in_transaction") if in_transaction else query("find_task_queue"),
+        task_id,
+    )
+    return queue_id
+
+
+async def get_task(db: Executor, queue_id: int, task_id: int) -> TaskInfo | None:
+    """The task, if the queue holds it."""
+    row = await db.fetchrow(query("get_task"), queue_id, task_id)
     return None if row is None else _task_from_row(row)
 
 
@@ -303,10 +354,9 @@ async def list_tasks(
 ) -> list[TaskInfo]:
     """At most `limit` tasks of the queue with an id below `before_id`, newest (highest id)
     first, that match every filter given (None: any)."""
-    # a correlation id names a few tasks: walk its index, not the queue
-    by_correlation = correlation_id is not None
+    # (a correlation id names a few tasks: taskq.list_tasks walks its index, not the queue)
     rows = await db.fetch(
-        query("list_tasks_by_correlation") if by_correlation else query("list_tasks"),
+        query("list_tasks"),
         queue_id,
         state,
         task_name,
@@ -319,13 +369,15 @@ async def list_tasks(
     return [_task_from_row(row) for row in rows]
 
 
-async def task_attempts(db: Executor, task_id: int) -> list[AttemptInfo]:
-    rows = await db.fetch(query("task_attempts"), task_id)
+async def task_attempts(db: Executor, queue_id: int, task_id: int) -> list[AttemptInfo]:
+    """The task's attempts, oldest first; none if the queue does not hold it."""
+    rows = await db.fetch(query("task_attempts"), queue_id, task_id)
     return [AttemptInfo(**{**dict(r), "error": jsonutil.loads(r["error"])}) for r in rows]
 
 
-async def cancel_task(db: Executor, task_id: int) -> CancelResult | None:
-    row = await db.fetchrow(query("cancel_task"), task_id)
+async def cancel_task(db: Executor, queue_id: int, task_id: int) -> CancelResult | None:
+    """Cancel the task if the queue holds it (None: it does not)."""
+    row = await db.fetchrow(query("cancel_task"), queue_id, task_id)
     return None if row is None else CancelResult(row["state"], row["cancel_requested"])
 
 

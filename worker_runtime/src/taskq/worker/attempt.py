@@ -17,7 +17,7 @@ from taskq import jsonutil, tracing
 from taskq.correlation import current_correlation_id
 from taskq.errors import InvalidArgumentError
 from taskq.store.execution import ClaimedTask, Completion, Outcome
-from taskq.worker.context import TaskCanceledError, TaskContext, current_task
+from taskq.worker.context import FatalTaskError, TaskCanceledError, TaskContext, current_task
 from taskq.worker.registry import Registry, call_hook
 
 log = logging.getLogger("taskq.worker")
@@ -159,6 +159,10 @@ async def _run(
             await call_hook(after, ctx, value)
     except TaskCanceledError:
         return "canceled", None, None
+    except FatalTaskError as error:
+        log.warning("task failed for good: %s", error)
+        await _error_hooks(registry, ctx, error)
+        return "fatal", None, error_json(error, with_traceback=False)
     except InvalidArgumentError as error:  # the handler returned something that is not JSON
         await _error_hooks(registry, ctx, error)
         return "failed", None, error_json(error, with_traceback=False)

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import asyncpg
 
@@ -40,8 +40,10 @@ class Beat:
         deadline: float,
         pool_mode: PoolMode,
         on_rescued: Callable[[int], None],
+        queue_ids: Callable[[], Sequence[int]],
     ) -> None:
         self._dsn = dsn
+        self._queue_ids = queue_ids
         self._on_rescued = on_rescued
         self._worker_id = worker_id
         self._deadline = deadline
@@ -94,7 +96,9 @@ class Beat:
                 if conn is None or conn.is_closed():
                     conn = await self._connect()
                 rescued = await asyncio.wait_for(
-                    store.worker_beat(conn, self._worker_id, DEAD_AFTER, RESCUE_EVERY),
+                    store.worker_beat(
+                        conn, self._worker_id, DEAD_AFTER, RESCUE_EVERY, self._queue_ids()
+                    ),
                     self._deadline,
                 )
             except Exception as error:

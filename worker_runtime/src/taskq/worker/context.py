@@ -26,6 +26,11 @@ class TaskCanceledError(Exception):
     """Raise from a handler to end the attempt as canceled (after seeing ctx.cancel_requested)."""
 
 
+class FatalTaskError(Exception):
+    """Raise from a handler when trying again cannot help (a refused target, bad input): the
+    task goes to the dead letters at once, from where it can be replayed once fixed."""
+
+
 class TaskContext:
     """The running attempt: payload, ids, progress reporting and cooperative cancellation.
 

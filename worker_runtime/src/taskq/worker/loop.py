@@ -92,11 +92,15 @@ class Worker:
         *,
         db: WorkerStore | None = None,
         maintenance: MaintenanceRunner | None = None,
+        beats: bool = True,
     ) -> None:
         self.db = db or WorkerStore(pool, settings.db_deadline)
         self.registry = registry
         self.settings = settings
         self.worker_id = worker_id
+        # False: another Worker of the process beats for this worker id (the delivery worker
+        # of worker/main.py shares the main worker's id and beat)
+        self.beats = beats
         self.metrics = metrics or WorkerMetrics()
         self.metrics.in_flight = lambda: len(self.attempts)
         self.metrics.outcomes_pending = lambda: len(self._acks)
@@ -179,14 +183,21 @@ class Worker:
         """Work until `stop` is set, then shut down gracefully. Raises WorkerFailedError when
         the worker could not leave everything recorded, or stopped because a loop ended."""
         await self.resolve_queues()
-        beat = Beat(
-            self.settings.dsn.get_secret_value(),
-            self.worker_id,
-            self.settings.db_deadline,
-            self.settings.db_pool_mode,
-            lambda n: self.metrics.rescued("worker_died", n),
+        beat = (
+            Beat(
+                self.settings.dsn.get_secret_value(),
+                self.worker_id,
+                self.settings.db_deadline,
+                self.settings.db_pool_mode,
+                lambda n: self.metrics.rescued("worker_died", n),
+                # read from the beat's thread: a copy of the values, never the dict itself
+                lambda: sorted(self.queue_ids.copy().values()),
+            )
+            if self.beats
+            else None
         )
-        beat.start()
+        if beat is not None:
+            beat.start()
         log.info(
             "worker started",
             extra={
@@ -224,7 +235,8 @@ class Worker:
             await wait_or_cancel(background, self.settings.db_deadline)
             self._threads.shutdown(wait=False, cancel_futures=True)
             # beats last as long as tasks are held: until they are recorded or given back
-            await asyncio.to_thread(beat.stop, 2 * self.settings.db_deadline)
+            if beat is not None:
+                await asyncio.to_thread(beat.stop, 2 * self.settings.db_deadline)
         if self._failure is not None:
             problems.insert(0, self._failure)
         if problems:

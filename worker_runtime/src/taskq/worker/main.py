@@ -7,12 +7,17 @@ import contextlib
 import gc
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 
 from taskq import tracing
 from taskq.client import create_pool, no_session_reset
+from taskq.maintenance.runner import MaintenanceRunner
 from taskq.store.pool_mode import PoolMode
+from taskq.store.webhooks import webhook_queue
+from taskq.store.worker_store import WorkerStore
+from taskq.webhooks import WEBHOOK_QUEUE
 from taskq.worker.app import load_registry
 from taskq.worker.http import HealthServer
 from taskq.worker.logs import setup_logging
@@ -21,6 +26,7 @@ from taskq.worker.metrics import WorkerMetrics
 from taskq.worker.session import worker_session
 from taskq.worker.settings import WorkerSettings, new_worker_id
 from taskq.worker.stopping import ExitDeadline
+from taskq.worker.webhook import webhook_registry
 
 log = logging.getLogger("taskq.worker")
 
@@ -47,21 +53,71 @@ def tune_gc() -> None:
 
 
 async def worker_pool(
-    dsn: str, deadline: float = 10.0, pool_mode: PoolMode = "session"
+    dsn: str, deadline: float = 10.0, pool_mode: PoolMode = "session", webhooks: bool = False
 ) -> asyncpg.Pool:
     """The worker's pool: claim, ack, heartbeat and maintenance each hold at most one
-    connection at a time. The server ends a statement that outlives the worker's deadline
+    connection at a time (and, with webhooks, the delivery worker's claim, ack, heartbeat and
+    endpoint look-up). The server ends a statement that outlives the worker's deadline
     (WorkerSettings.db_deadline; 10 s is its value for the default lease) itself too, in case
     the worker's cancel request never reaches it (not through transaction pooling: see
     worker_session)."""
     return await create_pool(
         dsn,
         min_size=2,
-        max_size=4,
+        max_size=8 if webhooks else 4,
         server_settings=worker_session(pool_mode, deadline),
         reset=no_session_reset,
         pool_mode=pool_mode,
     )
+
+
+async def webhook_worker(
+    pool: asyncpg.Pool, settings: WorkerSettings, worker_id: str, metrics: WorkerMetrics
+) -> tuple[Worker, Callable[[], Awaitable[None]]]:
+    """A second worker in the process, serving the delivery queue with the built-in handler
+    in slots of its own (TASKQ_WEBHOOK_CONCURRENCY): deliveries to a slow receiver never hold
+    the slots of the process's own queues. It runs no maintenance and no beat (the main
+    worker does both).
+    Returns it and what closes its HTTP client."""
+    async with pool.acquire() as conn:
+        await webhook_queue(conn)  # made again if someone dropped it
+    registry, sender = webhook_registry(pool, settings.db_deadline)
+    hooks_settings = settings.model_copy(
+        update={
+            "queues": [WEBHOOK_QUEUE],
+            "concurrency": settings.webhook_concurrency,
+            "batch_size": settings.webhook_concurrency,
+        }
+    )
+    worker = Worker(
+        pool,
+        registry,
+        hooks_settings,
+        # the process's worker id and beat: one row of taskq.workers per process, and a
+        # process that dies has all its tasks rescued at once (release_orphans is per queue,
+        # so the two workers never give back each other's tasks)
+        worker_id,
+        metrics,
+        maintenance=MaintenanceRunner(WorkerStore(pool, settings.db_deadline), [], metrics),
+        beats=False,
+    )
+    return worker, sender.aclose
+
+
+async def _run_both(worker: Worker, hooks: Worker, stop: asyncio.Event) -> None:
+    """The process's worker and its delivery worker stop together: when signalled, when
+    either ends (a failure stops the other gracefully), and the failure is then raised (the
+    main worker's first). An unknown queue of the main worker stops the process before the
+    delivery worker starts."""
+    await worker.resolve_queues()
+    delivering = asyncio.create_task(hooks.run(stop))
+    delivering.add_done_callback(lambda _: stop.set())
+    try:
+        await worker.run(stop)
+    finally:
+        stop.set()
+        await asyncio.wait([delivering])
+    delivering.result()
 
 
 async def run_worker(settings: WorkerSettings, exit_deadline: ExitDeadline | None = None) -> None:
@@ -73,16 +129,33 @@ async def run_worker(settings: WorkerSettings, exit_deadline: ExitDeadline | Non
     registry = load_registry(settings.app)
     tune_gc()
     pool = await worker_pool(
-        settings.dsn.get_secret_value(), settings.db_deadline, settings.db_pool_mode
+        settings.dsn.get_secret_value(),
+        settings.db_deadline,
+        settings.db_pool_mode,
+        settings.webhooks,
     )
     metrics = WorkerMetrics()
-    worker = Worker(pool, registry, settings, new_worker_id(settings.pod_uid), metrics)
+    worker_id = new_worker_id(settings.pod_uid)
+    hooks: Worker | None = None
+    close_hooks: Callable[[], Awaitable[None]] | None = None
+    if settings.webhooks:
+        hooks, close_hooks = await webhook_worker(pool, settings, worker_id, metrics)
+    worker = Worker(pool, registry, settings, worker_id, metrics)
+    if hooks is not None:
+        main, delivering = worker, hooks
+        metrics.in_flight = lambda: len(main.attempts) + len(delivering.attempts)
+        metrics.outcomes_pending = lambda: len(main.unrecorded_outcomes()) + len(
+            delivering.unrecorded_outcomes()
+        )
     stop = asyncio.Event()
+
+    # the two workers stop side by side, so the process's bound is the longer of theirs
+    stopping = [worker] if hooks is None else [worker, hooks]
 
     def on_signal() -> None:
         stop.set()
         if exit_deadline is not None:
-            bound = shutdown_bound(settings) + EXIT_MARGIN
+            bound = max(shutdown_bound(w.settings) for w in stopping) + EXIT_MARGIN
             exit_deadline.arm(bound, 1, "the signal to stop")
 
     loop = asyncio.get_running_loop()
@@ -94,13 +167,18 @@ async def run_worker(settings: WorkerSettings, exit_deadline: ExitDeadline | Non
         if settings.metrics_port:
             port = await server.start(settings.metrics_host, settings.metrics_port)
             log.info("serving /metrics, /healthz, /readyz on %s:%d", settings.metrics_host, port)
-        await worker.run(stop)
+        if hooks is None:
+            await worker.run(stop)
+        else:
+            await _run_both(worker, hooks, stop)
         status = 0
     finally:
         if exit_deadline is not None:
             # what follows may wait on what the worker left behind: bounded, with its status
             exit_deadline.arm(EXIT_MARGIN, status, "the worker stopped")
         await server.stop()
+        if close_hooks is not None:
+            await close_hooks()
         await close_pool(pool, settings.db_deadline)
         # the last spans, within a bound: an unreachable collector must not hold the exit
         with contextlib.suppress(TimeoutError):

@@ -44,6 +44,7 @@ class WorkerMetrics:
         self.maintenance_turns: dict[str, int] = {}
         self.purged_count = 0
         self.ticks: dict[str, int] = {}
+        self.dispatched_count = 0
         self.in_flight: Callable[[], int] = lambda: 0
         self.outcomes_pending: Callable[[], int] = lambda: 0
         self.registry.register(self)
@@ -86,6 +87,9 @@ class WorkerMetrics:
 
     def schedule_ticks(self, outcome: str, count: int) -> None:
         self.ticks[outcome] = self.ticks.get(outcome, 0) + count
+
+    def webhooks_dispatched(self, count: int) -> None:
+        self.dispatched_count += count
 
     def loop_restarted(self, loop: str) -> None:
         self.loop_restarts[loop] = self.loop_restarts.get(loop, 0) + 1
@@ -179,6 +183,11 @@ class WorkerMetrics:
         for outcome, n in self.ticks.items():
             ticks.add_metric([outcome], n)
         yield ticks
+        yield CounterMetricFamily(
+            "taskq_webhooks_dispatched",
+            "Webhook deliveries this process's dispatcher enqueued",
+            value=self.dispatched_count,
+        )
         yield CounterMetricFamily(
             "taskq_tasks_purged",
             "Finished tasks this process deleted past their queue's retention",

@@ -17,7 +17,7 @@ WORKER_SESSION = {"synchronous_commit": "off", "application_name": APPLICATION_N
 def worker_session(mode: PoolMode, statement_timeout: float | None = None) -> dict[str, str]:
     """Settings sent at connect. Through transaction pooling only application_name: PgBouncer
     sets it again on each server connection it lends, and refuses other startup parameters.
-    The worker's hot-path functions then commit asynchronously by themselves (migration 0020),
+    The worker's hot-path functions then commit asynchronously by themselves (migration 0027),
     and only the worker's own deadline bounds a statement (unless the role's settings or
     PgBouncer's query_timeout add one: docs/worker.md)."""
     if mode == "transaction":

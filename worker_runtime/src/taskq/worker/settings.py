@@ -60,6 +60,13 @@ class WorkerSettings(BaseSettings):
         description="deadline of each database call, connecting included "
         "(default: a third of lease_seconds, between 1 and 10 s)",
     )
+    webhooks: bool = Field(
+        default=True,
+        description="also deliver completion webhooks (the queue taskq-system/webhooks)",
+    )
+    webhook_concurrency: int = Field(
+        default=4, ge=1, le=1_000, description="webhook deliveries at once, besides concurrency"
+    )
     metrics_port: int = Field(default=9090, ge=0, le=65535, description="0 disables the server")
     metrics_host: str = Field(default="127.0.0.1", description="bind address of /metrics")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -6,10 +6,11 @@ roles, namespaces and errors, served by `taskq api` on its gRPC port (9090 by de
 
 Every call sends an API key as metadata: `authorization: Bearer tq_<prefix>_<secret>`
 (`taskq keys create` makes one). A viewer key reads; an operator key also enqueues,
-cancels, retries, pauses, resumes and replays. A key reaches only its namespaces.
+cancels, retries, pauses, resumes and replays, and declares, suspends, resumes and deletes
+schedules. A key reaches only its namespaces.
 
 Status codes: UNAUTHENTICATED (no usable key), PERMISSION_DENIED (role or namespace),
-NOT_FOUND (no such queue or task; also a task outside the key's namespaces),
+NOT_FOUND (no such queue, task or schedule; also a task outside the key's namespaces),
 FAILED_PRECONDITION (the task's state forbids it now), INVALID_ARGUMENT (the message names
 the field: `invalid task.priority_number: ...`), RESOURCE_EXHAUSTED (a payload over the
 queue's limit, or a message over the server's), UNAVAILABLE (the database; retry later).
@@ -108,6 +109,34 @@ BACKOFF_KIND_LINEAR: BackoffKind.ValueType  # 2
 BACKOFF_KIND_FIXED: BackoffKind.ValueType  # 3
 Global___BackoffKind: _TypeAlias = BackoffKind  # noqa: Y015
 
+class _ConcurrencyPolicy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ConcurrencyPolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ConcurrencyPolicy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CONCURRENCY_POLICY_UNSPECIFIED: _ConcurrencyPolicy.ValueType  # 0
+    """In a request: the default, ALLOW."""
+    CONCURRENCY_POLICY_ALLOW: _ConcurrencyPolicy.ValueType  # 1
+    """Enqueue anyway."""
+    CONCURRENCY_POLICY_FORBID: _ConcurrencyPolicy.ValueType  # 2
+    """Skip the tick."""
+    CONCURRENCY_POLICY_REPLACE: _ConcurrencyPolicy.ValueType  # 3
+    """Cancel the unfinished task, then enqueue."""
+
+class ConcurrencyPolicy(_ConcurrencyPolicy, metaclass=_ConcurrencyPolicyEnumTypeWrapper):
+    """As a CronJob's: what a tick does while the previous tick's task is unfinished."""
+
+CONCURRENCY_POLICY_UNSPECIFIED: ConcurrencyPolicy.ValueType  # 0
+"""In a request: the default, ALLOW."""
+CONCURRENCY_POLICY_ALLOW: ConcurrencyPolicy.ValueType  # 1
+"""Enqueue anyway."""
+CONCURRENCY_POLICY_FORBID: ConcurrencyPolicy.ValueType  # 2
+"""Skip the tick."""
+CONCURRENCY_POLICY_REPLACE: ConcurrencyPolicy.ValueType  # 3
+"""Cancel the unfinished task, then enqueue."""
+Global___ConcurrencyPolicy: _TypeAlias = ConcurrencyPolicy  # noqa: Y015
+
 @_typing.final
 class TaskSubmission(_message.Message):
     """One task to enqueue. Fields left out take the queue's defaults."""
@@ -124,6 +153,7 @@ class TaskSubmission(_message.Message):
     CORRELATION_ID_FIELD_NUMBER: _builtins.int
     MAX_ATTEMPTS_FIELD_NUMBER: _builtins.int
     TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
+    CALLBACK_URL_FIELD_NUMBER: _builtins.int
     task_name: _builtins.str
     """The name the handler is registered under (`@taskq.task("...")`)."""
     payload_json: _builtins.str
@@ -141,6 +171,8 @@ class TaskSubmission(_message.Message):
     """Attempts before the task is dead (1..1000)."""
     timeout_seconds: _builtins.float
     """How long one attempt may run."""
+    callback_url: _builtins.str
+    """Called when the task finishes, signed by the queue's callback webhook (docs/webhooks.md)."""
     @_builtins.property
     def run_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -156,11 +188,14 @@ class TaskSubmission(_message.Message):
         correlation_id: _builtins.str | None = ...,
         max_attempts: _builtins.int | None = ...,
         timeout_seconds: _builtins.float | None = ...,
+        callback_url: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_correlation_id", b"_correlation_id", "_idempotency_key", b"_idempotency_key", "_max_attempts", b"_max_attempts", "_timeout_seconds", b"_timeout_seconds", "correlation_id", b"correlation_id", "delay_seconds", b"delay_seconds", "idempotency_key", b"idempotency_key", "max_attempts", b"max_attempts", "priority", b"priority", "priority_level", b"priority_level", "priority_number", b"priority_number", "run_at", b"run_at", "start", b"start", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_callback_url", b"_callback_url", "_correlation_id", b"_correlation_id", "_idempotency_key", b"_idempotency_key", "_max_attempts", b"_max_attempts", "_timeout_seconds", b"_timeout_seconds", "callback_url", b"callback_url", "correlation_id", b"correlation_id", "delay_seconds", b"delay_seconds", "idempotency_key", b"idempotency_key", "max_attempts", b"max_attempts", "priority", b"priority", "priority_level", b"priority_level", "priority_number", b"priority_number", "run_at", b"run_at", "start", b"start", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_correlation_id", b"_correlation_id", "_idempotency_key", b"_idempotency_key", "_max_attempts", b"_max_attempts", "_timeout_seconds", b"_timeout_seconds", "correlation_id", b"correlation_id", "delay_seconds", b"delay_seconds", "idempotency_key", b"idempotency_key", "max_attempts", b"max_attempts", "payload_json", b"payload_json", "priority", b"priority", "priority_level", b"priority_level", "priority_number", b"priority_number", "run_at", b"run_at", "start", b"start", "task_name", b"task_name", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_callback_url", b"_callback_url", "_correlation_id", b"_correlation_id", "_idempotency_key", b"_idempotency_key", "_max_attempts", b"_max_attempts", "_timeout_seconds", b"_timeout_seconds", "callback_url", b"callback_url", "correlation_id", b"correlation_id", "delay_seconds", b"delay_seconds", "idempotency_key", b"idempotency_key", "max_attempts", b"max_attempts", "payload_json", b"payload_json", "priority", b"priority", "priority_level", b"priority_level", "priority_number", b"priority_number", "run_at", b"run_at", "start", b"start", "task_name", b"task_name", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__callback_url: _TypeAlias = _typing.Literal["callback_url"]  # noqa: Y015
+    _WhichOneofArgType__callback_url: _TypeAlias = _typing.Literal["_callback_url", b"_callback_url"]  # noqa: Y015
     _WhichOneofReturnType__correlation_id: _TypeAlias = _typing.Literal["correlation_id"]  # noqa: Y015
     _WhichOneofArgType__correlation_id: _TypeAlias = _typing.Literal["_correlation_id", b"_correlation_id"]  # noqa: Y015
     _WhichOneofReturnType__idempotency_key: _TypeAlias = _typing.Literal["idempotency_key"]  # noqa: Y015
@@ -173,6 +208,8 @@ class TaskSubmission(_message.Message):
     _WhichOneofArgType_priority: _TypeAlias = _typing.Literal["priority", b"priority"]  # noqa: Y015
     _WhichOneofReturnType_start: _TypeAlias = _typing.Literal["delay_seconds", "run_at"]  # noqa: Y015
     _WhichOneofArgType_start: _TypeAlias = _typing.Literal["start", b"start"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__callback_url) -> _WhichOneofReturnType__callback_url | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__correlation_id) -> _WhichOneofReturnType__correlation_id | None: ...
     @_typing.overload
@@ -635,7 +672,7 @@ Global___ReplayDeadResponse: _TypeAlias = ReplayDeadResponse  # noqa: Y015
 @_typing.final
 class Task(_message.Message):
     """A task as the key may see it: a viewer key without reads_payloads gets payload_json and
-    result_json "null" and payload_hidden true.
+    result_json "null", no callback_url, and payload_hidden true.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -665,6 +702,7 @@ class Task(_message.Message):
     PAYLOAD_HIDDEN_FIELD_NUMBER: _builtins.int
     ATTEMPT_HISTORY_FIELD_NUMBER: _builtins.int
     TRACEPARENT_FIELD_NUMBER: _builtins.int
+    CALLBACK_URL_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     queue: _builtins.str
     task_name: _builtins.str
@@ -686,6 +724,8 @@ class Task(_message.Message):
     payload_hidden: _builtins.bool
     traceparent: _builtins.str
     """The W3C trace context of the span that enqueued it (docs/tracing.md)."""
+    callback_url: _builtins.str
+    """Where its outcome is announced (docs/webhooks.md); hidden with the payload."""
     @_builtins.property
     def run_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -728,13 +768,16 @@ class Task(_message.Message):
         payload_hidden: _builtins.bool = ...,
         attempt_history: _abc.Iterable[Global___Attempt] | None = ...,
         traceparent: _builtins.str | None = ...,
+        callback_url: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_attempt_id", b"_attempt_id", "_correlation_id", b"_correlation_id", "_idempotency_key", b"_idempotency_key", "_traceparent", b"_traceparent", "_worker_id", b"_worker_id", "attempt_id", b"attempt_id", "correlation_id", b"correlation_id", "created_at", b"created_at", "finished_at", b"finished_at", "idempotency_key", b"idempotency_key", "lease_expires_at", b"lease_expires_at", "run_at", b"run_at", "started_at", b"started_at", "traceparent", b"traceparent", "worker_id", b"worker_id"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_attempt_id", b"_attempt_id", "_callback_url", b"_callback_url", "_correlation_id", b"_correlation_id", "_idempotency_key", b"_idempotency_key", "_traceparent", b"_traceparent", "_worker_id", b"_worker_id", "attempt_id", b"attempt_id", "callback_url", b"callback_url", "correlation_id", b"correlation_id", "created_at", b"created_at", "finished_at", b"finished_at", "idempotency_key", b"idempotency_key", "lease_expires_at", b"lease_expires_at", "run_at", b"run_at", "started_at", b"started_at", "traceparent", b"traceparent", "worker_id", b"worker_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attempt_id", b"_attempt_id", "_correlation_id", b"_correlation_id", "_idempotency_key", b"_idempotency_key", "_traceparent", b"_traceparent", "_worker_id", b"_worker_id", "attempt_history", b"attempt_history", "attempt_id", b"attempt_id", "attempts", b"attempts", "cancel_requested", b"cancel_requested", "correlation_id", b"correlation_id", "created_at", b"created_at", "error_json", b"error_json", "finished_at", b"finished_at", "id", b"id", "idempotency_key", b"idempotency_key", "lease_expires_at", b"lease_expires_at", "max_attempts", b"max_attempts", "payload_hidden", b"payload_hidden", "payload_json", b"payload_json", "priority", b"priority", "progress_json", b"progress_json", "queue", b"queue", "result_json", b"result_json", "run_at", b"run_at", "started_at", b"started_at", "state", b"state", "task_name", b"task_name", "total_attempts", b"total_attempts", "traceparent", b"traceparent", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attempt_id", b"_attempt_id", "_callback_url", b"_callback_url", "_correlation_id", b"_correlation_id", "_idempotency_key", b"_idempotency_key", "_traceparent", b"_traceparent", "_worker_id", b"_worker_id", "attempt_history", b"attempt_history", "attempt_id", b"attempt_id", "attempts", b"attempts", "callback_url", b"callback_url", "cancel_requested", b"cancel_requested", "correlation_id", b"correlation_id", "created_at", b"created_at", "error_json", b"error_json", "finished_at", b"finished_at", "id", b"id", "idempotency_key", b"idempotency_key", "lease_expires_at", b"lease_expires_at", "max_attempts", b"max_attempts", "payload_hidden", b"payload_hidden", "payload_json", b"payload_json", "priority", b"priority", "progress_json", b"progress_json", "queue", b"queue", "result_json", b"result_json", "run_at", b"run_at", "started_at", b"started_at", "state", b"state", "task_name", b"task_name", "total_attempts", b"total_attempts", "traceparent", b"traceparent", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__attempt_id: _TypeAlias = _typing.Literal["attempt_id"]  # noqa: Y015
     _WhichOneofArgType__attempt_id: _TypeAlias = _typing.Literal["_attempt_id", b"_attempt_id"]  # noqa: Y015
+    _WhichOneofReturnType__callback_url: _TypeAlias = _typing.Literal["callback_url"]  # noqa: Y015
+    _WhichOneofArgType__callback_url: _TypeAlias = _typing.Literal["_callback_url", b"_callback_url"]  # noqa: Y015
     _WhichOneofReturnType__correlation_id: _TypeAlias = _typing.Literal["correlation_id"]  # noqa: Y015
     _WhichOneofArgType__correlation_id: _TypeAlias = _typing.Literal["_correlation_id", b"_correlation_id"]  # noqa: Y015
     _WhichOneofReturnType__idempotency_key: _TypeAlias = _typing.Literal["idempotency_key"]  # noqa: Y015
@@ -745,6 +788,8 @@ class Task(_message.Message):
     _WhichOneofArgType__worker_id: _TypeAlias = _typing.Literal["_worker_id", b"_worker_id"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__attempt_id) -> _WhichOneofReturnType__attempt_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__callback_url) -> _WhichOneofReturnType__callback_url | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__correlation_id) -> _WhichOneofReturnType__correlation_id | None: ...
     @_typing.overload
@@ -1000,3 +1045,351 @@ class QueueDetails(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___QueueDetails: _TypeAlias = QueueDetails  # noqa: Y015
+
+@_typing.final
+class ScheduleSpec(_message.Message):
+    """What a schedule enqueues, and when (REST's PUT body, field for field). In a request, a field
+    left out (empty, unset or unspecified) takes its default.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUEUE_FIELD_NUMBER: _builtins.int
+    TASK_NAME_FIELD_NUMBER: _builtins.int
+    PAYLOAD_JSON_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    CRON_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
+    SUSPEND_FIELD_NUMBER: _builtins.int
+    CONCURRENCY_POLICY_FIELD_NUMBER: _builtins.int
+    STARTING_DEADLINE_SECONDS_FIELD_NUMBER: _builtins.int
+    MAX_MISSED_RUNS_FIELD_NUMBER: _builtins.int
+    queue: _builtins.str
+    """The queue's name, in the schedule's namespace."""
+    task_name: _builtins.str
+    """The name the handler is registered under."""
+    payload_json: _builtins.str
+    """Each task's payload: any JSON value as JSON text; empty: {}. A viewer key without
+    reads_payloads gets "null".
+    """
+    priority: _builtins.int
+    """0..100; default 50."""
+    cron: _builtins.str
+    """Five fields, minute hour day-of-month month day-of-week ("*/15 * * * *"), or @hourly,
+    @daily, @weekly, @monthly, @yearly.
+    """
+    time_zone: _builtins.str
+    """The IANA time zone the cron expression is read in; empty: UTC."""
+    suspend: _builtins.bool
+    """A suspended schedule enqueues nothing."""
+    concurrency_policy: Global___ConcurrencyPolicy.ValueType
+    starting_deadline_seconds: _builtins.int
+    """A tick not started within this many seconds of its time is skipped; unset: no deadline."""
+    max_missed_runs: _builtins.int
+    """When the scheduler finds several ticks due: how many of the most recent to run (0..1000);
+    default 1.
+    """
+    def __init__(
+        self,
+        *,
+        queue: _builtins.str = ...,
+        task_name: _builtins.str = ...,
+        payload_json: _builtins.str = ...,
+        priority: _builtins.int | None = ...,
+        cron: _builtins.str = ...,
+        time_zone: _builtins.str = ...,
+        suspend: _builtins.bool = ...,
+        concurrency_policy: Global___ConcurrencyPolicy.ValueType = ...,
+        starting_deadline_seconds: _builtins.int | None = ...,
+        max_missed_runs: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_missed_runs", b"_max_missed_runs", "_priority", b"_priority", "_starting_deadline_seconds", b"_starting_deadline_seconds", "max_missed_runs", b"max_missed_runs", "priority", b"priority", "starting_deadline_seconds", b"starting_deadline_seconds"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_missed_runs", b"_max_missed_runs", "_priority", b"_priority", "_starting_deadline_seconds", b"_starting_deadline_seconds", "concurrency_policy", b"concurrency_policy", "cron", b"cron", "max_missed_runs", b"max_missed_runs", "payload_json", b"payload_json", "priority", b"priority", "queue", b"queue", "starting_deadline_seconds", b"starting_deadline_seconds", "suspend", b"suspend", "task_name", b"task_name", "time_zone", b"time_zone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__max_missed_runs: _TypeAlias = _typing.Literal["max_missed_runs"]  # noqa: Y015
+    _WhichOneofArgType__max_missed_runs: _TypeAlias = _typing.Literal["_max_missed_runs", b"_max_missed_runs"]  # noqa: Y015
+    _WhichOneofReturnType__priority: _TypeAlias = _typing.Literal["priority"]  # noqa: Y015
+    _WhichOneofArgType__priority: _TypeAlias = _typing.Literal["_priority", b"_priority"]  # noqa: Y015
+    _WhichOneofReturnType__starting_deadline_seconds: _TypeAlias = _typing.Literal["starting_deadline_seconds"]  # noqa: Y015
+    _WhichOneofArgType__starting_deadline_seconds: _TypeAlias = _typing.Literal["_starting_deadline_seconds", b"_starting_deadline_seconds"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_missed_runs) -> _WhichOneofReturnType__max_missed_runs | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__priority) -> _WhichOneofReturnType__priority | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__starting_deadline_seconds) -> _WhichOneofReturnType__starting_deadline_seconds | None: ...
+
+Global___ScheduleSpec: _TypeAlias = ScheduleSpec  # noqa: Y015
+
+@_typing.final
+class Schedule(_message.Message):
+    """A schedule and what its scheduler last did."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    NAMESPACE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SPEC_FIELD_NUMBER: _builtins.int
+    PAYLOAD_HIDDEN_FIELD_NUMBER: _builtins.int
+    NEXT_RUN_AT_FIELD_NUMBER: _builtins.int
+    LAST_SCHEDULE_TIME_FIELD_NUMBER: _builtins.int
+    LAST_TASK_ID_FIELD_NUMBER: _builtins.int
+    LAST_SKIPPED_TIME_FIELD_NUMBER: _builtins.int
+    LAST_SKIPPED_REASON_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    schedule: _builtins.str
+    """NAMESPACE/NAME"""
+    namespace: _builtins.str
+    name: _builtins.str
+    payload_hidden: _builtins.bool
+    """True when spec.payload_json is "null" because the key may not read payloads."""
+    last_task_id: _builtins.int
+    last_skipped_reason: _builtins.str
+    last_error: _builtins.str
+    """Why the last pass could not enqueue (its ticks stay due); unset after a pass that could."""
+    @_builtins.property
+    def spec(self) -> Global___ScheduleSpec: ...
+    @_builtins.property
+    def next_run_at(self) -> _timestamp_pb2.Timestamp:
+        """The next tick; unset while suspended."""
+
+    @_builtins.property
+    def last_schedule_time(self) -> _timestamp_pb2.Timestamp:
+        """The latest tick that enqueued a task, and that task."""
+
+    @_builtins.property
+    def last_skipped_time(self) -> _timestamp_pb2.Timestamp:
+        """The latest tick skipped, and why: Missed, PastStartingDeadline, PreviousUnfinished."""
+
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        schedule: _builtins.str = ...,
+        namespace: _builtins.str = ...,
+        name: _builtins.str = ...,
+        spec: Global___ScheduleSpec | None = ...,
+        payload_hidden: _builtins.bool = ...,
+        next_run_at: _timestamp_pb2.Timestamp | None = ...,
+        last_schedule_time: _timestamp_pb2.Timestamp | None = ...,
+        last_task_id: _builtins.int | None = ...,
+        last_skipped_time: _timestamp_pb2.Timestamp | None = ...,
+        last_skipped_reason: _builtins.str | None = ...,
+        last_error: _builtins.str | None = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_last_error", b"_last_error", "_last_skipped_reason", b"_last_skipped_reason", "_last_task_id", b"_last_task_id", "created_at", b"created_at", "last_error", b"last_error", "last_schedule_time", b"last_schedule_time", "last_skipped_reason", b"last_skipped_reason", "last_skipped_time", b"last_skipped_time", "last_task_id", b"last_task_id", "next_run_at", b"next_run_at", "spec", b"spec"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_last_error", b"_last_error", "_last_skipped_reason", b"_last_skipped_reason", "_last_task_id", b"_last_task_id", "created_at", b"created_at", "last_error", b"last_error", "last_schedule_time", b"last_schedule_time", "last_skipped_reason", b"last_skipped_reason", "last_skipped_time", b"last_skipped_time", "last_task_id", b"last_task_id", "name", b"name", "namespace", b"namespace", "next_run_at", b"next_run_at", "payload_hidden", b"payload_hidden", "schedule", b"schedule", "spec", b"spec"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__last_error: _TypeAlias = _typing.Literal["last_error"]  # noqa: Y015
+    _WhichOneofArgType__last_error: _TypeAlias = _typing.Literal["_last_error", b"_last_error"]  # noqa: Y015
+    _WhichOneofReturnType__last_skipped_reason: _TypeAlias = _typing.Literal["last_skipped_reason"]  # noqa: Y015
+    _WhichOneofArgType__last_skipped_reason: _TypeAlias = _typing.Literal["_last_skipped_reason", b"_last_skipped_reason"]  # noqa: Y015
+    _WhichOneofReturnType__last_task_id: _TypeAlias = _typing.Literal["last_task_id"]  # noqa: Y015
+    _WhichOneofArgType__last_task_id: _TypeAlias = _typing.Literal["_last_task_id", b"_last_task_id"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__last_error) -> _WhichOneofReturnType__last_error | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__last_skipped_reason) -> _WhichOneofReturnType__last_skipped_reason | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__last_task_id) -> _WhichOneofReturnType__last_task_id | None: ...
+
+Global___Schedule: _TypeAlias = Schedule  # noqa: Y015
+
+@_typing.final
+class ListSchedulesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAMESPACE_FIELD_NUMBER: _builtins.int
+    namespace: _builtins.str
+    """Only this namespace (the key must reach it); empty: every namespace the key reaches."""
+    def __init__(
+        self,
+        *,
+        namespace: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["namespace", b"namespace"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSchedulesRequest: _TypeAlias = ListSchedulesRequest  # noqa: Y015
+
+@_typing.final
+class ListSchedulesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def schedules(self) -> _containers.RepeatedCompositeFieldContainer[Global___Schedule]: ...
+    def __init__(
+        self,
+        *,
+        schedules: _abc.Iterable[Global___Schedule] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedules", b"schedules"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSchedulesResponse: _TypeAlias = ListSchedulesResponse  # noqa: Y015
+
+@_typing.final
+class GetScheduleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAMESPACE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    namespace: _builtins.str
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        namespace: _builtins.str = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "namespace", b"namespace"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetScheduleRequest: _TypeAlias = GetScheduleRequest  # noqa: Y015
+
+@_typing.final
+class PutScheduleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAMESPACE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SPEC_FIELD_NUMBER: _builtins.int
+    namespace: _builtins.str
+    name: _builtins.str
+    @_builtins.property
+    def spec(self) -> Global___ScheduleSpec: ...
+    def __init__(
+        self,
+        *,
+        namespace: _builtins.str = ...,
+        name: _builtins.str = ...,
+        spec: Global___ScheduleSpec | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "namespace", b"namespace", "spec", b"spec"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PutScheduleRequest: _TypeAlias = PutScheduleRequest  # noqa: Y015
+
+@_typing.final
+class PutScheduleResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    created: _builtins.bool
+    """False: the schedule existed and was updated."""
+    @_builtins.property
+    def schedule(self) -> Global___Schedule: ...
+    def __init__(
+        self,
+        *,
+        schedule: Global___Schedule | None = ...,
+        created: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "schedule", b"schedule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PutScheduleResponse: _TypeAlias = PutScheduleResponse  # noqa: Y015
+
+@_typing.final
+class DeleteScheduleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAMESPACE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    namespace: _builtins.str
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        namespace: _builtins.str = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "namespace", b"namespace"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteScheduleRequest: _TypeAlias = DeleteScheduleRequest  # noqa: Y015
+
+@_typing.final
+class DeleteScheduleResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteScheduleResponse: _TypeAlias = DeleteScheduleResponse  # noqa: Y015
+
+@_typing.final
+class SuspendScheduleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAMESPACE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    namespace: _builtins.str
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        namespace: _builtins.str = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "namespace", b"namespace"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SuspendScheduleRequest: _TypeAlias = SuspendScheduleRequest  # noqa: Y015
+
+@_typing.final
+class ResumeScheduleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAMESPACE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    namespace: _builtins.str
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        namespace: _builtins.str = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "namespace", b"namespace"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeScheduleRequest: _TypeAlias = ResumeScheduleRequest  # noqa: Y015

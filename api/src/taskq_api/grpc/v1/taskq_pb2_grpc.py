@@ -94,6 +94,36 @@ class TaskqServiceStub:
                 request_serializer=taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.WatchTaskRequest.SerializeToString,
                 response_deserializer=taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.Task.FromString,
                 _registered_method=True)
+        self.ListSchedules = channel.unary_unary(
+                '/taskq.v1.TaskqService/ListSchedules',
+                request_serializer=taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.ListSchedulesRequest.SerializeToString,
+                response_deserializer=taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.ListSchedulesResponse.FromString,
+                _registered_method=True)
+        self.GetSchedule = channel.unary_unary(
+                '/taskq.v1.TaskqService/GetSchedule',
+                request_serializer=taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.GetScheduleRequest.SerializeToString,
+                response_deserializer=taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.PutSchedule = channel.unary_unary(
+                '/taskq.v1.TaskqService/PutSchedule',
+                request_serializer=taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.PutScheduleRequest.SerializeToString,
+                response_deserializer=taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.PutScheduleResponse.FromString,
+                _registered_method=True)
+        self.DeleteSchedule = channel.unary_unary(
+                '/taskq.v1.TaskqService/DeleteSchedule',
+                request_serializer=taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.DeleteScheduleRequest.SerializeToString,
+                response_deserializer=taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.DeleteScheduleResponse.FromString,
+                _registered_method=True)
+        self.SuspendSchedule = channel.unary_unary(
+                '/taskq.v1.TaskqService/SuspendSchedule',
+                request_serializer=taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.SuspendScheduleRequest.SerializeToString,
+                response_deserializer=taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.ResumeSchedule = channel.unary_unary(
+                '/taskq.v1.TaskqService/ResumeSchedule',
+                request_serializer=taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.ResumeScheduleRequest.SerializeToString,
+                response_deserializer=taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.Schedule.FromString,
+                _registered_method=True)
 
 
 class TaskqServiceServicer:
@@ -187,6 +217,49 @@ class TaskqServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSchedules(self, request, context):
+        """The schedules (recurring tasks) in the key's namespaces, or in `namespace`. Viewer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSchedule(self, request, context):
+        """A schedule, with what its scheduler last did. Viewer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutSchedule(self, request, context):
+        """Create or update a schedule; `created` tells which. Errors name the field:
+        `spec.cron`, `spec.time_zone`... Operator.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSchedule(self, request, context):
+        """NOT_FOUND when there is no such schedule. Operator.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SuspendSchedule(self, request, context):
+        """A suspended schedule enqueues nothing; resuming starts at its next tick from now (the
+        ticks while suspended are not run). Operator.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskqServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -249,6 +322,36 @@ def add_TaskqServiceServicer_to_server(servicer, server):
                     servicer.WatchTask,
                     request_deserializer=taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.WatchTaskRequest.FromString,
                     response_serializer=taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.Task.SerializeToString,
+            ),
+            'ListSchedules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSchedules,
+                    request_deserializer=taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.ListSchedulesRequest.FromString,
+                    response_serializer=taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.ListSchedulesResponse.SerializeToString,
+            ),
+            'GetSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSchedule,
+                    request_deserializer=taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.GetScheduleRequest.FromString,
+                    response_serializer=taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.Schedule.SerializeToString,
+            ),
+            'PutSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutSchedule,
+                    request_deserializer=taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.PutScheduleRequest.FromString,
+                    response_serializer=taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.PutScheduleResponse.SerializeToString,
+            ),
+            'DeleteSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSchedule,
+                    request_deserializer=taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.DeleteScheduleRequest.FromString,
+                    response_serializer=taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.DeleteScheduleResponse.SerializeToString,
+            ),
+            'SuspendSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.SuspendSchedule,
+                    request_deserializer=taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.SuspendScheduleRequest.FromString,
+                    response_serializer=taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.Schedule.SerializeToString,
+            ),
+            'ResumeSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeSchedule,
+                    request_deserializer=taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.ResumeScheduleRequest.FromString,
+                    response_serializer=taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.Schedule.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -575,6 +678,168 @@ class TaskqService:
             '/taskq.v1.TaskqService/WatchTask',
             taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.WatchTaskRequest.SerializeToString,
             taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.Task.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSchedules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskq.v1.TaskqService/ListSchedules',
+            taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.ListSchedulesRequest.SerializeToString,
+            taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.ListSchedulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskq.v1.TaskqService/GetSchedule',
+            taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.GetScheduleRequest.SerializeToString,
+            taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskq.v1.TaskqService/PutSchedule',
+            taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.PutScheduleRequest.SerializeToString,
+            taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.PutScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskq.v1.TaskqService/DeleteSchedule',
+            taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.DeleteScheduleRequest.SerializeToString,
+            taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.DeleteScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SuspendSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskq.v1.TaskqService/SuspendSchedule',
+            taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.SuspendScheduleRequest.SerializeToString,
+            taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskq.v1.TaskqService/ResumeSchedule',
+            taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.ResumeScheduleRequest.SerializeToString,
+            taskq__api_dot_grpc_dot_v1_dot_taskq__pb2.Schedule.FromString,
             options,
             channel_credentials,
             insecure,

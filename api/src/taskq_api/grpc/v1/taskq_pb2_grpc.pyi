@@ -6,10 +6,11 @@ roles, namespaces and errors, served by `taskq api` on its gRPC port (9090 by de
 
 Every call sends an API key as metadata: `authorization: Bearer tq_<prefix>_<secret>`
 (`taskq keys create` makes one). A viewer key reads; an operator key also enqueues,
-cancels, retries, pauses, resumes and replays. A key reaches only its namespaces.
+cancels, retries, pauses, resumes and replays, and declares, suspends, resumes and deletes
+schedules. A key reaches only its namespaces.
 
 Status codes: UNAUTHENTICATED (no usable key), PERMISSION_DENIED (role or namespace),
-NOT_FOUND (no such queue or task; also a task outside the key's namespaces),
+NOT_FOUND (no such queue, task or schedule; also a task outside the key's namespaces),
 FAILED_PRECONDITION (the task's state forbids it now), INVALID_ARGUMENT (the message names
 the field: `invalid task.priority_number: ...`), RESOURCE_EXHAUSTED (a payload over the
 queue's limit, or a message over the server's), UNAVAILABLE (the database; retry later).
@@ -81,6 +82,21 @@ class TaskqServiceStub:
     """The task now, then again each time its state, attempts, cancel request or progress
     changes, until it is succeeded, dead or canceled: that is the last message. Viewer.
     """
+    ListSchedules: _grpc.UnaryUnaryMultiCallable[_taskq_pb2.ListSchedulesRequest, _taskq_pb2.ListSchedulesResponse]
+    """The schedules (recurring tasks) in the key's namespaces, or in `namespace`. Viewer."""
+    GetSchedule: _grpc.UnaryUnaryMultiCallable[_taskq_pb2.GetScheduleRequest, _taskq_pb2.Schedule]
+    """A schedule, with what its scheduler last did. Viewer."""
+    PutSchedule: _grpc.UnaryUnaryMultiCallable[_taskq_pb2.PutScheduleRequest, _taskq_pb2.PutScheduleResponse]
+    """Create or update a schedule; `created` tells which. Errors name the field:
+    `spec.cron`, `spec.time_zone`... Operator.
+    """
+    DeleteSchedule: _grpc.UnaryUnaryMultiCallable[_taskq_pb2.DeleteScheduleRequest, _taskq_pb2.DeleteScheduleResponse]
+    """NOT_FOUND when there is no such schedule. Operator."""
+    SuspendSchedule: _grpc.UnaryUnaryMultiCallable[_taskq_pb2.SuspendScheduleRequest, _taskq_pb2.Schedule]
+    """A suspended schedule enqueues nothing; resuming starts at its next tick from now (the
+    ticks while suspended are not run). Operator.
+    """
+    ResumeSchedule: _grpc.UnaryUnaryMultiCallable[_taskq_pb2.ResumeScheduleRequest, _taskq_pb2.Schedule]
 
 @_typing.type_check_only
 class TaskqServiceAsyncStub(TaskqServiceStub):
@@ -118,6 +134,21 @@ class TaskqServiceAsyncStub(TaskqServiceStub):
     """The task now, then again each time its state, attempts, cancel request or progress
     changes, until it is succeeded, dead or canceled: that is the last message. Viewer.
     """
+    ListSchedules: _aio.UnaryUnaryMultiCallable[_taskq_pb2.ListSchedulesRequest, _taskq_pb2.ListSchedulesResponse]  # type: ignore[assignment]
+    """The schedules (recurring tasks) in the key's namespaces, or in `namespace`. Viewer."""
+    GetSchedule: _aio.UnaryUnaryMultiCallable[_taskq_pb2.GetScheduleRequest, _taskq_pb2.Schedule]  # type: ignore[assignment]
+    """A schedule, with what its scheduler last did. Viewer."""
+    PutSchedule: _aio.UnaryUnaryMultiCallable[_taskq_pb2.PutScheduleRequest, _taskq_pb2.PutScheduleResponse]  # type: ignore[assignment]
+    """Create or update a schedule; `created` tells which. Errors name the field:
+    `spec.cron`, `spec.time_zone`... Operator.
+    """
+    DeleteSchedule: _aio.UnaryUnaryMultiCallable[_taskq_pb2.DeleteScheduleRequest, _taskq_pb2.DeleteScheduleResponse]  # type: ignore[assignment]
+    """NOT_FOUND when there is no such schedule. Operator."""
+    SuspendSchedule: _aio.UnaryUnaryMultiCallable[_taskq_pb2.SuspendScheduleRequest, _taskq_pb2.Schedule]  # type: ignore[assignment]
+    """A suspended schedule enqueues nothing; resuming starts at its next tick from now (the
+    ticks while suspended are not run). Operator.
+    """
+    ResumeSchedule: _aio.UnaryUnaryMultiCallable[_taskq_pb2.ResumeScheduleRequest, _taskq_pb2.Schedule]  # type: ignore[assignment]
 
 class TaskqServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -224,5 +255,56 @@ class TaskqServiceServicer(metaclass=_abc_1.ABCMeta):
         """The task now, then again each time its state, attempts, cancel request or progress
         changes, until it is succeeded, dead or canceled: that is the last message. Viewer.
         """
+
+    @_abc_1.abstractmethod
+    def ListSchedules(
+        self,
+        request: _taskq_pb2.ListSchedulesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_taskq_pb2.ListSchedulesResponse, _abc.Awaitable[_taskq_pb2.ListSchedulesResponse]]:
+        """The schedules (recurring tasks) in the key's namespaces, or in `namespace`. Viewer."""
+
+    @_abc_1.abstractmethod
+    def GetSchedule(
+        self,
+        request: _taskq_pb2.GetScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_taskq_pb2.Schedule, _abc.Awaitable[_taskq_pb2.Schedule]]:
+        """A schedule, with what its scheduler last did. Viewer."""
+
+    @_abc_1.abstractmethod
+    def PutSchedule(
+        self,
+        request: _taskq_pb2.PutScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_taskq_pb2.PutScheduleResponse, _abc.Awaitable[_taskq_pb2.PutScheduleResponse]]:
+        """Create or update a schedule; `created` tells which. Errors name the field:
+        `spec.cron`, `spec.time_zone`... Operator.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteSchedule(
+        self,
+        request: _taskq_pb2.DeleteScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_taskq_pb2.DeleteScheduleResponse, _abc.Awaitable[_taskq_pb2.DeleteScheduleResponse]]:
+        """NOT_FOUND when there is no such schedule. Operator."""
+
+    @_abc_1.abstractmethod
+    def SuspendSchedule(
+        self,
+        request: _taskq_pb2.SuspendScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_taskq_pb2.Schedule, _abc.Awaitable[_taskq_pb2.Schedule]]:
+        """A suspended schedule enqueues nothing; resuming starts at its next tick from now (the
+        ticks while suspended are not run). Operator.
+        """
+
+    @_abc_1.abstractmethod
+    def ResumeSchedule(
+        self,
+        request: _taskq_pb2.ResumeScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_taskq_pb2.Schedule, _abc.Awaitable[_taskq_pb2.Schedule]]: ...
 
 def add_TaskqServiceServicer_to_server(servicer: TaskqServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

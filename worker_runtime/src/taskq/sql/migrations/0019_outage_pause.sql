@@ -5,9 +5,11 @@
 -- others: they ran twice.
 --
 -- So the time the database was down does not count against anyone. A rescue duty's first turn
--- after the server started (its previous turn is older than pg_postmaster_start_time()) records
--- the pause: paused_at, the previous turn, and resumed_at, this one (the database was
--- accepting work again, however long recovery took). Then:
+-- after the server started (its previous turn is older than pg_postmaster_start_time(), or it
+-- never ran) records the pause: paused_at, the last sign that the previous server was up (a
+-- turn of any duty or a worker's beat: a duty may not have had a turn before the outage), and
+-- resumed_at, this turn (the database was accepting work again, however long recovery took).
+-- Then:
 -- - a worker's silence counts from its last beat or from resumed_at, whichever is later: it
 --   has dead_after_s to beat again once the database is back;
 -- - a lease that ran out after paused_at is extended by the pause: it keeps what it had left
@@ -21,6 +23,18 @@ ALTER TABLE taskq.duties
     ADD COLUMN paused_at timestamptz,
     ADD COLUMN resumed_at timestamptz;
 
+-- The last sign that the server before this one was up; NULL on a database this server is the
+-- first to run.
+CREATE FUNCTION taskq.last_seen_before_start() RETURNS timestamptz
+LANGUAGE sql STABLE AS $$
+    SELECT max(s.seen) FROM (
+        SELECT d.last_run_at FROM taskq.duties d
+         WHERE isfinite(d.last_run_at) AND d.last_run_at < pg_postmaster_start_time()
+        UNION ALL
+        SELECT w.beat_at FROM taskq.workers w WHERE w.beat_at < pg_postmaster_start_time()
+    ) s(seen)
+$$;
+
 CREATE OR REPLACE FUNCTION taskq.take_turn(p_duty text, p_every_s double precision) RETURNS boolean
 LANGUAGE sql AS $$
     SELECT taskq.require_range('take_turn', 'p_every_s', p_every_s, 0, 86400, 'seconds',
@@ -29,12 +43,12 @@ LANGUAGE sql AS $$
         -- every SET expression reads the row as it was: d.last_run_at is the previous turn
         UPDATE taskq.duties d
            SET last_run_at = now(),
-               paused_at = CASE WHEN isfinite(d.last_run_at)
-                                     AND d.last_run_at < pg_postmaster_start_time()
-                                THEN d.last_run_at ELSE d.paused_at END,
-               resumed_at = CASE WHEN isfinite(d.last_run_at)
-                                      AND d.last_run_at < pg_postmaster_start_time()
-                                 THEN now() ELSE d.resumed_at END
+               paused_at = CASE WHEN d.last_run_at < pg_postmaster_start_time()
+                                THEN taskq.last_seen_before_start() ELSE d.paused_at END,
+               resumed_at = CASE WHEN d.last_run_at < pg_postmaster_start_time()
+                                 THEN CASE WHEN taskq.last_seen_before_start() IS NOT NULL
+                                           THEN now() END
+                                 ELSE d.resumed_at END
          WHERE d.name = p_duty AND d.last_run_at <= now() - make_interval(secs => p_every_s)
         RETURNING 1
     )

@@ -12,7 +12,7 @@
 -- lock holder re-checks last_run_at on the latest version). A winner whose transaction rolls
 -- back leaves the turn to the next caller. And rescue_dead_workers deletes only the rows of
 -- silent workers that no beat holds (one holding it is alive), checking the silence again on
--- the row it locked. Both bodies are otherwise 0019's.
+-- the row it locked. take_turn is otherwise 0019's, rescue_dead_workers 0023's.
 
 CREATE OR REPLACE FUNCTION taskq.take_turn(p_duty text, p_every_s double precision) RETURNS boolean
 LANGUAGE sql AS $$
@@ -40,15 +40,17 @@ LANGUAGE sql AS $$
     SELECT EXISTS (SELECT FROM taken)
 $$;
 
-CREATE OR REPLACE FUNCTION taskq.rescue_dead_workers(p_limit integer DEFAULT 1000) RETURNS integer
-    LANGUAGE plpgsql
-    AS $$
+CREATE OR REPLACE FUNCTION taskq.rescue_dead_workers(p_limit integer DEFAULT 1000)
+RETURNS integer
+LANGUAGE plpgsql AS $$
 DECLARE
     v_dead text[];
-    v_count integer;
     v_queues integer[];
-    v_priorities smallint[];
-    v_run_ats timestamptz[];
+    v_queue integer;
+    v_count integer := 0;
+    v_held text[] := '{}';
+    v_rescued integer;
+    v_still_held text[];
     v_resumed timestamptz;
 BEGIN
     PERFORM taskq.require_range('rescue_dead_workers', 'p_limit', p_limit, 0, 100000, 'tasks');
@@ -59,52 +61,32 @@ BEGIN
     IF v_dead IS NULL THEN
         RETURN 0;
     END IF;
-    WITH lost AS (
-        SELECT e.queue_id, e.id, e.worker_id, e.attempt_id, e.total_attempts, e.started_at
-          FROM taskq.tasks e
-         WHERE e.state = 'running' AND e.worker_id = ANY(v_dead)
-         LIMIT p_limit FOR UPDATE SKIP LOCKED
-    ), rescued AS (
-        UPDATE taskq.tasks t
-           SET state = CASE WHEN t.cancel_requested THEN 'canceled'
-                            WHEN t.attempts < t.max_attempts THEN 'ready'
-                            ELSE 'dead' END,
-               finished_at = CASE WHEN NOT t.cancel_requested AND t.attempts < t.max_attempts
-                   THEN NULL ELSE now() END,
-               error = jsonb_build_object(
-                   'type', 'WorkerDied',
-                   'message', format('worker %s stopped beating (crashed, killed or cut off '
-                                     'from the database)', l.worker_id)),
-               worker_id = NULL, attempt_id = NULL, lease_expires_at = NULL
-          FROM lost l
-         WHERE t.queue_id = l.queue_id AND t.id = l.id
-        RETURNING t.queue_id, t.id, t.error, l.worker_id, l.attempt_id, l.total_attempts,
-                  l.started_at, t.state, t.priority, t.run_at
-    ), history AS (
-        INSERT INTO taskq.attempts (queue_id, task_id, attempt, attempt_id, worker_id,
-                                    started_at, finished_at, outcome, error)
-        SELECT r.queue_id, r.id, r.total_attempts, r.attempt_id, r.worker_id, r.started_at,
-               now(), 'lost', r.error
-          FROM rescued r
-    )
-    SELECT count(*), array_agg(r.queue_id) FILTER (WHERE r.state = 'ready'),
-           array_agg(r.priority) FILTER (WHERE r.state = 'ready'),
-           array_agg(r.run_at) FILTER (WHERE r.state = 'ready')
-      INTO v_count, v_queues, v_priorities, v_run_ats FROM rescued r;
-    -- each queue's workers resume their claims no later than its first rescued task
-    PERFORM taskq.notify_ready(f.queue_id, f.priority, f.run_at)
-       FROM (SELECT DISTINCT ON (q.queue_id) q.queue_id, q.priority, q.run_at
-               FROM unnest(v_queues, v_priorities, v_run_ats) AS q(queue_id, priority, run_at)
-              ORDER BY q.queue_id, q.priority DESC, q.run_at) f;
-    -- a row locked is a worker beating right now: alive, and skipped rather than waited for
-    -- (its beat may be waiting for this turn's row: a deadlock)
-    DELETE FROM taskq.workers w
-     WHERE w.worker_id = ANY(ARRAY(
-           SELECT d.worker_id FROM taskq.workers d
-            WHERE d.worker_id = ANY(v_dead)
-              AND greatest(d.beat_at, v_resumed) < now() - make_interval(secs => d.dead_after_s)
-              AND NOT EXISTS (SELECT FROM taskq.tasks t
-                               WHERE t.state = 'running' AND t.worker_id = d.worker_id)
-              FOR UPDATE SKIP LOCKED));
+    IF EXISTS (SELECT 1 FROM taskq.workers w
+                WHERE w.worker_id = ANY(v_dead) AND w.queue_ids IS NULL) THEN
+        v_queues := ARRAY(SELECT q.id FROM taskq.queues q ORDER BY q.id);
+    ELSE
+        v_queues := ARRAY(SELECT DISTINCT q FROM taskq.workers w, unnest(w.queue_ids) AS q
+                           WHERE w.worker_id = ANY(v_dead) ORDER BY q);
+    END IF;
+    FOREACH v_queue IN ARRAY v_queues LOOP
+        EXIT WHEN v_count >= p_limit;
+        SELECT s.rescued, s.still_held INTO v_rescued, v_still_held
+          FROM taskq.rescue_dead_in_queue(v_queue, v_dead, p_limit - v_count) s;
+        v_count := v_count + v_rescued;
+        v_held := v_held || v_still_held;
+    END LOOP;
+    -- a worker goes once every queue it served was looked at and none of its tasks is left
+    IF v_count < p_limit THEN
+        -- a row locked is a worker beating right now: alive, and skipped rather than waited
+        -- for (its beat may be waiting for this turn's row: a deadlock); the silence is
+        -- checked again on the row locked
+        DELETE FROM taskq.workers w
+         WHERE w.worker_id = ANY(ARRAY(
+               SELECT d.worker_id FROM taskq.workers d
+                WHERE d.worker_id = ANY(v_dead) AND NOT d.worker_id = ANY(v_held)
+                  AND greatest(d.beat_at, v_resumed)
+                      < now() - make_interval(secs => d.dead_after_s)
+                  FOR UPDATE SKIP LOCKED));
+    END IF;
     RETURN v_count;
 END $$;

@@ -14,8 +14,8 @@
 -- set_config(..., is_local => true) lasts until the transaction ends, so the commit sees it.
 -- A SET clause on the function (ALTER FUNCTION ... SET synchronous_commit = off) would not:
 -- it is undone when the function returns, before the commit (measured: one WAL flush per
--- call). Apart from that line each body is as its last migration left it (claim, heartbeat
--- and worker_beat: 0018; complete: 0003).
+-- call). Apart from that line each body is as its last migration left it (claim, heartbeat:
+-- 0018; complete: 0025; worker_beat: 0023).
 
 CREATE OR REPLACE FUNCTION taskq.claim(p_queue_id integer, p_worker_id text, p_limit integer, p_lease_s double precision, p_promote boolean DEFAULT true, p_resume_priority smallint DEFAULT NULL::smallint, p_resume_at timestamp with time zone DEFAULT NULL::timestamp with time zone, p_resume_id bigint DEFAULT 0) RETURNS TABLE(id bigint, task_name text, payload jsonb, priority smallint, attempt integer, attempt_id uuid, max_attempts integer, timeout_s double precision, correlation_id text, idempotency_key text, created_at timestamp with time zone, run_at timestamp with time zone)
     LANGUAGE plpgsql
@@ -135,10 +135,38 @@ LANGUAGE plpgsql SET plan_cache_mode = force_custom_plan AS $$
 DECLARE
     v_retryable boolean := p_outcome IN ('failed', 'timed_out');
     v_history_outcome text := CASE p_outcome WHEN 'fatal' THEN 'failed' ELSE p_outcome END;
+    v_deleted integer := 0;
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
     IF p_outcome NOT IN ('succeeded', 'failed', 'fatal', 'timed_out', 'canceled') THEN
         RAISE EXCEPTION 'complete: unknown outcome %', p_outcome USING ERRCODE = 'TQ003';
+    END IF;
+    IF p_outcome = 'succeeded' AND EXISTS (
+           SELECT FROM taskq.queues q
+            WHERE q.id = p_queue_id AND q.retention_succeeded_s = 0
+              AND NOT EXISTS (SELECT FROM taskq.webhooks w
+                               WHERE w.namespace = q.namespace AND w.queue = q.name
+                                 AND w.url IS NOT NULL AND 'succeeded' = ANY(w.events)))
+    THEN
+        -- kept for nobody: gone as it succeeds (a callback URL's task stays for the Dispatcher)
+        RETURN QUERY
+        WITH gone AS (
+            DELETE FROM taskq.tasks t
+             USING unnest(p_ids) WITH ORDINALITY AS i(id, ord)
+             WHERE t.queue_id = p_queue_id AND t.id = ANY(p_ids) AND t.id = i.id
+               AND t.state = 'running' AND t.attempt_id = p_attempt_ids[i.ord]
+               AND t.callback_url IS NULL
+            RETURNING t.id, t.total_attempts
+        ), history AS (
+            DELETE FROM taskq.attempts a
+             WHERE a.queue_id = p_queue_id
+               AND a.task_id = ANY(ARRAY(SELECT g.id FROM gone g WHERE g.total_attempts > 1))
+        )
+        SELECT g.id, 'succeeded'::text FROM gone g;
+        GET DIAGNOSTICS v_deleted = ROW_COUNT;
+        IF v_deleted = cardinality(p_ids) THEN
+            RETURN;
+        END IF;
     END IF;
     RETURN QUERY
     WITH finished AS (
@@ -196,19 +224,25 @@ BEGIN
     RETURNING t.id, t.cancel_requested;
 END $$;
 
-CREATE OR REPLACE FUNCTION taskq.worker_beat(p_worker_id text, p_dead_after_s double precision, p_rescue_every_s double precision) RETURNS integer
-    LANGUAGE plpgsql
-    AS $$
+CREATE OR REPLACE FUNCTION taskq.worker_beat(
+    p_worker_id text, p_dead_after_s double precision, p_rescue_every_s double precision,
+    p_queue_ids integer[] DEFAULT NULL
+) RETURNS integer
+LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
-    PERFORM taskq.require_range('worker_beat', 'p_dead_after_s', p_dead_after_s, 0, 86400, 'seconds',
-                                p_low_open => true);
-    PERFORM taskq.require_range('worker_beat', 'p_rescue_every_s', p_rescue_every_s, 0, 86400, 'seconds',
-                                p_low_open => true);
-    UPDATE taskq.workers w SET beat_at = now(), dead_after_s = p_dead_after_s
+    PERFORM taskq.require_range('worker_beat', 'p_dead_after_s', p_dead_after_s, 0, 86400,
+                                'seconds', p_low_open => true);
+    PERFORM taskq.require_range('worker_beat', 'p_rescue_every_s', p_rescue_every_s, 0, 86400,
+                                'seconds', p_low_open => true);
+    PERFORM taskq.require_range('worker_beat', 'cardinality(p_queue_ids)',
+                                coalesce(cardinality(p_queue_ids), 0), 0, 10000, 'queues');
+    UPDATE taskq.workers w
+       SET beat_at = now(), dead_after_s = p_dead_after_s, queue_ids = p_queue_ids
      WHERE w.worker_id = p_worker_id;
     IF NOT FOUND THEN
-        INSERT INTO taskq.workers (worker_id, dead_after_s) VALUES (p_worker_id, p_dead_after_s)
+        INSERT INTO taskq.workers (worker_id, dead_after_s, queue_ids)
+        VALUES (p_worker_id, p_dead_after_s, p_queue_ids)
         ON CONFLICT (worker_id) DO NOTHING;
     END IF;
     IF taskq.take_turn('rescue_dead_workers', p_rescue_every_s) THEN
