@@ -19,6 +19,7 @@ import asyncpg
 
 from taskq.backoff import Outage
 from taskq.store import execution as store
+from taskq.store.codecs import learn_types
 from taskq.store.dberrors import describe_error, is_database_error
 from taskq.store.pool_mode import PoolMode, statement_cache_size
 from taskq.worker.session import worker_session
@@ -73,6 +74,9 @@ class Beat:
             server_settings=worker_session(self._pool_mode),
             statement_cache_size=statement_cache_size(self._pool_mode),
         )
+        if self._pool_mode == "transaction":
+            # its beat sends the queue ids (integer[]): looked up in a transaction of its own
+            await learn_types(conn)
         return conn
 
     def _main(self) -> None:
