@@ -27,12 +27,12 @@ LANGUAGE sql AS $$
         -- every SET expression reads the row as it was: d.last_run_at is the previous turn
         UPDATE taskq.duties d
            SET last_run_at = now(),
-               paused_at = CASE WHEN isfinite(d.last_run_at)
-                                     AND d.last_run_at < pg_postmaster_start_time()
-                                THEN d.last_run_at ELSE d.paused_at END,
-               resumed_at = CASE WHEN isfinite(d.last_run_at)
-                                      AND d.last_run_at < pg_postmaster_start_time()
-                                 THEN now() ELSE d.resumed_at END
+               paused_at = CASE WHEN d.last_run_at < pg_postmaster_start_time()
+                                THEN taskq.last_seen_before_start() ELSE d.paused_at END,
+               resumed_at = CASE WHEN d.last_run_at < pg_postmaster_start_time()
+                                 THEN CASE WHEN taskq.last_seen_before_start() IS NOT NULL
+                                           THEN now() END
+                                 ELSE d.resumed_at END
           FROM free f
          WHERE d.name = f.name
         RETURNING 1
