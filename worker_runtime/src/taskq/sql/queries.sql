@@ -187,16 +187,11 @@ SELECT taskq.worker_beat(p_worker_id => $1, p_dead_after_s => $2, p_rescue_every
 -- name: worker_gone
 SELECT taskq.worker_gone(p_worker_id => $1)
 
--- name: take_turn
--- true for exactly one caller per period across the database
-SELECT taskq.take_turn(p_duty => $1, p_every_s => $2) AS taken
-
--- name: turn_free_in
--- $1 duty, $2 its period (s): seconds until its next turn is free (0: now); no row for a duty
--- the database does not know. Epochs, not timestamp arithmetic: last_run_at may be -infinity.
-SELECT greatest(0, extract(epoch FROM d.last_run_at)::float8 + $2::float8
-                   - extract(epoch FROM now())::float8) AS free_in
-  FROM taskq.duties d WHERE d.name = $1
+-- name: ask_turn
+-- $1 duty, $2 its period (s): taken (for exactly one caller per period across the database),
+-- else seconds until the next turn is free (NULL: a duty the database does not know yet), and
+-- how many processes ask (the beating workers, as the last winner counted them; NULL: never)
+SELECT taken, free_in, askers FROM taskq.ask_turn(p_duty => $1, p_every_s => $2)
 
 -- name: add_duty
 -- $1 duty: a maintenance service's row in taskq.duties, made on its first turn

@@ -7,6 +7,31 @@
 
 CREATE SCHEMA taskq;
 
+-- FUNCTION: ask_turn(text, double precision)
+
+CREATE FUNCTION taskq.ask_turn(p_duty text, p_every_s double precision, OUT taken boolean, OUT free_in double precision, OUT askers integer) RETURNS record
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM taskq.require_range('ask_turn', 'p_every_s', p_every_s, 0, 86400, 'seconds',
+                                p_low_open => true);
+    taken := taskq.take_turn(p_duty, p_every_s);
+    IF taken THEN
+        -- the winner holds the row's lock already: one more version, once a period
+        UPDATE taskq.duties d SET askers = (SELECT count(*) FROM taskq.workers)
+         WHERE d.name = p_duty
+        RETURNING d.askers INTO askers;
+        free_in := p_every_s;
+        RETURN;
+    END IF;
+    -- epochs, not timestamp arithmetic: last_run_at may be -infinity; no row (a duty new to
+    -- this database): free_in stays NULL
+    SELECT greatest(0, extract(epoch FROM d.last_run_at)::float8 + p_every_s
+                       - extract(epoch FROM now())::float8), d.askers
+      INTO free_in, askers
+      FROM taskq.duties d WHERE d.name = p_duty;
+END $$;
+
 -- FUNCTION: cancel(integer, bigint)
 
 CREATE FUNCTION taskq.cancel(p_queue_id integer, p_task_id bigint) RETURNS TABLE(state text, cancel_requested boolean)
@@ -1752,7 +1777,8 @@ CREATE TABLE taskq.duties (
     name text NOT NULL,
     last_run_at timestamp with time zone DEFAULT '-infinity'::timestamp with time zone NOT NULL,
     paused_at timestamp with time zone,
-    resumed_at timestamp with time zone
+    resumed_at timestamp with time zone,
+    askers integer
 );
 
 -- SEQUENCE: queues_id_seq
