@@ -53,7 +53,11 @@ def tune_gc() -> None:
 
 
 async def worker_pool(
-    dsn: str, deadline: float = 10.0, pool_mode: PoolMode = "session", webhooks: bool = False
+    dsn: str,
+    deadline: float = 10.0,
+    pool_mode: PoolMode = "session",
+    webhooks: bool = False,
+    size: int = 4,
 ) -> asyncpg.Pool:
     """The worker's pool: claim, ack, heartbeat and maintenance each hold at most one
     connection at a time (and, with webhooks, the delivery worker's claim, ack, heartbeat and
@@ -64,7 +68,7 @@ async def worker_pool(
     return await create_pool(
         dsn,
         min_size=2,
-        max_size=8 if webhooks else 4,
+        max_size=2 * size if webhooks else size,
         server_settings=worker_session(pool_mode, deadline),
         reset=no_session_reset,
         pool_mode=pool_mode,
@@ -133,8 +137,10 @@ async def run_worker(settings: WorkerSettings, exit_deadline: ExitDeadline | Non
         settings.db_deadline,
         settings.db_pool_mode,
         settings.webhooks,
+        settings.db_pool_size,
     )
     metrics = WorkerMetrics()
+    metrics.db_connections = lambda: (pool.get_size() - pool.get_idle_size(), pool.get_idle_size())
     worker_id = new_worker_id(settings.pod_uid)
     hooks: Worker | None = None
     close_hooks: Callable[[], Awaitable[None]] | None = None

@@ -43,6 +43,13 @@ class WorkerSettings(BaseSettings):
         description="how TASKQ_DSN reaches PostgreSQL: session (directly, or a pooler in session "
         "mode) or transaction (PgBouncer's transaction pooling)",
     )
+    db_pool_size: int = Field(
+        default=4,
+        ge=2,
+        le=100,
+        description="most connections of the worker's pool (claim, outcomes, lease renewals and "
+        "maintenance hold one each at a time); webhook deliveries add as many again",
+    )
     shutdown_grace: float = Field(
         default=25.0, ge=0, le=MAX_PERIOD_SECONDS, description="SIGTERM: finish in-flight"
     )
