@@ -155,11 +155,12 @@ async def _wait_for(reader: asyncpg.Connection, query: str, *args: Any, want: in
         await asyncio.sleep(0.2)
 
 
-async def _statements(observer: asyncpg.Connection) -> int:
+async def _statements(reader: asyncpg.Connection) -> int:
     """Transactions the benchmark's database has ended: one per statement outside a
-    transaction, as all of an idle worker's are."""
-    await observer.execute("SELECT pg_stat_clear_snapshot()")
-    ended: int = await observer.fetchval(
+    transaction, as all of an idle worker's are (on the reader: the observer's connection is
+    the sampler's, and two calls at once on one connection fail)."""
+    await reader.execute("SELECT pg_stat_clear_snapshot()")
+    ended: int = await reader.fetchval(
         "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1", DATABASE)
     return ended
 
@@ -194,9 +195,9 @@ async def bench(
             await _wait_for(reader, "SELECT count(*) FROM taskq.workers", want=run.workers,
                             limit=600)
             start_s = time.monotonic() - started
-            before = await _statements(observer)
+            before = await _statements(reader)
             await asyncio.sleep(IDLE_SECONDS)
-            idle_statements = (await _statements(observer) - before) / IDLE_SECONDS
+            idle_statements = (await _statements(reader) - before) / IDLE_SECONDS
             idle_connections = max(seen)
 
             for n in range(PICKUP_N):
