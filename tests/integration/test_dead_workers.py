@@ -175,3 +175,39 @@ async def test_the_rescue_skips_a_silent_worker_that_is_beating(dsn: str) -> Non
         await beating.close()
         await rescuer.close()
     assert [row["worker_id"] for row in left] == [late]
+
+
+async def test_beats_learn_how_many_workers_poll_their_queues(
+    dsn: str, make_queue: MakeQueue
+) -> None:
+    """The beat that takes the rescue turn counts the workers of each queue; every beat hears
+    the count of its least served queue (their polls spread by it: claim_policy.poll_every)."""
+    queue, other = await make_queue(), await make_queue()
+    workers = [f"test-pollers-{n}" for n in range(3)]
+    beat = "SELECT rescued, pollers FROM taskq.worker_beat($1, 3, $3, $2::integer[])"
+    conn = await asyncpg.connect(dsn)
+
+    async def pollers(worker: str, queues: list[int]) -> int | None:
+        # a period of a millisecond: this beat takes the turn, and counts
+        row = await conn.fetchrow(beat, worker, queues, 0.001)
+        assert row is not None
+        found: int | None = row["pollers"]
+        return found
+
+    try:
+        for worker in workers:
+            await conn.fetchrow(beat, worker, [queue.id], 3600.0)
+        assert await wait_for(lambda: pollers(workers[0], [queue.id]), lambda n: n == 3,
+                              what="three pollers") == 3
+        # the least served of its queues: one worker serves the other one too
+        assert await wait_for(lambda: pollers(workers[1], [queue.id, other.id]),
+                              lambda n: n == 1, what="the other queue's one poller") == 1
+        await conn.execute("DELETE FROM taskq.workers WHERE worker_id = ANY($1)", workers[1:])
+        assert await wait_for(lambda: pollers(workers[0], [queue.id]), lambda n: n == 1,
+                              what="one poller left") == 1
+        # a queue no worker serves any more has no count
+        assert await conn.fetchval(
+            "SELECT count(*) FROM taskq.queue_pollers WHERE queue_id = $1", other.id) == 0
+    finally:
+        await conn.execute("DELETE FROM taskq.workers WHERE worker_id = ANY($1)", workers)
+        await conn.close()

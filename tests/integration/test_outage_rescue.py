@@ -105,7 +105,8 @@ async def test_tasks_finished_during_a_restart_longer_than_a_lease_run_once() ->
             # another process's rescues, first thing: a beat and a maintenance turn
             conn = await asyncpg.connect(server.dsn)
             try:
-                assert await conn.fetchval("SELECT taskq.worker_beat('other', 3, 1)") == 0
+                assert await conn.fetchval(
+                    "SELECT rescued FROM taskq.worker_beat('other', 3, 1)") == 0
                 await ask_turn(conn, LEASES, 0.5)
                 assert await rescue_expired(conn, queue.id) == 0
             finally:
@@ -198,12 +199,13 @@ async def test_silence_counts_from_the_restart_not_from_the_last_beat(
     await restarted.execute(  # its last beat came just before the server went down
         "INSERT INTO taskq.workers (worker_id, beat_at, dead_after_s) "
         "VALUES ('quiet', pg_postmaster_start_time() - interval '61 s', 3)")
-    assert await restarted.fetchval("SELECT taskq.worker_beat('other', 3, 1)") == 0
+    assert await restarted.fetchval("SELECT rescued FROM taskq.worker_beat('other', 3, 1)") == 0
     assert (await _pause(restarted, BEATS))["resumed_at"] is not None
     # still silent 3 s after the database came back: dead
     await restarted.execute("UPDATE taskq.duties SET resumed_at = now() - interval '4 s' "
                             "WHERE name = $1", BEATS)
-    assert await restarted.fetchval("SELECT taskq.worker_beat('other', 3, 0.001)") == 1
+    assert await restarted.fetchval(
+        "SELECT rescued FROM taskq.worker_beat('other', 3, 0.001)") == 1
     assert await restarted.fetchval(
         "SELECT state FROM taskq.tasks WHERE queue_id = $1", queue_id) == "ready"
 

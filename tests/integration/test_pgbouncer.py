@@ -295,7 +295,9 @@ async def test_many_workers_share_the_poolers_few_server_connections(
     took_part = await pooled.pool.fetchval(
         "SELECT count(DISTINCT worker_id) FROM taskq.tasks WHERE id = ANY($1)",
         [t.id for t in tasks])
-    assert took_part > 15  # many of the 30 did
+    # many of the 30 did (not all: the first started drain much of it, and the others poll
+    # less often the more of them poll: claim_policy.poll_every)
+    assert took_part >= 10
 
 
 async def test_no_session_state_is_left_on_the_poolers_server_connections(

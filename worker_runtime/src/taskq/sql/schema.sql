@@ -253,6 +253,26 @@ BEGIN
     SELECT f.id, f.state FROM finished f;
 END $$;
 
+-- FUNCTION: count_pollers()
+
+CREATE FUNCTION taskq.count_pollers() RETURNS void
+    LANGUAGE sql
+    AS $$
+    WITH counted AS (
+        SELECT q AS queue_id, count(*)::integer AS workers
+          FROM taskq.workers w, unnest(w.queue_ids) AS q
+         GROUP BY q
+    ), gone AS (
+        DELETE FROM taskq.queue_pollers p
+         WHERE NOT EXISTS (SELECT FROM counted c WHERE c.queue_id = p.queue_id)
+    )
+    -- a count that did not change writes nothing
+    INSERT INTO taskq.queue_pollers AS p (queue_id, workers)
+    SELECT c.queue_id, c.workers FROM counted c
+    ON CONFLICT (queue_id) DO UPDATE SET workers = excluded.workers
+     WHERE p.workers <> excluded.workers
+$$;
+
 -- FUNCTION: dispatch_webhooks(integer, double precision, integer)
 
 CREATE FUNCTION taskq.dispatch_webhooks(p_queue_id integer, p_overlap_s double precision, p_limit integer) RETURNS integer
@@ -1686,7 +1706,7 @@ END $$;
 
 -- FUNCTION: worker_beat(text, double precision, double precision, integer[])
 
-CREATE FUNCTION taskq.worker_beat(p_worker_id text, p_dead_after_s double precision, p_rescue_every_s double precision, p_queue_ids integer[] DEFAULT NULL::integer[]) RETURNS integer
+CREATE FUNCTION taskq.worker_beat(p_worker_id text, p_dead_after_s double precision, p_rescue_every_s double precision, p_queue_ids integer[] DEFAULT NULL::integer[], OUT rescued integer, OUT pollers integer) RETURNS record
     LANGUAGE plpgsql
     AS $$
 BEGIN
@@ -1705,10 +1725,13 @@ BEGIN
         VALUES (p_worker_id, p_dead_after_s, p_queue_ids)
         ON CONFLICT (worker_id) DO NOTHING;
     END IF;
+    rescued := 0;
     IF taskq.take_turn('rescue_dead_workers', p_rescue_every_s) THEN
-        RETURN taskq.rescue_dead_workers();
+        rescued := taskq.rescue_dead_workers();
+        PERFORM taskq.count_pollers();
     END IF;
-    RETURN 0;
+    SELECT min(p.workers) INTO pollers FROM taskq.queue_pollers p
+     WHERE p.queue_id = ANY(p_queue_ids);
 END $$;
 
 -- FUNCTION: worker_gone(text)
@@ -1779,6 +1802,13 @@ CREATE TABLE taskq.duties (
     paused_at timestamp with time zone,
     resumed_at timestamp with time zone,
     askers integer
+);
+
+-- TABLE: queue_pollers
+
+CREATE TABLE taskq.queue_pollers (
+    queue_id integer NOT NULL,
+    workers integer NOT NULL
 );
 
 -- SEQUENCE: queues_id_seq
@@ -2007,6 +2037,11 @@ ALTER TABLE ONLY taskq.attempts_q1
 
 ALTER TABLE ONLY taskq.duties
     ADD CONSTRAINT duties_pkey PRIMARY KEY (name);
+
+-- CONSTRAINT: queue_pollers queue_pollers_pkey
+
+ALTER TABLE ONLY taskq.queue_pollers
+    ADD CONSTRAINT queue_pollers_pkey PRIMARY KEY (queue_id);
 
 -- CONSTRAINT: queues queues_namespace_name_key
 

@@ -54,6 +54,9 @@ class Beat:
         self._stop: asyncio.Event | None = None
         self._started = threading.Event()
         self.last_ok_at = 0.0  # monotonic
+        # workers polling the least served of this worker's queues, as the last beat heard
+        # (None: not counted yet); read by the claim loop's thread, replaced whole here
+        self.pollers: int | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._main, name="taskq-beat", daemon=True)
@@ -99,7 +102,7 @@ class Beat:
             try:
                 if conn is None or conn.is_closed():
                     conn = await self._connect()
-                rescued = await asyncio.wait_for(
+                beaten = await asyncio.wait_for(
                     store.worker_beat(
                         conn, self._worker_id, DEAD_AFTER, RESCUE_EVERY, self._queue_ids()
                     ),
@@ -113,9 +116,10 @@ class Beat:
                 continue
             outage.succeeded()
             self.last_ok_at = time.monotonic()
-            if rescued:
-                self._on_rescued(rescued)
-                log.warning("gave back %d tasks of workers that stopped beating", rescued)
+            self.pollers = beaten.pollers
+            if beaten.rescued:
+                self._on_rescued(beaten.rescued)
+                log.warning("gave back %d tasks of workers that stopped beating", beaten.rescued)
             delay = max(0.0, BEAT_INTERVAL - (time.monotonic() - started))
         await self._gone(conn)
 

@@ -119,6 +119,7 @@ class Worker:
             poll_interval=settings.poll_interval,
         )
         self._progress = asyncio.Event()  # a slot freed, a claim returned, or a wake-up
+        self._beat: Beat | None = None
         self._claim_tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._acks_closing = False
@@ -198,6 +199,7 @@ class Worker:
         )
         if beat is not None:
             beat.start()
+        self._beat = beat
         log.info(
             "worker started",
             extra={
@@ -345,6 +347,8 @@ class Worker:
         while not self._stopping:
             self.last_loop_at = time.monotonic()
             self._progress.clear()
+            if self._beat is not None:
+                self.claims.pollers = self._beat.pollers
             for order in self.claims.plan(time.monotonic(), len(self.attempts), len(self._acks)):
                 self._launch_claim(order)
             with contextlib.suppress(TimeoutError):
