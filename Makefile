@@ -119,5 +119,9 @@ bench-dashboard: venv system
 bench-operator: venv system tools
 	$(PY) bench/operator_bench.py
 
+# 1,000 workers through PgBouncer beside 10 direct ones (TASKQ_BENCH_WORKERS); minutes to start.
+bench-scale: venv system
+	$(PY) bench/scale_bench.py
+
 clean: cluster-down
 	rm -rf $(VENV) .state .mypy_cache .ruff_cache .pytest_cache
