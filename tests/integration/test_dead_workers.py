@@ -211,3 +211,28 @@ async def test_beats_learn_how_many_workers_poll_their_queues(
     finally:
         await conn.execute("DELETE FROM taskq.workers WHERE worker_id = ANY($1)", workers)
         await conn.close()
+
+
+async def test_a_late_rescuer_grants_the_others_its_own_lateness(dsn: str) -> None:
+    """When every beat comes late (the database or its pooler behind), the beat that takes the
+    rescue turn was late too: a worker silent for less than dead_after plus that lateness is
+    alive. A dead worker's silence keeps growing and it is found all the same."""
+    conn = await asyncpg.connect(dsn)
+    silent, late, timely = "test-silent-5s", "test-late-rescuer", "test-timely-rescuer"
+    beat = "SELECT rescued FROM taskq.worker_beat($1, 3, 0.001)"
+    try:
+        await conn.execute(
+            "INSERT INTO taskq.workers (worker_id, dead_after_s, beat_at) VALUES"
+            " ($1, 3, now() - interval '5 s'), ($2, 3, now() - interval '10 s'),"
+            " ($3, 3, now() - interval '1 s')", silent, late, timely)
+        await conn.fetchval(beat, late)  # 10 s since its last: 9 s of grace, 5 s is not dead
+        assert await conn.fetchval(
+            "SELECT count(*) FROM taskq.workers WHERE worker_id = $1", silent) == 1
+        await asyncio.sleep(0.01)  # the turn's period passed
+        await conn.fetchval(beat, timely)  # on time: no grace
+        assert await conn.fetchval(
+            "SELECT count(*) FROM taskq.workers WHERE worker_id = $1", silent) == 0
+    finally:
+        await conn.execute(
+            "DELETE FROM taskq.workers WHERE worker_id = ANY($1)", [silent, late, timely])
+        await conn.close()

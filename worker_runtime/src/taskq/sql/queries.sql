@@ -184,7 +184,7 @@ SELECT taskq.release_orphans(p_queue_id => $1, p_worker_id => $2, p_known => $3)
 -- pollers: the workers polling the least served of $4's queues (NULL: not counted yet)
 SELECT rescued, pollers
   FROM taskq.worker_beat(p_worker_id => $1, p_dead_after_s => $2, p_rescue_every_s => $3,
-                         p_queue_ids => $4)
+                         p_queue_ids => $4, p_beat_every_s => $5)
 
 -- name: worker_gone
 SELECT taskq.worker_gone(p_worker_id => $1)

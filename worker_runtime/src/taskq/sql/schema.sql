@@ -1382,9 +1382,9 @@ BEGIN
                            AND t.worker_id = ANY(p_dead));
 END $$;
 
--- FUNCTION: rescue_dead_workers(integer)
+-- FUNCTION: rescue_dead_workers(integer, double precision)
 
-CREATE FUNCTION taskq.rescue_dead_workers(p_limit integer DEFAULT 1000) RETURNS integer
+CREATE FUNCTION taskq.rescue_dead_workers(p_limit integer DEFAULT 1000, p_grace_s double precision DEFAULT 0) RETURNS integer
     LANGUAGE plpgsql
     AS $$
 DECLARE
@@ -1396,12 +1396,16 @@ DECLARE
     v_rescued integer;
     v_still_held text[];
     v_resumed timestamptz;
+    v_grace interval;
 BEGIN
     PERFORM taskq.require_range('rescue_dead_workers', 'p_limit', p_limit, 0, 100000, 'tasks');
+    PERFORM taskq.require_range('rescue_dead_workers', 'p_grace_s', p_grace_s, 0, 86400,
+                                'seconds');
+    v_grace := make_interval(secs => p_grace_s);
     -- silence counts from the last beat, or from when the turns resumed after an outage
     SELECT d.resumed_at INTO v_resumed FROM taskq.duties d WHERE d.name = 'rescue_dead_workers';
     SELECT array_agg(w.worker_id) INTO v_dead FROM taskq.workers w
-     WHERE greatest(w.beat_at, v_resumed) < now() - make_interval(secs => w.dead_after_s);
+     WHERE greatest(w.beat_at, v_resumed) < now() - make_interval(secs => w.dead_after_s) - v_grace;
     IF v_dead IS NULL THEN
         RETURN 0;
     END IF;
@@ -1429,7 +1433,7 @@ BEGIN
                SELECT d.worker_id FROM taskq.workers d
                 WHERE d.worker_id = ANY(v_dead) AND NOT d.worker_id = ANY(v_held)
                   AND greatest(d.beat_at, v_resumed)
-                      < now() - make_interval(secs => d.dead_after_s)
+                      < now() - make_interval(secs => d.dead_after_s) - v_grace
                   FOR UPDATE SKIP LOCKED));
     END IF;
     RETURN v_count;
@@ -1704,11 +1708,13 @@ BEGIN
     RETURN v_id;
 END $$;
 
--- FUNCTION: worker_beat(text, double precision, double precision, integer[])
+-- FUNCTION: worker_beat(text, double precision, double precision, integer[], double precision)
 
-CREATE FUNCTION taskq.worker_beat(p_worker_id text, p_dead_after_s double precision, p_rescue_every_s double precision, p_queue_ids integer[] DEFAULT NULL::integer[], OUT rescued integer, OUT pollers integer) RETURNS record
+CREATE FUNCTION taskq.worker_beat(p_worker_id text, p_dead_after_s double precision, p_rescue_every_s double precision, p_queue_ids integer[] DEFAULT NULL::integer[], p_beat_every_s double precision DEFAULT 1, OUT rescued integer, OUT pollers integer) RETURNS record
     LANGUAGE plpgsql
     AS $$
+DECLARE
+    v_silent double precision;  -- seconds since this worker's last beat
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
     PERFORM taskq.require_range('worker_beat', 'p_dead_after_s', p_dead_after_s, 0, 86400,
@@ -1717,9 +1723,14 @@ BEGIN
                                 'seconds', p_low_open => true);
     PERFORM taskq.require_range('worker_beat', 'cardinality(p_queue_ids)',
                                 coalesce(cardinality(p_queue_ids), 0), 0, 10000, 'queues');
+    PERFORM taskq.require_range('worker_beat', 'p_beat_every_s', p_beat_every_s, 0, 86400,
+                                'seconds', p_low_open => true);
+    -- the previous version's beat_at: every SET expression reads the row as it was
     UPDATE taskq.workers w
        SET beat_at = now(), dead_after_s = p_dead_after_s, queue_ids = p_queue_ids
-     WHERE w.worker_id = p_worker_id;
+      FROM taskq.workers o
+     WHERE w.worker_id = p_worker_id AND o.worker_id = p_worker_id
+    RETURNING extract(epoch FROM now() - o.beat_at) INTO v_silent;
     IF NOT FOUND THEN
         INSERT INTO taskq.workers (worker_id, dead_after_s, queue_ids)
         VALUES (p_worker_id, p_dead_after_s, p_queue_ids)
@@ -1727,7 +1738,9 @@ BEGIN
     END IF;
     rescued := 0;
     IF taskq.take_turn('rescue_dead_workers', p_rescue_every_s) THEN
-        rescued := taskq.rescue_dead_workers();
+        -- this beat's own lateness is the others' grace (see rescue_dead_workers)
+        rescued := taskq.rescue_dead_workers(
+            p_grace_s => least(86400, greatest(0, coalesce(v_silent, 0) - p_beat_every_s)));
         PERFORM taskq.count_pollers();
     END IF;
     SELECT min(p.workers) INTO pollers FROM taskq.queue_pollers p

@@ -200,11 +200,18 @@ async def worker_beat(
     dead_after_s: float,
     rescue_every_s: float,
     queue_ids: Sequence[int],
+    beat_every_s: float = 1.0,
 ) -> Beaten:
     """Renew this worker's sign of life and the queues it claims from (where its tasks are
-    looked for once it is dead)."""
+    looked for once it is dead); a beat later than `beat_every_s` after its last grants the
+    others as much more silence before they count as dead, when this beat rescues."""
     row = await db.fetchrow(
-        query("worker_beat"), worker_id, dead_after_s, rescue_every_s, list(queue_ids)
+        query("worker_beat"),
+        worker_id,
+        dead_after_s,
+        rescue_every_s,
+        list(queue_ids),
+        beat_every_s,
     )
     assert row is not None
     return Beaten(row["rescued"], row["pollers"])

@@ -104,7 +104,12 @@ class Beat:
                     conn = await self._connect()
                 beaten = await asyncio.wait_for(
                     store.worker_beat(
-                        conn, self._worker_id, DEAD_AFTER, RESCUE_EVERY, self._queue_ids()
+                        conn,
+                        self._worker_id,
+                        DEAD_AFTER,
+                        RESCUE_EVERY,
+                        self._queue_ids(),
+                        BEAT_INTERVAL,
                     ),
                     self._deadline,
                 )
