@@ -41,12 +41,14 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml worker_runtime/pyproject.toml oper
 venv: $(VENV)/.synced
 
 # Debian packages a fresh machine may lack: PostgreSQL's server (tests and the demo start their
-# own throwaway server from its binaries), openssl (cluster certificates), util-linux
+# own throwaway server from its binaries), PgBouncer (tests and bench/scale_bench.py put one in
+# front of it: devenv/pgbouncer.py), openssl (cluster certificates), util-linux
 # (setsid, for the cluster's processes), curl (the demo talks to the API with it) and chromium
 # (the dashboard's browser tests drive it: a browser downloaded by a tool is not to be had).
 system:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	ls /usr/sbin/pgbouncer >/dev/null 2>&1 || missing="$$missing pgbouncer"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v setsid >/dev/null || missing="$$missing util-linux"; \
@@ -120,6 +122,10 @@ bench-dashboard: venv system
 
 bench-operator: venv system tools
 	$(PY) bench/operator_bench.py
+
+# 1,000 workers through PgBouncer beside 10 direct ones (TASKQ_BENCH_WORKERS); minutes to start.
+bench-scale: venv system
+	$(PY) bench/scale_bench.py
 
 clean: cluster-down
 	rm -rf $(VENV) .state .mypy_cache .ruff_cache .pytest_cache

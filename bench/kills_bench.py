@@ -79,9 +79,10 @@ from taskq.backoff import FIRST_DELAY, MAX_DELAY
 from taskq.client import Client, connect
 from taskq.models import TaskRequest
 from taskq.worker.context import TaskContext
-from taskq.worker.loop import APPLICATION_NAME, Worker
+from taskq.worker.loop import Worker
 from taskq.worker.main import tune_gc, worker_pool
 from taskq.worker.registry import Registry
+from taskq.worker.session import APPLICATION_NAME
 from taskq.worker.settings import WorkerSettings
 
 RATE = float(os.environ.get("TASKQ_KILLS_RATE", "300"))

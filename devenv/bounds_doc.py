@@ -220,8 +220,9 @@ def _sql() -> list[str]:
         ("`claim`", "`p_limit`", "0", batch),
         ("`claim`, `heartbeat`", "`p_lease_s`", "> 0", period),
         ("`purge_finished`, `rescue_expired`, `rescue_dead_workers`", "`p_limit`", "0", batch),
-        ("`worker_beat`", "`p_dead_after_s`, `p_rescue_every_s`", "> 0", period),
-        ("`take_turn`", "`p_every_s`", "> 0", period),
+        ("`worker_beat`", "`p_dead_after_s`, `p_rescue_every_s`, `p_beat_every_s`", "> 0", period),
+        ("`rescue_dead_workers`", "`p_grace_s`", "0", period),
+        ("`take_turn`, `ask_turn`", "`p_every_s`", "> 0", period),
         ("`dispatch_webhooks`", "`p_limit`", "0", batch),
         ("`dispatch_webhooks`", "`p_overlap_s`", "> 0", period),
     ]

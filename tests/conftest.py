@@ -4,6 +4,8 @@
 - ``dsn`` (session): DSN of a database with the taskq schema migrated.
 - ``pool`` / ``client`` (function): an asyncpg pool and a taskq Client on that database.
 - ``make_queue`` (function): provisions a fresh, uniquely named queue with given settings.
+- ``pgbouncer`` (session): a real PgBouncer in transaction pooling in front of ``pg``, sharing
+  at most ``PGBOUNCER_POOL_SIZE`` server connections per database (started on first use).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from devenv.pgbouncer import LocalPgBouncer
 from devenv.postgres import LocalPostgres
 
 from taskq.client import Client
@@ -21,6 +24,7 @@ from taskq.models import QueueInfo, QueueSettings
 from taskq.store.migrations import migrate
 
 _queue_numbers = itertools.count(1)
+PGBOUNCER_POOL_SIZE = 4
 
 
 # The session's database gathers about a thousand queues, and tests read taskq.tasks by id
@@ -38,6 +42,14 @@ def pg() -> Iterator[LocalPostgres]:
     server.start()
     yield server
     server.destroy()
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(pg: LocalPostgres) -> Iterator[LocalPgBouncer]:
+    bouncer = LocalPgBouncer.temporary(pg.port, pool_size=PGBOUNCER_POOL_SIZE)
+    bouncer.start()
+    yield bouncer
+    bouncer.destroy()
 
 
 async def fresh_database(pg: LocalPostgres, name: str, *, migrated: bool = True) -> str:

@@ -202,6 +202,13 @@ def test_invalid_workerpools_are_refused_naming_the_field(
             {"env": [{"name": "A", "value": "1"}, {"name": "TASKQ_DSN", "value": "x"}]},
             "spec.env[1]: Invalid value: env must not set TASKQ_DSN: the operator sets",
         ),
+        (
+            {
+                "pooler": {"secretKeyRef": {"name": "pgbouncer"}},
+                "env": [{"name": "TASKQ_LISTEN", "value": "true"}],
+            },
+            "env must not set TASKQ_DB_POOL_MODE or TASKQ_LISTEN with pooler",
+        ),
         ({"image": " example/thumbnailer:1"}, "spec.image: Invalid value"),
         ({"pod": {"labels": {"team name": "a"}}}, "spec.pod.labels: Invalid value: 'team name'"),
         ({"pod": {"nodeSelector": {"zone": "a b"}}}, "spec.pod.nodeSelector.zone"),

@@ -139,7 +139,7 @@ async def running_worker(
                                      **options)
     # the worker's own pool: its sessions end a statement past the deadline server-side, so a
     # call the worker gave up on cannot commit later (a claim held up by a lock would)
-    pool = await worker_pool(dsn, worker_settings.db_deadline)
+    pool = await worker_pool(dsn, worker_settings.db_deadline, worker_settings.db_pool_mode)
     worker = Worker(
         pool, registry, worker_settings, f"test-{uuid.uuid4().hex[:8]}",
         db=store(pool, worker_settings.db_deadline),

@@ -21,7 +21,7 @@ import asyncpg
 from taskq import TaskRequest
 from taskq.client import Client
 from taskq.errors import DatabaseUnavailableError
-from taskq.worker.loop import APPLICATION_NAME
+from taskq.worker.session import APPLICATION_NAME
 from tests.conftest import MakeQueue
 from tests.integration.test_crash_safety import REPO, RUNS_TABLE, wait_all_succeeded
 

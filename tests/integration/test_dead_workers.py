@@ -131,3 +131,108 @@ async def test_exactly_one_caller_takes_a_periodic_turn(dsn: str) -> None:
             await c.close()
     assert rounds == [1, 1, 1]
     assert sum(again) == 0  # the period has not passed since the last turn
+
+
+async def test_a_turn_being_taken_is_lost_at_once(dsn: str) -> None:
+    """A caller finding the turn's row locked (its winner's transaction still runs) loses it
+    without waiting: a thousand beats a second queued behind each turn before (migration 0028).
+    The waiting connection's lock_timeout turns any wait into an error."""
+    winner, other = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+    try:
+        await winner.execute(
+            "INSERT INTO taskq.duties (name) VALUES ('test_locked_turn') ON CONFLICT DO NOTHING")
+        await other.execute("SET lock_timeout = '200ms'")
+        async with winner.transaction():
+            assert await winner.fetchval("SELECT taskq.take_turn('test_locked_turn', 0.001)")
+            assert not await other.fetchval("SELECT taskq.take_turn('test_locked_turn', 0.001)")
+        await asyncio.sleep(0.01)  # the period passed: free again
+        assert await other.fetchval("SELECT taskq.take_turn('test_locked_turn', 0.001)")
+    finally:
+        await winner.execute("DELETE FROM taskq.duties WHERE name = 'test_locked_turn'")
+        await winner.close()
+        await other.close()
+
+
+async def test_the_rescue_skips_a_silent_worker_that_is_beating(dsn: str) -> None:
+    """A silent worker whose row a beat holds right now is alive: the rescue leaves its row
+    rather than wait for that beat (which may be waiting for the rescue's turn: a deadlock)."""
+    beating, rescuer = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+    late, gone = "test-late-beat", "test-gone"
+    try:
+        await rescuer.execute(
+            "INSERT INTO taskq.workers (worker_id, dead_after_s, beat_at) VALUES"
+            " ($1, 3, now() - interval '1 minute'), ($2, 3, now() - interval '1 minute')",
+            late, gone)
+        await rescuer.execute("SET lock_timeout = '200ms'")
+        async with beating.transaction():
+            await beating.execute(
+                "UPDATE taskq.workers SET dead_after_s = 3 WHERE worker_id = $1", late)
+            await rescuer.fetchval("SELECT taskq.rescue_dead_workers()")
+        left = await rescuer.fetch(
+            "SELECT worker_id FROM taskq.workers WHERE worker_id = ANY($1)", [late, gone])
+    finally:
+        await rescuer.execute("DELETE FROM taskq.workers WHERE worker_id = ANY($1)", [late, gone])
+        await beating.close()
+        await rescuer.close()
+    assert [row["worker_id"] for row in left] == [late]
+
+
+async def test_beats_learn_how_many_workers_poll_their_queues(
+    dsn: str, make_queue: MakeQueue
+) -> None:
+    """The beat that takes the rescue turn counts the workers of each queue; every beat hears
+    the count of its least served queue (their polls spread by it: claim_policy.poll_every)."""
+    queue, other = await make_queue(), await make_queue()
+    workers = [f"test-pollers-{n}" for n in range(3)]
+    beat = "SELECT rescued, pollers FROM taskq.worker_beat($1, 3, $3, $2::integer[])"
+    conn = await asyncpg.connect(dsn)
+
+    async def pollers(worker: str, queues: list[int]) -> int | None:
+        # a period of a millisecond: this beat takes the turn, and counts
+        row = await conn.fetchrow(beat, worker, queues, 0.001)
+        assert row is not None
+        found: int | None = row["pollers"]
+        return found
+
+    try:
+        for worker in workers:
+            await conn.fetchrow(beat, worker, [queue.id], 3600.0)
+        assert await wait_for(lambda: pollers(workers[0], [queue.id]), lambda n: n == 3,
+                              what="three pollers") == 3
+        # the least served of its queues: one worker serves the other one too
+        assert await wait_for(lambda: pollers(workers[1], [queue.id, other.id]),
+                              lambda n: n == 1, what="the other queue's one poller") == 1
+        await conn.execute("DELETE FROM taskq.workers WHERE worker_id = ANY($1)", workers[1:])
+        assert await wait_for(lambda: pollers(workers[0], [queue.id]), lambda n: n == 1,
+                              what="one poller left") == 1
+        # a queue no worker serves any more has no count
+        assert await conn.fetchval(
+            "SELECT count(*) FROM taskq.queue_pollers WHERE queue_id = $1", other.id) == 0
+    finally:
+        await conn.execute("DELETE FROM taskq.workers WHERE worker_id = ANY($1)", workers)
+        await conn.close()
+
+
+async def test_a_late_rescuer_grants_the_others_its_own_lateness(dsn: str) -> None:
+    """When every beat comes late (the database or its pooler behind), the beat that takes the
+    rescue turn was late too: a worker silent for less than dead_after plus that lateness is
+    alive. A dead worker's silence keeps growing and it is found all the same."""
+    conn = await asyncpg.connect(dsn)
+    silent, late, timely = "test-silent-5s", "test-late-rescuer", "test-timely-rescuer"
+    beat = "SELECT rescued FROM taskq.worker_beat($1, 3, 0.001)"
+    try:
+        await conn.execute(
+            "INSERT INTO taskq.workers (worker_id, dead_after_s, beat_at) VALUES"
+            " ($1, 3, now() - interval '5 s'), ($2, 3, now() - interval '10 s'),"
+            " ($3, 3, now() - interval '1 s')", silent, late, timely)
+        await conn.fetchval(beat, late)  # 10 s since its last: 9 s of grace, 5 s is not dead
+        assert await conn.fetchval(
+            "SELECT count(*) FROM taskq.workers WHERE worker_id = $1", silent) == 1
+        await asyncio.sleep(0.01)  # the turn's period passed
+        await conn.fetchval(beat, timely)  # on time: no grace
+        assert await conn.fetchval(
+            "SELECT count(*) FROM taskq.workers WHERE worker_id = $1", silent) == 0
+    finally:
+        await conn.execute(
+            "DELETE FROM taskq.workers WHERE worker_id = ANY($1)", [silent, late, timely])
+        await conn.close()

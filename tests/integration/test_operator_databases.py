@@ -12,8 +12,8 @@ from taskq import BackoffPolicy
 from taskq.client import Client
 from taskq.maintenance.rescuer import Rescuer
 from taskq.webhooks import WebhookSpec, new_secret
-from taskq_operator.databases import MAINTENANCE_TASK, Databases, Maintenance
-from taskq_operator.metrics import OperatorMetrics
+from taskq_operator.databases import MAINTENANCE_TASK, Databases, Maintenance, database_label
+from taskq_operator.metrics import ConnectionsCollector, OperatorMetrics
 from tests.conftest import MakeQueue
 from tests.integration.helpers import claim, expire_lease, wait_for_state
 
@@ -30,6 +30,23 @@ async def test_an_unused_database_is_let_go_and_reopened_on_demand(dsn: str) -> 
         assert databases.dsns == []
         again = await databases.client(dsn)
         assert await again.pool.fetchval("SELECT 1") == 1
+    finally:
+        await databases.close()
+
+
+async def test_the_operators_connections_are_a_metric_without_credentials(dsn: str) -> None:
+    databases = Databases()
+    metrics = OperatorMetrics()
+    metrics.registry.register(ConnectionsCollector(databases.connections))
+    try:
+        client = await databases.client(dsn)
+        async with client.pool.acquire():
+            [(label, busy, idle)] = databases.connections()
+            assert (busy, idle) == (1, client.pool.get_size() - 1)
+            assert metrics.registry.get_sample_value(
+                "taskq_operator_db_connections", {"database": label, "use": "busy"}) == 1
+        assert "@" not in label
+        assert label == database_label(dsn)
     finally:
         await databases.close()
 

@@ -21,7 +21,7 @@ from devenv.postgres import LocalPostgres
 from taskq import TaskContext, TaskRequest
 from taskq.client import Client
 from taskq.store.execution import Completion
-from taskq.store.maintenance import rescue_expired, take_turn
+from taskq.store.maintenance import ask_turn, rescue_expired
 from taskq.store.migrations import migrate
 from taskq.store.worker_store import WorkerStore
 from taskq.worker.registry import Registry
@@ -105,8 +105,9 @@ async def test_tasks_finished_during_a_restart_longer_than_a_lease_run_once() ->
             # another process's rescues, first thing: a beat and a maintenance turn
             conn = await asyncpg.connect(server.dsn)
             try:
-                assert await conn.fetchval("SELECT taskq.worker_beat('other', 3, 1)") == 0
-                await take_turn(conn, LEASES, 0.5)
+                assert await conn.fetchval(
+                    "SELECT rescued FROM taskq.worker_beat('other', 3, 1)") == 0
+                await ask_turn(conn, LEASES, 0.5)
                 assert await rescue_expired(conn, queue.id) == 0
             finally:
                 await conn.close()
@@ -155,13 +156,13 @@ async def _pause(pool: asyncpg.Pool, duty: str) -> asyncpg.Record:
 
 
 async def test_the_first_turn_after_a_restart_records_the_pause(restarted: asyncpg.Pool) -> None:
-    assert await take_turn(restarted, LEASES, 5.0)
+    assert (await ask_turn(restarted, LEASES, 5.0)).taken
     pause = await _pause(restarted, LEASES)
     assert pause["paused_at"] < pause["started"] <= pause["resumed_at"] <= pause["now"]
     # a later turn, its previous one long ago but after the server started: no new pause
     await restarted.execute("UPDATE taskq.duties SET last_run_at = pg_postmaster_start_time() "
                             "WHERE name = $1", LEASES)
-    assert await take_turn(restarted, LEASES, 0.001)
+    assert (await ask_turn(restarted, LEASES, 0.001)).taken
     again = await _pause(restarted, LEASES)
     assert (again["paused_at"], again["resumed_at"]) == (pause["paused_at"], pause["resumed_at"])
 
@@ -169,7 +170,7 @@ async def test_the_first_turn_after_a_restart_records_the_pause(restarted: async
 async def test_a_lease_run_out_during_the_pause_keeps_what_it_had_left(
     restarted: asyncpg.Pool,
 ) -> None:
-    assert await take_turn(restarted, LEASES, 5.0)
+    assert (await ask_turn(restarted, LEASES, 5.0)).taken
     # the paused_at turn came 60 s before the server started; a lease that had 20 s left then
     during = await _task_held(
         restarted, "live", "(SELECT paused_at + interval '20 s' FROM taskq.duties "
@@ -184,7 +185,7 @@ async def test_a_lease_run_out_during_the_pause_keeps_what_it_had_left(
 async def test_a_lease_run_out_before_the_pause_is_rescued_at_once(
     restarted: asyncpg.Pool,
 ) -> None:
-    assert await take_turn(restarted, LEASES, 5.0)
+    assert (await ask_turn(restarted, LEASES, 5.0)).taken
     before = await _task_held(
         restarted, "dead-before", "(SELECT paused_at - interval '1 s' FROM taskq.duties "
         f"WHERE name = '{LEASES}')")
@@ -198,12 +199,13 @@ async def test_silence_counts_from_the_restart_not_from_the_last_beat(
     await restarted.execute(  # its last beat came just before the server went down
         "INSERT INTO taskq.workers (worker_id, beat_at, dead_after_s) "
         "VALUES ('quiet', pg_postmaster_start_time() - interval '61 s', 3)")
-    assert await restarted.fetchval("SELECT taskq.worker_beat('other', 3, 1)") == 0
+    assert await restarted.fetchval("SELECT rescued FROM taskq.worker_beat('other', 3, 1)") == 0
     assert (await _pause(restarted, BEATS))["resumed_at"] is not None
     # still silent 3 s after the database came back: dead
     await restarted.execute("UPDATE taskq.duties SET resumed_at = now() - interval '4 s' "
                             "WHERE name = $1", BEATS)
-    assert await restarted.fetchval("SELECT taskq.worker_beat('other', 3, 0.001)") == 1
+    assert await restarted.fetchval(
+        "SELECT rescued FROM taskq.worker_beat('other', 3, 0.001)") == 1
     assert await restarted.fetchval(
         "SELECT state FROM taskq.tasks WHERE queue_id = $1", queue_id) == "ready"
 
@@ -225,7 +227,7 @@ async def test_a_duty_that_never_ran_takes_the_pause_from_the_last_sign_of_the_o
         await pool.execute(
             "INSERT INTO taskq.workers (worker_id, beat_at, dead_after_s) "
             "VALUES ('w', pg_postmaster_start_time() - interval '1 minute', 30)")
-        assert await take_turn(pool, LEASES, 5.0)
+        assert (await ask_turn(pool, LEASES, 5.0)).taken
         pause = await _pause(pool, LEASES)
         assert pause["paused_at"] == pause["started"] - timedelta(minutes=1)
         assert pause["started"] <= pause["resumed_at"] <= pause["now"]
@@ -240,7 +242,7 @@ async def test_a_database_first_used_by_this_server_records_no_pause(pg: LocalPo
     try:
         await pool.execute("INSERT INTO taskq.duties (name) VALUES ($1) ON CONFLICT DO NOTHING",
                            LEASES)
-        assert await take_turn(pool, LEASES, 5.0)
+        assert (await ask_turn(pool, LEASES, 5.0)).taken
         pause = await _pause(pool, LEASES)
         assert (pause["paused_at"], pause["resumed_at"]) == (None, None)
     finally:

@@ -10,7 +10,13 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from taskq.worker.claim_policy import DUE_MARGIN, ClaimPolicy
+from taskq.worker.claim_policy import (
+    DUE_MARGIN,
+    LONGEST_POLL,
+    POLLS_PER_SECOND,
+    ClaimPolicy,
+    poll_every,
+)
 
 Step = Callable[[ClaimPolicy], None]
 QUEUE_IDS = {"a": 1, "b": 2, "c": 3}
@@ -207,3 +213,27 @@ def test_without_notifications_only_an_empty_claim_drains_a_queue() -> None:
     policy.landed(order, 3, 101.0)
     assert not policy.drained("a")
     assert [o.want for o in policy.plan(101.0, 7, 0)] == [3]
+
+
+def test_each_of_many_pollers_polls_less_often_and_together_they_poll_as_needed() -> None:
+    assert poll_every(1.0, None) == 1.0  # not counted yet: the interval
+    assert poll_every(1.0, 10) == 1.0  # few: the interval
+    assert poll_every(1.0, 100) == pytest.approx(100 / POLLS_PER_SECOND)
+    assert poll_every(1.0, 100_000) == LONGEST_POLL  # at most LONGEST_POLL intervals
+    assert poll_every(5.0, 100) == 5.0  # never more often than asked
+
+
+def test_an_idle_queue_is_polled_again_after_a_spread_poll_of_its_many_workers() -> None:
+    draws = iter([0.0, 1.0])
+    policy = ClaimPolicy(concurrency=10, batch_size=10, poll_interval=1.0,
+                         rng=lambda: next(draws))
+    policy.follow("a", 1)
+    policy.pollers = 500  # 10 s apart each: 50 polls a second together
+    (order,) = policy.plan(100.0, 0, 0)
+    policy.landed(order, 0, 100.0)
+    assert policy.plan(104.0, 0, 0) == []
+    (order,) = policy.plan(105.0, 0, 0)  # 10 s x 0.5
+    assert order.queue == "a"
+    policy.landed(order, 0, 105.0)
+    assert policy.plan(119.0, 0, 0) == []
+    assert [o.queue for o in policy.plan(120.0, 0, 0)] == ["a"]  # 10 s x 1.5

@@ -28,6 +28,7 @@ def test_metrics_of_a_worker() -> None:
     metrics.started("default/q", "t")
     metrics.finished("default/q", "t", "succeeded", 0.2)
     metrics.settled("default/q", "succeeded", 2)
+    metrics.db_connections = lambda: (1, 3)
     server = HealthServer(metrics.registry, lambda: None, lambda: True)
     body = server._route("GET", "/metrics")[2].decode()
     assert 'taskq_tasks_started_total{queue="default/q",task="t"} 1.0' in body
@@ -35,6 +36,8 @@ def test_metrics_of_a_worker() -> None:
             in body)
     assert 'taskq_tasks_settled_total{queue="default/q",state="succeeded"} 2.0' in body
     assert "taskq_tasks_in_flight 0.0" in body
+    assert 'taskq_db_connections{use="busy"} 1.0' in body
+    assert 'taskq_db_connections{use="idle"} 3.0' in body
 
 
 @pytest.mark.parametrize(

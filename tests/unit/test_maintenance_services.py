@@ -10,7 +10,8 @@ import pytest
 from taskq.maintenance.dispatcher import Dispatcher
 from taskq.maintenance.pruner import Pruner
 from taskq.maintenance.rescuer import Rescuer
-from taskq.store.maintenance import MaintainedQueue
+from taskq.maintenance.runner import ASKS_PER_PERIOD, LONGEST_WINDOW, ask_window
+from taskq.store.maintenance import MaintainedQueue, Turn
 from taskq.store.schedules import Fired
 
 
@@ -25,11 +26,8 @@ class FakeDatabase:
         ]
         self.notified: list[int] = []
 
-    async def take_turn(self, duty: str, every_s: float) -> bool:
-        return True
-
-    async def turn_free_in(self, duty: str, every_s: float) -> float | None:
-        return 0.0
+    async def ask_turn(self, duty: str, every_s: float) -> Turn:
+        return Turn(taken=True, free_in=every_s, askers=1)
 
     async def add_duty(self, duty: str) -> None:
         pass
@@ -115,3 +113,14 @@ async def test_the_dispatcher_serves_only_the_queues_with_webhooks() -> None:
     db, counts = FakeDatabase(), Counts()
     assert await Dispatcher().run_once(db, counts) == 50
     assert counts.dispatched_total == 50
+
+
+def test_losers_spread_their_asks_over_a_window_that_grows_with_them() -> None:
+    # alone or uncounted: the small spread of old
+    assert ask_window(1.0, None) == pytest.approx(0.1)
+    assert ask_window(1.0, 0) == pytest.approx(0.1)
+    assert ask_window(60.0, 1) == pytest.approx(60.0 / ASKS_PER_PERIOD)
+    # many: together about ASKS_PER_PERIOD asks a period, the window at most LONGEST_WINDOW
+    assert ask_window(1.0, 100) == pytest.approx(100 / ASKS_PER_PERIOD)
+    assert ask_window(1.0, 100_000) == pytest.approx(LONGEST_WINDOW)
+    assert ask_window(5.0, 20) == pytest.approx(5.0 * 20 / ASKS_PER_PERIOD)

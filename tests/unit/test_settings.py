@@ -77,10 +77,22 @@ def test_poll_interval_must_be_shorter_than_the_lease(env: pytest.MonkeyPatch) -
     assert WorkerSettings().poll_interval == 4.9
 
 
+def test_transaction_pooling_needs_listen_off(env: pytest.MonkeyPatch) -> None:
+    assert WorkerSettings().db_pool_mode == "session"
+    env.setenv("TASKQ_DB_POOL_MODE", "transaction")
+    with pytest.raises(ValidationError) as raised:
+        WorkerSettings()
+    assert "set TASKQ_LISTEN=false" in _error_text(raised.value)
+    assert "TASKQ_DB_POOL_MODE=transaction" in _error_text(raised.value)
+    env.setenv("TASKQ_LISTEN", "false")
+    assert WorkerSettings().db_pool_mode == "transaction"
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [("CONCURRENCY", "0"), ("CONCURRENCY", "many"), ("BATCH_SIZE", "5001"),
-     ("LEASE_SECONDS", "0.5"), ("METRICS_PORT", "70000"), ("LOG_LEVEL", "TRACE")],
+     ("LEASE_SECONDS", "0.5"), ("METRICS_PORT", "70000"), ("LOG_LEVEL", "TRACE"),
+     ("DB_POOL_MODE", "statement")],
 )
 def test_out_of_range_values_are_refused(env: pytest.MonkeyPatch, name: str, value: str) -> None:
     env.setenv(f"TASKQ_{name}", value)

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from taskq_operator.databases import Databases, Maintenance
 from taskq_operator.handlers import register
 from taskq_operator.k8s import KubernetesPort
-from taskq_operator.metrics import OperatorMetrics
+from taskq_operator.metrics import ConnectionsCollector, OperatorMetrics
 from taskq_operator.reconcile.runtime import Runtime
 from taskq_operator.settings import OperatorSettings
 
@@ -35,6 +35,7 @@ def _api_client() -> k8s_client.ApiClient:
 async def run(settings: OperatorSettings) -> None:
     metrics = OperatorMetrics()
     databases = Databases(maintenance=Maintenance(settings.maintenance_interval, metrics))
+    metrics.registry.register(ConnectionsCollector(databases.connections))
     runtime = Runtime(settings, KubernetesPort(_api_client()), databases, metrics)
     registry = kopf.OperatorRegistry()
     register(registry, runtime)

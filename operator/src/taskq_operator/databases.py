@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import asyncpg
 
@@ -147,6 +149,16 @@ class ScheduleDatabase:
         return await schedule_store.task_state(self._pool, namespace, queue, task_id)
 
 
+def database_label(dsn: str) -> str:
+    """A DSN as a metric may show it: host, port and database, never the user or password."""
+    parts = urlsplit(dsn)
+    if parts.scheme in ("postgres", "postgresql") and parts.hostname:
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.hostname}{port}{parts.path or '/'}"
+    # a key=value DSN: not parsed, only told apart
+    return "dsn-" + hashlib.sha256(dsn.encode()).hexdigest()[:8]
+
+
 class Databases:
     def __init__(
         self, idle_close_s: float = IDLE_CLOSE_SECONDS, maintenance: Maintenance | None = None
@@ -165,6 +177,15 @@ class Databases:
     def dsns(self) -> list[str]:
         """The databases the operator holds connections to."""
         return list(self._clients)
+
+    def connections(self) -> list[tuple[str, int, int]]:
+        """Per database (named without credentials): its pool's connections busy and idle;
+        each database also has one LISTEN connection."""
+        counts = []
+        for dsn, client in self._clients.items():
+            idle = client.pool.get_idle_size()
+            counts.append((database_label(dsn), client.pool.get_size() - idle, idle))
+        return counts
 
     async def client(self, dsn: str) -> Client:
         """A client of the database (schema migrated); DatabaseUnavailableError if it cannot

@@ -5,8 +5,10 @@ removed with it."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from taskq.models import QueueStats
 from taskq_operator.autoscaling import Decision
@@ -150,3 +152,21 @@ class OperatorMetrics:
 def _remove(gauge: Gauge, *labels: str) -> None:
     with contextlib.suppress(KeyError):
         gauge.remove(*labels)
+
+
+class ConnectionsCollector:
+    """The operator's connections to each database, read from its pools at scrape time."""
+
+    def __init__(self, connections: Callable[[], list[tuple[str, int, int]]]) -> None:
+        self._connections = connections
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "taskq_operator_db_connections",
+            "Connections of the operator's pool to each database, by use (one LISTEN more each)",
+            labels=["database", "use"],
+        )
+        for database, busy, idle in self._connections():
+            family.add_metric([database, "busy"], busy)
+            family.add_metric([database, "idle"], idle)
+        yield family

@@ -130,7 +130,10 @@ def worker_deployment(
     pool: ObjectRef, spec: WorkerPoolSpec, *, replicas: int, dsn: SecretKeyRef
 ) -> Manifest:
     """The Deployment running `taskq worker` for a pool, configured only through the
-    environment contract of docs/worker.md."""
+    environment contract of docs/worker.md. `dsn`: the queues' database, unless the pool
+    connects through a pooler."""
+    if spec.pooler is not None:
+        dsn = spec.pooler.secret_key_ref
     labels = worker_labels(pool.name)
     return {
         "apiVersion": "apps/v1",
@@ -236,7 +239,12 @@ def _operator_env(pool: ObjectRef, spec: WorkerPoolSpec, dsn: SecretKeyRef) -> l
         "shutdown_grace": {"value": str(grace)},
         "pod_uid": {"valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
     }
-    return [{"name": env_name(setting), **sources[setting]} for setting in OPERATOR_SETTINGS]
+    env = [{"name": env_name(setting), **sources[setting]} for setting in OPERATOR_SETTINGS]
+    if spec.pooler is not None:
+        # through transaction pooling: no session state, so no LISTEN (workers poll)
+        env += [{"name": env_name("db_pool_mode"), "value": "transaction"},
+                {"name": env_name("listen"), "value": "false"}]
+    return env
 
 
 def _probe(path: str, *, period: int, failures: int) -> Manifest:

@@ -198,6 +198,15 @@ def test_worker_pool_spec_accepts_kubernetes_shaped_fields() -> None:
             "env must not set TASKQ_DSN: the operator sets these itself",
         ),
         (
+            {
+                "pooler": {"secretKeyRef": {"name": "pgbouncer"}},
+                "env": [{"name": "TASKQ_LISTEN", "value": "true"}],
+            },
+            (),
+            "env must not set TASKQ_DB_POOL_MODE or TASKQ_LISTEN with pooler",
+        ),
+        ({"pooler": {"secretKeyRef": {"key": "dsn"}}}, ("pooler", "secretKeyRef", "name"), ""),
+        (
             {"resources": {"limits": {"memory": "lots"}}},
             ("resources", "limits", "memory"),
             "'lots' is not a quantity",

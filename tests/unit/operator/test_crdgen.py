@@ -261,9 +261,12 @@ def test_cross_field_rules() -> None:
     assert backoff["rule"] == "self.baseSeconds <= self.maxSeconds"
     [bounds] = rules("WorkerPool", ".spec.autoscaling")
     assert bounds["rule"] == "self.minReplicas <= self.maxReplicas"
-    [replicas] = rules("WorkerPool", ".spec")
+    [replicas, pooled_env] = rules("WorkerPool", ".spec")
     assert "External" in replicas["rule"]
     assert replicas["fieldPath"] == ".replicas"
+    assert "'TASKQ_DB_POOL_MODE', 'TASKQ_LISTEN'" in pooled_env["rule"]
+    assert pooled_env["rule"].startswith("!has(self.pooler)")
+    assert pooled_env["fieldPath"] == ".env"
     # per entry: the API server names the entry (spec.env[1]) and the variable set
     [one_value, reserved] = at(root("WorkerPool"), ".spec.env")["items"][
         "x-kubernetes-validations"

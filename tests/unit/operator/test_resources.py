@@ -276,6 +276,18 @@ def test_a_pool_on_the_default_database_reads_the_copy() -> None:
     }
 
 
+def test_a_pool_through_a_pooler_connects_with_its_dsn_in_transaction_mode() -> None:
+    pooled = deployment(pooler={"secretKeyRef": {"name": "pgbouncer", "key": "shop"}})
+    found = env(pooled)
+    assert found["TASKQ_DSN"] == {"secretKeyRef": {"name": "pgbouncer", "key": "shop"}}
+    assert (found["TASKQ_DB_POOL_MODE"], found["TASKQ_LISTEN"]) == ("transaction", "false")
+    # without one: the queues' database, and the worker's defaults
+    direct = env(deployment())
+    assert direct["TASKQ_DSN"] == {"secretKeyRef": {"name": "shop-db", "key": "url"}}
+    assert "TASKQ_DB_POOL_MODE" not in direct
+    assert "TASKQ_LISTEN" not in direct
+
+
 def test_a_pool_on_a_named_database_reads_its_secret() -> None:
     db = DatabaseRef(secret_key_ref=DSN_REF)
     same = DatabaseRef.model_validate({"secretKeyRef": {"name": "shop-db", "key": "url"}})

@@ -50,8 +50,10 @@ from taskq.store import queues as queue_store
 from taskq.store import schedules as schedule_store
 from taskq.store import tasks as task_store
 from taskq.store import webhooks as webhook_store
+from taskq.store.codecs import learn_types
 from taskq.store.dberrors import CONNECTION_ERRORS, describe_connection_error, translated
 from taskq.store.migrations import migrate
+from taskq.store.pool_mode import PoolMode, statement_cache_size
 from taskq.store.schedules import ScheduleInfo
 from taskq.store.sqlfiles import query
 from taskq.store.types import Connection
@@ -89,9 +91,14 @@ async def create_pool(
     max_size: int = 10,
     server_settings: dict[str, str] | None = None,
     reset: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
+    pool_mode: PoolMode = "session",
 ) -> asyncpg.Pool:
     """A connection pool, or DatabaseUnavailableError naming why the database is unreachable.
-    `reset` replaces asyncpg's reset of a connection given back (None: asyncpg's)."""
+    `reset` replaces asyncpg's reset of a connection given back (None: asyncpg's, or none
+    through transaction pooling, where no session state is the connection's to reset).
+    `pool_mode`: how the DSN reaches PostgreSQL (store/pool_mode.py)."""
+    if reset is None and pool_mode == "transaction":
+        reset = no_session_reset
     try:
         pool = await asyncpg.create_pool(
             dsn,
@@ -100,6 +107,8 @@ async def create_pool(
             timeout=10,
             server_settings=server_settings,
             reset=reset,
+            statement_cache_size=statement_cache_size(pool_mode),
+            init=learn_types if pool_mode == "transaction" else None,
         )
     except CONNECTION_ERRORS as error:
         raise DatabaseUnavailableError(describe_connection_error(error)) from None
@@ -472,6 +481,10 @@ class Client:
                 return await task_store.replay_dead(conn, queue, info.id, task_ids)
 
 
-async def connect(dsn: str, *, min_size: int = 1, max_size: int = 10) -> Client:
-    """A client with its own pool; close it (or use `async with`) when done."""
-    return Client(await create_pool(dsn, min_size=min_size, max_size=max_size), owns_pool=True)
+async def connect(
+    dsn: str, *, min_size: int = 1, max_size: int = 10, pool_mode: PoolMode = "session"
+) -> Client:
+    """A client with its own pool; close it (or use `async with`) when done. Through
+    PgBouncer's transaction pooling, pass `pool_mode="transaction"`."""
+    pool = await create_pool(dsn, min_size=min_size, max_size=max_size, pool_mode=pool_mode)
+    return Client(pool, owns_pool=True)

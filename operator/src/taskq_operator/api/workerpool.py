@@ -20,7 +20,13 @@ from taskq_operator.api.base import (
     bad_label_key,
     cel,
 )
-from taskq_operator.api.common import Condition, LocalObjectReference, ObjectName, Reason
+from taskq_operator.api.common import (
+    Condition,
+    LocalObjectReference,
+    ObjectName,
+    Reason,
+    SecretKeyRef,
+)
 from taskq_operator.api.core import (
     ENV_VALUE_MESSAGE,
     EnvFromSource,
@@ -58,6 +64,13 @@ RESERVED_ENV_MESSAGE = "env must not set variables the operator sets: " + ", ".j
 def reserved_env_message(names: list[str]) -> str:
     """The variables the user set that the operator sets, and why not."""
     return f"env must not set {', '.join(names)}: {RESERVED_ENV_WHY}"
+# What spec.pooler sets on the pods (besides TASKQ_DSN): transaction pooling, polling.
+POOLER_ENV = (env_name("db_pool_mode"), env_name("listen"))
+POOLER_ENV_MESSAGE = (
+    "env must not set " + " or ".join(POOLER_ENV) + " with pooler: the operator sets them "
+    "for workers that connect through PgBouncer (transaction pooling, no LISTEN); remove "
+    "them from spec.env"
+)
 DUPLICATE_QUEUES_MESSAGE = "queues must not repeat a queue"
 IMAGE_MESSAGE = "image must not contain whitespace: remove the spaces around or in it"
 
@@ -172,6 +185,18 @@ class PodOverrides(K8sModel):
         return self
 
 
+class PoolerRef(K8sModel):
+    """A PgBouncer in transaction pooling in front of the queues' database."""
+
+    secret_key_ref: SecretKeyRef
+    """A Secret key in this namespace whose value is the DSN of the queues' database through
+    the pooler (`pool_mode = transaction`). The workers connect with it, without LISTEN; the
+    operator still reads queue depth with the queues' own DSN."""
+
+
+_CEL_POOLER_ENV = "[" + ", ".join(f"'{name}'" for name in POOLER_ENV) + "]"
+
+
 class WorkerPoolSpec(K8sModel):
     """Workers running the handlers of one Python module against queues of this namespace."""
 
@@ -183,7 +208,13 @@ class WorkerPoolSpec(K8sModel):
                     " || (has(self.autoscaling) && self.autoscaling.mode == 'External')",
                     REPLICAS_MESSAGE,
                     field_path=".replicas",
-                )
+                ),
+                cel(
+                    "!has(self.pooler) || !has(self.env)"
+                    f" || self.env.all(e, !(e.name in {_CEL_POOLER_ENV}))",
+                    POOLER_ENV_MESSAGE,
+                    field_path=".env",
+                ),
             ]
         }
     )
@@ -222,6 +253,10 @@ class WorkerPoolSpec(K8sModel):
     this minus 5 seconds, then gives the rest back to the queue."""
     autoscaling: AutoscalingSpec = AutoscalingSpec()
     """How many workers run."""
+    pooler: PoolerRef | None = None
+    """Connect the workers through PgBouncer (transaction pooling) rather than directly:
+    for pools of hundreds of replicas, whose direct connections (3-5 each) would not fit the
+    server's max_connections (docs/worker.md, "Through PgBouncer")."""
 
     @model_validator(mode="after")
     def _consistent(self) -> WorkerPoolSpec:
@@ -234,6 +269,8 @@ class WorkerPoolSpec(K8sModel):
             raise ValueError(reserved_env_message(reserved))
         if self.replicas is not None and self.autoscaling.mode != "External":
             raise ValueError(REPLICAS_MESSAGE)
+        if self.pooler is not None and any(e.name in POOLER_ENV for e in self.env):
+            raise ValueError(POOLER_ENV_MESSAGE)
         return self
 
 

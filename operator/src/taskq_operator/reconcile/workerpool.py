@@ -132,7 +132,7 @@ async def _reconcile(ctx: WorkerPoolContext) -> WorkerPoolStatus:
     # running as it is (never scaled to zero on an error).
     scaled = False
     if queues is not None:
-        if queues.default_database:
+        if queues.default_database and ctx.spec.pooler is None:  # what the pods read
             await k8s.apply(default_dsn_secret(pool, queues.dsn))
         manifest = worker_deployment(pool, ctx.spec, replicas=decision.desired, dsn=queues.dsn_ref)
         problem = await _apply_deployment(ctx, manifest)

@@ -24,6 +24,7 @@ from taskq.errors import InvalidArgumentError, PayloadTooLargeError, TaskqError,
 from taskq.models import QueueSettings, TaskRequest, setting_fields
 from taskq.names import check_label
 from taskq.store import keys as key_store
+from taskq.store.pool_mode import PoolMode
 from taskq.worker.main import run_worker
 from taskq.worker.settings import WorkerSettings
 from taskq.worker.stopping import ExitDeadline
@@ -553,8 +554,18 @@ async def _with_client(
     run: Callable[[Client, argparse.Namespace], Awaitable[None]],
     args: argparse.Namespace,
 ) -> None:
-    async with await connect(dsn, min_size=1, max_size=2) as client:
+    async with await connect(dsn, min_size=1, max_size=2, pool_mode=_pool_mode()) as client:
         await run(client, args)
+
+
+def _pool_mode() -> PoolMode:
+    """TASKQ_DB_POOL_MODE, as the worker reads it (docs/worker.md)."""
+    mode = os.environ.get("TASKQ_DB_POOL_MODE", "session")
+    if mode == "transaction":
+        return "transaction"
+    if mode != "session":
+        raise UsageError(f"TASKQ_DB_POOL_MODE: {mode!r}: give session or transaction")
+    return "session"
 
 
 def _api(args: argparse.Namespace, rest: list[str]) -> int:

@@ -7,17 +7,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from taskq.store.maintenance import MaintainedQueue
+from taskq.store.maintenance import MaintainedQueue, Turn
 from taskq.store.schedules import Fired
 
 
 class MaintenanceDatabase(Protocol):
-    async def take_turn(self, duty: str, every_s: float) -> bool:
-        """True for exactly one caller per `every_s` seconds across the database."""
-        ...
-
-    async def turn_free_in(self, duty: str, every_s: float) -> float | None:
-        """Seconds until the duty's next turn is free; None for a duty not known yet."""
+    async def ask_turn(self, duty: str, every_s: float) -> Turn:
+        """The duty's turn for exactly one caller per `every_s` seconds across the database;
+        a loser learns when it frees and how many ask."""
         ...
 
     async def add_duty(self, duty: str) -> None: ...

@@ -1,11 +1,13 @@
 """Runs maintenance services, each when the database grants this process its turn.
 
-Every process that runs a MaintenanceRunner asks, for each service, `taskq.take_turn(service,
+Every process that runs a MaintenanceRunner asks, for each service, `taskq.ask_turn(service,
 period)`; exactly one caller per period wins and runs the service, so however many processes
 run one, each service runs about once per period per database, and as long as one of them
-lives. Nothing is held between turns: a process that dies simply stops asking. A loser asks
-the database when the turn frees and asks again then, with a little random spread so that the
-processes do not all queue on the duty's row at once.
+lives. Nothing is held between turns: a process that dies simply stops asking. The winner asks
+again when its turn frees, and so usually keeps it; a loser learns when the turn frees and how
+many processes ask, and asks again at a random moment of a window after that which grows with
+them (`ask_window`): a thousand workers then ask a one-second duty a few dozen times a second,
+not two thousand, and the turn is taken about as promptly, by whichever asks first.
 
 The services run one after the other, never at once: maintenance holds at most one of the
 process's connections.
@@ -34,6 +36,20 @@ log = logging.getLogger("taskq.maintenance")
 # seconds), so that many processes reach the duty's row one after the other.
 SPREAD = 0.1
 MAX_SPREAD = 0.5  # seconds
+# Losers together ask about this many times a period (their asks spread over a window that
+# grows with their number), the window at most LONGEST_WINDOW periods: the turn is taken at
+# most about period / ASKS_PER_PERIOD late while the winner lives, and if it goes, at most
+# about LONGEST_WINDOW periods / the askers left (one window, then the new winner keeps it).
+ASKS_PER_PERIOD = 10
+LONGEST_WINDOW = 30  # periods
+
+
+def ask_window(period: float, askers: int | None) -> float:
+    """Seconds over which a loser spreads its next ask, after the turn frees."""
+    spread = min(SPREAD * period, MAX_SPREAD)
+    if not askers:
+        return spread
+    return max(spread, min(period * askers / ASKS_PER_PERIOD, period * LONGEST_WINDOW))
 
 
 class Service(Protocol):
@@ -96,20 +112,21 @@ class MaintenanceRunner:
         should be asked again."""
         outage = self._outages[service.name]
         asked = time.monotonic()
+        window = min(SPREAD * service.period, MAX_SPREAD)
         try:
-            if await self.db.take_turn(service.name, service.period):
+            turn = await self.db.ask_turn(service.name, service.period)
+            if turn.taken:
                 self.metrics.turn_taken(service.name)
                 await service.run_once(self.db, self.metrics)
                 wait = service.period - (time.monotonic() - asked)
+            elif turn.free_in is None:  # a service new to this database: add its duty
+                await self.db.add_duty(service.name)
+                wait = 0.0
             else:
-                free_in = await self.db.turn_free_in(service.name, service.period)
-                if free_in is None:  # a service new to this database: add its duty
-                    await self.db.add_duty(service.name)
-                    wait = 0.0
-                else:
-                    wait = free_in
+                wait = turn.free_in
+                window = ask_window(service.period, turn.askers)
         except Exception as error:
             self.metrics.maintenance_failed(service.name)
             return min(service.period, outage.failed(error))
         outage.succeeded()
-        return max(0.0, wait) + self._rng() * min(SPREAD * service.period, MAX_SPREAD)
+        return max(0.0, wait) + self._rng() * window

@@ -57,6 +57,12 @@ SELECT namespace, name, queues, autoscaling, min_replicas, max_replicas, desired
  WHERE namespace = $1 AND $2 = ANY(queues)
  ORDER BY name
 
+-- name: learn_types
+-- The types of these queries that asyncpg has no codec of its own for (arrays of scalars): it
+-- looks each up once per connection (store/codecs.py, learn_types)
+SELECT NULL::integer[] AS integers, NULL::bigint[] AS bigints,
+       NULL::double precision[] AS doubles, NULL::json[] AS jsons, NULL::uuid[] AS uuids
+
 -- name: schema_version
 -- readiness: the database answers and the taskq schema is installed (the newest migration)
 SELECT max(version) AS version FROM taskq.schema_migrations
@@ -174,23 +180,20 @@ SELECT taskq.next_run_in(p_queue_id => $1)
 SELECT taskq.release_orphans(p_queue_id => $1, p_worker_id => $2, p_known => $3) AS released
 
 -- name: worker_beat
-SELECT taskq.worker_beat(p_worker_id => $1, p_dead_after_s => $2, p_rescue_every_s => $3,
-                         p_queue_ids => $4)
-       AS rescued
+-- rescued: tasks of dead workers given back (when this period's rescue turn was this beat's);
+-- pollers: the workers polling the least served of $4's queues (NULL: not counted yet)
+SELECT rescued, pollers
+  FROM taskq.worker_beat(p_worker_id => $1, p_dead_after_s => $2, p_rescue_every_s => $3,
+                         p_queue_ids => $4, p_beat_every_s => $5)
 
 -- name: worker_gone
 SELECT taskq.worker_gone(p_worker_id => $1)
 
--- name: take_turn
--- true for exactly one caller per period across the database
-SELECT taskq.take_turn(p_duty => $1, p_every_s => $2) AS taken
-
--- name: turn_free_in
--- $1 duty, $2 its period (s): seconds until its next turn is free (0: now); no row for a duty
--- the database does not know. Epochs, not timestamp arithmetic: last_run_at may be -infinity.
-SELECT greatest(0, extract(epoch FROM d.last_run_at)::float8 + $2::float8
-                   - extract(epoch FROM now())::float8) AS free_in
-  FROM taskq.duties d WHERE d.name = $1
+-- name: ask_turn
+-- $1 duty, $2 its period (s): taken (for exactly one caller per period across the database),
+-- else seconds until the next turn is free (NULL: a duty the database does not know yet), and
+-- how many processes ask (the beating workers, as the last winner counted them; NULL: never)
+SELECT taken, free_in, askers FROM taskq.ask_turn(p_duty => $1, p_every_s => $2)
 
 -- name: add_duty
 -- $1 duty: a maintenance service's row in taskq.duties, made on its first turn

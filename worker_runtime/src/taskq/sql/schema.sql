@@ -7,6 +7,31 @@
 
 CREATE SCHEMA taskq;
 
+-- FUNCTION: ask_turn(text, double precision)
+
+CREATE FUNCTION taskq.ask_turn(p_duty text, p_every_s double precision, OUT taken boolean, OUT free_in double precision, OUT askers integer) RETURNS record
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM taskq.require_range('ask_turn', 'p_every_s', p_every_s, 0, 86400, 'seconds',
+                                p_low_open => true);
+    taken := taskq.take_turn(p_duty, p_every_s);
+    IF taken THEN
+        -- the winner holds the row's lock already: one more version, once a period
+        UPDATE taskq.duties d SET askers = (SELECT count(*) FROM taskq.workers)
+         WHERE d.name = p_duty
+        RETURNING d.askers INTO askers;
+        free_in := p_every_s;
+        RETURN;
+    END IF;
+    -- epochs, not timestamp arithmetic: last_run_at may be -infinity; no row (a duty new to
+    -- this database): free_in stays NULL
+    SELECT greatest(0, extract(epoch FROM d.last_run_at)::float8 + p_every_s
+                       - extract(epoch FROM now())::float8), d.askers
+      INTO free_in, askers
+      FROM taskq.duties d WHERE d.name = p_duty;
+END $$;
+
 -- FUNCTION: cancel(integer, bigint)
 
 CREATE FUNCTION taskq.cancel(p_queue_id integer, p_task_id bigint) RETURNS TABLE(state text, cancel_requested boolean)
@@ -55,6 +80,7 @@ DECLARE
     v_promoted_priority smallint;
     v_promoted_at timestamptz;
 BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
     PERFORM taskq.require_range('claim', 'p_limit', p_limit, 0, 100000, 'tasks');
     PERFORM taskq.require_range('claim', 'p_lease_s', p_lease_s, 0, 86400, 'seconds',
                                 p_low_open => true);
@@ -158,6 +184,7 @@ DECLARE
     v_history_outcome text := CASE p_outcome WHEN 'fatal' THEN 'failed' ELSE p_outcome END;
     v_deleted integer := 0;
 BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
     IF p_outcome NOT IN ('succeeded', 'failed', 'fatal', 'timed_out', 'canceled') THEN
         RAISE EXCEPTION 'complete: unknown outcome %', p_outcome USING ERRCODE = 'TQ003';
     END IF;
@@ -225,6 +252,26 @@ BEGIN
     )
     SELECT f.id, f.state FROM finished f;
 END $$;
+
+-- FUNCTION: count_pollers()
+
+CREATE FUNCTION taskq.count_pollers() RETURNS void
+    LANGUAGE sql
+    AS $$
+    WITH counted AS (
+        SELECT q AS queue_id, count(*)::integer AS workers
+          FROM taskq.workers w, unnest(w.queue_ids) AS q
+         GROUP BY q
+    ), gone AS (
+        DELETE FROM taskq.queue_pollers p
+         WHERE NOT EXISTS (SELECT FROM counted c WHERE c.queue_id = p.queue_id)
+    )
+    -- a count that did not change writes nothing
+    INSERT INTO taskq.queue_pollers AS p (queue_id, workers)
+    SELECT c.queue_id, c.workers FROM counted c
+    ON CONFLICT (queue_id) DO UPDATE SET workers = excluded.workers
+     WHERE p.workers <> excluded.workers
+$$;
 
 -- FUNCTION: dispatch_webhooks(integer, double precision, integer)
 
@@ -812,6 +859,7 @@ CREATE FUNCTION taskq.heartbeat(p_queue_id integer, p_ids bigint[], p_attempt_id
     SET plan_cache_mode TO 'force_custom_plan'
     AS $$
 BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
     PERFORM taskq.require_range('heartbeat', 'p_lease_s', p_lease_s, 0, 86400, 'seconds',
                                 p_low_open => true);
     RETURN QUERY
@@ -1334,9 +1382,9 @@ BEGIN
                            AND t.worker_id = ANY(p_dead));
 END $$;
 
--- FUNCTION: rescue_dead_workers(integer)
+-- FUNCTION: rescue_dead_workers(integer, double precision)
 
-CREATE FUNCTION taskq.rescue_dead_workers(p_limit integer DEFAULT 1000) RETURNS integer
+CREATE FUNCTION taskq.rescue_dead_workers(p_limit integer DEFAULT 1000, p_grace_s double precision DEFAULT 0) RETURNS integer
     LANGUAGE plpgsql
     AS $$
 DECLARE
@@ -1348,12 +1396,16 @@ DECLARE
     v_rescued integer;
     v_still_held text[];
     v_resumed timestamptz;
+    v_grace interval;
 BEGIN
     PERFORM taskq.require_range('rescue_dead_workers', 'p_limit', p_limit, 0, 100000, 'tasks');
+    PERFORM taskq.require_range('rescue_dead_workers', 'p_grace_s', p_grace_s, 0, 86400,
+                                'seconds');
+    v_grace := make_interval(secs => p_grace_s);
     -- silence counts from the last beat, or from when the turns resumed after an outage
     SELECT d.resumed_at INTO v_resumed FROM taskq.duties d WHERE d.name = 'rescue_dead_workers';
     SELECT array_agg(w.worker_id) INTO v_dead FROM taskq.workers w
-     WHERE greatest(w.beat_at, v_resumed) < now() - make_interval(secs => w.dead_after_s);
+     WHERE greatest(w.beat_at, v_resumed) < now() - make_interval(secs => w.dead_after_s) - v_grace;
     IF v_dead IS NULL THEN
         RETURN 0;
     END IF;
@@ -1373,8 +1425,16 @@ BEGIN
     END LOOP;
     -- a worker goes once every queue it served was looked at and none of its tasks is left
     IF v_count < p_limit THEN
+        -- a row locked is a worker beating right now: alive, and skipped rather than waited
+        -- for (its beat may be waiting for this turn's row: a deadlock); the silence is
+        -- checked again on the row locked
         DELETE FROM taskq.workers w
-         WHERE w.worker_id = ANY(v_dead) AND NOT w.worker_id = ANY(v_held);
+         WHERE w.worker_id = ANY(ARRAY(
+               SELECT d.worker_id FROM taskq.workers d
+                WHERE d.worker_id = ANY(v_dead) AND NOT d.worker_id = ANY(v_held)
+                  AND greatest(d.beat_at, v_resumed)
+                      < now() - make_interval(secs => d.dead_after_s) - v_grace
+                  FOR UPDATE SKIP LOCKED));
     END IF;
     RETURN v_count;
 END $$;
@@ -1460,7 +1520,12 @@ CREATE FUNCTION taskq.take_turn(p_duty text, p_every_s double precision) RETURNS
     AS $$
     SELECT taskq.require_range('take_turn', 'p_every_s', p_every_s, 0, 86400, 'seconds',
                                p_low_open => true);
-    WITH taken AS (
+    WITH free AS (
+        -- a row locked is a turn being taken right now: lost, without waiting for it
+        SELECT f.name FROM taskq.duties f
+         WHERE f.name = p_duty AND f.last_run_at <= now() - make_interval(secs => p_every_s)
+         FOR UPDATE SKIP LOCKED
+    ), taken AS (
         -- every SET expression reads the row as it was: d.last_run_at is the previous turn
         UPDATE taskq.duties d
            SET last_run_at = now(),
@@ -1470,7 +1535,8 @@ CREATE FUNCTION taskq.take_turn(p_duty text, p_every_s double precision) RETURNS
                                  THEN CASE WHEN taskq.last_seen_before_start() IS NOT NULL
                                            THEN now() END
                                  ELSE d.resumed_at END
-         WHERE d.name = p_duty AND d.last_run_at <= now() - make_interval(secs => p_every_s)
+          FROM free f
+         WHERE d.name = f.name
         RETURNING 1
     )
     SELECT EXISTS (SELECT FROM taken)
@@ -1642,30 +1708,43 @@ BEGIN
     RETURN v_id;
 END $$;
 
--- FUNCTION: worker_beat(text, double precision, double precision, integer[])
+-- FUNCTION: worker_beat(text, double precision, double precision, integer[], double precision)
 
-CREATE FUNCTION taskq.worker_beat(p_worker_id text, p_dead_after_s double precision, p_rescue_every_s double precision, p_queue_ids integer[] DEFAULT NULL::integer[]) RETURNS integer
+CREATE FUNCTION taskq.worker_beat(p_worker_id text, p_dead_after_s double precision, p_rescue_every_s double precision, p_queue_ids integer[] DEFAULT NULL::integer[], p_beat_every_s double precision DEFAULT 1, OUT rescued integer, OUT pollers integer) RETURNS record
     LANGUAGE plpgsql
     AS $$
+DECLARE
+    v_silent double precision;  -- seconds since this worker's last beat
 BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
     PERFORM taskq.require_range('worker_beat', 'p_dead_after_s', p_dead_after_s, 0, 86400,
                                 'seconds', p_low_open => true);
     PERFORM taskq.require_range('worker_beat', 'p_rescue_every_s', p_rescue_every_s, 0, 86400,
                                 'seconds', p_low_open => true);
     PERFORM taskq.require_range('worker_beat', 'cardinality(p_queue_ids)',
                                 coalesce(cardinality(p_queue_ids), 0), 0, 10000, 'queues');
+    PERFORM taskq.require_range('worker_beat', 'p_beat_every_s', p_beat_every_s, 0, 86400,
+                                'seconds', p_low_open => true);
+    -- the previous version's beat_at: every SET expression reads the row as it was
     UPDATE taskq.workers w
        SET beat_at = now(), dead_after_s = p_dead_after_s, queue_ids = p_queue_ids
-     WHERE w.worker_id = p_worker_id;
+      FROM taskq.workers o
+     WHERE w.worker_id = p_worker_id AND o.worker_id = p_worker_id
+    RETURNING extract(epoch FROM now() - o.beat_at) INTO v_silent;
     IF NOT FOUND THEN
         INSERT INTO taskq.workers (worker_id, dead_after_s, queue_ids)
         VALUES (p_worker_id, p_dead_after_s, p_queue_ids)
         ON CONFLICT (worker_id) DO NOTHING;
     END IF;
+    rescued := 0;
     IF taskq.take_turn('rescue_dead_workers', p_rescue_every_s) THEN
-        RETURN taskq.rescue_dead_workers();
+        -- this beat's own lateness is the others' grace (see rescue_dead_workers)
+        rescued := taskq.rescue_dead_workers(
+            p_grace_s => least(86400, greatest(0, coalesce(v_silent, 0) - p_beat_every_s)));
+        PERFORM taskq.count_pollers();
     END IF;
-    RETURN 0;
+    SELECT min(p.workers) INTO pollers FROM taskq.queue_pollers p
+     WHERE p.queue_id = ANY(p_queue_ids);
 END $$;
 
 -- FUNCTION: worker_gone(text)
@@ -1734,7 +1813,15 @@ CREATE TABLE taskq.duties (
     name text NOT NULL,
     last_run_at timestamp with time zone DEFAULT '-infinity'::timestamp with time zone NOT NULL,
     paused_at timestamp with time zone,
-    resumed_at timestamp with time zone
+    resumed_at timestamp with time zone,
+    askers integer
+);
+
+-- TABLE: queue_pollers
+
+CREATE TABLE taskq.queue_pollers (
+    queue_id integer NOT NULL,
+    workers integer NOT NULL
 );
 
 -- SEQUENCE: queues_id_seq
@@ -1963,6 +2050,11 @@ ALTER TABLE ONLY taskq.attempts_q1
 
 ALTER TABLE ONLY taskq.duties
     ADD CONSTRAINT duties_pkey PRIMARY KEY (name);
+
+-- CONSTRAINT: queue_pollers queue_pollers_pkey
+
+ALTER TABLE ONLY taskq.queue_pollers
+    ADD CONSTRAINT queue_pollers_pkey PRIMARY KEY (queue_id);
 
 -- CONSTRAINT: queues queues_namespace_name_key
 

@@ -188,20 +188,33 @@ async def release_orphans(
     return released
 
 
+@dataclass(frozen=True, slots=True)
+class Beaten:
+    rescued: int  # tasks of dead workers given back (when this period's rescue turn was its own)
+    pollers: int | None  # workers polling the least served of its queues; None: not counted yet
+
+
 async def worker_beat(
     db: Executor,
     worker_id: str,
     dead_after_s: float,
     rescue_every_s: float,
     queue_ids: Sequence[int],
-) -> int:
+    beat_every_s: float = 1.0,
+) -> Beaten:
     """Renew this worker's sign of life and the queues it claims from (where its tasks are
-    looked for once it is dead); returns how many tasks of dead workers it rescued (when this
-    period's rescue turn was its own)."""
-    rescued: int = await db.fetchval(
-        query("worker_beat"), worker_id, dead_after_s, rescue_every_s, list(queue_ids)
+    looked for once it is dead); a beat later than `beat_every_s` after its last grants the
+    others as much more silence before they count as dead, when this beat rescues."""
+    row = await db.fetchrow(
+        query("worker_beat"),
+        worker_id,
+        dead_after_s,
+        rescue_every_s,
+        list(queue_ids),
+        beat_every_s,
     )
-    return rescued
+    assert row is not None
+    return Beaten(row["rescued"], row["pollers"])
 
 
 async def worker_gone(db: Executor, worker_id: str) -> None:

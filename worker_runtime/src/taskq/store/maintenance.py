@@ -18,17 +18,18 @@ class MaintainedQueue:
     name: str  # namespace/name, for log lines
 
 
-async def take_turn(db: Executor, duty: str, every_s: float) -> bool:
-    """True for exactly one caller per `every_s` seconds across the database."""
-    taken: bool = await db.fetchval(query("take_turn"), duty, every_s)
-    return taken
+@dataclass(frozen=True, slots=True)
+class Turn:
+    taken: bool  # for exactly one caller per period across the database
+    free_in: float | None  # seconds until the next turn is free; None: a duty not known yet
+    askers: int | None  # the processes that ask, as the last winner counted them; None: never
 
 
-async def turn_free_in(db: Executor, duty: str, every_s: float) -> float | None:
-    """Seconds until the duty's next turn is free (0: now); None if the database does not
-    know the duty yet."""
-    seconds: float | None = await db.fetchval(query("turn_free_in"), duty, every_s)
-    return seconds
+async def ask_turn(db: Executor, duty: str, every_s: float) -> Turn:
+    """The duty's turn if free (one statement either way: issue 16's idle cost)."""
+    row = await db.fetchrow(query("ask_turn"), duty, every_s)
+    assert row is not None
+    return Turn(row["taken"], row["free_in"], row["askers"])
 
 
 async def add_duty(db: Executor, duty: str) -> None:
@@ -62,11 +63,8 @@ class MaintenanceStore(DeadlineStore):
     """The maintenance port (taskq.maintenance.ports.MaintenanceDatabase) on a pool, each call
     under the deadline."""
 
-    async def take_turn(self, duty: str, every_s: float) -> bool:
-        return await self._run(take_turn, duty, every_s)
-
-    async def turn_free_in(self, duty: str, every_s: float) -> float | None:
-        return await self._run(turn_free_in, duty, every_s)
+    async def ask_turn(self, duty: str, every_s: float) -> Turn:
+        return await self._run(ask_turn, duty, every_s)
 
     async def add_duty(self, duty: str) -> None:
         await self._run(add_duty, duty)

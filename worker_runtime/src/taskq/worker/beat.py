@@ -19,7 +19,10 @@ import asyncpg
 
 from taskq.backoff import Outage
 from taskq.store import execution as store
+from taskq.store.codecs import learn_types
 from taskq.store.dberrors import describe_error, is_database_error
+from taskq.store.pool_mode import PoolMode, statement_cache_size
+from taskq.worker.session import worker_session
 
 log = logging.getLogger("taskq.worker")
 
@@ -36,7 +39,7 @@ class Beat:
         dsn: str,
         worker_id: str,
         deadline: float,
-        server_settings: dict[str, str],
+        pool_mode: PoolMode,
         on_rescued: Callable[[int], None],
         queue_ids: Callable[[], Sequence[int]],
     ) -> None:
@@ -45,12 +48,15 @@ class Beat:
         self._on_rescued = on_rescued
         self._worker_id = worker_id
         self._deadline = deadline
-        self._settings = server_settings
+        self._pool_mode = pool_mode
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._started = threading.Event()
         self.last_ok_at = 0.0  # monotonic
+        # workers polling the least served of this worker's queues, as the last beat heard
+        # (None: not counted yet); read by the claim loop's thread, replaced whole here
+        self.pollers: int | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._main, name="taskq-beat", daemon=True)
@@ -63,6 +69,18 @@ class Beat:
             self._loop.call_soon_threadsafe(self._stop.set)
         if self._thread is not None:
             self._thread.join(timeout)
+
+    async def _connect(self) -> asyncpg.Connection:
+        conn: asyncpg.Connection = await asyncpg.connect(
+            self._dsn,
+            timeout=self._deadline,
+            server_settings=worker_session(self._pool_mode),
+            statement_cache_size=statement_cache_size(self._pool_mode),
+        )
+        if self._pool_mode == "transaction":
+            # its beat sends the queue ids (integer[]): looked up in a transaction of its own
+            await learn_types(conn)
+        return conn
 
     def _main(self) -> None:
         asyncio.run(self._run())
@@ -83,12 +101,15 @@ class Beat:
             started = time.monotonic()
             try:
                 if conn is None or conn.is_closed():
-                    conn = await asyncpg.connect(
-                        self._dsn, timeout=self._deadline, server_settings=self._settings
-                    )
-                rescued = await asyncio.wait_for(
+                    conn = await self._connect()
+                beaten = await asyncio.wait_for(
                     store.worker_beat(
-                        conn, self._worker_id, DEAD_AFTER, RESCUE_EVERY, self._queue_ids()
+                        conn,
+                        self._worker_id,
+                        DEAD_AFTER,
+                        RESCUE_EVERY,
+                        self._queue_ids(),
+                        BEAT_INTERVAL,
                     ),
                     self._deadline,
                 )
@@ -100,18 +121,17 @@ class Beat:
                 continue
             outage.succeeded()
             self.last_ok_at = time.monotonic()
-            if rescued:
-                self._on_rescued(rescued)
-                log.warning("gave back %d tasks of workers that stopped beating", rescued)
+            self.pollers = beaten.pollers
+            if beaten.rescued:
+                self._on_rescued(beaten.rescued)
+                log.warning("gave back %d tasks of workers that stopped beating", beaten.rescued)
             delay = max(0.0, BEAT_INTERVAL - (time.monotonic() - started))
         await self._gone(conn)
 
     async def _gone(self, conn: asyncpg.Connection | None) -> None:
         try:
             if conn is None or conn.is_closed():
-                conn = await asyncpg.connect(
-                    self._dsn, timeout=self._deadline, server_settings=self._settings
-                )
+                conn = await self._connect()
             await asyncio.wait_for(store.worker_gone(conn, self._worker_id), self._deadline)
         except Exception as error:
             # harmless: the row is deleted by the next rescue once it stops beating

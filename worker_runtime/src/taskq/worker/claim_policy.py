@@ -29,6 +29,8 @@ claims to send; every time comes in as an argument, so a table of cases tests it
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from taskq.claim_order import ResumePoint
@@ -87,6 +89,23 @@ class _Queue:
         self.rewind, self.forget = None, False
 
 
+# Polls of one queue a second, all its workers together, that an idle queue needs: each worker
+# of many polls that much less often (poll_every). Fifty a second take a new task within about
+# 20 ms at the median and 100 ms at the 99th percentile, when nothing notifies the workers.
+POLLS_PER_SECOND = 50.0
+# ... but at most this many times its own poll interval apart.
+LONGEST_POLL = 10.0
+
+
+def poll_every(base: float, pollers: int | None) -> float:
+    """Seconds between one worker's polls of an idle queue: its interval, or longer when
+    `pollers` workers poll the queue, so that they poll it POLLS_PER_SECOND times a second
+    together; at most LONGEST_POLL times its interval."""
+    if not pollers:
+        return base
+    return max(base, min(pollers / POLLS_PER_SECOND, LONGEST_POLL * base))
+
+
 class ClaimPolicy:
     def __init__(
         self,
@@ -94,10 +113,14 @@ class ClaimPolicy:
         concurrency: int,
         batch_size: int,
         poll_interval: float,
+        rng: Callable[[], float] = random.random,
     ) -> None:
         self.concurrency = concurrency
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        # workers polling the least served of its queues, from the beats (None: unknown)
+        self.pollers: int | None = None
+        self._rng = rng
         self.max_pending_outcomes = 2 * max(batch_size, concurrency)
         self._worthwhile = max(1, min(batch_size, concurrency) // 2)
         self._queues: dict[str, _Queue] = {}
@@ -180,7 +203,7 @@ class ClaimPolicy:
         # soon as a slot frees, or a backlog drains at one claim per poll interval.
         q.drained = got == 0 or (self.listening and not q.backlog)
         if q.drained:
-            q.wake_at = now + self.poll_interval
+            q.wake_at = now + self.next_poll()
 
     def failed(self, order: ClaimOrder, now: float, retry_in: float) -> None:
         """The claim failed; it may have committed without a word back, so the next claim on
@@ -245,6 +268,14 @@ class ClaimPolicy:
 
     def drained_queues(self, queue_id: int) -> list[str]:
         return [n for n, q in self._queues.items() if q.queue_id == queue_id and q.drained]
+
+    def next_poll(self) -> float:
+        """Seconds until a drained queue is polled: poll_every, spread by ±50% once it is
+        longer than the interval, so that the workers' polls do not fall together."""
+        every = poll_every(self.poll_interval, self.pollers)
+        if every <= self.poll_interval:
+            return every
+        return every * (0.5 + self._rng())
 
     def sleep_for(self, now: float) -> float:
         """How long the claim loop may sleep: until the next drained queue's wake-up or a

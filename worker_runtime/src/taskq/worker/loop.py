@@ -9,7 +9,8 @@ Concurrent pieces, each an asyncio task on one event loop:
   maintenance     the database's maintenance services, each when this process has its turn
                   (taskq.maintenance: expired leases, retention, for every queue)
   queue refresh   follows a served queue dropped and provisioned again under a new id
-  listener        LISTEN connection that wakes the claim loop (optional: polling also works)
+  listener        LISTEN connection that wakes the claim loop (optional: polling also works;
+                  not through transaction pooling)
   watchdog        stops attempts past their deadline
 
 Every long-lived loop is supervised (supervision.py): an exception that escapes it is logged
@@ -50,6 +51,7 @@ from taskq.worker.claim_policy import ClaimOrder, ClaimPolicy
 from taskq.worker.context import TaskContext
 from taskq.worker.metrics import WorkerMetrics
 from taskq.worker.registry import Registry
+from taskq.worker.session import APPLICATION_NAME
 from taskq.worker.settings import WorkerSettings
 from taskq.worker.stopping import wait_or_cancel
 
@@ -59,13 +61,6 @@ WATCHDOG_TICK = 0.1  # seconds
 # Most outcomes one flush records: after a long outage the backlog is recorded in several
 # calls, each well within its deadline.
 ACK_FLUSH_MAX = 5_000
-# How the worker's connections show in pg_stat_activity.
-APPLICATION_NAME = "taskq worker"
-# A worker's own writes (claims, outcomes, lease renewals, beats) commit asynchronously:
-# delivery is at-least-once, so a write lost when PostgreSQL crashes only means a task runs
-# again, and not waiting for the WAL flush on every batch doubles throughput on a durable
-# server. Enqueues (the producer's promise) stay synchronous: they never use these sessions.
-WORKER_SESSION = {"synchronous_commit": "off", "application_name": APPLICATION_NAME}
 DB_OPERATIONS = ("claim", "complete", "heartbeat", "queue refresh", "release")
 # Deadlines a claim in flight gets to land at shutdown: it may first give back orphans, two
 # calls with a deadline each, and a loaded machine adds some.
@@ -124,6 +119,7 @@ class Worker:
             poll_interval=settings.poll_interval,
         )
         self._progress = asyncio.Event()  # a slot freed, a claim returned, or a wake-up
+        self._beat: Beat | None = None
         self._claim_tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._acks_closing = False
@@ -193,7 +189,7 @@ class Worker:
                 self.settings.dsn.get_secret_value(),
                 self.worker_id,
                 self.settings.db_deadline,
-                WORKER_SESSION,
+                self.settings.db_pool_mode,
                 lambda n: self.metrics.rescued("worker_died", n),
                 # read from the beat's thread: a copy of the values, never the dict itself
                 lambda: sorted(self.queue_ids.copy().values()),
@@ -203,6 +199,7 @@ class Worker:
         )
         if beat is not None:
             beat.start()
+        self._beat = beat
         log.info(
             "worker started",
             extra={
@@ -350,6 +347,8 @@ class Worker:
         while not self._stopping:
             self.last_loop_at = time.monotonic()
             self._progress.clear()
+            if self._beat is not None:
+                self.claims.pollers = self._beat.pollers
             for order in self.claims.plan(time.monotonic(), len(self.attempts), len(self._acks)):
                 self._launch_claim(order)
             with contextlib.suppress(TimeoutError):

@@ -14,14 +14,16 @@ import asyncpg
 from taskq import tracing
 from taskq.client import create_pool, no_session_reset
 from taskq.maintenance.runner import MaintenanceRunner
+from taskq.store.pool_mode import PoolMode
 from taskq.store.webhooks import webhook_queue
 from taskq.store.worker_store import WorkerStore
 from taskq.webhooks import WEBHOOK_QUEUE
 from taskq.worker.app import load_registry
 from taskq.worker.http import HealthServer
 from taskq.worker.logs import setup_logging
-from taskq.worker.loop import WORKER_SESSION, Worker, shutdown_bound
+from taskq.worker.loop import Worker, shutdown_bound
 from taskq.worker.metrics import WorkerMetrics
+from taskq.worker.session import worker_session
 from taskq.worker.settings import WorkerSettings, new_worker_id
 from taskq.worker.stopping import ExitDeadline
 from taskq.worker.webhook import webhook_registry
@@ -50,19 +52,26 @@ def tune_gc() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
-async def worker_pool(dsn: str, deadline: float = 10.0, webhooks: bool = False) -> asyncpg.Pool:
+async def worker_pool(
+    dsn: str,
+    deadline: float = 10.0,
+    pool_mode: PoolMode = "session",
+    webhooks: bool = False,
+    size: int = 4,
+) -> asyncpg.Pool:
     """The worker's pool: claim, ack, heartbeat and maintenance each hold at most one
     connection at a time (and, with webhooks, the delivery worker's claim, ack, heartbeat and
     endpoint look-up). The server ends a statement that outlives the worker's deadline
     (WorkerSettings.db_deadline; 10 s is its value for the default lease) itself too, in case
-    the worker's cancel request never reaches it."""
-    session = {**WORKER_SESSION, "statement_timeout": str(int(deadline * 1000))}
+    the worker's cancel request never reaches it (not through transaction pooling: see
+    worker_session)."""
     return await create_pool(
         dsn,
         min_size=2,
-        max_size=8 if webhooks else 4,
-        server_settings=session,
+        max_size=2 * size if webhooks else size,
+        server_settings=worker_session(pool_mode, deadline),
         reset=no_session_reset,
+        pool_mode=pool_mode,
     )
 
 
@@ -124,9 +133,14 @@ async def run_worker(settings: WorkerSettings, exit_deadline: ExitDeadline | Non
     registry = load_registry(settings.app)
     tune_gc()
     pool = await worker_pool(
-        settings.dsn.get_secret_value(), settings.db_deadline, settings.webhooks
+        settings.dsn.get_secret_value(),
+        settings.db_deadline,
+        settings.db_pool_mode,
+        settings.webhooks,
+        settings.db_pool_size,
     )
     metrics = WorkerMetrics()
+    metrics.db_connections = lambda: (pool.get_size() - pool.get_idle_size(), pool.get_idle_size())
     worker_id = new_worker_id(settings.pod_uid)
     hooks: Worker | None = None
     close_hooks: Callable[[], Awaitable[None]] | None = None

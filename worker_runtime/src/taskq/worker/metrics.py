@@ -47,6 +47,8 @@ class WorkerMetrics:
         self.dispatched_count = 0
         self.in_flight: Callable[[], int] = lambda: 0
         self.outcomes_pending: Callable[[], int] = lambda: 0
+        # the pool's connections open (busy, idle); the beat and LISTEN hold one more each
+        self.db_connections: Callable[[], tuple[int, int]] = lambda: (0, 0)
         self.registry.register(self)
 
     def started(self, queue: str, task: str) -> None:
@@ -150,6 +152,15 @@ class WorkerMetrics:
             "Finished attempts whose outcome is not yet recorded in the database",
             value=self.outcomes_pending(),
         )
+        connections = GaugeMetricFamily(
+            "taskq_db_connections",
+            "Connections of the worker's pool to PostgreSQL (or to PgBouncer), by use",
+            labels=["use"],
+        )
+        busy, idle = self.db_connections()
+        connections.add_metric(["busy"], busy)
+        connections.add_metric(["idle"], idle)
+        yield connections
         restarts = CounterMetricFamily(
             "taskq_worker_loop_restarts",
             "Worker loops that crashed and were started again",

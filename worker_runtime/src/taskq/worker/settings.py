@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from taskq.models import MAX_PERIOD_SECONDS
 from taskq.names import QueueName
+from taskq.store.pool_mode import PoolMode
 
 ENV_PREFIX = "TASKQ_"
 
@@ -37,6 +38,18 @@ class WorkerSettings(BaseSettings):
     )
     poll_interval: float = Field(default=1.0, gt=0, le=300, description="claim poll when idle")
     listen: bool = Field(default=True, description="LISTEN for wake-ups (off behind PgBouncer)")
+    db_pool_mode: PoolMode = Field(
+        default="session",
+        description="how TASKQ_DSN reaches PostgreSQL: session (directly, or a pooler in session "
+        "mode) or transaction (PgBouncer's transaction pooling)",
+    )
+    db_pool_size: int = Field(
+        default=4,
+        ge=2,
+        le=100,
+        description="most connections of the worker's pool (claim, outcomes, lease renewals and "
+        "maintenance hold one each at a time); webhook deliveries add as many again",
+    )
     shutdown_grace: float = Field(
         default=25.0, ge=0, le=MAX_PERIOD_SECONDS, description="SIGTERM: finish in-flight"
     )
@@ -85,7 +98,13 @@ class WorkerSettings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _lease_allows_heartbeats(self) -> WorkerSettings:
+    def _consistent(self) -> WorkerSettings:
+        if self.listen and self.db_pool_mode == "transaction":
+            raise ValueError(
+                "TASKQ_LISTEN=true does not work with TASKQ_DB_POOL_MODE=transaction (LISTEN "
+                "needs a server session of its own, which transaction pooling does not keep): "
+                "set TASKQ_LISTEN=false"
+            )
         if self.poll_interval >= self.lease_seconds:
             raise ValueError("poll_interval must be shorter than lease_seconds")
         if self.db_timeout is not None and self.db_timeout >= self.lease_seconds:
