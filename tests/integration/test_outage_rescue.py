@@ -94,13 +94,15 @@ async def test_tasks_finished_during_a_restart_longer_than_a_lease_run_once() ->
         gate = Gate()
         async with running_worker(
             server.dsn, registry, [queue.full_name], store=gate.store, concurrency=8,
-            lease_seconds=6, db_timeout=1, maintenance_interval=0.5,
+            # a lease long enough that a loaded machine's restart leaves some of it: the pause
+            # grants a lease what it had left when the database went (heartbeats every 4 s)
+            lease_seconds=12, db_timeout=1, maintenance_interval=0.5,
         ):
             await wait_for(lambda: asyncio.sleep(0, len(runs)), lambda n: n == 8,
                            what="every task to start")
             server.stop("fast")
             gate.open.clear()
-            await asyncio.sleep(8)  # longer than a lease; every handler finished meanwhile
+            await asyncio.sleep(13)  # longer than a lease; every handler finished meanwhile
             server.start()
             # another process's rescues, first thing: a beat and a maintenance turn
             conn = await asyncpg.connect(server.dsn)
