@@ -69,7 +69,10 @@ $$;
 -- attempts in one benchmark run). The beat that takes the rescue turn waited as long as the
 -- others: a worker is dead once it has been silent dead_after_s longer than that beat's own
 -- lateness (its silence past p_beat_every_s). A dead worker's silence grows without bound, so
--- it is still found; in a healthy database the grace is about zero.
+-- it is still found; in a healthy database the grace is about zero. And the rescue deletes
+-- only the rows of silent workers that no beat holds (one holding it is alive, and its beat
+-- may be waiting for the rescue's turn: waiting for it was a deadlock, migration 0028),
+-- checking the silence again on the row it locked. The body is otherwise 0023's.
 DROP FUNCTION taskq.rescue_dead_workers(integer);
 
 CREATE FUNCTION taskq.rescue_dead_workers(
