@@ -8,7 +8,7 @@ import contextlib
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from taskq.models import QueueStats
+from taskq.models import COUNTS, QueueStats
 from taskq_operator.autoscaling import Decision
 
 
@@ -33,6 +33,14 @@ class OperatorMetrics:
             "taskq_queue_finished_last_minute",
             "Tasks that finished in the last minute, by outcome",
             [*queue, "outcome"],
+            registry=self.registry,
+        )
+        self.capped = Gauge(
+            "taskq_queue_count_capped",
+            "1 when a count of taskq_queue_tasks (count: its state) or "
+            "taskq_queue_finished_last_minute (count: succeeded_last_minute, dead_last_minute) "
+            "reached the operator's count cap: at least that many, not exactly",
+            [*queue, "count"],
             registry=self.registry,
         )
         self.desired = Gauge(
@@ -103,6 +111,8 @@ class OperatorMetrics:
         self.oldest.labels(namespace, queue).set(stats.oldest_ready_age_seconds)
         self.finished.labels(namespace, queue, "succeeded").set(stats.succeeded_last_minute)
         self.finished.labels(namespace, queue, "dead").set(stats.dead_last_minute)
+        for count in COUNTS:
+            self.capped.labels(namespace, queue, count).set(count in stats.capped)
 
     def queue_deleted(self, namespace: str, queue: str) -> None:
         for state in ("ready", "scheduled", "running", "dead"):
@@ -110,6 +120,8 @@ class OperatorMetrics:
         _remove(self.oldest, namespace, queue)
         for outcome in ("succeeded", "dead"):
             _remove(self.finished, namespace, queue, outcome)
+        for count in COUNTS:
+            _remove(self.capped, namespace, queue, count)
 
     def pool_decided(
         self, namespace: str, pool: str, decision: Decision, current: int, ready: int
