@@ -21,7 +21,7 @@ class OperatorSettings(BaseSettings):
         default=2.0, gt=0, le=300, description="seconds between TaskQueue status refreshes"
     )
     count_cap: int = Field(
-        default=10_000,
+        default=1_000,
         ge=1,
         le=1_000_000_000,
         description="where a TaskQueue's status stops counting its tasks by state (shown as "
