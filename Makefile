@@ -18,7 +18,7 @@ include cluster/cluster.mk
 # Packaging checks (image, chart, Terraform modules), one fragment per area.
 include $(wildcard mk/*.mk)
 
-.PHONY: help venv system lint trace-tools test test-fast schema proto dashboard-shots demo demo-queue bench bench-footprint bench-layout bench-recovery bench-kills bench-api bench-list bench-dashboard clean
+.PHONY: help venv system lint trace-tools test test-fast schema proto dashboard-shots demo demo-queue bench bench-footprint bench-layout bench-recovery bench-kills bench-api bench-list bench-dashboard bench-operator bench-scale bench-backlog clean
 
 help:
 	@echo "make demo    local control plane + Postgres, the operator, tasks flowing, workers scaling,"
@@ -126,6 +126,11 @@ bench-operator: venv system tools
 # 1,000 workers through PgBouncer beside 10 direct ones (TASKQ_BENCH_WORKERS); minutes to start.
 bench-scale: venv system
 	$(PY) bench/scale_bench.py
+
+# 1,000 queues with 10,000,000 ready tasks, then one queue at 100,000 and 10,000,000: the fills
+# take minutes (docs/benchmarks.md, "Deep backlogs").
+bench-backlog: venv system
+	$(PY) bench/backlog_bench.py
 
 clean: cluster-down
 	rm -rf $(VENV) .state .mypy_cache .ruff_cache .pytest_cache

@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from taskq.client import Client
+from taskq.client import COUNT_CAP, Client
 from tests.api.conftest import MakeKey
 from tests.api.helpers import bearer, problem, queue_path, stored_tasks
 from tests.api.openapi import OpenApiChecker
@@ -57,6 +57,7 @@ async def test_a_queue_shows_its_settings_and_counts(
     stats = body["stats"]
     assert (stats["ready"], stats["scheduled"], stats["running"], stats["dead"]) == (1, 1, 1, 1)
     assert stats["dead_last_minute"] == 1
+    assert (stats["count_cap"], stats["capped"]) == (COUNT_CAP, [])  # exact counts
     assert running.id != failing.id
 
 

@@ -10,7 +10,8 @@ import asyncpg
 import grpc
 import pytest
 
-from taskq.client import Client
+from taskq import TaskRequest
+from taskq.client import COUNT_CAP, Client
 from taskq_api.grpc.v1 import taskq_pb2 as pb
 from tests.api.conftest import MakeKey
 from tests.api.helpers import grpc_key, grpc_refusal, stored_tasks
@@ -69,6 +70,20 @@ async def test_a_queue_shows_its_counts(
     assert (stats.ready, stats.scheduled, stats.running, stats.dead) == (1, 1, 1, 1)
     assert stats.dead_last_minute == 1
     assert stats.HasField("oldest_ready_at") and stats.HasField("observed_at")
+    assert (stats.count_cap, list(stats.capped)) == (COUNT_CAP, [])
+
+
+async def test_a_count_past_the_cap_is_named(
+    grpc_stub: GrpcStub, make_queue: MakeQueue, make_key: MakeKey, client: Client
+) -> None:
+    queue = await make_queue()
+    await client.enqueue_many(
+        queue.full_name, [TaskRequest("t", {}) for _ in range(COUNT_CAP + 1)]
+    )
+    key = grpc_key(await make_key("viewer", [queue.namespace]))
+    details = await grpc_stub.GetQueue(
+        pb.GetQueueRequest(namespace=queue.namespace, name=queue.name), metadata=key)
+    assert (details.stats.ready, list(details.stats.capped)) == (COUNT_CAP, ["ready"])
 
 
 async def test_pause_and_resume_change_only_paused(

@@ -12,7 +12,8 @@ import time
 import asyncpg
 import httpx
 
-from taskq.client import Client
+from taskq import TaskRequest
+from taskq.client import COUNT_CAP, Client
 from taskq_api.service.operations import OVERVIEW_PAGE
 from tests.api.conftest import running_api
 from tests.conftest import MakeQueue
@@ -68,6 +69,23 @@ async def test_the_overview_shows_each_visible_queue_with_its_counts(
     spark = f'aria-label="{queue.full_name}: last 61 minutes: 0 succeeded, 1 dead, at most 1 a'
     assert spark in page
     assert '<polyline class="dead"' in page
+
+
+async def test_a_count_past_the_cap_is_shown_as_at_least_the_cap(
+    web: httpx.AsyncClient, make_key: MakeKey, make_queue: MakeQueue, client: Client
+) -> None:
+    queue = await make_queue()
+    await client.enqueue_many(
+        queue.full_name, [TaskRequest("t", {}) for _ in range(COUNT_CAP + 1)]
+    )
+    await sign_in(web, await make_key("viewer", [queue.namespace]))
+    page = html.unescape((await web.get("/dashboard/")).text)
+    row = re.search(rf'<tr data-queue="{re.escape(queue.full_name)}">(.*?)</tr>', page, re.S)
+    assert row
+    assert f'data-count="ready">≥ {COUNT_CAP}<' in row.group(1)
+    assert 'data-count="scheduled">0<' in row.group(1)
+    detail = html.unescape((await web.get(f"/dashboard/queues/{queue.full_name}")).text)
+    assert f'<dd data-count="ready">≥ {COUNT_CAP}</dd>' in detail
 
 
 async def test_the_namespace_filter_shows_that_namespace_only(

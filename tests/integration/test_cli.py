@@ -97,15 +97,19 @@ async def test_migrate_and_queue_life_cycle(dsn: str, tmp_path: Path) -> None:
     assert ok(from_file).out.strip() == "enqueued 3 tasks (0 already existed)"
     assert ok(from_stdin).out.strip() == "enqueued 2 tasks (0 already existed)"
 
-    again, stats_run, show_run = await asyncio.gather(
+    again, stats_run, capped_run, show_run = await asyncio.gather(
         taskq("enqueue", queue, "send", "{}", "--idempotency-key", "k1", dsn=dsn),
         taskq("queue", "stats", queue, dsn=dsn),
+        taskq("queue", "stats", queue, "--cap", "3", dsn=dsn),
         taskq("tasks", "show", str(single["id"]), dsn=dsn),
     )
     assert json.loads(ok(again).out) == {"id": single["id"], "created": False}
     stats = json.loads(ok(stats_run).out)
     assert (stats["ready"], stats["scheduled"], stats["running"]) == (4, 2, 0)
     assert stats["oldest_ready_age_seconds"] >= 0
+    assert stats["capped"] == []
+    capped = json.loads(ok(capped_run).out)
+    assert (capped["ready"], capped["count_cap"], capped["capped"]) == (3, 3, ["ready"])
     shown = json.loads(ok(show_run).out)
     assert (shown["state"], shown["priority"], shown["payload"]) == (
         "ready", 75, {"to": "a@example.com"})

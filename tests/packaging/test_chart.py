@@ -133,6 +133,7 @@ def test_operator_deployment_defaults(helm: str) -> None:
     assert env["TASKQ_OPERATOR_METRICS_HOST"] == "0.0.0.0"
     assert env["TASKQ_OPERATOR_LIVENESS_PORT"] == "8081"
     assert env["TASKQ_OPERATOR_NAMESPACES"] == ""
+    assert env["TASKQ_OPERATOR_COUNT_CAP"] == "1000"
     assert env["TASKQ_OPERATOR_KEYS_NAMESPACE"] == "taskq-system"  # the release's namespace
     assert "TASKQ_OPERATOR_DEFAULT_DSN" not in env  # no default database configured
     assert pod["serviceAccountName"] == one(docs, "ServiceAccount")["metadata"]["name"]

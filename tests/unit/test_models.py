@@ -109,7 +109,8 @@ def test_queue_settings_are_frozen() -> None:
 def test_oldest_ready_age() -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
     base: dict[str, Any] = dict(ready=1, scheduled=0, running=0, dead=0,
-                                succeeded_last_minute=0, dead_last_minute=0, observed_at=now)
+                                succeeded_last_minute=0, dead_last_minute=0, observed_at=now,
+                                count_cap=100)
     assert QueueStats(**base, oldest_ready_at=None).oldest_ready_age_seconds == 0.0
     aged = QueueStats(**base, oldest_ready_at=now - timedelta(seconds=12))
     assert aged.oldest_ready_age_seconds == 12.0

@@ -89,8 +89,11 @@ def decide(
     demand = ready + running
     raw = _recommend(demand, spec)
     recommendation = Recommendation(raw, now)
+    # A capped count is a lower bound; read at count_cap(spec), it already calls for the most
+    # this pool may run (or at least its activation threshold), so the decision is exact.
+    at_least = "at least " if any({"ready", "running"} & set(s.capped) for s in stats) else ""
     why = (
-        f"{demand} tasks (ready {ready} + running {running}) at "
+        f"{at_least}{demand} tasks (ready {ready} + running {running}) at "
         f"{spec.target_backlog_per_replica} per replica need {raw}"
     )
 
@@ -126,6 +129,13 @@ def decide(
         reason, message = STEADY, f"{why}; {current_replicas} running"
     desired, reason, message = _clamped(stabilized, spec, reason, message)
     return _decision(desired, current_replicas, reason, message, recommendation, past, spec, demand)
+
+
+def count_cap(spec: AutoscalingSpec) -> int:
+    """Where the pool's depth readings may stop counting: a queue with that many ready (or
+    running) tasks alone calls for maxReplicas and passes the activation threshold, so more
+    would change nothing. The spec's bounds keep it within taskq.queue_stats's (10^9)."""
+    return max(spec.max_replicas * spec.target_backlog_per_replica, spec.activation_threshold)
 
 
 def decide_external(

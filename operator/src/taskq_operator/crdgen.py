@@ -153,6 +153,12 @@ def task_queue_crd() -> dict[str, Any]:
         _column("Running", ".status.tasks.running", "integer", "Tasks a worker holds."),
         _column("Dead", ".status.tasks.dead", "integer", "Tasks out of attempts."),
         _column(
+            "Capped",
+            ".status.capped",
+            "string",
+            "Counts that reached the count cap: at least the number shown.",
+        ),
+        _column(
             "Oldest", ".status.oldestReadyTime", "date", "How long the oldest ready task waits."
         ),
         _AGE,

@@ -78,10 +78,10 @@ class QueueDatabase:
     async def get_queue(self, queue: str) -> QueueInfo:
         return await self._client.get_queue(queue)
 
-    async def queue_stats(self, queue: QueueInfo) -> QueueStats:
+    async def queue_stats(self, queue: QueueInfo, cap: int) -> QueueStats:
         # by id: Client.queue_stats would look the queue up again
         with translated(queue.full_name):
-            return await queue_store.queue_stats(self._client.pool, queue.id)
+            return await queue_store.queue_stats(self._client.pool, queue.id, cap)
 
     async def drop_queue(self, queue: str) -> bool:
         return await self._client.drop_queue(queue)

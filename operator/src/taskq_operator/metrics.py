@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from taskq.models import QueueStats
+from taskq.models import COUNTS, QueueStats
 from taskq_operator.autoscaling import Decision
 
 
@@ -35,6 +35,14 @@ class OperatorMetrics:
             "taskq_queue_finished_last_minute",
             "Tasks that finished in the last minute, by outcome",
             [*queue, "outcome"],
+            registry=self.registry,
+        )
+        self.capped = Gauge(
+            "taskq_queue_count_capped",
+            "1 when a count of taskq_queue_tasks (count: its state) or "
+            "taskq_queue_finished_last_minute (count: succeeded_last_minute, dead_last_minute) "
+            "reached the operator's count cap: at least that many, not exactly",
+            [*queue, "count"],
             registry=self.registry,
         )
         self.desired = Gauge(
@@ -105,6 +113,8 @@ class OperatorMetrics:
         self.oldest.labels(namespace, queue).set(stats.oldest_ready_age_seconds)
         self.finished.labels(namespace, queue, "succeeded").set(stats.succeeded_last_minute)
         self.finished.labels(namespace, queue, "dead").set(stats.dead_last_minute)
+        for count in COUNTS:
+            self.capped.labels(namespace, queue, count).set(count in stats.capped)
 
     def queue_deleted(self, namespace: str, queue: str) -> None:
         for state in ("ready", "scheduled", "running", "dead"):
@@ -112,6 +122,8 @@ class OperatorMetrics:
         _remove(self.oldest, namespace, queue)
         for outcome in ("succeeded", "dead"):
             _remove(self.finished, namespace, queue, outcome)
+        for count in COUNTS:
+            _remove(self.capped, namespace, queue, count)
 
     def pool_decided(
         self, namespace: str, pool: str, decision: Decision, current: int, ready: int

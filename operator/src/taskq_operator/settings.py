@@ -20,6 +20,13 @@ class OperatorSettings(BaseSettings):
     status_interval: float = Field(
         default=2.0, gt=0, le=300, description="seconds between TaskQueue status refreshes"
     )
+    count_cap: int = Field(
+        default=1_000,
+        ge=1,
+        le=1_000_000_000,
+        description="where a TaskQueue's status stops counting its tasks by state (shown as "
+        "at least that many): a reading then costs the same whatever the backlog",
+    )
     maintenance_interval: float = Field(
         default=5.0, gt=0, description="seconds between lease rescue and retention runs"
     )

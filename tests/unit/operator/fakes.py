@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from taskq import auth
 from taskq.auth import ApiKey, Grants
 from taskq.errors import ApiKeyConflictError, TaskqError, UnknownQueueError
-from taskq.models import PoolReport, QueueInfo, QueueSettings, QueueStats, ScalingDecision
+from taskq.models import COUNTS, PoolReport, QueueInfo, QueueSettings, QueueStats, ScalingDecision
 from taskq.schedules import ScheduleSpec, next_tick
 from taskq.store.keys import DeclaredKey, declared_name
 from taskq.store.pools import KEPT_DECISIONS
@@ -117,6 +117,7 @@ def stats(ready: int = 0, running: int = 0, **more: Any) -> QueueStats:
         "succeeded_last_minute": 0,
         "dead_last_minute": 0,
         "observed_at": NOW,
+        "count_cap": 1_000_000_000,  # the true depth: queue_stats caps it as asked
     }
     return QueueStats.model_validate(values | more)
 
@@ -125,6 +126,7 @@ class FakeQueueDatabase:
     def __init__(self) -> None:
         self.queues: dict[str, QueueInfo] = {}  # by "namespace/name"
         self.depth: dict[str, QueueStats] = {}  # by "namespace/name"; absent: empty
+        self.caps: list[int] = []  # of every queue_stats call
         self.ensured: list[tuple[str, QueueSettings]] = []
         # (queue, name): (declared_by, spec)
         self.webhooks: dict[tuple[str, str], tuple[str, WebhookSpec]] = {}
@@ -171,9 +173,14 @@ class FakeQueueDatabase:
             raise UnknownQueueError(queue)
         return self.queues[queue]
 
-    async def queue_stats(self, queue: QueueInfo) -> QueueStats:
+    async def queue_stats(self, queue: QueueInfo, cap: int) -> QueueStats:
         self._answer()
-        return self.depth.get(queue.full_name, stats())
+        self.caps.append(cap)
+        found = self.depth.get(queue.full_name, stats())
+        # as the database counts: at most `cap` of each
+        return found.model_copy(
+            update={c: min(getattr(found, c), cap) for c in COUNTS} | {"count_cap": cap}
+        )
 
     async def drop_queue(self, queue: str) -> bool:
         self._answer()

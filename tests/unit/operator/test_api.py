@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from taskq.models import BackoffPolicy, QueueSettings, QueueStats, setting_fields
+from taskq.models import COUNTS, BackoffPolicy, QueueSettings, QueueStats, setting_fields
 from taskq_operator.api import (
     OPERATOR_ENV,
     AutoscalingSpec,
@@ -316,6 +316,7 @@ def test_task_queue_status_takes_an_observation() -> None:
         succeeded_last_minute=120,
         dead_last_minute=5,
         observed_at=NOW,
+        count_cap=1000,
     )
     status = TaskQueueStatus(observed_generation=2).with_stats(stats)
     assert status.to_k8s() == {
@@ -325,9 +326,30 @@ def test_task_queue_status_takes_an_observation() -> None:
         "oldestReadyTime": "2026-01-02T03:02:35Z",
         "throughput": {"succeededLastMinute": 120, "deadLastMinute": 5},
         "observedAt": "2026-01-02T03:04:05Z",
+        "countCap": 1000,
     }
     empty = stats.model_copy(update={"oldest_ready_at": None})
     assert "oldestReadyTime" not in status.with_stats(empty).to_k8s()
+
+
+def test_task_queue_status_names_the_counts_that_reached_the_cap() -> None:
+    at_cap = {c: 1000 for c in COUNTS}
+    stats = QueueStats(
+        **at_cap, oldest_ready_at=None, observed_at=NOW, count_cap=1000
+    )
+    written = TaskQueueStatus().with_stats(stats).to_k8s()
+    assert written["capped"] == [
+        "tasks.ready",
+        "tasks.scheduled",
+        "tasks.running",
+        "tasks.dead",
+        "throughput.succeededLastMinute",
+        "throughput.deadLastMinute",
+    ]
+    # what the API server stores reads back (every name is one the CRD's enum allows)
+    assert TaskQueueStatus.model_validate(written).capped == written["capped"]
+    below = stats.model_copy(update={"ready": 999, "dead": 0})
+    assert "tasks.ready" not in TaskQueueStatus().with_stats(below).to_k8s()["capped"]
 
 
 def test_set_condition_moves_the_transition_time_only_when_the_status_changes() -> None:

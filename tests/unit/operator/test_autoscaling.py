@@ -28,6 +28,7 @@ def depth(ready: int, running: int = 0, scheduled: int = 0) -> QueueStats:
         succeeded_last_minute=0,
         dead_last_minute=0,
         observed_at=NOW,
+        count_cap=1_000_000,
     )
 
 
@@ -233,6 +234,29 @@ def test_the_message_says_the_numbers() -> None:
         "50 tasks (ready 42 + running 8) at 10 per replica need 5; scaling 2 -> 5"
     )
     assert decision.demand == 50
+
+
+@pytest.mark.parametrize(
+    ("spec", "cap"),
+    [
+        ({}, 100),  # 10 replicas x 10 tasks
+        ({"maxReplicas": 1000, "targetBacklogPerReplica": 1_000_000}, 1_000_000_000),
+        ({"maxReplicas": 2, "targetBacklogPerReplica": 1, "activationThreshold": 50}, 50),
+    ],
+)
+def test_a_reading_capped_where_the_pool_counts_still_scales_to_max(
+    spec: dict[str, Any], cap: int
+) -> None:
+    autoscaling_spec = AutoscalingSpec.model_validate({"minReplicas": 0, **spec})
+    assert autoscaling.count_cap(autoscaling_spec) == cap
+    capped = depth(cap).model_copy(update={"count_cap": cap})
+    for current in (0, 1):
+        decision = decide([capped], autoscaling_spec, current, [], NOW)
+        assert decision.desired == autoscaling_spec.max_replicas, decision.message
+        assert decision.message.startswith(f"at least {cap} tasks")
+    # one below the cap is an exact count, and said so
+    exact = depth(cap - 1).model_copy(update={"count_cap": cap})
+    assert not decide([exact], autoscaling_spec, 1, [], NOW).message.startswith("at least")
 
 
 def test_unreadable_depth_is_said_and_recommends_the_current_replicas() -> None:

@@ -147,7 +147,7 @@ def test_subresources() -> None:
 @pytest.mark.parametrize(
     ("kind", "columns"),
     [
-        ("TaskQueue", ["Ready", "Pending", "Running", "Dead", "Oldest", "Age"]),
+        ("TaskQueue", ["Ready", "Pending", "Running", "Dead", "Capped", "Oldest", "Age"]),
         ("WorkerPool", ["Queues", "Desired", "Ready", "Min", "Max", "Age"]),
         ("TaskqApiKey", ["Role", "Namespaces", "Prefix", "Ready", "Last Used", "Age"]),
     ],

@@ -70,6 +70,10 @@ MAX_THROUGHPUT_MINUTES = 24 * 60
 # default and at most (taskq.queue_wait refuses more).
 WAIT_SAMPLE = 200
 MAX_WAIT_SAMPLE = 10_000
+# Where queue_stats stops counting by default (the CLI, the API and its dashboard, as the
+# operator's status): a reading then walks at most this many index entries per count, a few
+# milliseconds, whatever the backlog.
+COUNT_CAP = 10_000
 # Task ids whose queue a client remembers (the most recently looked up): a task never changes
 # queue, and neither task nor queue ids are used twice, so what is remembered stays true while
 # the task exists. A watch, a wait, or a read then its history find the queue once.
@@ -251,12 +255,16 @@ class Client:
             raise SchemaMissingError
         return version
 
-    async def queue_stats(self, queue: str | QueueInfo) -> QueueStats:
+    async def queue_stats(
+        self, queue: str | QueueInfo, *, cap: int = COUNT_CAP
+    ) -> QueueStats:
         """The queue's depth; given a QueueInfo (as list_queues returns), without looking the
-        queue up again (a queue dropped since then counts nothing)."""
+        queue up again (a queue dropped since then counts nothing). Each count stops at `cap`
+        tasks (1..1,000,000,000), which bounds what a reading costs: QueueStats.capped names
+        the counts that reached it."""
         info = queue if isinstance(queue, QueueInfo) else await self.get_queue(queue)
         with translated(info.full_name):
-            return await queue_store.queue_stats(self.pool, info.id)
+            return await queue_store.queue_stats(self.pool, info.id, cap)
 
     async def queue_throughput(
         self, queue: str | QueueInfo, minutes: int = 60, *, since: datetime | None = None

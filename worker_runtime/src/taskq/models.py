@@ -12,9 +12,9 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal, NamedTuple, Protocol
+from typing import Annotated, Any, Final, Literal, NamedTuple, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 from pydantic.fields import FieldInfo
 
 from taskq.errors import InvalidArgumentError
@@ -255,10 +255,18 @@ class QueueInfo(BaseModel):
         return f"{self.namespace}/{self.name}"
 
 
+# The counts of QueueStats, each capped at its count_cap.
+COUNTS: Final = (
+    "ready", "scheduled", "running", "dead", "succeeded_last_minute", "dead_last_minute",
+)  # fmt: skip
+
+
 class QueueStats(BaseModel):
     """Depth of a queue as the database saw it at observed_at.
 
     ready includes delayed/retrying tasks whose time has come; scheduled are those still waiting.
+    Each count stops at count_cap tasks, so a reading costs the same whatever the backlog: a
+    count equal to count_cap means at least that many (`capped` names those counts).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -271,6 +279,18 @@ class QueueStats(BaseModel):
     succeeded_last_minute: int
     dead_last_minute: int
     observed_at: datetime
+    count_cap: int
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def capped(self) -> tuple[str, ...]:
+        """The counts that reached count_cap: lower bounds, not exact numbers."""
+        return tuple(name for name in COUNTS if getattr(self, name) >= self.count_cap)
+
+    def shown(self, count: str) -> str:
+        """A count as people read it: "≥ 10000" when it reached the cap."""
+        value = getattr(self, count)
+        return f"≥ {value}" if count in self.capped else str(value)
 
     @property
     def oldest_ready_age_seconds(self) -> float:

@@ -62,6 +62,8 @@ def _fill(message: Message, values: Mapping[str, Any]) -> None:
             _fill(getattr(message, name), value)
         elif field.enum_type is not None:
             setattr(message, name, _enum_number(field.enum_type, value))
+        elif field.is_repeated:
+            getattr(message, name).extend(value)
         else:
             setattr(message, name, value)
 

@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 from pydantic.fields import FieldInfo
@@ -224,6 +224,25 @@ class Throughput(K8sModel):
     """Tasks that became dead."""
 
 
+# QueueStats's counts by where the status shows them
+_CAPPED: Final = {
+    "ready": "tasks.ready",
+    "scheduled": "tasks.scheduled",
+    "running": "tasks.running",
+    "dead": "tasks.dead",
+    "succeeded_last_minute": "throughput.succeededLastMinute",
+    "dead_last_minute": "throughput.deadLastMinute",
+}
+CappedCount = Literal[
+    "tasks.ready",
+    "tasks.scheduled",
+    "tasks.running",
+    "tasks.dead",
+    "throughput.succeededLastMinute",
+    "throughput.deadLastMinute",
+]
+
+
 class TaskQueueStatus(K8sModel):
     """The queue as the operator last saw it."""
 
@@ -246,6 +265,12 @@ class TaskQueueStatus(K8sModel):
     """Recently finished tasks."""
     observed_at: datetime | None = None
     """When tasks, oldestReadyTime and throughput were read from the database."""
+    count_cap: NonNegative | None = None
+    """Where the counts of tasks and throughput stop (the operator's count cap), so that
+    reading them costs the same whatever the backlog."""
+    capped: list[CappedCount] | None = Field(default=None, max_length=len(_CAPPED))
+    """The counts that reached countCap: each is at least its value, not exactly it. Absent
+    when every count is exact."""
 
     def with_stats(self, stats: QueueStats) -> TaskQueueStatus:
         """This status with the observation `stats` in place of the previous one."""
@@ -263,5 +288,7 @@ class TaskQueueStatus(K8sModel):
                     dead_last_minute=stats.dead_last_minute,
                 ),
                 "observed_at": stats.observed_at,
+                "count_cap": stats.count_cap,
+                "capped": [_CAPPED[c] for c in stats.capped] or None,
             }
         )

@@ -41,7 +41,7 @@ async def reconcile_taskqueue(ctx: TaskQueueContext) -> TaskQueueStatus:
             memory.provisioned_generation = ctx.generation
         else:
             info = await db.get_queue(queue)
-        stats = await db.queue_stats(info)
+        stats = await db.queue_stats(info, ctx.ports.settings.count_cap)
         await _declare_webhooks(ctx, db, queue)
     except InvalidWebhookError as error:
         return _not_ready(ctx, "InvalidWebhook", str(error))

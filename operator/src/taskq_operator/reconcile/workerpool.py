@@ -19,7 +19,7 @@ from taskq_operator.api import (
     WorkerPoolStatus,
     set_condition,
 )
-from taskq_operator.autoscaling import Decision, decide, decide_external
+from taskq_operator.autoscaling import Decision, count_cap, decide, decide_external
 from taskq_operator.k8s import DeploymentState, InvalidObjectError, Manifest, NotFoundError
 from taskq_operator.pool_fields import pool_field
 from taskq_operator.reconcile.context import WorkerPoolContext
@@ -94,7 +94,7 @@ async def _depth(ctx: WorkerPoolContext, queues: _Queues) -> list[QueueStats] | 
         for queue in ctx.spec.queues:
             info = await db.get_queue(f"{ctx.namespace}/{queue}")
             ctx.ports.databases.subscribe(queues.dsn, info.id, ctx.uid, ctx.memory.wake.set)
-            stats = await db.queue_stats(info)
+            stats = await db.queue_stats(info, count_cap(ctx.spec.autoscaling))
             if queue in queues.paused:
                 stats = stats.model_copy(update={"ready": 0})
             readings.append(stats)

@@ -19,7 +19,7 @@ from taskq import tracing
 from taskq.auth import ApiKey, Role
 from taskq.cli.schedules import add_schedule_commands
 from taskq.cli.webhooks import add_webhook_commands
-from taskq.client import Client, connect
+from taskq.client import COUNT_CAP, Client, connect
 from taskq.errors import InvalidArgumentError, PayloadTooLargeError, TaskqError, TaskStateError
 from taskq.models import QueueSettings, TaskRequest, setting_fields
 from taskq.names import check_label
@@ -122,7 +122,7 @@ async def _queue_drop(client: Client, args: argparse.Namespace) -> None:
 
 
 async def _queue_stats(client: Client, args: argparse.Namespace) -> None:
-    stats = await client.queue_stats(args.queue)
+    stats = await client.queue_stats(args.queue, cap=args.cap)
     _print_json(
         {
             **stats.model_dump(mode="json"),
@@ -452,6 +452,13 @@ def _add_queue_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     drop.set_defaults(run=_queue_drop)
     stats = qsub.add_parser("stats", help="depth of a queue")
     stats.add_argument("queue")
+    stats.add_argument(
+        "--cap",
+        type=int,
+        default=COUNT_CAP,
+        help=f"count at most this many tasks per state (default {COUNT_CAP}; a count that "
+        "reached it is listed in `capped`: at least that many)",
+    )
     stats.set_defaults(run=_queue_stats)
     qsub.add_parser("list", help="list queues").set_defaults(run=_queue_list)
 

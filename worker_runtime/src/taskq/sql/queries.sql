@@ -19,7 +19,7 @@ SELECT * FROM taskq.queues WHERE namespace = $1 AND name = $2
 SELECT * FROM taskq.queues ORDER BY namespace, name
 
 -- name: queue_stats
-SELECT * FROM taskq.queue_stats(p_queue_id => $1)
+SELECT * FROM taskq.queue_stats(p_queue_id => $1, p_cap => $2)
 
 -- name: queue_throughput
 -- Tasks of a queue that finished succeeded or dead in each whole minute from $2's minute to the

@@ -1072,39 +1072,61 @@ CREATE FUNCTION taskq.queue_settings_problem(p_settings jsonb) RETURNS text
      LIMIT 1
 $$;
 
--- FUNCTION: queue_stats(integer)
+-- FUNCTION: queue_stats(integer, bigint)
 
-CREATE FUNCTION taskq.queue_stats(p_queue_id integer) RETURNS TABLE(ready bigint, scheduled bigint, running bigint, dead bigint, oldest_ready_at timestamp with time zone, succeeded_last_minute bigint, dead_last_minute bigint, observed_at timestamp with time zone)
+CREATE FUNCTION taskq.queue_stats(p_queue_id integer, p_cap bigint) RETURNS TABLE(ready bigint, scheduled bigint, running bigint, dead bigint, oldest_ready_at timestamp with time zone, succeeded_last_minute bigint, dead_last_minute bigint, observed_at timestamp with time zone, count_cap bigint)
     LANGUAGE plpgsql STABLE
     SET plan_cache_mode TO 'force_custom_plan'
     AS $$
 BEGIN
+    PERFORM taskq.require_range('queue_stats', 'p_cap', p_cap, 1, 1000000000, 'tasks');
     RETURN QUERY
-    WITH ready AS (
-        SELECT count(*) AS n, min(r.run_at) AS oldest FROM taskq.tasks r
-         WHERE r.queue_id = p_queue_id AND r.state = 'ready'
-    ), due AS (
-        SELECT count(*) AS n, min(w.run_at) AS oldest FROM taskq.tasks w
-         WHERE w.queue_id = p_queue_id AND w.state IN ('scheduled', 'retrying')
-           AND w.run_at <= now()
+    WITH RECURSIVE level(priority, run_at) AS (
+        -- the oldest ready task of the highest priority, then of each lower one present
+        (SELECT r.priority, r.run_at FROM taskq.tasks r
+          WHERE r.queue_id = p_queue_id AND r.state = 'ready'
+          ORDER BY -r.priority, r.run_at LIMIT 1)
+        UNION ALL
+        SELECT n.priority, n.run_at FROM level l, LATERAL (
+            SELECT r.priority, r.run_at FROM taskq.tasks r
+             WHERE r.queue_id = p_queue_id AND r.state = 'ready' AND -r.priority > -l.priority
+             ORDER BY -r.priority, r.run_at LIMIT 1) n
     )
-    SELECT ready.n + due.n,
-           (SELECT count(*) FROM taskq.tasks w
-             WHERE w.queue_id = p_queue_id AND w.state IN ('scheduled', 'retrying')
-               AND w.run_at > now()),
-           (SELECT count(*) FROM taskq.tasks r
-             WHERE r.queue_id = p_queue_id AND r.state = 'running'),
-           (SELECT count(*) FROM taskq.tasks d
-             WHERE d.queue_id = p_queue_id AND d.state = 'dead' AND d.finished_at IS NOT NULL),
-           least(ready.oldest, due.oldest),
-           (SELECT count(*) FROM taskq.tasks s
-             WHERE s.queue_id = p_queue_id AND s.state = 'succeeded'
-               AND s.finished_at > now() - interval '1 minute'),
-           (SELECT count(*) FROM taskq.tasks d
-             WHERE d.queue_id = p_queue_id AND d.state = 'dead'
-               AND d.finished_at > now() - interval '1 minute'),
-           now()
-      FROM ready, due;
+    SELECT (SELECT count(*) FROM (
+                SELECT 1 FROM (
+                    (SELECT 1 FROM taskq.tasks r
+                      WHERE r.queue_id = p_queue_id AND r.state = 'ready' LIMIT p_cap)
+                    UNION ALL
+                    (SELECT 1 FROM taskq.tasks w
+                      WHERE w.queue_id = p_queue_id AND w.state IN ('scheduled', 'retrying')
+                        AND w.run_at <= now() LIMIT p_cap)) u
+                 LIMIT p_cap) c),
+           (SELECT count(*) FROM (
+                SELECT 1 FROM taskq.tasks w
+                 WHERE w.queue_id = p_queue_id AND w.state IN ('scheduled', 'retrying')
+                   AND w.run_at > now() LIMIT p_cap) c),
+           (SELECT count(*) FROM (
+                SELECT 1 FROM taskq.tasks r
+                 WHERE r.queue_id = p_queue_id AND r.state = 'running' LIMIT p_cap) c),
+           (SELECT count(*) FROM (
+                SELECT 1 FROM taskq.tasks d
+                 WHERE d.queue_id = p_queue_id AND d.state = 'dead' AND d.finished_at IS NOT NULL
+                 LIMIT p_cap) c),
+           least((SELECT min(l.run_at) FROM level l),
+                 (SELECT w.run_at FROM taskq.tasks w
+                   WHERE w.queue_id = p_queue_id AND w.state IN ('scheduled', 'retrying')
+                     AND w.run_at <= now()
+                   ORDER BY w.run_at LIMIT 1)),
+           (SELECT count(*) FROM (
+                SELECT 1 FROM taskq.tasks s
+                 WHERE s.queue_id = p_queue_id AND s.state = 'succeeded'
+                   AND s.finished_at > now() - interval '1 minute' LIMIT p_cap) c),
+           (SELECT count(*) FROM (
+                SELECT 1 FROM taskq.tasks d
+                 WHERE d.queue_id = p_queue_id AND d.state = 'dead'
+                   AND d.finished_at > now() - interval '1 minute' LIMIT p_cap) c),
+           now(),
+           p_cap;
 END $$;
 
 -- FUNCTION: queue_tasks_by_id(text, bigint[])

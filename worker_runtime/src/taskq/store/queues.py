@@ -66,8 +66,9 @@ async def list_queues(db: Executor) -> list[QueueInfo]:
     return [info_from_row(row) for row in await db.fetch(query("list_queues"))]
 
 
-async def queue_stats(db: Executor, queue_id: int) -> QueueStats:
-    row = await db.fetchrow(query("queue_stats"), queue_id)
+async def queue_stats(db: Executor, queue_id: int, cap: int) -> QueueStats:
+    """Each count stops at `cap` tasks (QueueStats.capped names those that reached it)."""
+    row = await db.fetchrow(query("queue_stats"), queue_id, cap)
     assert row is not None
     return QueueStats(**dict(row))
 

@@ -941,16 +941,24 @@ class QueueStats(_message.Message):
     SUCCEEDED_LAST_MINUTE_FIELD_NUMBER: _builtins.int
     DEAD_LAST_MINUTE_FIELD_NUMBER: _builtins.int
     OBSERVED_AT_FIELD_NUMBER: _builtins.int
+    COUNT_CAP_FIELD_NUMBER: _builtins.int
+    CAPPED_FIELD_NUMBER: _builtins.int
     ready: _builtins.int
     scheduled: _builtins.int
     running: _builtins.int
     dead: _builtins.int
     succeeded_last_minute: _builtins.int
     dead_last_minute: _builtins.int
+    count_cap: _builtins.int
+    """Each count stops at count_cap tasks, so a reading costs the same whatever the backlog."""
     @_builtins.property
     def oldest_ready_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def observed_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def capped(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The counts (field names above) that reached count_cap: at least that many, not exactly."""
+
     def __init__(
         self,
         *,
@@ -962,10 +970,12 @@ class QueueStats(_message.Message):
         succeeded_last_minute: _builtins.int = ...,
         dead_last_minute: _builtins.int = ...,
         observed_at: _timestamp_pb2.Timestamp | None = ...,
+        count_cap: _builtins.int = ...,
+        capped: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["observed_at", b"observed_at", "oldest_ready_at", b"oldest_ready_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dead", b"dead", "dead_last_minute", b"dead_last_minute", "observed_at", b"observed_at", "oldest_ready_at", b"oldest_ready_at", "ready", b"ready", "running", b"running", "scheduled", b"scheduled", "succeeded_last_minute", b"succeeded_last_minute"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capped", b"capped", "count_cap", b"count_cap", "dead", b"dead", "dead_last_minute", b"dead_last_minute", "observed_at", b"observed_at", "oldest_ready_at", b"oldest_ready_at", "ready", b"ready", "running", b"running", "scheduled", b"scheduled", "succeeded_last_minute", b"succeeded_last_minute"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
