@@ -112,7 +112,7 @@ class MaintenanceRunner:
         should be asked again."""
         outage = self._outages[service.name]
         asked = time.monotonic()
-        window = min(SPREAD * service.period, MAX_SPREAD)
+        window = ask_window(service.period, None)  # the winner's, and a new duty's
         try:
             turn = await self.db.ask_turn(service.name, service.period)
             if turn.taken:

@@ -17,10 +17,10 @@ BEGIN
                                 p_low_open => true);
     taken := taskq.take_turn(p_duty, p_every_s);
     IF taken THEN
-        -- the winner holds the row's lock already: one more version, once a period
-        UPDATE taskq.duties d SET askers = (SELECT count(*) FROM taskq.workers)
-         WHERE d.name = p_duty
-        RETURNING d.askers INTO askers;
+        askers := (SELECT count(*) FROM taskq.workers);
+        -- the winner holds the row's lock already; a count that did not change writes nothing
+        UPDATE taskq.duties d SET askers = ask_turn.askers
+         WHERE d.name = p_duty AND d.askers IS DISTINCT FROM ask_turn.askers;
         free_in := p_every_s;
         RETURN;
     END IF;
