@@ -93,6 +93,50 @@ async def test_a_paused_worker_keeps_its_tasks(
         "SELECT count(*) FROM taskq_test_runs WHERE task_id = ANY($1)", ids) == 4
 
 
+async def test_a_worker_claims_only_once_its_beat_is_recorded(
+    dsn: str, pool: asyncpg.Pool, client: Client, make_queue: MakeQueue
+) -> None:
+    """A process that died holding tasks before its first beat was recorded left no row to
+    be found dead by: its tasks waited out their lease (seen in CI under load). So a worker
+    claims nothing until a beat naming its queues is recorded. The beat is held back here by
+    a lock on the workers' table that its write must wait for."""
+    queue = await make_queue()
+    await pool.execute(RUNS_TABLE)
+    ids = [r.id for r in await client.enqueue_many(
+        queue.full_name, [TaskRequest("record", {}) for _ in range(3)])]
+    group = _workers(dsn, queue.full_name)
+    blocker = await asyncpg.connect(dsn)
+    try:
+        lock = blocker.transaction()
+        await lock.start()
+        await blocker.execute("LOCK TABLE taskq.workers IN SHARE MODE")
+        worker = group.spawn()
+        pid = f":{worker.pid}:"
+        # the worker is up (its startup reads) and its beat waits for the lock
+        await wait_for(
+            lambda: pool.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE '%worker_beat%'"),
+            lambda n: n >= 1, limit=60, what="the beat waiting for the lock")
+        await asyncio.sleep(1.0)  # time enough for a claim, were one sent
+        states = await pool.fetch("SELECT state FROM taskq.tasks WHERE id = ANY($1)", ids)
+        await lock.rollback()
+        assert {row["state"] for row in states} == {"ready"}
+        row = await wait_for(
+            lambda: pool.fetchrow(
+                "SELECT queue_ids FROM taskq.workers WHERE worker_id LIKE '%' || $1 || '%'",
+                pid),
+            lambda r: r is not None, what="the worker's first beat")
+        await wait_all_succeeded(dsn, ids, timeout=60)
+        # the process's delivery worker shares the beat: its queue is named too
+        webhooks = await pool.fetchval(
+            "SELECT id FROM taskq.queues WHERE namespace = 'taskq-system' AND name = 'webhooks'")
+        assert row is not None and row["queue_ids"] == sorted([queue.id, webhooks])
+    finally:
+        await blocker.close()
+        group.stop_all()
+
+
 async def test_a_worker_that_stops_cleanly_leaves_no_row(
     dsn: str, pool: asyncpg.Pool, make_queue: MakeQueue
 ) -> None:

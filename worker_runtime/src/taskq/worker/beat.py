@@ -54,6 +54,8 @@ class Beat:
         self._stop: asyncio.Event | None = None
         self._started = threading.Event()
         self.last_ok_at = 0.0  # monotonic
+        # when the last recorded beat began, so read the queue ids it recorded (monotonic)
+        self.covered_at = 0.0
         # workers polling the least served of this worker's queues, as the last beat heard
         # (None: not counted yet); read by the claim loop's thread, replaced whole here
         self.pollers: int | None = None
@@ -121,6 +123,7 @@ class Beat:
                 continue
             outage.succeeded()
             self.last_ok_at = time.monotonic()
+            self.covered_at = started
             self.pollers = beaten.pollers
             if beaten.rescued:
                 self._on_rescued(beaten.rescued)

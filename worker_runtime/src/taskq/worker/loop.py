@@ -61,6 +61,7 @@ WATCHDOG_TICK = 0.1  # seconds
 # Most outcomes one flush records: after a long outage the backlog is recorded in several
 # calls, each well within its deadline.
 ACK_FLUSH_MAX = 5_000
+BEAT_WAIT = 0.02  # seconds between looks for the first beat, before the first claim
 DB_OPERATIONS = ("claim", "complete", "heartbeat", "queue refresh", "release")
 # Deadlines a claim in flight gets to land at shutdown: it may first give back orphans, two
 # calls with a deadline each, and a loaded machine adds some.
@@ -92,15 +93,18 @@ class Worker:
         *,
         db: WorkerStore | None = None,
         maintenance: MaintenanceRunner | None = None,
-        beats: bool = True,
+        beat_with: Worker | None = None,
     ) -> None:
         self.db = db or WorkerStore(pool, settings.db_deadline)
         self.registry = registry
         self.settings = settings
         self.worker_id = worker_id
-        # False: another Worker of the process beats for this worker id (the delivery worker
-        # of worker/main.py shares the main worker's id and beat)
-        self.beats = beats
+        # Another Worker of the process whose beat covers this one (the delivery worker of
+        # worker/main.py shares the main worker's id and beat): this one's queues join it.
+        self._beat_with = beat_with
+        self._beat_sharers: list[Worker] = []
+        if beat_with is not None:
+            beat_with._beat_sharers.append(self)
         self.metrics = metrics or WorkerMetrics()
         self.metrics.in_flight = lambda: len(self.attempts)
         self.metrics.outcomes_pending = lambda: len(self._acks)
@@ -133,6 +137,7 @@ class Worker:
         self.last_loop_at = time.monotonic()
         self._renewals_at = time.monotonic()
         self.last_db_ok_at = 0.0
+        self._resolved_at = 0.0  # monotonic: when queue_ids were last looked up
 
     @property
     def max_pending_outcomes(self) -> int:
@@ -178,7 +183,7 @@ class Worker:
                 raise UnknownQueueError(name)
             self.queue_ids[name] = info.id
             self.claims.follow(name, info.id)
-        self.last_db_ok_at = time.monotonic()
+        self.last_db_ok_at = self._resolved_at = time.monotonic()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until `stop` is set, then shut down gracefully. Raises WorkerFailedError when
@@ -191,10 +196,9 @@ class Worker:
                 self.settings.db_deadline,
                 self.settings.db_pool_mode,
                 lambda n: self.metrics.rescued("worker_died", n),
-                # read from the beat's thread: a copy of the values, never the dict itself
-                lambda: sorted(self.queue_ids.copy().values()),
+                self._beaten_queue_ids,
             )
-            if self.beats
+            if self._beat_with is None
             else None
         )
         if beat is not None:
@@ -244,6 +248,21 @@ class Worker:
         if problems:
             raise WorkerFailedError("; ".join(problems))
         log.info("worker stopped", extra={"worker_id": self.worker_id})
+
+    def _beaten_queue_ids(self) -> list[int]:
+        """The queues this process's beat names: a dead process's tasks are rescued only in
+        those. Read from the beat's thread: copies of the values, never the dicts themselves."""
+        ids = set(self.queue_ids.copy().values())
+        for sharer in list(self._beat_sharers):
+            ids.update(sharer.queue_ids.copy().values())
+        return sorted(ids)
+
+    def _beat_covers_queues(self) -> bool:
+        """Whether a beat naming this worker's queues is recorded. Claiming waits for it: a
+        process that died holding tasks before its first beat left no row to be found dead
+        by, and its tasks waited for their lease (seen under load in CI)."""
+        beat = self._beat if self._beat_with is None else self._beat_with._beat
+        return beat is not None and beat.covered_at >= self._resolved_at
 
     def _start(self, name: str, body: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
         task = asyncio.create_task(
@@ -347,6 +366,9 @@ class Worker:
         while not self._stopping:
             self.last_loop_at = time.monotonic()
             self._progress.clear()
+            if not self._beat_covers_queues():
+                await asyncio.sleep(BEAT_WAIT)
+                continue
             if self._beat is not None:
                 self.claims.pollers = self._beat.pollers
             for order in self.claims.plan(time.monotonic(), len(self.attempts), len(self._acks)):

@@ -76,12 +76,12 @@ async def worker_pool(
 
 
 async def webhook_worker(
-    pool: asyncpg.Pool, settings: WorkerSettings, worker_id: str, metrics: WorkerMetrics
+    pool: asyncpg.Pool, settings: WorkerSettings, main: Worker, metrics: WorkerMetrics
 ) -> tuple[Worker, Callable[[], Awaitable[None]]]:
     """A second worker in the process, serving the delivery queue with the built-in handler
     in slots of its own (TASKQ_WEBHOOK_CONCURRENCY): deliveries to a slow receiver never hold
-    the slots of the process's own queues. It runs no maintenance and no beat (the main
-    worker does both).
+    the slots of the process's own queues. It runs no maintenance and no beat: the main
+    worker does both, and its beat names the delivery queue too.
     Returns it and what closes its HTTP client."""
     async with pool.acquire() as conn:
         await webhook_queue(conn)  # made again if someone dropped it
@@ -100,10 +100,10 @@ async def webhook_worker(
         # the process's worker id and beat: one row of taskq.workers per process, and a
         # process that dies has all its tasks rescued at once (release_orphans is per queue,
         # so the two workers never give back each other's tasks)
-        worker_id,
+        main.worker_id,
         metrics,
         maintenance=MaintenanceRunner(WorkerStore(pool, settings.db_deadline), [], metrics),
-        beats=False,
+        beat_with=main,
     )
     return worker, sender.aclose
 
@@ -142,11 +142,11 @@ async def run_worker(settings: WorkerSettings, exit_deadline: ExitDeadline | Non
     metrics = WorkerMetrics()
     metrics.db_connections = lambda: (pool.get_size() - pool.get_idle_size(), pool.get_idle_size())
     worker_id = new_worker_id(settings.pod_uid)
+    worker = Worker(pool, registry, settings, worker_id, metrics)
     hooks: Worker | None = None
     close_hooks: Callable[[], Awaitable[None]] | None = None
     if settings.webhooks:
-        hooks, close_hooks = await webhook_worker(pool, settings, worker_id, metrics)
-    worker = Worker(pool, registry, settings, worker_id, metrics)
+        hooks, close_hooks = await webhook_worker(pool, settings, worker, metrics)
     if hooks is not None:
         main, delivering = worker, hooks
         metrics.in_flight = lambda: len(main.attempts) + len(delivering.attempts)
