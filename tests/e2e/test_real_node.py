@@ -227,3 +227,57 @@ async def test_worker_pod_drains_a_queue_on_the_real_node(
     deleted = time.monotonic()
     kubectl("-n", namespace, "delete", "pod", name, "--wait=true", timeout=90)
     assert time.monotonic() - deleted < 30
+
+
+SERVICE_PROBE = """\
+import json, os, ssl, urllib.request
+host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
+sa = "/var/run/secrets/kubernetes.io/serviceaccount/"
+request = urllib.request.Request(
+    f"https://{host}:{port}/version",
+    headers={"Authorization": "Bearer " + open(sa + "token").read()},
+)
+context = ssl.create_default_context(cafile=sa + "ca.crt")
+version = json.load(urllib.request.urlopen(request, context=context, timeout=10))
+print(json.dumps({"host": host, "port": port, "version": version["gitVersion"]}))
+"""
+
+
+def test_a_pod_reaches_the_api_server_through_the_kubernetes_service(
+    real_node: None, namespace: str, kubectl: Callable[..., Any]
+) -> None:
+    """kube-proxy: the ClusterIP the kubelet hands pods (10.96.0.1:443) leads to the API server
+    through the EndpointSlice node-up.sh writes; TLS checks the serving cert's 10.96.0.1."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "service-probe"},
+        "spec": {
+            **node.POD_PLACEMENT,
+            "restartPolicy": "Never",
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
+            "containers": [
+                {
+                    "name": "probe",
+                    "image": node.WORKER_IMAGE,
+                    "imagePullPolicy": "Never",
+                    "command": ["python", "-c", SERVICE_PROBE],
+                }
+            ],
+        },
+    }
+    kubectl("-n", namespace, "apply", "-f", "-", input=json.dumps(pod))
+
+    def finished() -> str | None:
+        phase: str = kubectl(
+            "-n", namespace, "get", "pod", "service-probe", "-o", "jsonpath={.status.phase}"
+        ).stdout
+        return phase if phase in ("Succeeded", "Failed") else None
+
+    phase = _wait("the probe pod to finish", finished, 120)
+    out = kubectl("-n", namespace, "logs", "service-probe").stdout
+    assert phase == "Succeeded", out
+    server = json.loads(kubectl("version", "-o", "json").stdout)["serverVersion"]
+    assert json.loads(out.strip().splitlines()[-1]) == {
+        "host": "10.96.0.1", "port": "443", "version": server["gitVersion"]
+    }
