@@ -15,8 +15,7 @@ import asyncio
 import ipaddress
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -24,7 +23,7 @@ from devenv.postgres import LocalPostgres
 
 import taskq
 
-from . import cluster, node
+from . import node
 
 HANDLERS = '''\
 import os
@@ -38,49 +37,6 @@ async def whoami(ctx: taskq.TaskContext) -> dict[str, object]:
     return {"host": socket.gethostname(), "uid": os.getuid(), "n": ctx.payload["n"]}
 '''
 TASKS = 20
-
-
-@pytest.fixture(scope="module")
-def real_node(kubeconfig: Path) -> Iterator[None]:
-    reason = node.unavailable()
-    if reason:
-        pytest.skip(f"real node skipped: {reason}")
-    with node.running():
-        yield
-
-
-@pytest.fixture(scope="module")
-def bridge_ip(real_node: None, kubectl_module: Callable[..., Any]) -> str:
-    """The node's InternalIP: its bridge's host address, where pods reach this machine."""
-    out = kubectl_module(
-        "get", "node", node.NODE_NAME, "-o",
-        "jsonpath={.status.addresses[?(@.type=='InternalIP')].address}",
-    ).stdout.strip()
-    return str(ipaddress.ip_address(out))
-
-
-@pytest.fixture(scope="module")
-def kubectl_module(kubeconfig: Path) -> Callable[..., Any]:
-    def run(*args: str, input: str | None = None, check: bool = True, timeout: float = 60) -> Any:
-        return cluster.kubectl(
-            *args, kubeconfig=kubeconfig, input=input, check=check, timeout=timeout
-        )
-
-    return run
-
-
-@pytest.fixture(scope="module")
-def pod_pg(bridge_ip: str) -> Iterator[LocalPostgres]:
-    """A throwaway PostgreSQL on 127.0.0.1 and on the bridge's host address, trusting the pod
-    range (the bridge is this machine's own, reachable from its pods only)."""
-    server = LocalPostgres.temporary(settings={"listen_addresses": f"127.0.0.1,{bridge_ip}"})
-    server.init()
-    pods = ipaddress.ip_network(f"{bridge_ip}/24", strict=False)
-    with (server.datadir / "pg_hba.conf").open("a", encoding="utf-8") as hba:
-        hba.write(f"host all all {pods} trust\n")
-    server.start()
-    yield server
-    server.destroy()
 
 
 @pytest.fixture
