@@ -15,7 +15,8 @@ import json
 import secrets
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ RELEASE = "tq"
 TASKS = 40
 MAX_WORKERS = 3
 WORKERS = "app.kubernetes.io/instance=crunchers,app.kubernetes.io/component=worker"
+OPERATOR = "app.kubernetes.io/component=operator"
 
 
 @pytest.fixture(scope="module")
@@ -59,25 +61,6 @@ def run_helm(helm: str, kubeconfig: Path, *args: str) -> subprocess.CompletedPro
     )
     assert proc.returncode == 0, f"helm {' '.join(args)} failed:\n{proc.stdout}{proc.stderr}"
     return proc
-
-
-@pytest.fixture
-def release_ns(real_node: None, kubeconfig: Path) -> Iterator[str]:
-    """A namespace for the release, under the restricted Pod Security profile (admission refuses
-    any pod of the chart or the operator outside it). Deleted afterwards."""
-    name = f"chart-real-{secrets.token_hex(3)}"
-    cluster.kubectl("create", "namespace", name, kubeconfig=kubeconfig)
-    cluster.kubectl(
-        "label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted",
-        kubeconfig=kubeconfig,
-    )
-    try:
-        yield name
-    finally:
-        cluster.kubectl(
-            "delete", "namespace", name, "--wait=false", "--ignore-not-found",
-            kubeconfig=kubeconfig, check=False,
-        )
 
 
 @pytest.fixture
@@ -178,47 +161,68 @@ def operator_pod_checks(kube: Cluster, pod: dict[str, Any]) -> None:
     assert env.strip() == "10.96.0.1"
 
 
-async def test_chart_operator_on_the_real_node_scales_workers_that_drain_a_queue(
-    helm: str,
-    kubeconfig: Path,
-    bridge_ip: str,
-    pod_pg: LocalPostgres,
-    queue_client: taskq.Client,
-    release_ns: str,
-) -> None:
+@dataclass
+class Release:
+    kube: Cluster
+    installed_at: float  # time.monotonic() when helm install started
+
+
+@pytest.fixture(scope="module")
+def release(
+    helm: str, kubeconfig: Path, bridge_ip: str, pod_pg: LocalPostgres
+) -> Iterator[Release]:
+    """The chart installed into a namespace of its own, under the restricted Pod Security profile
+    (admission refuses any pod of the chart or the operator outside it), with the operator's
+    default database the test PostgreSQL on the bridge address. Removed afterwards: the pools and
+    queues first (the operator releases their finalizers), then the release and the namespace."""
     install_crds(kubeconfig)
-    kube = Cluster(kubeconfig, release_ns)
-    pod_dsn = f"postgresql://postgres@{bridge_ip}:{pod_pg.port}/postgres"
-    kube.run("create", "secret", "generic", "taskq-db", f"--from-literal=dsn={pod_dsn}")
-
-    created = time.monotonic()
-    install(helm, kube, "taskq-db")
+    kube = Cluster(kubeconfig, f"chart-real-{secrets.token_hex(3)}")
+    cluster.kubectl("create", "namespace", kube.namespace, kubeconfig=kubeconfig)
     try:
-        selector = "app.kubernetes.io/component=operator"
-
-        def operator_ready() -> dict[str, Any] | None:
-            pods = kube.pods(selector)
-            for pod in pods:
-                if pod["status"].get("phase") == "Failed":
-                    raise AssertionError(f"operator pod failed: {json.dumps(pod['status'])}")
-            return next((p for p in pods if is_ready(p)), None)
-
-        pod = wait("the operator pod Ready", operator_ready, 180)
-        ready_after = time.monotonic() - created
-        print(f"operator pod: helm install -> Ready in {ready_after:.2f}s")
-        operator_pod_checks(kube, pod)
-
-        await drain_with_a_workerpool(kube, queue_client)
+        kube.run("label", "namespace", kube.namespace,
+                 "pod-security.kubernetes.io/enforce=restricted")
+        pod_dsn = f"postgresql://postgres@{bridge_ip}:{pod_pg.port}/postgres"
+        kube.run("create", "secret", "generic", "taskq-db", f"--from-literal=dsn={pod_dsn}")
+        installed_at = time.monotonic()
+        install(helm, kube, "taskq-db")
+        try:
+            yield Release(kube, installed_at)
+        finally:
+            kube.run(
+                "delete", "workerpools,taskqueues", "--all", "--wait=true", "--timeout=90s",
+                check=False,
+            )
+            run_helm(helm, kubeconfig, "uninstall", RELEASE, "--namespace", kube.namespace,
+                     "--wait")
     finally:
-        # The operator releases its finalizers; then the release goes.
-        kube.run(
-            "delete", "workerpools,taskqueues", "--all", "--wait=true", "--timeout=90s",
-            check=False,
+        cluster.kubectl(
+            "delete", "namespace", kube.namespace, "--wait=false", "--ignore-not-found",
+            kubeconfig=kubeconfig, check=False,
         )
-        logs = kube.run("logs", "-l", "app.kubernetes.io/component=operator", "--tail=200",
-                        check=False)
-        run_helm(helm, kubeconfig, "uninstall", RELEASE, "--namespace", release_ns, "--wait")
-        print(logs[-4000:])
+
+
+def operator_pod(kube: Cluster) -> dict[str, Any]:
+    """The operator's pod, once Ready."""
+
+    def ready() -> dict[str, Any] | None:
+        pods = kube.pods(OPERATOR)
+        for pod in pods:
+            if pod["status"].get("phase") == "Failed":
+                raise AssertionError(f"operator pod failed: {json.dumps(pod['status'])}")
+        return next((p for p in pods if is_ready(p)), None)
+
+    found: dict[str, Any] = wait("the operator pod Ready", ready, 180)
+    return found
+
+
+async def test_chart_operator_on_the_real_node_scales_workers_that_drain_a_queue(
+    release: Release, queue_client: taskq.Client
+) -> None:
+    kube = release.kube
+    pod = operator_pod(kube)
+    print(f"operator pod: helm install -> Ready in {time.monotonic() - release.installed_at:.2f}s")
+    operator_pod_checks(kube, pod)
+    await drain_with_a_workerpool(kube, queue_client)
 
 
 async def drain_with_a_workerpool(kube: Cluster, client: taskq.Client) -> None:
@@ -293,3 +297,143 @@ async def drain_with_a_workerpool(kube: Cluster, client: taskq.Client) -> None:
     wait("the pool back to zero workers, their pods gone", scaled_to_zero, 120)
     pool = kube.get("workerpool", "crunchers")
     assert pool["status"]["desiredReplicas"] == 0
+
+
+async def until(what: str, probe: Callable[[], Awaitable[Any]], limit: float) -> Any:
+    """`wait` for an async probe."""
+    deadline = time.monotonic() + limit
+    while True:
+        found = await probe()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {limit}s waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+def pool_pods(kube: Cluster, pool: str) -> list[dict[str, Any]]:
+    return kube.pods(f"app.kubernetes.io/instance={pool},app.kubernetes.io/component=worker")
+
+
+async def two_workers_draining(
+    kube: Cluster, client: taskq.Client, pool: str, tasks: int, seconds: float,
+    env: list[dict[str, str]],
+) -> list[int]:
+    """A queue and a pool of two workers (two tasks at once each) serving it, `tasks` tasks of
+    `seconds` each enqueued; returns their ids once the two pods are Ready and tasks run."""
+    kube.apply({
+        "apiVersion": "taskq.dev/v1alpha1",
+        "kind": "TaskQueue",
+        "metadata": {"name": pool},
+        "spec": {"deletionPolicy": "Retain"},
+    })
+    wait(f"the TaskQueue {pool} Ready",
+         lambda: (condition(kube.get("taskqueue", pool)) or {}).get("status") == "True", 120)
+    kube.apply({
+        "apiVersion": "taskq.dev/v1alpha1",
+        "kind": "WorkerPool",
+        "metadata": {"name": pool},
+        "spec": {
+            "queues": [pool],
+            "image": node.HANDLER_IMAGE,
+            "imagePullPolicy": "Never",
+            "app": node.HANDLER_APP,
+            "concurrency": 2,
+            "env": env,
+            "terminationGracePeriodSeconds": 20,  # 15 s for running tasks to finish
+            "pod": node.POD_PLACEMENT,
+            "autoscaling": {"minReplicas": 2, "maxReplicas": 2},
+        },
+    })
+    wait("two worker pods Ready",
+         lambda: len([p for p in pool_pods(kube, pool) if is_ready(p)]) == 2, 180)
+    queue = f"{kube.namespace}/{pool}"
+    ids = [
+        (await client.enqueue(queue, "whoami", {"n": n, "sleep": seconds})).id
+        for n in range(tasks)
+    ]
+
+    async def running() -> bool:
+        return any(t.state == "running" for t in [await client.get_task(i) for i in ids])
+
+    await until("a task running", running, 60)
+    return ids
+
+
+async def all_succeeded(client: taskq.Client, ids: list[int], limit: float) -> list[Any]:
+    async def done() -> list[Any] | None:
+        tasks = [await client.get_task(i) for i in ids]
+        return tasks if all(t.state == "succeeded" for t in tasks) else None
+
+    try:
+        found: list[Any] = await until("every task succeeded", done, limit)
+    except TimeoutError:
+        states = [(await client.get_task(i)).state for i in ids]
+        raise AssertionError(f"not every task succeeded: {states}") from None
+    assert sorted(t.result["n"] for t in found) == list(range(len(ids)))
+    return found
+
+
+async def test_a_worker_pod_force_deleted_mid_drain_loses_no_task(
+    release: Release, queue_client: taskq.Client
+) -> None:
+    """The pod goes at once: the kubelet gives its worker 2 s (its least grace) and kills it, in
+    the middle of 20 s tasks. They come back when their lease (10 s here) expires, and run again
+    in the other pod or the replacement."""
+    kube = release.kube
+    operator_pod(kube)
+    ids = await two_workers_draining(
+        kube, queue_client, "forced", 8, 20, [{"name": "TASKQ_LEASE_SECONDS", "value": "10"}]
+    )
+    pods = {p["metadata"]["uid"]: p["metadata"]["name"] for p in pool_pods(kube, "forced")}
+
+    async def victim() -> tuple[str, list[int]] | None:
+        for uid, name in pods.items():
+            held = [
+                t.id for t in [await queue_client.get_task(i) for i in ids]
+                if t.state == "running" and (t.worker_id or "").startswith(f"{uid}:")
+            ]
+            if held:
+                return name, held
+        return None
+
+    name, in_flight = await until("a pod running tasks", victim, 60)
+    kube.run("delete", "pod", name, "--grace-period=0", "--force")
+
+    tasks = await all_succeeded(queue_client, ids, 240)
+    outcomes = {
+        t.id: [a.outcome for a in await queue_client.task_attempts(t.id)] for t in tasks
+    }
+    redone = [i for i in in_flight if outcomes[i][-1] == "succeeded" and len(outcomes[i]) > 1]
+    print(f"forced deletion of {name}: {len(in_flight)} tasks in flight, {len(redone)} run again")
+    assert all(o[-1] == "succeeded" for o in outcomes.values()), outcomes
+    assert all(set(o) <= {"succeeded", "lost", "released"} for o in outcomes.values()), outcomes
+    assert redone == in_flight, outcomes
+    assert {t.result["host"] for t in tasks if t.id in in_flight}.isdisjoint({name})
+    # The Deployment replaced the pod.
+    wait("a replacement pod Ready",
+         lambda: sorted(p["metadata"]["name"] for p in pool_pods(kube, "forced")
+                        if is_ready(p) and p["metadata"]["name"] != name) or None, 120)
+
+
+async def test_a_rollout_restart_of_the_workers_loses_no_task(
+    release: Release, queue_client: taskq.Client
+) -> None:
+    """New pods first (maxUnavailable 0), then SIGTERM to the old ones: they stop claiming and
+    finish what they run within the grace period, so every task has exactly one attempt."""
+    kube = release.kube
+    operator_pod(kube)
+    ids = await two_workers_draining(kube, queue_client, "rolling", 48, 3, [])
+    before = {p["metadata"]["name"] for p in pool_pods(kube, "rolling")}
+    kube.run("rollout", "restart", "deployment/rolling")
+
+    tasks = await all_succeeded(queue_client, ids, 240)
+    kube.run("rollout", "status", "deployment/rolling", "--timeout=180s")
+    after = {p["metadata"]["name"] for p in pool_pods(kube, "rolling") if is_ready(p)}
+    assert len(after) == 2 and not after & before, (before, after)
+    attempts = {t.id: await queue_client.task_attempts(t.id) for t in tasks}
+    assert all(
+        [a.outcome for a in found] == ["succeeded"] for found in attempts.values()
+    ), {i: [a.outcome for a in found] for i, found in attempts.items()}
+    hosts = {t.result["host"] for t in tasks}
+    assert hosts & before and hosts - before, (hosts, before)
