@@ -9,6 +9,7 @@
 #   kwok                client cert, group system:masters (kwok writes node and pod status)
 #   kubelet             client cert system:node:taskq-node, group system:nodes (the real node)
 #   apiserver-kubelet-client   the API server's client cert towards the kubelet (logs, exec)
+#   kube-proxy          client cert system:kube-proxy (bound to system:node-proxier by default)
 #   front-proxy-ca, front-proxy-client   the aggregation layer's request-header identity
 #   sa                  RSA key pair that signs and verifies service-account tokens
 set -euo pipefail
@@ -73,6 +74,7 @@ sign ca kwok "/O=system:masters/CN=kwok" "extendedKeyUsage=clientAuth"
 # NodeRestriction admission plugin know; and the API server's client cert for the kubelet's API.
 sign ca kubelet "/O=system:nodes/CN=system:node:taskq-node" "extendedKeyUsage=clientAuth"
 sign ca apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "extendedKeyUsage=clientAuth"
+sign ca kube-proxy "/CN=system:kube-proxy" "extendedKeyUsage=clientAuth"
 ca front-proxy-ca taskq-local-front-proxy-ca
 sign front-proxy-ca front-proxy-client "/CN=front-proxy-client" "extendedKeyUsage=clientAuth"
 

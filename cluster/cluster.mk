@@ -4,8 +4,9 @@
 #                       kube-controller-manager, kube-scheduler, kubectl, etcd, etcdctl, kwok;
 #                       quick no-op when cached. Binaries are symlinked into .state/bin/.
 #   make cluster-up     start it (idempotent); prints the kubeconfig path
-#   make node-tools     build the real node's tools (kubelet, containerd, runc, CNI plugins, crictl;
-#                       installs gcc, libseccomp-dev, socat, iptables from Debian when missing)
+#   make node-tools     build the real node's tools (kubelet, kube-proxy, containerd, runc, CNI
+#                       plugins, crictl; installs gcc, libseccomp-dev, socat, iptables, nftables
+#                       from Debian when missing)
 #   make node-up        cluster-up, plus a real node (containerd + kubelet, root; cluster/node-up.sh)
 #   make node-images    import the project's images (make image-build) into the node's containerd
 #   make node-down      stop the real node and remove what it made (the control plane stays)
@@ -28,13 +29,15 @@ tools:
 	@$(CLUSTER_REPO_DIR)/tools/build.sh all >/dev/null
 
 # Debian packages the real node needs besides the Go tools: gcc and libseccomp's headers (runc is
-# built with cgo; the pause binary is C), socat (the API server relay), iptables, iproute2.
+# built with cgo; the pause binary is C), socat (the API server relay), iptables, iproute2, nft
+# (node-down.sh removes the empty tables iptables-nft made for kube-proxy).
 node-system:
 	@missing=""; \
 	command -v gcc >/dev/null || missing="$$missing gcc libc6-dev"; \
 	pkg-config --exists libseccomp 2>/dev/null || missing="$$missing pkg-config libseccomp-dev"; \
 	command -v socat >/dev/null || missing="$$missing socat"; \
 	command -v iptables >/dev/null || missing="$$missing iptables"; \
+	command -v nft >/dev/null || missing="$$missing nftables"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing (apt-get)"; \

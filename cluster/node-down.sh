@@ -2,7 +2,8 @@
 # Stop the real node of cluster/node-up.sh and remove everything it made on this machine: the
 # kubelet, every pod sandbox and container (through CRI: the CNI plugins give back the addresses and
 # the network namespaces go), containerd and any shim of it left, the mounts under the node's
-# directories, the API server relay, the FORWARD chain, the bridge and the cgroups. Kept, for a warm
+# directories, kube-proxy and its iptables rules (`kube-proxy --cleanup`), the API server relay, the
+# FORWARD and OUTPUT chains, the bridge and the cgroups. Kept, for a warm
 # start: containerd's image store and the kubelet's directory (.state/cluster/node/), node.env.
 # A no-op when nothing of the node exists. Also run by cluster/down.sh.
 set -euo pipefail
@@ -41,6 +42,35 @@ stop_one() {
 
 # The kubelet first, so that it does not start again what is removed next.
 stop_one kubelet
+# kube-proxy leaves its rules in place when it stops; --cleanup removes every KUBE-* chain and jump
+# (iptables, ip6tables and nftables). Those names are machine-wide: not while another clone's
+# kube-proxy runs (node-up.sh refuses a second one, so that one's rules are its own).
+had_kube_proxy=$(component_pid kube-proxy)
+stop_one kube-proxy
+kube_proxy=$("$REPO_DIR/tools/build.sh" --path kube-proxy)/kube-proxy
+if other=$(foreign_kube_proxy) && [[ -n $other ]]; then
+    log "another kube-proxy runs (pid $other): its KUBE-* rules are left alone"
+elif [[ -x $kube_proxy ]] && { [[ -n $had_kube_proxy ]] || iptables -w -t nat -n -L KUBE-SERVICES >/dev/null 2>&1; }; then
+    "$kube_proxy" --cleanup >>"$LOGS/kube-proxy.log" 2>&1 || log "kube-proxy --cleanup failed: see $LOGS/kube-proxy.log"
+    # What --cleanup leaves: KUBE-FIREWALL (kube-proxy makes it since the kubelet stopped; cleanup
+    # still counts it as the kubelet's) and the tables iptables-nft made for it, empty.
+    for ipt in iptables ip6tables; do
+        for parent in INPUT OUTPUT FORWARD; do
+            while "$ipt" -w -D "$parent" -j KUBE-FIREWALL 2>/dev/null; do :; done
+        done
+        "$ipt" -w -F KUBE-FIREWALL 2>/dev/null && "$ipt" -w -X KUBE-FIREWALL
+    done
+    if [[ -f $NODE_DIR/nft-tables.before ]]; then
+        nft list tables | while read -r _ family name; do
+            grep -qx "table $family $name" "$NODE_DIR/nft-tables.before" && continue
+            # only an empty one: base chains without a rule
+            [[ -z $(nft list table "$family" "$name" | grep -vE '^\s*(table|chain|type|policy|\}|$)') ]] || continue
+            nft delete table "$family" "$name" && log "removed the empty nftables table $family $name"
+        done
+        rm -f "$NODE_DIR/nft-tables.before"
+    fi
+    log "removed kube-proxy's rules"
+fi
 
 # Every pod sandbox, through containerd's CRI (stops the containers, tears the network down).
 crictl=$("$REPO_DIR/tools/build.sh" --path crictl)/crictl
@@ -89,14 +119,18 @@ done
 
 stop_one socat
 
-if iptables -w -C FORWARD -j "$FW_CHAIN" 2>/dev/null; then
-    iptables -w -D FORWARD -j "$FW_CHAIN"
-fi
-if iptables -w -n -L "$FW_CHAIN" >/dev/null 2>&1; then
-    iptables -w -F "$FW_CHAIN"
-    iptables -w -X "$FW_CHAIN"
-    log "removed iptables chain $FW_CHAIN"
-fi
+for parent_chain in FORWARD:"$FW_CHAIN" OUTPUT:"$FW_OUT_CHAIN"; do
+    parent=${parent_chain%%:*}
+    chain=${parent_chain#*:}
+    while iptables -w -C "$parent" -j "$chain" 2>/dev/null; do
+        iptables -w -D "$parent" -j "$chain"
+    done
+    if iptables -w -n -L "$chain" >/dev/null 2>&1; then
+        iptables -w -F "$chain"
+        iptables -w -X "$chain"
+        log "removed iptables chain $chain"
+    fi
+done
 if ip link show "$BRIDGE" >/dev/null 2>&1; then
     ip link del "$BRIDGE"
     log "removed bridge $BRIDGE"

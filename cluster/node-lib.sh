@@ -15,6 +15,9 @@ NODE_NAME=taskq-node
 BRIDGE=tq-$NODE_ID                      # 11 characters (an interface name has at most 15)
 # iptables chain, jumped to from FORWARD: pods talk to each other and to the host, nothing else.
 FW_CHAIN=TASKQ-FWD-$NODE_ID
+# iptables chain, jumped to from OUTPUT: this machine's own connections to a Service address go to
+# the bridge or loopback only (kube-proxy would DNAT them to any endpoint, kwok's invented ones too).
+FW_OUT_CHAIN=TASKQ-OUT-$NODE_ID
 # The cgroup (in every v1 hierarchy and in the unified one) that holds the kubelet's kubepods.
 CGROUP_PARENT=taskq-$NODE_ID
 # The taint and label that set the real node apart from the kwok nodes (untainted, type=kwok).
@@ -25,7 +28,7 @@ PAUSE_IMAGE=taskq.local/pause:$PAUSE_VERSION
 NODE_ENV=$STATE/node.env                # chosen subnet and ports, kept across restarts
 
 # Components of the node, in start order (node-down.sh stops them in reverse).
-NODE_COMPONENTS=(socat containerd kubelet)
+NODE_COMPONENTS=(socat containerd kubelet kube-proxy)
 
 # Node settings from a previous start (subnet, ports), where not set in the environment.
 if [[ -f $NODE_ENV ]]; then
@@ -34,9 +37,22 @@ if [[ -f $NODE_ENV ]]; then
 fi
 KUBELET_PORT=${TASKQ_KUBELET_PORT:-${KUBELET_PORT:-10250}}
 KUBELET_HEALTHZ_PORT=${TASKQ_KUBELET_HEALTHZ_PORT:-${KUBELET_HEALTHZ_PORT:-10248}}
+KUBE_PROXY_HEALTHZ_PORT=${TASKQ_KUBE_PROXY_HEALTHZ_PORT:-${KUBE_PROXY_HEALTHZ_PORT:-10256}}
+KUBE_PROXY_METRICS_PORT=${TASKQ_KUBE_PROXY_METRICS_PORT:-${KUBE_PROXY_METRICS_PORT:-10249}}
 POD_SUBNET_INDEX=${TASKQ_POD_SUBNET_INDEX:-${POD_SUBNET_INDEX:-}}
 
 # pod_subnet INDEX / bridge_ip INDEX: the node's pod range 10.244.INDEX.0/24 and its gateway.
 pod_subnet() { echo "10.244.$1.0/24"; }
 bridge_ip() { echo "10.244.$1.1"; }
 
+
+# kube-proxy's iptables chains (KUBE-SERVICES, KUBE-FORWARD, ...) have fixed, machine-wide names,
+# and one kube-proxy deletes the KUBE-SVC-* chains it does not know: one per machine. Prints the
+# pid of a kube-proxy that is not this node's, if any.
+foreign_kube_proxy() {
+    local ours pid
+    ours=$(component_pid kube-proxy)
+    for pid in $(pgrep -x kube-proxy || true); do
+        [[ $pid == "$ours" ]] || { echo "$pid"; return; }
+    done
+}

@@ -6,15 +6,21 @@
 #   bridge tq-<id>    10.244.N.1/24 (N: the first /24 of 10.244.0.0/16 no route of this machine
 #                     covers, kept in .state/cluster/node.env); pods get addresses from it through
 #                     the CNI bridge + host-local plugins, each in its own network namespace
-#   iptables          one chain TASKQ-FWD-<id>, jumped to from FORWARD: pod <-> pod on the bridge
-#                     accepted, anything else forwarded from or to the bridge dropped (nothing is
-#                     masqueraded or routed beyond this machine)
+#   iptables          one chain TASKQ-FWD-<id>, jumped to first from FORWARD: pod <-> pod on the
+#                     bridge accepted, anything else forwarded from or to the bridge, or to where a
+#                     Service address was translated, dropped; TASKQ-OUT-<id> in OUTPUT: this
+#                     machine's connections to a Service reach the bridge or loopback only (nothing
+#                     is routed beyond this machine)
 #   apiserver relay   socat on 10.244.N.1:<API server port> -> 127.0.0.1:<port> (the API server binds
 #                     one address: 127.0.0.1); TLS passes through, the serving cert names 10.244.N.1
 #   containerd        root .state/cluster/node/containerd, state and socket /run/taskq-<id>/
 #   kubelet           cgroupfs driver, cgroup v1 allowed (failCgroupV1: false), pods under the
 #                     cgroup /taskq-<id>; root dir .state/cluster/node/kubelet; serves on
 #                     10.244.N.1:10250 (x509 or token clients, authorized by the API server)
+#   kube-proxy        iptables mode, clusterCIDR the bridge's subnet, NodePorts on the bridge
+#                     address only, healthz and metrics on 127.0.0.1; the `kubernetes` Service's
+#                     EndpointSlice points at the relay (the API server reconciles none). One per
+#                     machine: its KUBE-* chains are machine-wide
 #
 # The node carries the taint taskq.dev/real-node=true:NoSchedule and the label type=real: only a
 # pod that tolerates the taint lands there; the kwok nodes stay for what needs many nodes.
@@ -24,12 +30,18 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/node-lib.sh"
 
 [[ $(id -u) == 0 ]] || { log "the real node needs root (cgroups, a bridge, network namespaces, iptables)"; exit 1; }
-for cmd in ip iptables socat findmnt; do
+for cmd in ip iptables nft socat findmnt; do
     command -v "$cmd" >/dev/null || {
-        log "the real node needs $cmd (Debian: apt-get install iproute2 iptables socat util-linux; make node-tools)"
+        log "the real node needs $cmd (Debian: apt-get install iproute2 iptables nftables socat util-linux; make node-tools)"
         exit 1
     }
 done
+if other=$(foreign_kube_proxy) && [[ -n $other ]]; then
+    log "another kube-proxy runs (pid $other: $(tr '\0' ' ' <"/proc/$other/cmdline" | cut -c1-120)):"
+    log "its iptables chains (KUBE-*) are machine-wide, and two kube-proxies delete each other's"
+    log "Service rules; stop that node first (make node-down in its clone)"
+    exit 1
+fi
 if [[ -n $(swapon --noheadings --show 2>/dev/null) ]]; then
     log "swap is on (swapon --show): the kubelet refuses to start with swap (failSwapOn); swapoff -a first"
     exit 1
@@ -44,13 +56,18 @@ start_ms=$(date +%s%3N)
 KUBECTL=$("$REPO_DIR/tools/build.sh" --path kube)/kubectl
 k() { "$KUBECTL" --kubeconfig="$KUBECONFIG_PATH" "$@"; }
 
+# first_rule CHAIN TARGET: the jump to TARGET is CHAIN's first rule. Ours must come before
+# kube-proxy's KUBE-FORWARD, which accepts whatever it marked for masquerading (Service traffic
+# from outside the pod range) wherever it goes.
+first_rule() { [[ $(iptables -w -S "$1" 1 2>/dev/null) == "-A $1 -j $2" ]]; }
 # Fast path: every piece is there and the node is Ready.
 node_running() {
     local c
     for c in "${NODE_COMPONENTS[@]}"; do
         [[ -n $(component_pid "$c") ]] || return 1
     done
-    ip link show "$BRIDGE" >/dev/null 2>&1 && iptables -w -C FORWARD -j "$FW_CHAIN" 2>/dev/null \
+    ip link show "$BRIDGE" >/dev/null 2>&1 && first_rule FORWARD "$FW_CHAIN" \
+        && first_rule OUTPUT "$FW_OUT_CHAIN" \
         && [[ $(k get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]
 }
 if node_running; then
@@ -100,13 +117,26 @@ if [[ -z $(component_pid kubelet) ]]; then   # a running kubelet holds its ports
         printf -v "$var" '%s' "$p"
     done
 fi
+if [[ -z $(component_pid kube-proxy) ]]; then
+    for var in KUBE_PROXY_HEALTHZ_PORT KUBE_PROXY_METRICS_PORT; do
+        p=${!var}
+        while ! port_free "$p" || [[ $var == KUBE_PROXY_METRICS_PORT && $p == "$KUBE_PROXY_HEALTHZ_PORT" ]]; do
+            [[ -z ${TASKQ_KUBE_PROXY_HEALTHZ_PORT:-}${TASKQ_KUBE_PROXY_METRICS_PORT:-} ]] || { log "port $p ($var) is taken"; exit 1; }
+            p=$((p + 1))
+        done
+        [[ $p == "${!var}" ]] || log "port ${!var} for kube-proxy is taken by another process; using $p"
+        printf -v "$var" '%s' "$p"
+    done
+fi
 cat >"$NODE_ENV" <<EOF
 : "\${POD_SUBNET_INDEX:=$POD_SUBNET_INDEX}" "\${KUBELET_PORT:=$KUBELET_PORT}" "\${KUBELET_HEALTHZ_PORT:=$KUBELET_HEALTHZ_PORT}"
+: "\${KUBE_PROXY_HEALTHZ_PORT:=$KUBE_PROXY_HEALTHZ_PORT}" "\${KUBE_PROXY_METRICS_PORT:=$KUBE_PROXY_METRICS_PORT}"
 EOF
 
 # Tools (built once per machine), the pause image, the certificates (the API server's serving cert
 # must name the bridge address; it reloads the files by itself).
 KUBELET_BIN=$("$REPO_DIR/tools/build.sh" kubelet)
+KUBE_PROXY_BIN=$("$REPO_DIR/tools/build.sh" kube-proxy)
 CONTAINERD_BIN=$("$REPO_DIR/tools/build.sh" containerd)
 RUNC_BIN=$("$REPO_DIR/tools/build.sh" runc)
 CNI_BIN=$("$REPO_DIR/tools/build.sh" cni)
@@ -122,19 +152,53 @@ if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
 fi
 ip addr replace "$BRIDGE_IP/24" dev "$BRIDGE"
 ip link set "$BRIDGE" up
-if ! iptables -w -n -L "$FW_CHAIN" >/dev/null 2>&1; then
-    iptables -w -N "$FW_CHAIN"
-    iptables -w -A "$FW_CHAIN" -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT
-    iptables -w -A "$FW_CHAIN" -i "$BRIDGE" -j DROP
-    iptables -w -A "$FW_CHAIN" -o "$BRIDGE" -j DROP
-fi
-iptables -w -C FORWARD -j "$FW_CHAIN" 2>/dev/null || iptables -w -I FORWARD 1 -j "$FW_CHAIN"
+# rule CHAIN ARGS...: append the rule unless the chain has it (an older node-up's chain gains the
+# rules added since; a new chain gets them in this order).
+rule() { iptables -w -C "$@" 2>/dev/null || iptables -w -A "$@"; }
+iptables -w -n -L "$FW_CHAIN" >/dev/null 2>&1 || iptables -w -N "$FW_CHAIN"
+rule "$FW_CHAIN" -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT
+rule "$FW_CHAIN" -i "$BRIDGE" -j DROP
+rule "$FW_CHAIN" -o "$BRIDGE" -j DROP
+# Service traffic (kube-proxy's DNAT) forwarded anywhere but bridge -> bridge: e.g. from docker0
+# to an endpoint kwok invented (10.0.0.x), which would leave through the default route.
+rule "$FW_CHAIN" -m conntrack --ctstate DNAT --ctorigdst "$SERVICE_CIDR" -j DROP
+iptables -w -n -L "$FW_OUT_CHAIN" >/dev/null 2>&1 || iptables -w -N "$FW_OUT_CHAIN"
+rule "$FW_OUT_CHAIN" -o lo -j RETURN
+rule "$FW_OUT_CHAIN" -o "$BRIDGE" -j RETURN
+rule "$FW_OUT_CHAIN" -m conntrack --ctstate DNAT --ctorigdst "$SERVICE_CIDR" -j DROP
+# jump_first CHAIN TARGET: make the jump to TARGET CHAIN's first rule (kube-proxy prepends its own
+# jumps when they are missing, so ours is moved back in front once kube-proxy has started).
+jump_first() {
+    first_rule "$1" "$2" && return 0
+    iptables -w -D "$1" -j "$2" 2>/dev/null || true
+    iptables -w -I "$1" 1 -j "$2"
+}
+jump_first FORWARD "$FW_CHAIN"
+jump_first OUTPUT "$FW_OUT_CHAIN"
 
 # The relay is started for this cluster's API server port: `socat` in its command line is what
 # component_pid checks, the pid file says which socat.
 start socat socat "TCP-LISTEN:$APISERVER_PORT,bind=$BRIDGE_IP,reuseaddr,fork" "TCP:127.0.0.1:$APISERVER_PORT"
 wait_until "API server relay on $BRIDGE_IP:$APISERVER_PORT" 10 socat \
     http_ok "https://$BRIDGE_IP:$APISERVER_PORT/readyz" "$PKI/ca.crt" "$PKI/admin.crt" "$PKI/admin.key"
+# The API server runs with --endpoint-reconciler-type=none (it binds 127.0.0.1, which no endpoint
+# may be): the `kubernetes` Service (10.96.0.1:443) gets its EndpointSlice from here, the relay.
+k apply -f - >/dev/null <<EOF
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: kubernetes
+  namespace: default
+  labels:
+    kubernetes.io/service-name: kubernetes
+    endpointslice.kubernetes.io/managed-by: node-up.taskq.dev
+addressType: IPv4
+endpoints:
+- addresses: ["$BRIDGE_IP"]
+  conditions: {ready: true}
+ports:
+- {name: https, port: $APISERVER_PORT, protocol: TCP}
+EOF
 
 # --- cgroups: the parent of the kubelet's kubepods, in every v1 hierarchy and the unified one
 for h in /sys/fs/cgroup/*/; do
@@ -233,6 +297,7 @@ if ! ctr images ls -q "name==$PAUSE_IMAGE" | grep -q .; then
 fi
 
 # --- kubelet
+# write_kubeconfig_node PATH NAME: a kubeconfig with the client cert $PKI/NAME.crt.
 write_kubeconfig_node() {
     local tmp
     tmp=$(mktemp "$1.XXXXXX")
@@ -245,19 +310,19 @@ clusters:
     server: https://127.0.0.1:$APISERVER_PORT
     certificate-authority-data: $(base64 -w0 "$PKI/ca.crt")
 users:
-- name: kubelet
+- name: $2
   user:
-    client-certificate-data: $(base64 -w0 "$PKI/kubelet.crt")
-    client-key-data: $(base64 -w0 "$PKI/kubelet.key")
+    client-certificate-data: $(base64 -w0 "$PKI/$2.crt")
+    client-key-data: $(base64 -w0 "$PKI/$2.key")
 contexts:
 - name: taskq-local
-  context: {cluster: taskq-local, user: kubelet}
+  context: {cluster: taskq-local, user: $2}
 current-context: taskq-local
 EOF
     chmod 600 "$tmp"
     mv "$tmp" "$1"
 }
-write_kubeconfig_node "$NODE_DIR/kubelet.kubeconfig"
+write_kubeconfig_node "$NODE_DIR/kubelet.kubeconfig" kubelet
 mkdir -p "$NODE_DIR/kubelet" "$NODE_DIR/pod-logs"
 cat >"$NODE_DIR/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
@@ -305,5 +370,39 @@ start kubelet "$KUBELET_BIN/kubelet" \
 wait_until "kubelet /healthz" 60 kubelet http_ok "http://127.0.0.1:$KUBELET_HEALTHZ_PORT/healthz"
 wait_until "node $NODE_NAME Ready" 90 kubelet \
     k wait --for=condition=Ready "node/$NODE_NAME" --timeout=2s
+
+# --- kube-proxy: the Services' ClusterIPs for the pods
+write_kubeconfig_node "$NODE_DIR/kube-proxy.kubeconfig" kube-proxy
+cat >"$NODE_DIR/kube-proxy.yaml" <<EOF
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection:
+  kubeconfig: $NODE_DIR/kube-proxy.kubeconfig
+hostnameOverride: $NODE_NAME
+bindAddress: $BRIDGE_IP           # the node's IP (kube-proxy binds nothing to it)
+healthzBindAddress: 127.0.0.1:$KUBE_PROXY_HEALTHZ_PORT
+metricsBindAddress: 127.0.0.1:$KUBE_PROXY_METRICS_PORT
+mode: iptables
+clusterCIDR: $POD_SUBNET          # Service traffic from outside it is marked for masquerading
+detectLocalMode: ClusterCIDR
+nodePortAddresses: ["$BRIDGE_IP/32"]
+iptables:
+  localhostNodePorts: false       # would set route_localnet, a machine-wide sysctl
+  masqueradeAll: false
+# 0: leave the machine's conntrack sysctls as they are
+conntrack: {maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s, udpTimeout: 0s, udpStreamTimeout: 0s}
+oomScoreAdj: 0                    # its default -999 needs CAP_SYS_RESOURCE, which this VM's root lacks
+EOF
+# The nftables tables before kube-proxy (iptables-nft makes ip mangle and ip6 * for it, empty
+# after its --cleanup): node-down.sh removes the new ones if still empty. The first start's list.
+if [[ -z $(component_pid kube-proxy) && ! -f $NODE_DIR/nft-tables.before ]]; then
+    nft list tables >"$NODE_DIR/nft-tables.before"
+fi
+start kube-proxy "$KUBE_PROXY_BIN/kube-proxy" --config="$NODE_DIR/kube-proxy.yaml"
+wait_until "kube-proxy /healthz" 60 kube-proxy http_ok "http://127.0.0.1:$KUBE_PROXY_HEALTHZ_PORT/healthz"
+kubernetes_service_rules() { iptables -w -t nat -S KUBE-SERVICES | grep -q 'default/kubernetes:https cluster IP'; }
+wait_until "the kubernetes Service's rules" 30 kube-proxy kubernetes_service_rules
+jump_first FORWARD "$FW_CHAIN"
+jump_first OUTPUT "$FW_OUT_CHAIN"
 log "real node ready in $(elapsed) (bridge $BRIDGE $BRIDGE_IP/24, containerd $CONTAINERD_SOCK)"
 echo "$KUBECONFIG_PATH"

@@ -11,7 +11,7 @@
 #   tools/build.sh all                the same for every tool (of the control plane and helm)
 #   tools/build.sh terraform          tofu and its providers (used through terraform/mirror.sh)
 #   tools/build.sh jaeger             the trace receiver and store of the tracing tests
-#   tools/build.sh node               the real node: kubelet, containerd, runc, CNI plugins, crictl (runc
+#   tools/build.sh node               the real node: kubelet, kube-proxy, containerd, runc, CNI plugins, crictl (runc
 #                                     needs cgo: gcc and libseccomp-dev, `make node-tools`)
 #   tools/build.sh --path kube        print the bin directory without building (may not exist)
 #   tools/build.sh --no-link ...      do not touch .state/bin/
@@ -30,7 +30,7 @@ TERRAFORM_TOOLS=(tofu terraform-provider-kubernetes terraform-provider-helm terr
 # Built only on request (`tools/build.sh jaeger`, by the tracing tests): the trace receiver.
 TRACE_TOOLS=(jaeger)
 # Built only on request (`tools/build.sh node`, `make node-tools`): the local cluster's real node.
-NODE_TOOLS=(kubelet containerd runc cni crictl)
+NODE_TOOLS=(kubelet kube-proxy containerd runc cni crictl)
 NO_LINK=0
 
 log() { echo "tools/build.sh: $*" >&2; }
@@ -90,6 +90,7 @@ tool_version() {
     case $1 in
         kube) required_version kube k8s.io/kubernetes ;;
         kubelet) required_version kubelet k8s.io/kubernetes ;;
+        kube-proxy) required_version kube-proxy k8s.io/kubernetes ;;
         etcd) required_version etcd go.etcd.io/etcd/server/v3 ;;
         kwok) required_version kwok sigs.k8s.io/kwok ;;
         helm) required_version helm helm.sh/helm/v3 ;;
@@ -109,6 +110,7 @@ tool_packages() {
         kube) echo k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
                    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl ;;
         kubelet) echo k8s.io/kubernetes/cmd/kubelet ;;
+        kube-proxy) echo k8s.io/kubernetes/cmd/kube-proxy ;;
         etcd) echo go.etcd.io/etcd/server/v3 go.etcd.io/etcd/etcdctl/v3 ;;
         kwok) echo sigs.k8s.io/kwok/cmd/kwok ;;
         tofu) echo github.com/opentofu/opentofu/cmd/tofu ;;
@@ -127,7 +129,7 @@ tool_packages() {
 tool_ldflags() {
     local v=$2
     case $1 in
-        kube|kubelet)
+        kube|kubelet|kube-proxy)
             # What kubernetes' hack/lib/version.sh sets, so /version reports the real version.
             local major=${v#v}; major=${major%%.*}
             local minor=${v#v*.}; minor=${minor%%.*}
@@ -160,7 +162,7 @@ tool_ldflags() {
 
 tool_tags() {
     case $1 in
-        kube|kubelet) echo "notest,grpcnotrace" ;;
+        kube|kubelet|kube-proxy) echo "notest,grpcnotrace" ;;
         # what containerd's and runc's Makefiles set (runc without libpathrs: a Rust library)
         containerd) echo "urfave_cli_no_docs" ;;
         runc) echo "seccomp,urfave_cli_no_docs" ;;

@@ -7,10 +7,14 @@
 - ``namespace`` (function): a fresh namespace per test, deleted afterwards.
 - ``api_client`` (session): a ``kubernetes.client.ApiClient`` for the admin kubeconfig.
 - ``kubectl``: ``kubectl(*args, input=None, check=True)`` bound to the admin kubeconfig.
+- ``real_node`` (session): the real node (tests/e2e/node.py) with the project's images; skips
+  without root. ``bridge_ip`` (session): its bridge's host address, where pods reach this machine.
+- ``pod_pg`` (module): a throwaway PostgreSQL on 127.0.0.1 and on the bridge address.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import secrets
 import time
@@ -19,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from devenv.postgres import LocalPostgres
 from kubernetes import config
 from kubernetes.client import ApiClient
 
-from . import cluster
+from . import cluster, node
 
 
 @pytest.fixture(scope="session")
@@ -82,3 +87,37 @@ def namespace(kubeconfig: Path, request: pytest.FixtureRequest) -> Iterator[str]
             kubeconfig=kubeconfig,
             check=False,
         )
+
+
+@pytest.fixture(scope="session")
+def real_node(kubeconfig: Path) -> Iterator[None]:
+    reason = node.unavailable()
+    if reason:
+        pytest.skip(f"real node skipped: {reason}")
+    with node.running():
+        yield
+
+
+@pytest.fixture(scope="session")
+def bridge_ip(real_node: None, kubeconfig: Path) -> str:
+    """The node's InternalIP: its bridge's host address, where pods reach this machine."""
+    out = cluster.kubectl(
+        "get", "node", node.NODE_NAME, "-o",
+        "jsonpath={.status.addresses[?(@.type=='InternalIP')].address}",
+        kubeconfig=kubeconfig,
+    ).stdout.strip()
+    return str(ipaddress.ip_address(out))
+
+
+@pytest.fixture(scope="module")
+def pod_pg(bridge_ip: str) -> Iterator[LocalPostgres]:
+    """A throwaway PostgreSQL on 127.0.0.1 and on the bridge's host address, trusting the pod
+    range (the bridge is this machine's own, reachable from its pods only)."""
+    server = LocalPostgres.temporary(settings={"listen_addresses": f"127.0.0.1,{bridge_ip}"})
+    server.init()
+    pods = ipaddress.ip_network(f"{bridge_ip}/24", strict=False)
+    with (server.datadir / "pg_hba.conf").open("a", encoding="utf-8") as hba:
+        hba.write(f"host all all {pods} trust\n")
+    server.start()
+    yield server
+    server.destroy()

@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,24 @@ NODE_DOWN = REPO / "cluster" / "node-down.sh"
 NODE_IMAGES = REPO / "cluster" / "node-images.sh"
 NODE_NAME = "taskq-node"
 WORKER_IMAGE = "taskq-worker:0.1.0"
+OPERATOR_IMAGE = "taskq-operator:0.1.0"
+# The worker image plus a handler module, built as users build theirs (docs/image.md): the pods
+# of a WorkerPool take their code from the image alone.
+HANDLER_IMAGE = "taskq-e2e-handlers:0.1.0"
+HANDLER_APP = "e2ehandlers.tasks"
+HANDLERS = '''\
+import asyncio
+import os
+import socket
+
+import taskq
+
+
+@taskq.task("whoami")
+async def whoami(ctx: taskq.TaskContext) -> dict[str, object]:
+    await asyncio.sleep(float(ctx.payload.get("sleep", 0)))
+    return {"host": socket.gethostname(), "uid": os.getuid(), "n": ctx.payload["n"]}
+'''
 # What a pod spec needs to land on the real node (and only there).
 POD_PLACEMENT: dict[str, Any] = {
     "nodeSelector": {"type": "real"},
@@ -70,10 +89,29 @@ def _docker_answers() -> bool:
     return shutil.which("docker") is not None and _run("docker", "info", timeout=60).returncode == 0
 
 
+def _build_handler_image() -> None:
+    """HANDLER_IMAGE: FROM the worker image, HANDLERS as /app/e2ehandlers/tasks.py. Nothing is
+    fetched (--network none); the classic builder, as ``make image-build`` uses."""
+    with tempfile.TemporaryDirectory() as context:
+        package = Path(context) / "e2ehandlers"
+        package.mkdir()
+        (package / "__init__.py").write_text("")
+        (package / "tasks.py").write_text(HANDLERS)
+        (Path(context) / "Dockerfile").write_text(
+            f"FROM {WORKER_IMAGE}\nCOPY e2ehandlers/ /app/e2ehandlers/\n"
+        )
+        built = subprocess.run(
+            ["docker", "build", "--network", "none", "-t", HANDLER_IMAGE, context],
+            capture_output=True, text=True, timeout=600, check=False,
+            env={**os.environ, "DOCKER_BUILDKIT": "0"},
+        )
+    assert built.returncode == 0, f"docker build of {HANDLER_IMAGE} failed:\n{_tail(built)}"
+
+
 def import_images() -> None:
     """Build the project's images if needed (``make image-build``: a Docker engine, started by
-    ``make docker-up`` when none answers, and stopped again afterwards) and import the worker
-    image into the node's containerd."""
+    ``make docker-up`` when none answers, and stopped again afterwards) and HANDLER_IMAGE, and
+    import the worker, handler and operator images into the node's containerd."""
     started = False
     if not _docker_answers():
         started = True
@@ -92,10 +130,11 @@ def import_images() -> None:
             "make", "-s", "--no-print-directory", "image-build", timeout=IMAGE_BUILD_TIMEOUT
         )
         assert build.returncode == 0, f"make image-build failed:\n{_tail(build)}"
-        imported = _run(NODE_IMAGES, WORKER_IMAGE, timeout=600)
+        _build_handler_image()
+        imported = _run(NODE_IMAGES, WORKER_IMAGE, HANDLER_IMAGE, OPERATOR_IMAGE, timeout=900)
         assert imported.returncode == 0, f"cluster/node-images.sh failed:\n{_tail(imported)}"
     finally:
-        if started:  # the image is in containerd now
+        if started:  # the images are in containerd now
             _run("make", "-s", "--no-print-directory", "docker-down", timeout=120)
 
 

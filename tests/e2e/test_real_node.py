@@ -15,8 +15,7 @@ import asyncio
 import ipaddress
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -24,7 +23,7 @@ from devenv.postgres import LocalPostgres
 
 import taskq
 
-from . import cluster, node
+from . import node
 
 HANDLERS = '''\
 import os
@@ -38,49 +37,6 @@ async def whoami(ctx: taskq.TaskContext) -> dict[str, object]:
     return {"host": socket.gethostname(), "uid": os.getuid(), "n": ctx.payload["n"]}
 '''
 TASKS = 20
-
-
-@pytest.fixture(scope="module")
-def real_node(kubeconfig: Path) -> Iterator[None]:
-    reason = node.unavailable()
-    if reason:
-        pytest.skip(f"real node skipped: {reason}")
-    with node.running():
-        yield
-
-
-@pytest.fixture(scope="module")
-def bridge_ip(real_node: None, kubectl_module: Callable[..., Any]) -> str:
-    """The node's InternalIP: its bridge's host address, where pods reach this machine."""
-    out = kubectl_module(
-        "get", "node", node.NODE_NAME, "-o",
-        "jsonpath={.status.addresses[?(@.type=='InternalIP')].address}",
-    ).stdout.strip()
-    return str(ipaddress.ip_address(out))
-
-
-@pytest.fixture(scope="module")
-def kubectl_module(kubeconfig: Path) -> Callable[..., Any]:
-    def run(*args: str, input: str | None = None, check: bool = True, timeout: float = 60) -> Any:
-        return cluster.kubectl(
-            *args, kubeconfig=kubeconfig, input=input, check=check, timeout=timeout
-        )
-
-    return run
-
-
-@pytest.fixture(scope="module")
-def pod_pg(bridge_ip: str) -> Iterator[LocalPostgres]:
-    """A throwaway PostgreSQL on 127.0.0.1 and on the bridge's host address, trusting the pod
-    range (the bridge is this machine's own, reachable from its pods only)."""
-    server = LocalPostgres.temporary(settings={"listen_addresses": f"127.0.0.1,{bridge_ip}"})
-    server.init()
-    pods = ipaddress.ip_network(f"{bridge_ip}/24", strict=False)
-    with (server.datadir / "pg_hba.conf").open("a", encoding="utf-8") as hba:
-        hba.write(f"host all all {pods} trust\n")
-    server.start()
-    yield server
-    server.destroy()
 
 
 @pytest.fixture
@@ -227,3 +183,57 @@ async def test_worker_pod_drains_a_queue_on_the_real_node(
     deleted = time.monotonic()
     kubectl("-n", namespace, "delete", "pod", name, "--wait=true", timeout=90)
     assert time.monotonic() - deleted < 30
+
+
+SERVICE_PROBE = """\
+import json, os, ssl, urllib.request
+host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
+sa = "/var/run/secrets/kubernetes.io/serviceaccount/"
+request = urllib.request.Request(
+    f"https://{host}:{port}/version",
+    headers={"Authorization": "Bearer " + open(sa + "token").read()},
+)
+context = ssl.create_default_context(cafile=sa + "ca.crt")
+version = json.load(urllib.request.urlopen(request, context=context, timeout=10))
+print(json.dumps({"host": host, "port": port, "version": version["gitVersion"]}))
+"""
+
+
+def test_a_pod_reaches_the_api_server_through_the_kubernetes_service(
+    real_node: None, namespace: str, kubectl: Callable[..., Any]
+) -> None:
+    """kube-proxy: the ClusterIP the kubelet hands pods (10.96.0.1:443) leads to the API server
+    through the EndpointSlice node-up.sh writes; TLS checks the serving cert's 10.96.0.1."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "service-probe"},
+        "spec": {
+            **node.POD_PLACEMENT,
+            "restartPolicy": "Never",
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
+            "containers": [
+                {
+                    "name": "probe",
+                    "image": node.WORKER_IMAGE,
+                    "imagePullPolicy": "Never",
+                    "command": ["python", "-c", SERVICE_PROBE],
+                }
+            ],
+        },
+    }
+    kubectl("-n", namespace, "apply", "-f", "-", input=json.dumps(pod))
+
+    def finished() -> str | None:
+        phase: str = kubectl(
+            "-n", namespace, "get", "pod", "service-probe", "-o", "jsonpath={.status.phase}"
+        ).stdout
+        return phase if phase in ("Succeeded", "Failed") else None
+
+    phase = _wait("the probe pod to finish", finished, 120)
+    out = kubectl("-n", namespace, "logs", "service-probe").stdout
+    assert phase == "Succeeded", out
+    server = json.loads(kubectl("version", "-o", "json").stdout)["serverVersion"]
+    assert json.loads(out.strip().splitlines()[-1]) == {
+        "host": "10.96.0.1", "port": "443", "version": server["gitVersion"]
+    }
