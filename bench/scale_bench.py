@@ -19,6 +19,8 @@ once every worker beats and has idled IDLE_SECONDS:
               both on the host's monotonic clock (one clock for every process)
   throughput  DRAIN_N no-op tasks in one enqueue; rate from the first handler start to the last
   idle_statements_per_s  statements the idle workers sent, over IDLE_SECONDS
+  idle_calls_per_worker_s  the same by kind (pg_stat_statements: the taskq function a
+              statement calls, else its first words), per worker and second
   attempts_lost  attempts rescued from a worker taken for dead (its beats came over 3 s late)
   server_connections  the most backends of the benchmark's database seen in pg_stat_activity,
               sampled every 50 ms from the workers' start to their stop (the producer's and
@@ -155,6 +157,16 @@ async def _wait_for(reader: asyncpg.Connection, query: str, *args: Any, want: in
         await asyncio.sleep(0.2)
 
 
+async def _calls_by_kind(reader: asyncpg.Connection) -> dict[str, int]:
+    """Calls per kind of statement since pg_stat_statements was last reset, in the benchmark's
+    database: named by the taskq function a statement calls, else by its first words."""
+    rows = await reader.fetch(
+        "SELECT coalesce(substring(s.query FROM 'taskq\\.([a-z_]+)\\('), left(s.query, 40))"
+        " AS kind, sum(s.calls)::bigint AS calls FROM pg_stat_statements s"
+        " JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = $1 GROUP BY 1", DATABASE)
+    return {row["kind"]: row["calls"] for row in rows}
+
+
 async def _statements(reader: asyncpg.Connection) -> int:
     """Transactions the benchmark's database has ended: one per statement outside a
     transaction, as all of an idle worker's are (on the reader: the observer's connection is
@@ -196,8 +208,14 @@ async def bench(
                             limit=600)
             start_s = time.monotonic() - started
             before = await _statements(reader)
+            await reader.execute("SELECT pg_stat_statements_reset()")
             await asyncio.sleep(IDLE_SECONDS)
             idle_statements = (await _statements(reader) - before) / IDLE_SECONDS
+            idle_kinds = {
+                kind: round(calls / IDLE_SECONDS / run.workers, 3)
+                for kind, calls in sorted((await _calls_by_kind(reader)).items(),
+                                          key=lambda item: -item[1])
+                if calls / IDLE_SECONDS / run.workers >= 0.001}
             idle_connections = max(seen)
 
             for n in range(PICKUP_N):
@@ -239,6 +257,7 @@ async def bench(
         "server_connections_max": max(seen),
         "server_connections_max_idle": idle_connections,
         "idle_statements_per_s": round(idle_statements),
+        "idle_calls_per_worker_s": idle_kinds,
         "pickup_p50_ms": round(statistics.median(latencies), 1),
         "pickup_p99_ms": round(_percentile(latencies, 0.99), 1),
         "throughput_tasks_per_s": round(DRAIN_N / (drained["last"] - drained["first"])),
@@ -250,7 +269,8 @@ async def bench(
 
 
 async def main() -> dict[str, Any]:
-    server = LocalPostgres.temporary(durable=True)
+    server = LocalPostgres.temporary(
+        durable=True, settings={"shared_preload_libraries": "pg_stat_statements"})
     server.start()
     bouncer = LocalPgBouncer.temporary(server.port, pool_size=POOL_SIZE)
     # per worker: a pool of 2-4 and its beat, and connections sending cancel requests
@@ -265,6 +285,9 @@ async def main() -> dict[str, Any]:
         await admin.execute(
             f"ALTER ROLE postgres IN DATABASE {DATABASE} SET statement_timeout = '10s'")
         direct = server.dsn.rsplit("/", 1)[0] + "/" + DATABASE
+        extension = await asyncpg.connect(direct)
+        await extension.execute("CREATE EXTENSION pg_stat_statements")
+        await extension.close()
         async with await connect(direct) as client:
             await client.migrate()
         runs = [
@@ -287,7 +310,8 @@ async def main() -> dict[str, Any]:
             "drain_tasks": DRAIN_N,
             "worker_concurrency": 10,
             "claim_batch": 100,
-            "postgres": "local PostgreSQL, durable (fsync on), max_connections 200",
+            "postgres": "local PostgreSQL, durable (fsync on), max_connections 200, "
+            "pg_stat_statements",
             "pgbouncer": "Debian's 1.18, pool_mode transaction",
             "cpus": os.cpu_count(),
             "python": platform.python_version(),

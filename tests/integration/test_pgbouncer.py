@@ -85,6 +85,61 @@ def _no_database_errors(worker: Worker) -> None:
     assert worker.metrics.db_errors == {}
 
 
+async def test_the_pooler_sets_nothing_before_a_taskq_statement(
+    pg: LocalPostgres, pgbouncer: LocalPgBouncer
+) -> None:
+    """PgBouncer sends SET for each startup parameter whose value differs from the server
+    connection's before lending it. asyncpg announces client_encoding as 'utf-8', which
+    never equals PostgreSQL's UTF8: a SET before every transaction, doubling the statements.
+    taskq's connections spell it as the server does. Seen in the server's statement log."""
+    database = "taskq_encoding"
+    await fresh_database(pg, database, migrated=False)
+    admin = await asyncpg.connect(pg.dsn)
+    try:
+        await admin.execute(f"ALTER DATABASE {database} SET log_statement = 'all'")
+    finally:
+        await admin.close()
+    log = pg.datadir / "server.log"
+
+    async def statements(run: Any) -> tuple[int, int]:
+        """Runs 10 marked statements through the pooler; returns how many the server logged
+        and how many SETs of client_encoding it logged meanwhile."""
+        marker = f"encoding-check-{next(_numbers)}"
+        start = log.stat().st_size
+        await run(marker)
+        logged = ""
+        for _ in range(50):  # the server writes its log a moment later
+            with log.open(errors="replace") as f:
+                f.seek(start)
+                logged = f.read()
+            if logged.count(marker) >= 10:
+                break
+            await asyncio.sleep(0.1)
+        return logged.count(marker), logged.count("SET client_encoding")
+
+    async def bare(marker: str) -> None:  # asyncpg's own startup parameters
+        conns = [await asyncpg.connect(pgbouncer.dsn(database), statement_cache_size=0)
+                 for _ in range(2)]
+        try:
+            for n in range(5):
+                await asyncio.gather(*(c.fetchval(f"SELECT '{marker}', {n}") for c in conns))
+        finally:
+            for c in conns:
+                await c.close()
+
+    async def ours(marker: str) -> None:
+        async with await connect(pgbouncer.dsn(database), max_size=2,
+                                 pool_mode="transaction") as client:
+            for n in range(5):
+                await asyncio.gather(*(client.pool.fetchval(f"SELECT '{marker}', {n + m}")
+                                       for m in range(2)))
+
+    seen, sets = await statements(bare)
+    assert seen == 10 and sets > 0  # what taskq avoids: the pooler's SET is real
+    seen, sets = await statements(ours)
+    assert (seen, sets) == (10, 0)
+
+
 async def test_migrations_run_through_the_pooler_twice_at_once(
     pg: LocalPostgres, pgbouncer: LocalPgBouncer
 ) -> None:

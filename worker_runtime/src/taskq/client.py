@@ -53,7 +53,7 @@ from taskq.store import webhooks as webhook_store
 from taskq.store.codecs import learn_types
 from taskq.store.dberrors import CONNECTION_ERRORS, describe_connection_error, translated
 from taskq.store.migrations import migrate
-from taskq.store.pool_mode import PoolMode, statement_cache_size
+from taskq.store.pool_mode import PoolMode, connect_settings, statement_cache_size
 from taskq.store.schedules import ScheduleInfo
 from taskq.store.sqlfiles import query
 from taskq.store.types import Connection
@@ -109,7 +109,7 @@ async def create_pool(
             min_size=min_size,
             max_size=max_size,
             timeout=10,
-            server_settings=server_settings,
+            server_settings=connect_settings(server_settings),
             reset=reset,
             statement_cache_size=statement_cache_size(pool_mode),
             init=learn_types if pool_mode == "transaction" else None,

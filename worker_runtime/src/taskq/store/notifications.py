@@ -20,6 +20,7 @@ import asyncpg
 from taskq.backoff import Backoff
 from taskq.claim_order import ResumePoint
 from taskq.store.dberrors import describe_error, is_database_error
+from taskq.store.pool_mode import connect_settings
 from taskq.store.types import Connection
 
 log = logging.getLogger("taskq.notifications")
@@ -52,7 +53,8 @@ class Listener:
         application_name: str | None = None,
     ) -> None:
         self._dsn = dsn
-        self._settings = {"application_name": application_name} if application_name else None
+        self._settings = connect_settings(
+            {"application_name": application_name} if application_name else None)
         self._on_ready = on_ready
         self._on_cancel = on_cancel
         self._on_listening = on_listening

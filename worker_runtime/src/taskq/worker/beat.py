@@ -21,7 +21,7 @@ from taskq.backoff import Outage
 from taskq.store import execution as store
 from taskq.store.codecs import learn_types
 from taskq.store.dberrors import describe_error, is_database_error
-from taskq.store.pool_mode import PoolMode, statement_cache_size
+from taskq.store.pool_mode import PoolMode, connect_settings, statement_cache_size
 from taskq.worker.session import worker_session
 
 log = logging.getLogger("taskq.worker")
@@ -76,7 +76,7 @@ class Beat:
         conn: asyncpg.Connection = await asyncpg.connect(
             self._dsn,
             timeout=self._deadline,
-            server_settings=worker_session(self._pool_mode),
+            server_settings=connect_settings(worker_session(self._pool_mode)),
             statement_cache_size=statement_cache_size(self._pool_mode),
         )
         if self._pool_mode == "transaction":
