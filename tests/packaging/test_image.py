@@ -302,6 +302,39 @@ async def test_user_image_drains_a_queue(
         await _docker("rm", "--force", name)
 
 
+async def _serve_api(images: Images, name: str, network: list[str], dsn: str) -> int:
+    """Starts the API image as container `name` on a free port of the host's network and
+    returns the port once the container answers /readyz there. The port is free when chosen,
+    not when the container binds it: a container that could not bind exits, and another
+    port is tried (what answered on the port is checked to be the container, still running)."""
+    for _ in range(3):
+        port = free_port()
+        # TASKQ_API_HOST stays the default 127.0.0.1: on the host's network, loopback only
+        code, out = await _docker(
+            "run", "-d", "--name", name, *network, "-e", f"TASKQ_API_DSN={dsn}",
+            "-e", f"TASKQ_API_PORT={port}", images.api,
+        )
+        assert code == 0, out
+        deadline = time.monotonic() + 60
+        async with httpx.AsyncClient(timeout=10) as http:
+            while time.monotonic() < deadline:
+                try:
+                    ready = (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code
+                except httpx.TransportError:
+                    ready = None
+                _, running = await _docker("inspect", "--format", "{{.State.Running}}", name)
+                if running.strip() != "true":
+                    break
+                if ready == 200:
+                    return port
+                await asyncio.sleep(0.2)
+        _, logs = await _docker("logs", "--tail", "30", name)
+        await _docker("rm", "--force", name)
+        if "address already in use" not in logs:
+            raise AssertionError(f"the API container never became ready:\n{logs}")
+    raise AssertionError("three free ports were taken before the API container bound them")
+
+
 async def test_api_image_serves_a_task(images: Images, client: Client, dsn: str) -> None:
     """The API image as the chart runs it: `taskq keys create` from the image makes a key, the
     server takes a task with it and shows it back, and SIGTERM stops it with exit code 0."""
@@ -317,29 +350,10 @@ async def test_api_image_serves_a_task(images: Images, client: Client, dsn: str)
     made = out
     key = next(line for line in made.splitlines() if line.startswith("tq_"))
 
-    port = free_port()
     name = f"taskq-image-check-api-{secrets.token_hex(4)}"
-    # TASKQ_API_HOST stays the default 127.0.0.1: on the host's network, loopback only
-    code, out = await _docker(
-        "run", "-d", "--name", name, *pod_like_net, "-e", f"TASKQ_API_DSN={dsn}",
-        "-e", f"TASKQ_API_PORT={port}", images.api,
-    )
-    assert code == 0, out
-    base = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    ready = await http.get("/readyz")
-                except httpx.TransportError:
-                    ready = None
-                if ready is not None and ready.status_code == 200:
-                    break
-                if time.monotonic() > deadline:
-                    _, logs = await _docker("logs", "--tail", "30", name)
-                    raise AssertionError(f"the API container never became ready:\n{logs}")
-                await asyncio.sleep(0.2)
+        port = await _serve_api(images, name, pod_like_net, dsn)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
             assert (await http.get("/healthz")).status_code == 200
 
             auth = {"Authorization": f"Bearer {key}"}
