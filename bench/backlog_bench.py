@@ -10,7 +10,8 @@ depths of a comparison run on the same server) with pg_stat_statements. Two part
              (10,000,000) between them. The operator's depth readings are replayed for
              TASKQ_BACKLOG_SECONDS (30) through its own QueueDatabase and connection pool (4
              connections), as its daemons make them: every queue's status each status interval
-             (TASKQ_OPERATOR_STATUS_INTERVAL, 2 s) at each of the caps TASKQ_BACKLOG_CAPS
+             (TASKQ_OPERATOR_STATUS_INTERVAL, 2 s, or longer as the operator paces them:
+             status_pace.py) at each of the caps TASKQ_BACKLOG_CAPS
              (TASKQ_OPERATOR_COUNT_CAP, 1,000 and 1,000,000,000), and one WorkerPool per queue
              polling every 10 s at its
              pool's cap (count_cap of the default autoscaling: 100). Reported per cap: the
@@ -119,6 +120,7 @@ async def replay_operator(dsn: str, queues: list[QueueInfo], status_cap: int) ->
     db = await databases.database(dsn)
     monitor = await asyncpg.connect(dsn)
     status_reads: dict[int, list[float]] = {q.id: [] for q in queues}
+    intervals: list[float] = []  # as the database's pace gave them (status_pace.py)
     capped = 0
     started = time.perf_counter()
     end = started + SECONDS
@@ -127,12 +129,15 @@ async def replay_operator(dsn: str, queues: list[QueueInfo], status_cap: int) ->
         nonlocal capped
         await asyncio.sleep(random.uniform(0, period))
         while time.perf_counter() < end:
-            began = time.perf_counter()
             stats = await db.queue_stats(queue, cap)
             if status:
                 status_reads[queue.id].append(time.perf_counter())
                 capped += bool(stats.capped)
-            await asyncio.sleep(max(0.0, period - (time.perf_counter() - began)))
+                intervals.append(db.status_interval(period))
+                # as the daemon (daemons.py): the next pass this long after this one ends
+                await asyncio.sleep(intervals[-1])
+            else:
+                await asyncio.sleep(period)
 
     try:
         await monitor.execute("SELECT pg_stat_statements_reset()")
@@ -163,6 +168,7 @@ async def replay_operator(dsn: str, queues: list[QueueInfo], status_cap: int) ->
         "status_age_p50_s": round(statistics.median(ages), 2),
         "status_age_p99_s": round(ages[int(len(ages) * 0.99) - 1], 2),
         "status_age_max_s": round(ages[-1], 2),
+        "status_interval_median_s": round(statistics.median(intervals), 2),
     }
 
 

@@ -111,7 +111,9 @@ async def _forget_pool(runtime: Runtime, memory: PoolMemory, namespace: str, nam
 
 def _queue_next_pass(ctx: TaskQueueContext, status: TaskQueueStatus) -> float | None:
     ready = any(c.type == "Ready" and c.status == "True" for c in status.conditions)
-    return ctx.ports.settings.status_interval if ready else None
+    if not ready:
+        return None
+    return ctx.memory.status_every or ctx.ports.settings.status_interval
 
 
 def _pool_next_pass(ctx: WorkerPoolContext, _: WorkerPoolStatus) -> float:

@@ -35,6 +35,7 @@ from taskq.store.maintenance import MaintenanceStore
 from taskq.store.notifications import Listener
 from taskq.supervision import supervised
 from taskq.webhooks import WebhookSpec
+from taskq_operator.status_pace import ReadingPace
 
 log = logging.getLogger("taskq_operator.databases")
 
@@ -47,6 +48,7 @@ IDLE_CLOSE_SECONDS = 600.0
 # abandoned, its connection closed, and tried again, instead of stopping maintenance.
 MAINTENANCE_DEADLINE = 30.0  # seconds
 MAINTENANCE_TASK = "taskq-operator-maintenance"  # the asyncio task's name
+POOL_SIZE = 4  # connections of the operator's pool per database
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,10 @@ class Maintenance:
 class QueueDatabase:
     """The queues of one database, as the reconcilers use them (reconcile.ports)."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, pace: ReadingPace, label: str) -> None:
         self._client = client
+        self._pace = pace
+        self._label = label
 
     async def ensure_queue(self, queue: str, settings: QueueSettings) -> QueueInfo:
         return await self._client.ensure_queue(queue, settings)
@@ -81,7 +85,24 @@ class QueueDatabase:
     async def queue_stats(self, queue: QueueInfo, cap: int) -> QueueStats:
         # by id: Client.queue_stats would look the queue up again
         with translated(queue.full_name):
-            return await queue_store.queue_stats(self._client.pool, queue.id, cap)
+            async with self._client.pool.acquire() as conn:
+                began = time.monotonic()
+                stats = await queue_store.queue_stats(conn, queue.id, cap)
+                now = time.monotonic()
+        self._pace.observe(queue.id, now - began, now)
+        return stats
+
+    def status_interval(self, configured: float) -> float:
+        was_paced = self._pace.paced
+        interval = self._pace.interval(configured, time.monotonic())
+        if self._pace.paced != was_paced:
+            reading = self._pace.reading_s or 0.0
+            log.info(
+                "statuses of the %d queues of %s are read every %.1fs (a reading takes "
+                "%.1f ms on one of %d connections; TASKQ_OPERATOR_STATUS_INTERVAL is %gs)",
+                self._pace.queues, self._label, interval, 1000 * reading, POOL_SIZE, configured,
+            )
+        return interval
 
     async def drop_queue(self, queue: str) -> bool:
         return await self._client.drop_queue(queue)
@@ -170,6 +191,7 @@ class Databases:
         self._listeners: dict[str, asyncio.Task[None]] = {}
         self._maintainers: dict[str, asyncio.Task[None]] = {}
         self._subscribers: dict[tuple[str, int], dict[object, Wake]] = {}
+        self._paces: dict[str, ReadingPace] = {}
         self._last_used: dict[str, float] = {}
         self._pruner: asyncio.Task[None] | None = None
 
@@ -196,7 +218,8 @@ class Databases:
             return existing
         async with self._locks.setdefault(dsn, asyncio.Lock()):
             if dsn not in self._clients:
-                client = Client(await create_pool(dsn, min_size=1, max_size=4), owns_pool=True)
+                pool = await create_pool(dsn, min_size=1, max_size=POOL_SIZE)
+                client = Client(pool, owns_pool=True)
                 try:
                     applied = await client.migrate()
                 except BaseException:
@@ -223,7 +246,8 @@ class Databases:
 
     async def database(self, dsn: str) -> QueueDatabase:
         """client(dsn), as the reconcilers use it."""
-        return QueueDatabase(await self.client(dsn))
+        pace = self._paces.setdefault(dsn, ReadingPace(POOL_SIZE))
+        return QueueDatabase(await self.client(dsn), pace, database_label(dsn))
 
     async def keys(self, dsn: str) -> KeyDatabase:
         """client(dsn)'s API keys, as the TaskqApiKey reconciler uses them."""

@@ -136,6 +136,8 @@ class FakeQueueDatabase:
         self.pool_writes = 0
         self.record_error: TaskqError | None = None
         """Raised by record_pool alone (the depth still reads)."""
+        self.paced_interval = 0.0
+        """The interval the database's readings need (status_pace.ReadingPace's answer)."""
         self.error: TaskqError | None = None
         """Raised by every call from now on: the database failing under the operator."""
         self._ids = itertools.count(1)
@@ -181,6 +183,9 @@ class FakeQueueDatabase:
         return found.model_copy(
             update={c: min(getattr(found, c), cap) for c in COUNTS} | {"count_cap": cap}
         )
+
+    def status_interval(self, configured: float) -> float:
+        return max(configured, self.paced_interval)
 
     async def drop_queue(self, queue: str) -> bool:
         self._answer()

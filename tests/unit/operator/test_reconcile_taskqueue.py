@@ -120,6 +120,16 @@ async def test_a_new_queue_is_provisioned_once_with_its_settings_and_reports_its
     assert queue.ready_since() == NOW  # still Ready: the transition time stays
 
 
+async def test_the_next_reading_comes_when_the_database_can_serve_it() -> None:
+    world = World()
+    queue = Queue(world)
+    await queue.reconcile()
+    assert queue.memory.status_every == world.ports.settings.status_interval
+    world.databases[DEFAULT_DSN].paced_interval = 7.5  # its many queues' readings
+    await queue.reconcile()
+    assert queue.memory.status_every == 7.5
+
+
 async def test_a_spec_change_is_applied_and_announced_as_configured() -> None:
     world = World()
     queue = Queue(world)

@@ -59,6 +59,11 @@ class QueueDatabase(Protocol):
         """Each count stops at `cap` tasks (QueueStats.capped)."""
         ...
 
+    def status_interval(self, configured: float) -> float:
+        """Seconds until a queue's next status reading: `configured`, or longer when the
+        database's queues would offer more readings than the operator's connections serve."""
+        ...
+
     async def drop_queue(self, queue: str) -> bool: ...
 
     async def declare_webhooks(

@@ -47,6 +47,8 @@ class QueueMemory:
     # what the webhooks were last declared from (the generation and the secrets' digest):
     # declared again when either changes, a rotated Secret included
     webhooks_declared: str | None = None
+    # seconds until the next status reading, as the queue's database paces them
+    status_every: float | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 

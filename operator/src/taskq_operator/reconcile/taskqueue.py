@@ -42,6 +42,7 @@ async def reconcile_taskqueue(ctx: TaskQueueContext) -> TaskQueueStatus:
         else:
             info = await db.get_queue(queue)
         stats = await db.queue_stats(info, ctx.ports.settings.count_cap)
+        memory.status_every = db.status_interval(ctx.ports.settings.status_interval)
         await _declare_webhooks(ctx, db, queue)
     except InvalidWebhookError as error:
         return _not_ready(ctx, "InvalidWebhook", str(error))
