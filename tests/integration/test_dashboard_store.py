@@ -11,7 +11,8 @@ import asyncpg
 from taskq.client import Client
 from taskq.models import PoolReport, ScalingDecision
 from taskq.store.pools import KEPT_DECISIONS
-from taskq_operator.databases import QueueDatabase
+from taskq_operator.databases import POOL_SIZE, QueueDatabase
+from taskq_operator.status_pace import ReadingPace
 from tests.conftest import MakeQueue
 from tests.integration.helpers import claim, finish
 
@@ -35,7 +36,7 @@ def decision(n: int) -> ScalingDecision:
 
 
 async def test_pools_are_recorded_by_the_operator_and_read_by_queue(client: Client) -> None:
-    db = QueueDatabase(client)
+    db = QueueDatabase(client, ReadingPace(POOL_SIZE), "test")
     await db.record_pool(report("mailers", ("emails", "receipts")), [decision(0)])
     await db.record_pool(report("bulk", ("emails",)), [])
     await db.record_pool(report("other", ("emails",), namespace="elsewhere"), [])
