@@ -102,7 +102,7 @@ async def test_cancel_the_selected_tasks_after_a_confirmation_that_says_how_many
     csrf = await sign_in(web, await make_key("operator", [queue.namespace]))
     search = urlencode({"queue": queue.full_name})
     page = _text(await web.get(f"/dashboard/tasks?{search}"))
-    assert 'name="ids" value="{}"'.format(waiting[0]) in page
+    assert f'name="ids" value="{waiting[0]}"' in page
     assert "Cancel selected" in page
 
     chosen = {"csrf": csrf, "search": search, "ids": [str(waiting[0]), str(waiting[1]),
