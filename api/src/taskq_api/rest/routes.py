@@ -31,6 +31,7 @@ from taskq_api.rest.models import (
 from taskq_api.rest.problems import responses
 from taskq_api.service import (
     DEFAULT_LIST_LIMIT,
+    ERROR_SEARCH_WALK,
     MAX_CORRELATION_ID,
     MAX_ERROR_CONTAINS,
     MAX_LIST_LIMIT,
@@ -234,8 +235,8 @@ async def list_tasks(
         Query(
             max_length=MAX_ERROR_CONTAINS,
             description="Only tasks whose last error's text (\"Type: message\") holds this, "
-            "literally and in any case. A page then reads at most 20,000 tasks and may end "
-            "early: `partial`, with a next_cursor that goes on",
+            f"literally and in any case. A page then reads at most {ERROR_SEARCH_WALK:,} "
+            "tasks and may end early: `partial`, with a next_cursor that goes on",
         ),
     ] = None,
     limit: Annotated[
