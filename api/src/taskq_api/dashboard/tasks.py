@@ -43,9 +43,10 @@ FIELD_LABELS: Final = {
 SEARCH_FIELDS: Final = (
     "queue", "state", "task", "correlation_id", "created_after", "created_before", "error",
 )
-# "Cancel (retry) all matching" takes at most BULK_LIMIT tasks, newest first, read in at most
-# BULK_PAGES pages of the search: one request never reads or changes an unbounded number of
-# tasks (the changes go BULK_BATCH to a transaction, taskq.client); the rest is for the next.
+# "Cancel (retry) all matching" takes at most BULK_LIMIT tasks, newest first, found in at most
+# BULK_PAGES pages of the search (each costing what the search's own page costs): one request
+# changes a bounded number of tasks, BULK_BATCH to a transaction (taskq.client); the rest is
+# for the next request.
 BULK_LIMIT: Final = 1_000
 BULK_PAGES: Final = 10
 
