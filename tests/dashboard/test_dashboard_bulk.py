@@ -183,14 +183,14 @@ async def test_all_matching_takes_a_bounded_number_at_once_and_says_more_match(
 
     asked = _text(await web.post(
         "/dashboard/tasks/cancel", data={"csrf": csrf, "search": search, "all": "yes"}))
-    assert f"Cancel the {BULK_LIMIT} newest tasks matching this search (more match" in asked
+    assert f"Cancel the {BULK_LIMIT:,} newest tasks matching this search (more match" in asked
     ids = re.findall(r'name="ids" value="(\d+)"', asked)
     assert len(ids) == BULK_LIMIT
     canceled = await web.post("/dashboard/tasks/cancel", data={
         "csrf": csrf, "search": search, "ids": ids, "more": "yes", "confirmed": "yes"})
     assert _notice((await web.get(canceled.headers["location"])).text) == (
-        f"Canceled {BULK_LIMIT} tasks. More tasks match: cancel all matching again for the "
-        f"next {BULK_LIMIT}.")
+        f"Canceled {BULK_LIMIT:,} tasks. More tasks match: cancel all matching again for the "
+        f"next {BULK_LIMIT:,}.")
     states = [(await client.get_task(task.id)).state for task in made[:3]]
     assert states == ["ready", "ready", "canceled"]  # the newest first
 

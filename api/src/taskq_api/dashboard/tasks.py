@@ -200,7 +200,7 @@ async def _matching_ids(
 
 
 def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def cancel_report(result: BulkCancelResult) -> str:
@@ -210,9 +210,9 @@ def cancel_report(result: BulkCancelResult) -> str:
         f"asked {_plural(result.asked, 'running task')} to stop" if result.asked else "",
     ]
     skipped = [
-        f"{result.finished} already finished (succeeded or dead)" if result.finished else "",
-        f"{result.already} already canceled or asked to stop" if result.already else "",
-        f"{result.missing} no longer there" if result.missing else "",
+        f"{result.finished:,} already finished (succeeded or dead)" if result.finished else "",
+        f"{result.already:,} already canceled or asked to stop" if result.already else "",
+        f"{result.missing:,} no longer there" if result.missing else "",
     ]
     return _report(did, skipped, result.finished + result.already + result.missing,
                    "nothing canceled")
@@ -222,9 +222,9 @@ def retry_report(result: BulkRetryResult) -> str:
     """What a bulk retry did, in words; it never says something was done when nothing was."""
     did = [f"retried {_plural(result.retried, 'dead task')}" if result.retried else ""]
     skipped = [
-        f"{result.not_dead} not dead (retried already, never failed, or gone)"
+        f"{result.not_dead:,} not dead (retried already, never failed, or gone)"
         if result.not_dead else "",
-        f"{result.held} whose idempotency key an unfinished task holds" if result.held else "",
+        f"{result.held:,} whose idempotency key an unfinished task holds" if result.held else "",
     ]
     return _report(did, skipped, result.not_dead + result.held, "nothing retried")
 
@@ -232,7 +232,7 @@ def retry_report(result: BulkRetryResult) -> str:
 def _report(did: list[str], skipped: list[str], count: int, nothing: str) -> str:
     said = "; ".join(part for part in did if part) or nothing
     if count:
-        said += f". Skipped {count}: {', '.join(part for part in skipped if part)}"
+        said += f". Skipped {count:,}: {', '.join(part for part in skipped if part)}"
     return f"{said[:1].upper()}{said[1:]}."
 
 
@@ -262,7 +262,7 @@ async def _bulk(request: Request, verb: str) -> Response:
             return done(request, back, f"Nothing to {verb}: no task matches this search.")
         what = (
             f"the {_plural(len(ids), 'newest task')} matching this search (more match: one "
-            f"action takes {BULK_LIMIT} at most; run it again for the rest)"
+            f"action takes {BULK_LIMIT:,} at most; run it again for the rest)"
             if more else f"the {_plural(len(ids), 'task')} matching this search"
         )
     else:
@@ -283,7 +283,7 @@ async def _bulk(request: Request, verb: str) -> Response:
     else:
         message = retry_report(await api.retry_tasks(found.key, queue, ids))
     if more:
-        message += f" More tasks match: {verb} all matching again for the next {BULK_LIMIT}."
+        message += f" More tasks match: {verb} all matching again for the next {BULK_LIMIT:,}."
     return done(request, back, message)
 
 
