@@ -21,6 +21,7 @@ measured again without loading.
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import os
 import platform
@@ -46,6 +47,7 @@ from taskq.store import execution as store
 from taskq.store import keys as key_store
 from taskq.store.execution import Completion
 from taskq.store.migrations import migrate
+from taskq_api.service import ERROR_SEARCH_WALK
 
 ROWS = int(os.environ.get("TASKQ_BENCH_DASHBOARD_ROWS", "5000000"))
 QUEUES = int(os.environ.get("TASKQ_BENCH_DASHBOARD_QUEUES", "200"))
@@ -56,6 +58,7 @@ HISTORY_SECONDS = 86_400
 WORKER = "bench-dashboard"
 SECRET = "a-benchmark-session-secret-of-32-chars-or-more"
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+_NEXT = re.compile(r'<a href="(/dashboard/tasks\?[^"]+)" rel="next">')
 
 
 def _name(n: int) -> str:
@@ -155,6 +158,13 @@ async def pages(pool: asyncpg.Pool, queues: list[QueueInfo]) -> dict[str, str]:
         "queue": f"/dashboard/queues/{newest.full_name}",
         "tasks": f"/dashboard/tasks?queue={newest.full_name}",
         "tasks_dead": f"/dashboard/tasks?queue={newest.full_name}&state=dead",
+        # the error-text filter: the dead tasks' errors sit under the newest 93 % of the
+        # queue, so each of these reads its bound (ERROR_SEARCH_WALK tasks) and ends early
+        "tasks_error_rare": f"/dashboard/tasks?queue={newest.full_name}&error=ON%20PURPOSE",
+        "tasks_error_dead": (
+            f"/dashboard/tasks?queue={newest.full_name}&state=dead&error=on%20purpose"
+        ),
+        "tasks_error_absent": f"/dashboard/tasks?queue={newest.full_name}&error=no%25such_text",
         "task_in_the_oldest_queue": f"/dashboard/tasks/{task_id}",
         "submit": "/dashboard/submit",
         "keys": "/dashboard/keys",
@@ -184,6 +194,12 @@ async def run(dsn: str, server: str) -> dict[str, Any]:
     with api_server(dsn) as (url, _grpc, _pid):
         async with httpx.AsyncClient(base_url=url, timeout=120) as http:
             await sign_in(http, secret)
+            # the error search's next page, as its first page links it: where the first
+            # stopped reading, with the dead tasks within reach
+            first = await http.get(paths["tasks_error_rare"])
+            found = _NEXT.search(first.text)
+            assert found, first.text
+            paths["tasks_error_next"] = html.unescape(found.group(1))
             for name, path in paths.items():
                 if name == "login":
                     async with httpx.AsyncClient(base_url=url, timeout=120) as anonymous:
@@ -196,6 +212,7 @@ async def run(dsn: str, server: str) -> dict[str, Any]:
             "rows": ROWS // QUEUES * QUEUES,
             "queues": QUEUES,
             "requests_per_page": REQUESTS,
+            "error_search_walk": ERROR_SEARCH_WALK,
             "postgres": server,
             "cpus": os.cpu_count(),
             "python": platform.python_version(),

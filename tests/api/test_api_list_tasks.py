@@ -208,3 +208,35 @@ async def test_a_viewer_without_payload_rights_sees_null_payloads(
     body = await listing(http, openapi, reader, queue=queue.full_name, state="succeeded")
     assert all(i["result"] == {"r": 1} and i["payload"] for i in body["items"])
 
+
+
+async def test_error_contains_matches_the_last_errors_text_literally(
+    http: httpx.AsyncClient, make_queue: MakeQueue, make_key: MakeKey, client: Client,
+    pool: asyncpg.Pool, openapi: OpenApiChecker,
+) -> None:
+    queue = await make_queue()
+    key = bearer(await make_key("viewer", [queue.namespace]))
+    ids = await filled(client, pool, queue)
+    await pool.execute(
+        "UPDATE taskq.tasks SET error = jsonb_build_object('type', 'KeyError', "
+        "'message', 'sku_' || id || ' 100%') WHERE queue_id = $1 AND id = ANY($2)",
+        queue.id, ids[:2],
+    )
+
+    body = await listing(http, openapi, key, queue=queue.full_name, error_contains="KEYERROR")
+    assert [t["id"] for t in body["items"]] == ids[:2][::-1]
+    assert (body["next_cursor"], body["partial"]) == (None, False)
+    exact = await listing(http, openapi, key, queue=queue.full_name,
+                          error_contains=f"sku_{ids[0]} 100%")
+    assert [t["id"] for t in exact["items"]] == [ids[0]]
+    # '%' and '_' are no wildcards; an error that is no {type, message} object is its JSON
+    assert (await listing(http, openapi, key, queue=queue.full_name,
+                          error_contains="sku%"))["items"] == []
+    other = await listing(http, openapi, key, queue=queue.full_name, error_contains='"m": 1',
+                          state="dead", limit=1)
+    assert [t["id"] for t in other["items"]] == [ids[3]]
+    assert other["next_cursor"] and not other["partial"]
+
+    blank = await http.get("/v1/tasks", params={"queue": queue.full_name,
+                                                "error_contains": " "}, headers=key)
+    assert problem(openapi.check(blank), 422)["detail"].startswith("invalid error_contains: ")

@@ -105,6 +105,7 @@ async def test_bad_queue_names_are_named(
     ({"created_after": Timestamp(seconds=2_000_000_000),
       "created_before": Timestamp(seconds=1_000_000_000)}, "created_after"),
     ({"created_before": _FAR_FUTURE}, "created_before"),
+    ({"error_contains": "  "}, "error_contains"),
 ])
 async def test_bad_list_parameters_are_named(
     fields: dict[str, Any], field: str, writer: tuple[QueueInfo, Metadata],

@@ -165,11 +165,11 @@ class RecordingService(ApiService):
 
 
 # The dashboard's own operations (docs/dashboard.md): its overview of every queue's counts, a
-# queue's throughput and wait charts and worker pools, and key management, which REST and gRPC
-# do not offer (yet).
+# queue's throughput and wait charts and worker pools, key management, and bulk cancel and
+# retry of a search's tasks, which REST and gRPC do not offer (yet).
 DASHBOARD_ONLY = frozenset({
     "authenticate_digest", "overview", "throughput", "throughputs", "wait", "worker_pools",
-    "keys", "create_key", "revoke_key",
+    "keys", "create_key", "revoke_key", "writable_queue", "cancel_tasks", "retry_tasks",
 })
 # Every operation of the service, but the two every call and /readyz make.
 OPERATIONS = frozenset(

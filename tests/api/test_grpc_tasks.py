@@ -227,6 +227,8 @@ async def test_list_filters_and_pages_with_the_cursor(
                                  correlation_id=f"c{n % 3}")).id for n in range(9)]
     [claimed] = await claim(pool, queue, limit=1)
     await finish(pool, claimed, "succeeded")
+    [failing] = await claim(pool, queue, limit=1)
+    await finish(pool, failing, "failed", error={"type": "Timeout", "message": "bank 100% slow"})
 
     pages: list[list[int]] = []
     cursor = ""
@@ -245,6 +247,10 @@ async def test_list_filters_and_pages_with_the_cursor(
         queue=queue.full_name, created_after=_at(datetime.now(UTC) - timedelta(hours=1)),
         created_before=_at(datetime.now(UTC) + timedelta(hours=1))), metadata=key)
 
+    errors = await grpc_stub.ListTasks(pb.ListTasksRequest(
+        queue=queue.full_name, error_contains="TIMEOUT: bank 100%"), metadata=key)
+    assert ([t.id for t in errors.items], errors.next_cursor, errors.partial) == (
+        [failing.id], "", False)
     assert pages == [ids[::-1][:4], ids[::-1][4:8], ids[::-1][8:]]
     assert [t.id for t in named.items] == [ids[7], ids[1]]
     assert [t.id for t in done.items] == [claimed.id]

@@ -14,7 +14,14 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from playwright.async_api import Browser, Page, ViewportSize, async_playwright, expect
+from playwright.async_api import (
+    Browser,
+    Dialog,
+    Page,
+    ViewportSize,
+    async_playwright,
+    expect,
+)
 
 from taskq import TaskContext
 from taskq.client import Client
@@ -136,6 +143,62 @@ async def test_filter_tasks_then_open_one_and_its_attempts(
     await shot(page, "task")
 
 
+async def test_search_by_error_text_then_cancel_the_selected_and_retry_all_matching(
+    page: Page, dashboard_url: str, make_key: MakeKey, make_queue: MakeQueue,
+    client: Client, pool: asyncpg.Pool,
+) -> None:
+    queue = await make_queue(max_attempts=1)
+    dead = []
+    for message in ("coupon 50% off refused", "coupon 500 off refused"):
+        task = await client.enqueue(queue.full_name, "charge", None)
+        (claimed,) = await claim(pool, queue, limit=1)
+        await finish(pool, claimed, "failed", error={"type": "CardDeclined", "message": message})
+        dead.append(task.id)
+    waiting = [(await client.enqueue(queue.full_name, "t", None)).id for _ in range(3)]
+    await sign_in(page, dashboard_url, await make_key("operator", [queue.namespace]))
+
+    await page.get_by_role("link", name="Tasks").click()
+    await page.get_by_label("Queue").select_option(queue.full_name)
+    await page.get_by_label("Error text").fill("50% OFF")  # literally, in any case
+    await page.get_by_role("button", name="Search").click()
+    rows = page.locator("table.tasks tbody tr")
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_contain_text(str(dead[0]))
+    await shot(page, "tasks-error-search")
+
+    await page.get_by_label("Error text").fill("")
+    await page.get_by_role("button", name="Search").click()
+    await expect(rows).to_have_count(5)
+    await page.get_by_label(f"Select task {waiting[0]}").check()
+    await page.get_by_label(f"Select task {waiting[2]}").check()
+    asked: list[str] = []
+
+    async def accept(dialog: Dialog) -> None:
+        asked.append(dialog.message)
+        await dialog.accept()
+
+    page.once("dialog", accept)
+    await page.get_by_role("button", name="Cancel selected").click()
+    await expect(page.get_by_role("status")).to_have_text("Canceled 2 tasks.")
+    assert asked == ["Cancel the 2 selected tasks? Waiting tasks are canceled at once; running "
+                     "ones are asked to stop."]
+    states = [(await client.get_task(i)).state for i in waiting]
+    assert states == ["canceled", "ready", "canceled"]
+
+    await page.get_by_label("State").select_option("dead")
+    await page.get_by_role("button", name="Search").click()
+    await expect(rows).to_have_count(2)
+    await page.get_by_role("button", name="Retry all matching").click()
+    await expect(page.get_by_text("Retry the 2 tasks matching this search?")).to_be_visible()
+    await shot(page, "tasks-bulk-confirm")
+    await page.get_by_role("button", name="Yes, go ahead").click()
+    await expect(page.get_by_role("status")).to_have_text("Retried 2 dead tasks.")
+    assert [(await client.get_task(i)).state for i in dead] == ["ready", "ready"]
+    await expect(page.get_by_label("State")).to_have_value("dead")  # back on the same search
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_contain_text("No task matches")
+
+
 async def test_replay_a_dead_task_and_cancel_a_running_one_after_confirming(
     page: Page, dashboard_url: str, make_key: MakeKey, make_queue: MakeQueue,
     client: Client, pool: asyncpg.Pool,
@@ -200,6 +263,23 @@ async def test_a_viewer_sees_no_action_and_the_server_refuses_one(
     )
     assert status == 403
     assert not (await client.get_queue(queue.full_name)).settings.paused
+
+    # the search offers a viewer no bulk action, and the server refuses a forged one
+    await page.goto(f"{dashboard_url}/dashboard/tasks?queue={queue.full_name}")
+    await expect(page.locator("table.tasks tbody tr")).to_have_count(1)
+    assert await page.get_by_role("checkbox").count() == 0
+    assert await page.get_by_role("button", name="Cancel all matching").count() == 0
+    status = await page.evaluate(
+        """async (queue) => {
+            const csrf = document.querySelector('input[name=csrf]').value;
+            const body = new URLSearchParams(
+                {csrf, confirmed: 'yes', all: 'yes', search: 'queue=' + queue});
+            return (await fetch('/dashboard/tasks/cancel', {method: 'POST', body})).status;
+        }""",
+        queue.full_name,
+    )
+    assert status == 403
+    assert (await client.get_task(task.id)).state == "ready"
 
 
 async def test_keyboard_and_phone_width(

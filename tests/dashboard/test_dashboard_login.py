@@ -12,8 +12,9 @@ import pytest
 
 from taskq.store import keys as key_store
 from taskq.worker.logs import JsonFormatter
+from tests.api.conftest import running_api
 from tests.conftest import MakeQueue
-from tests.dashboard.conftest import MakeKey, csrf_of, sign_in
+from tests.dashboard.conftest import SESSION_SECRET, MakeKey, csrf_of, sign_in
 
 
 def _cookie_header(response: httpx.Response) -> str:
@@ -211,3 +212,43 @@ async def test_logs_and_metrics_name_the_route_and_the_key_never_its_secret(
     metrics = (await web.get("/metrics")).text
     assert 'route="/dashboard/login",status="200"' in metrics
     assert 'route="/dashboard/tasks/{task_id:int}",status="404"' in metrics
+
+
+async def _session_cookie_behind(
+    dsn: str, make_key: MakeKey, trusted: list[str], headers: dict[str, str]
+) -> tuple[str, str]:
+    """The session cookies of the login page and of signing in, through a server that trusts
+    the proxies `trusted`, from this process (127.0.0.1) sending `headers`."""
+    async with running_api(
+        dsn, dashboard=True, session_secret=SESSION_SECRET, forwarded_allow_ips=trusted,
+    ) as running, httpx.AsyncClient(base_url=running.url, timeout=30) as http:
+        form = await http.get("/dashboard/login", headers=headers)
+        anonymous = _cookie_header(form)
+        # sent by hand: the client's jar keeps a Secure cookie from a plain http:// server
+        signed = await http.post(
+            "/dashboard/login",
+            data={"csrf": csrf_of(form.text), "key": await make_key("viewer", None), "next": ""},
+            headers={**headers, "cookie": anonymous.split(";", 1)[0]},
+        )
+        assert signed.status_code == 303, signed.text
+        return anonymous, _cookie_header(signed)
+
+
+def _secure(cookie: str) -> bool:
+    return "secure" in [part.strip().lower() for part in cookie.split(";")[1:]]
+
+
+async def test_the_cookie_is_secure_when_a_trusted_proxy_says_the_request_came_over_https(
+    dsn: str, make_key: MakeKey,
+) -> None:
+    https = {"x-forwarded-proto": "https", "x-forwarded-for": "203.0.113.9"}
+    # a TLS-terminating Ingress at 127.0.0.1 (this test) that the server trusts
+    for cookie in await _session_cookie_behind(dsn, make_key, ["127.0.0.0/8"], https):
+        assert _secure(cookie), cookie
+    # the same request from an address that is not a trusted proxy: its header is ignored
+    for cookie in await _session_cookie_behind(dsn, make_key, ["10.0.0.7"], https):
+        assert not _secure(cookie), cookie
+    # a trusted proxy that says plain http
+    plain = {"x-forwarded-proto": "http"}
+    for cookie in await _session_cookie_behind(dsn, make_key, ["127.0.0.1"], plain):
+        assert not _secure(cookie), cookie

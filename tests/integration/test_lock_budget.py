@@ -167,6 +167,12 @@ async def test_a_statement_of_a_known_queue_locks_that_queue_only(
         (query("queue_throughput_minutes"), (queue_id, 60), None),
         (query("queue_throughput"), (queue_id, datetime.now(UTC) - timedelta(minutes=5)), None),
         (query("queue_wait"), (queue_id, 60, 200), None),
+        # the task search by error text and the bulk actions (0031); each task here has no
+        # error: no match, and a walk that reaches the queue's first task (no last row)
+        (query("list_tasks_by_error"),
+         (queue_id, None, None, None, EARLIEST, LATEST, 2**63 - 1, 10, "boom", 100), 0),
+        (query("cancel_many"), (queue_id, [task_id, UNKNOWN]), 1),
+        (query("retry_many"), (queue_id, [task_id]), 1),
     ]
     async with pool.acquire() as conn:
         for sql, args, rows in reads:

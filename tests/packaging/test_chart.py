@@ -745,6 +745,31 @@ def test_api_dashboard_refusals(helm: str, values: list[str], message: str) -> N
     assert message in proc.stderr, proc.stderr
 
 
+def test_api_trusted_proxies_are_read_by_api_settings(
+    helm: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """api.forwardedAllowIps becomes the server's trusted proxies (the session cookie is
+    Secure when they say HTTPS); left empty, the server keeps its own default."""
+    env = env_of(one(render(helm, *DASHBOARD_ON), "Deployment", "taskq-api"))
+    assert "TASKQ_API_FORWARDED_ALLOW_IPS" not in env
+    docs = render(helm, *DASHBOARD_ON, "--set", "api.forwardedAllowIps={10.244.0.0/16,fd00::/8}")
+    env = env_of(one(docs, "Deployment", "taskq-api"))
+    assert env["TASKQ_API_FORWARDED_ALLOW_IPS"] == "10.244.0.0/16,fd00::/8"
+    for name in [n for n in os.environ if n.startswith("TASKQ_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("TASKQ_DSN", "postgresql://db/taskq")
+    monkeypatch.setenv("TASKQ_API_FORWARDED_ALLOW_IPS", env["TASKQ_API_FORWARDED_ALLOW_IPS"])
+    assert ApiSettings().forwarded_allow_ips == ["10.244.0.0/16", "fd00::/8"]
+
+    proc = run_helm(helm, "template", "taskq", str(CHART), *API_ON,
+                    "--set", "api.forwardedAllowIps={10.0.0.1}",
+                    "--set", "api.extraEnv[0].name=TASKQ_API_FORWARDED_ALLOW_IPS",
+                    "--set", "api.extraEnv[0].value=*", check=False)
+    assert proc.returncode != 0
+    assert ("api.extraEnv[0].name=TASKQ_API_FORWARDED_ALLOW_IPS conflicts with "
+            "api.forwardedAllowIps") in proc.stderr, proc.stderr
+
+
 def test_api_dashboard_hand_set_variables_still_render(helm: str) -> None:
     """Before api.dashboard, docs/dashboard.md said to set the two variables by hand in
     api.extraEnv: with api.dashboard.enabled off, such values still render as they did."""

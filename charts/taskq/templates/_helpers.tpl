@@ -200,6 +200,13 @@ api-session-secret.yaml, whether or not the API is on.
   the key, or with a value shorter than the 32 characters taskq-api requires.
 */}}
 {{- define "taskq.apiDashboardChecks" -}}
+{{- if .Values.api.forwardedAllowIps }}
+{{- range $i, $env := .Values.api.extraEnv }}
+{{- if eq $env.name "TASKQ_API_FORWARDED_ALLOW_IPS" }}
+{{- fail (printf "api.extraEnv[%d].name=TASKQ_API_FORWARDED_ALLOW_IPS conflicts with api.forwardedAllowIps, which sets it: keep one of the two" $i) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- $dashboard := .Values.api.dashboard }}
 {{- if $dashboard.enabled }}
 {{- if not .Values.api.enabled }}

@@ -5,14 +5,17 @@ from __future__ import annotations
 import sys
 
 import pytest
+from fastapi import FastAPI
 
 from taskq.cli.main import main as taskq_main
 from taskq_api.server.main import settings_from
+from taskq_api.server.process import uvicorn_config
 
 
 def _clean(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("TASKQ_DSN", "TASKQ_API_DSN", "TASKQ_API_PORT", "TASKQ_API_CORS_ORIGINS",
-                 "TASKQ_API_DASHBOARD", "TASKQ_API_SESSION_SECRET"):
+                 "TASKQ_API_DASHBOARD", "TASKQ_API_SESSION_SECRET",
+                 "TASKQ_API_FORWARDED_ALLOW_IPS"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -41,6 +44,32 @@ def test_the_api_dsn_wins_over_the_shared_one_and_flags_over_both(
                                                            "https://b.example"])
     assert settings_from(["--dsn", "postgresql://flag/app"]).dsn.get_secret_value() == (
         "postgresql://flag/app")
+
+
+def test_the_trusted_proxies_are_addresses_or_networks_from_the_variable_or_the_flag(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    _clean(monkeypatch)
+    monkeypatch.setenv("TASKQ_DSN", "postgresql://db/app")
+    assert settings_from([]).forwarded_allow_ips == ["127.0.0.1", "::1"]  # uvicorn's default
+    monkeypatch.setenv("TASKQ_API_FORWARDED_ALLOW_IPS", "10.244.0.0/16, fd00::7")
+    assert settings_from([]).forwarded_allow_ips == ["10.244.0.0/16", "fd00::7"]
+    assert settings_from(["--forwarded-allow-ips", "*"]).forwarded_allow_ips == ["*"]
+    config = uvicorn_config(settings_from(["--forwarded-allow-ips", "10.0.0.7"]), FastAPI())
+    assert (config.proxy_headers, config.forwarded_allow_ips) == (True, ["10.0.0.7"])
+
+    for given, said in (
+        ("ingress.local", "'ingress.local' is not an IP address or network: write e.g. "
+                          "10.0.0.7, 10.244.0.0/16 or fd00::/8 (a host name is not resolved)"),
+        ("10.0.0.0/33", "'10.0.0.0/33' is not an IP address or network"),
+        ("*,10.0.0.1", "'*' trusts any address: give it alone, or list the proxies instead"),
+    ):
+        with pytest.raises(SystemExit):
+            settings_from(["--forwarded-allow-ips", given])
+        err = capsys.readouterr().err
+        assert err.startswith(
+            "taskq-api: error: TASKQ_API_FORWARDED_ALLOW_IPS (--forwarded-allow-ips): "), err
+        assert said in err, err
 
 
 def test_invalid_settings_name_the_variable_and_the_flag(

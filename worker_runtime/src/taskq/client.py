@@ -10,7 +10,7 @@ the task exists only if that transaction commits.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar, get_args
@@ -29,8 +29,11 @@ from taskq.errors import (
 )
 from taskq.models import (
     AttemptInfo,
+    BulkCancelResult,
+    BulkRetryResult,
     CancelResult,
     EnqueueResult,
+    ErrorSearch,
     QueueInfo,
     QueueSettings,
     QueueStats,
@@ -78,6 +81,9 @@ COUNT_CAP = 10_000
 # queue, and neither task nor queue ids are used twice, so what is remembered stays true while
 # the task exists. A watch, a wait, or a read then its history find the queue once.
 TASK_QUEUES_KEPT = 4096
+# Tasks a bulk cancel or retry changes in one transaction (taskq.cancel_many takes 1,000 at
+# most): a larger selection is several short transactions, never one that locks it all.
+BULK_BATCH = 500
 
 
 async def no_session_reset(_conn: asyncpg.Connection) -> None:
@@ -477,6 +483,62 @@ class Client:
                 limit=limit,
             )
 
+    async def list_tasks_by_error(
+        self,
+        queue: str,
+        error: str,
+        *,
+        walk: int,
+        state: str | None = None,
+        task_name: str | None = None,
+        correlation_id: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> ErrorSearch:
+        """list_tasks' page of tasks whose last error's text ("Type: message") contains
+        `error`, literally and in any case. No index serves that, so a page reads at most
+        `walk` tasks below `before_id`: when those fill no page, it ends early with
+        `walked_to`, where the next page starts (ErrorSearch)."""
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise InvalidArgumentError("limit", f"{limit} must be 1..{MAX_LIST_LIMIT}")
+        info = await self.get_queue(queue)
+        with translated(queue):
+            return await task_store.list_tasks_by_error(
+                self.pool,
+                info.id,
+                error=error,
+                walk=walk,
+                state=state,
+                task_name=task_name,
+                correlation_id=correlation_id,
+                created_after=created_after,
+                created_before=created_before,
+                before_id=before_id,
+                limit=limit,
+            )
+
+    async def cancel_many(self, queue: str, task_ids: Sequence[int]) -> BulkCancelResult:
+        """Cancel these tasks of the queue as cancel() does each, BULK_BATCH in a transaction
+        (each batch commits on its own: a long selection never holds all its rows locked)."""
+        info = await self.get_queue(queue)
+        total = BulkCancelResult(0, 0, 0, 0, 0)
+        with translated(queue):
+            for batch in _batches(task_ids):
+                total += await task_store.cancel_many(self.pool, info.id, batch)
+        return total
+
+    async def retry_many(self, queue: str, task_ids: Sequence[int]) -> BulkRetryResult:
+        """Send those of these tasks that are dead back to ready, BULK_BATCH in a transaction;
+        the others are counted, not refused (a bulk action over a search meets all kinds)."""
+        info = await self.get_queue(queue)
+        total = BulkRetryResult(0, 0, 0)
+        with translated(queue):
+            for batch in _batches(task_ids):
+                total += await task_store.retry_many(self.pool, info.id, batch)
+        return total
+
     async def list_dead(self, queue: str, limit: int = 100) -> list[TaskInfo]:
         info = await self.get_queue(queue)
         with translated(queue):
@@ -487,6 +549,12 @@ class Client:
         with translated(queue):
             async with self.pool.acquire() as conn:
                 return await task_store.replay_dead(conn, queue, info.id, task_ids)
+
+
+def _batches(task_ids: Sequence[int]) -> Iterator[list[int]]:
+    unique = list(dict.fromkeys(task_ids))
+    for start in range(0, len(unique), BULK_BATCH):
+        yield unique[start:start + BULK_BATCH]
 
 
 async def connect(

@@ -436,3 +436,46 @@ class CancelResult:
 class ReplayResult:
     replayed: int
     skipped: int  # dead tasks whose idempotency key a newer unfinished task holds
+
+
+@dataclass(frozen=True, slots=True)
+class BulkCancelResult:
+    """What a bulk cancel did to each task it named, counted."""
+
+    canceled: int  # was waiting: canceled
+    asked: int  # was running: asked to stop
+    already: int  # was canceled, or asked to stop, before
+    finished: int  # had succeeded or was dead: nothing to cancel
+    missing: int  # no such task in the queue (purged, or never its own)
+
+    def __add__(self, other: BulkCancelResult) -> BulkCancelResult:
+        return BulkCancelResult(
+            self.canceled + other.canceled, self.asked + other.asked,
+            self.already + other.already, self.finished + other.finished,
+            self.missing + other.missing,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BulkRetryResult:
+    """What a bulk retry did to each task it named, counted."""
+
+    retried: int  # was dead: ready again
+    held: int  # dead, but a newer unfinished task holds its idempotency key
+    not_dead: int  # not a dead task of the queue (retried already, never failed, or gone)
+
+    def __add__(self, other: BulkRetryResult) -> BulkRetryResult:
+        return BulkRetryResult(
+            self.retried + other.retried, self.held + other.held,
+            self.not_dead + other.not_dead,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorSearch:
+    """A page of tasks found by error text, and where its bounded walk ended when that ended
+    the page: walked_to, the oldest task id read (the next page starts below it); None when
+    the page is full or the walk reached the queue's oldest task."""
+
+    tasks: list[TaskInfo]
+    walked_to: int | None

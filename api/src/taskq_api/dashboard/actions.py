@@ -20,17 +20,20 @@ async def posted(request: Request) -> tuple[Visit, Form]:
 
 
 def unconfirmed(
-    request: Request, found: Visit, form: Form, question: str, *, back: str
+    request: Request, found: Visit, form: Form, question: str, *, back: str,
+    fields: list[tuple[str, str]] | None = None,
 ) -> Response | None:
     """A page asking `question`, unless the form says it was confirmed (the page's script
-    asks in a dialog and says so; without script, this page asks)."""
+    asks in a dialog and says so; without script, this page asks). Its form posts `fields`
+    again (by default the form's ids and all)."""
     if form.get("confirmed") == "yes":
         return None
-    fields = [
-        (name, value)
-        for name in ("ids", "all")
-        for value in form.all(name)
-    ]
+    if fields is None:
+        fields = [
+            (name, value)
+            for name in ("ids", "all")
+            for value in form.all(name)
+        ]
     return page(
         request, "confirm.html", found, question=question, action=request.url.path,
         fields=fields, back=back,

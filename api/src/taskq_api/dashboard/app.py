@@ -70,6 +70,8 @@ def create_dashboard(
             Route("/queues/{namespace}/{name}/resume", queues.resume, methods=["POST"]),
             Route("/queues/{namespace}/{name}/replay", queues.replay, methods=["POST"]),
             Route("/tasks", tasks.search_page, methods=["GET"]),
+            Route("/tasks/cancel", tasks.bulk_cancel, methods=["POST"]),
+            Route("/tasks/retry", tasks.bulk_retry, methods=["POST"]),
             Route("/tasks/{task_id:int}", tasks.task_page, methods=["GET"]),
             Route("/events/tasks/{task_id:int}", events.task_events, methods=["GET"]),
             Route("/tasks/{task_id:int}/cancel", tasks.cancel, methods=["POST"]),

@@ -100,7 +100,8 @@ def task(view: TaskView) -> pb.Task:
 
 def task_page(page: TaskPage) -> pb.ListTasksResponse:
     return pb.ListTasksResponse(
-        items=[task(item) for item in page.items], next_cursor=page.next_cursor or ""
+        items=[task(item) for item in page.items], next_cursor=page.next_cursor or "",
+        partial=page.partial,
     )
 
 

@@ -71,6 +71,9 @@ class TaskqServicer(pb_grpc.TaskqServiceServicer):
             correlation_id=request.correlation_id if request.HasField("correlation_id") else None,
             created_after=messages.optional_timestamp(request, "created_after"),
             created_before=messages.optional_timestamp(request, "created_before"),
+            error_contains=(
+                request.error_contains if request.HasField("error_contains") else None
+            ),
             limit=request.limit or DEFAULT_LIST_LIMIT,
             cursor=request.cursor or None,
         )

@@ -31,7 +31,9 @@ from taskq_api.rest.models import (
 from taskq_api.rest.problems import responses
 from taskq_api.service import (
     DEFAULT_LIST_LIMIT,
+    ERROR_SEARCH_WALK,
     MAX_CORRELATION_ID,
+    MAX_ERROR_CONTAINS,
     MAX_LIST_LIMIT,
     QueueDetails,
     ScheduleView,
@@ -228,6 +230,15 @@ async def list_tasks(
         AwareDatetime | None,
         Query(description="Only tasks created before this time (RFC 3339, with a timezone)"),
     ] = None,
+    error_contains: Annotated[
+        str | None,
+        Query(
+            max_length=MAX_ERROR_CONTAINS,
+            description="Only tasks whose last error's text (\"Type: message\") holds this, "
+            f"literally and in any case. A page then reads at most {ERROR_SEARCH_WALK:,} "
+            "tasks and may end early: `partial`, with a next_cursor that goes on",
+        ),
+    ] = None,
     limit: Annotated[
         int, Query(ge=1, le=MAX_LIST_LIMIT, description="Tasks per page at most")
     ] = DEFAULT_LIST_LIMIT,
@@ -249,6 +260,7 @@ async def list_tasks(
         correlation_id=correlation_id,
         created_after=created_after,
         created_before=created_before,
+        error_contains=error_contains,
         limit=limit,
         cursor=cursor,
     )

@@ -79,6 +79,8 @@ def uvicorn_config(settings: ApiSettings, app: FastAPI) -> uvicorn.Config:
         # h11 cuts off far larger heads itself; the exact limit is the application's (431)
         h11_max_incomplete_event_size=settings.max_header_bytes,
         timeout_graceful_shutdown=int(settings.shutdown_grace),
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
 
 

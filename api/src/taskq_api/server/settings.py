@@ -3,6 +3,7 @@ main and passed in, never read at import)."""
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
@@ -51,6 +52,16 @@ class ApiSettings(BaseSettings):
         default=[],
         description="origins allowed to call from a browser (comma-separated in the "
         "variable); none: CORS off",
+    )
+    # uvicorn's own default, made a setting so that a deployment names its proxies: only
+    # these may say, by X-Forwarded-Proto and -For, that a request came over HTTPS and from
+    # whom (the session cookie is Secure over HTTPS; docs/dashboard.md).
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(
+        default=["127.0.0.1", "::1"],
+        description="addresses or networks (CIDR) of the proxies trusted to set "
+        "X-Forwarded-Proto and X-Forwarded-For (comma-separated in the variable), e.g. a "
+        "TLS-terminating Ingress's pod network; '*': any (only when nothing else can reach "
+        "the server)",
     )
     pool_size: int = Field(default=10, ge=1, le=1000, description="database connections at most")
     # Off by default: a useful limit sits below what the server can take divided among the
@@ -127,7 +138,33 @@ class ApiSettings(BaseSettings):
             )
         return value
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        # uvicorn takes a malformed entry as a literal name that never matches: say so here
+        if "*" in value and len(value) > 1:
+            raise PydanticCustomError(
+                "forwarded_any_and_more",
+                "'*' trusts any address: give it alone, or list the proxies instead",
+            )
+        for entry in value:
+            if entry == "*":
+                continue
+            try:
+                if "/" in entry:
+                    ipaddress.ip_network(entry)
+                else:
+                    ipaddress.ip_address(entry)
+            except ValueError:
+                raise PydanticCustomError(
+                    "forwarded_not_an_address",
+                    "{entry} is not an IP address or network: write e.g. 10.0.0.7, "
+                    "10.244.0.0/16 or fd00::/8 (a host name is not resolved)",
+                    {"entry": repr(entry[:60])},
+                ) from None
+        return value
+
+    @field_validator("cors_origins", "forwarded_allow_ips", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):

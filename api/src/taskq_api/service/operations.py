@@ -33,6 +33,8 @@ from taskq.errors import (
 )
 from taskq.models import (
     AttemptInfo,
+    BulkCancelResult,
+    BulkRetryResult,
     EnqueueResult,
     QueueInfo,
     ReplayResult,
@@ -69,6 +71,12 @@ QUEUE_REQUIRED: Final = (
     "(tasks live in per-queue partitions; listing across queues is not supported)"
 )
 _STATES: Final = get_args(TaskState)
+# The error-text filter: a substring search has no index, so each page reads at most this many
+# of the queue's tasks (newest first from the cursor) and may end early with a cursor that goes
+# on (TaskPage.partial): a page costs about the same however rare the text is
+# (docs/dashboard.md, "Searching by error text").
+ERROR_SEARCH_WALK: Final = 20_000
+MAX_ERROR_CONTAINS: Final = 200
 # The overview's page: its queues and their counts are read at once, OVERVIEW_READS at a time.
 OVERVIEW_PAGE: Final = 50
 OVERVIEW_READS: Final = 4
@@ -307,29 +315,18 @@ class ApiService:
         correlation_id: str | None = None,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
+        error_contains: str | None = None,
         limit: int = DEFAULT_LIST_LIMIT,
         cursor: str | None = None,
     ) -> TaskPage:
         """One page of a queue's tasks, newest first, matching every filter given; the page's
         `next_cursor` (None on the last page) continues after it. Keyset pagination on the
         task id: tasks enqueued between pages are newer than any cursor, so they neither
-        repeat nor shift a page. Errors name the parameters `queue`, `state`, `created_after`,
-        `limit` and `cursor`."""
-        if queue is None:
-            raise InvalidArgumentError("queue", QUEUE_REQUIRED)
-        namespace, slash, name = queue.partition("/")
-        if not slash:
-            raise InvalidArgumentError("queue", f"{queue[:130]!r}: {QUEUE_REQUIRED}")
-        try:
-            check_label(namespace, "queue")
-            check_label(name, "queue")
-        except InvalidArgumentError:
-            raise InvalidArgumentError(
-                "queue",
-                f"{queue[:130]!r}: the namespace and the name are each 1-63 lowercase letters, "
-                "digits or '-', starting and ending with a letter or digit (e.g. shop/emails)",
-            ) from None
-        full_name = self._queue(key, Action.READ, namespace, name)
+        repeat nor shift a page. With `error_contains` (the last error's text, "Type: message",
+        holds it literally, in any case) a page reads at most ERROR_SEARCH_WALK tasks and may
+        end early, `partial`, with a cursor that goes on. Errors name the parameters `queue`,
+        `state`, `created_after`, `error_contains`, `limit` and `cursor`."""
+        full_name = self._named_queue(key, Action.READ, queue)
         if state is not None and state not in _STATES:
             raise InvalidArgumentError(
                 "state", f"{state[:30]!r} is not a state: use one of {', '.join(_STATES)}"
@@ -347,22 +344,88 @@ class ApiService:
                 "to created_before (exclusive); swap them, or leave one out",
             )
         before_id = None if cursor is None else _decode_cursor(cursor)
-        tasks = await self._client.list_tasks(
-            full_name,
-            state=state,
-            task_name=task_name,
-            correlation_id=correlation_id,
-            created_after=created_after,
-            created_before=created_before,
-            before_id=before_id,
-            limit=limit + 1,  # one more than the page tells whether a next page exists
-        )
+        if error_contains is not None:
+            if not error_contains.strip() or len(error_contains) > MAX_ERROR_CONTAINS:
+                raise InvalidArgumentError(
+                    "error_contains",
+                    f"{error_contains[:30]!r}: give 1 to {MAX_ERROR_CONTAINS} characters of "
+                    "the error's text (not only spaces), or leave it out",
+                )
+            found = await self._client.list_tasks_by_error(
+                full_name,
+                error_contains,
+                walk=ERROR_SEARCH_WALK,
+                state=state,
+                task_name=task_name,
+                correlation_id=correlation_id,
+                created_after=created_after,
+                created_before=created_before,
+                before_id=before_id,
+                limit=limit + 1,
+            )
+            if found.walked_to is not None:  # the walk's bound ended the page, not the queue
+                return TaskPage(
+                    items=[_view(key, info) for info in found.tasks],
+                    next_cursor=_encode_cursor(found.walked_to),
+                    partial=True,
+                )
+            tasks = found.tasks
+        else:
+            tasks = await self._client.list_tasks(
+                full_name,
+                state=state,
+                task_name=task_name,
+                correlation_id=correlation_id,
+                created_after=created_after,
+                created_before=created_before,
+                before_id=before_id,
+                limit=limit + 1,  # one more than the page tells whether a next page exists
+            )
         page = tasks[:limit]
         more = len(tasks) > limit
         return TaskPage(
             items=[_view(key, info) for info in page],
             next_cursor=_encode_cursor(page[-1].id) if more else None,
         )
+
+    def _named_queue(self, key: ApiKey, action: Action, queue: str | None) -> str:
+        """A queue named as NAMESPACE/NAME that the key may `action` (errors name `queue`)."""
+        if queue is None:
+            raise InvalidArgumentError("queue", QUEUE_REQUIRED)
+        namespace, slash, name = queue.partition("/")
+        if not slash:
+            raise InvalidArgumentError("queue", f"{queue[:130]!r}: {QUEUE_REQUIRED}")
+        try:
+            check_label(namespace, "queue")
+            check_label(name, "queue")
+        except InvalidArgumentError:
+            raise InvalidArgumentError(
+                "queue",
+                f"{queue[:130]!r}: the namespace and the name are each 1-63 lowercase letters, "
+                "digits or '-', starting and ending with a letter or digit (e.g. shop/emails)",
+            ) from None
+        return self._queue(key, action, namespace, name)
+
+    def writable_queue(self, key: ApiKey, queue: str | None) -> str:
+        """The queue NAMESPACE/NAME if the key may change its tasks (cancel, retry), else the
+        error those would raise: for a caller that asks before it acts (a confirmation)."""
+        return self._named_queue(key, Action.WRITE, queue)
+
+    async def cancel_tasks(
+        self, key: ApiKey, queue: str, ids: Sequence[int]
+    ) -> BulkCancelResult:
+        """cancel() for each of these tasks of the queue, in batches of BULK_BATCH (one
+        transaction each); each one's outcome counted, none refused: a task finished since it
+        was chosen is counted as finished, one that is no task of the queue as missing. The
+        rights are cancel()'s. Errors name `queue` and `ids`."""
+        full_name = self._named_queue(key, Action.WRITE, queue)
+        return await self._client.cancel_many(full_name, _bulk_ids(ids))
+
+    async def retry_tasks(self, key: ApiKey, queue: str, ids: Sequence[int]) -> BulkRetryResult:
+        """retry() for each of these tasks of the queue that is dead, in batches; the others
+        are counted, not refused (BulkRetryResult). The rights are retry()'s."""
+        full_name = self._named_queue(key, Action.WRITE, queue)
+        return await self._client.retry_many(full_name, _bulk_ids(ids))
 
     # -- queues -----------------------------------------------------------------------------
 
@@ -597,6 +660,17 @@ def _details(key: ApiKey, info: TaskInfo, history: Sequence[AttemptInfo]) -> Tas
 def _encode_cursor(task_id: int) -> str:
     """Opaque to callers: the last id of a page, which the next page starts below."""
     return base64.urlsafe_b64encode(str(task_id).encode()).decode().rstrip("=")
+
+
+def _bulk_ids(ids: Sequence[int]) -> list[int]:
+    if not ids:
+        raise InvalidArgumentError("ids", f"no task is named: name 1 to {MAX_BATCH} tasks")
+    if len(ids) > MAX_BATCH:
+        raise InvalidArgumentError("ids", f"{len(ids)} ids: name 1 to {MAX_BATCH} at a time")
+    bad = next((i for i, task_id in enumerate(ids) if not 1 <= task_id <= _MAX_TASK_ID), None)
+    if bad is not None:
+        raise InvalidArgumentError(f"ids[{bad}]", f"{ids[bad]} is not a task id (1 or more)")
+    return list(ids)
 
 
 def _decode_cursor(cursor: str) -> int:

@@ -33,6 +33,10 @@ class TaskPage(BaseModel):
     items: list[TaskView]
     next_cursor: str | None
     """Pass as `cursor` for the next page; null on the last page."""
+    partial: bool = False
+    """True: an error_contains page read as many tasks as one page may before it was full;
+    it may hold fewer tasks than asked (none, even), and next_cursor goes on from where the
+    reading stopped."""
 
 
 class QueueDetails(BaseModel):

@@ -113,6 +113,24 @@ SELECT * FROM taskq.list_tasks(
        p_queue_id => $1, p_state => $2, p_task_name => $3, p_correlation_id => $4,
        p_created_after => $5, p_created_before => $6, p_before_id => $7, p_limit => $8)
 
+-- name: list_tasks_by_error
+-- list_tasks' page of tasks whose error text contains $9 (a plain substring, any case), walking
+-- at most $10 tasks (migration 0031): the matches, and a last row with walked_to set (its task
+-- columns NULL) when the walk stopped at $10 before filling the page.
+SELECT s.walked_to, (s.task).* FROM taskq.list_tasks_by_error(
+       p_queue_id => $1, p_state => $2, p_task_name => $3, p_correlation_id => $4,
+       p_created_after => $5, p_created_before => $6, p_before_id => $7, p_limit => $8,
+       p_error => $9, p_walk => $10) s
+
+-- name: cancel_many
+-- these tasks of the queue canceled (waiting) or asked to stop (running), 1,000 at most
+SELECT canceled, asked, already, finished, missing
+  FROM taskq.cancel_many(p_queue_id => $1, p_ids => $2::bigint[])
+
+-- name: retry_many
+-- these dead tasks of the queue back to ready; ids that are not dead tasks are left alone
+SELECT replayed, skipped FROM taskq.replay_dead(p_queue_id => $1, p_ids => $2::bigint[])
+
 -- name: cancel_task
 SELECT state, cancel_requested FROM taskq.cancel(p_queue_id => $1, p_task_id => $2)
 

@@ -61,6 +61,48 @@ BEGIN
     END IF;
 END $$;
 
+-- FUNCTION: cancel_many(integer, bigint[])
+
+CREATE FUNCTION taskq.cancel_many(p_queue_id integer, p_ids bigint[]) RETURNS TABLE(canceled integer, asked integer, already integer, finished integer, missing integer)
+    LANGUAGE plpgsql
+    SET plan_cache_mode TO 'force_custom_plan'
+    AS $$
+DECLARE
+    v_wanted integer;
+    v_found integer;
+    v_already integer;
+    v_finished integer;
+    v_canceled integer;
+    v_asked bigint[];
+BEGIN
+    PERFORM taskq.require_range('cancel_many', 'p_ids', cardinality(p_ids), 0, 1000, 'ids');
+    SELECT count(DISTINCT i) INTO v_wanted FROM unnest(p_ids) i;
+    -- locked in id order, so two bulk cancels over the same tasks cannot deadlock
+    SELECT count(*),
+           count(*) FILTER (WHERE l.state IN ('succeeded', 'dead')),
+           count(*) FILTER (WHERE l.state = 'canceled'
+                                  OR (l.state = 'running' AND l.cancel_requested))
+      INTO v_found, v_finished, v_already
+      FROM (SELECT t.state, t.cancel_requested FROM taskq.tasks t
+             WHERE t.queue_id = p_queue_id AND t.id = ANY(p_ids)
+             ORDER BY t.id FOR UPDATE) l;
+    WITH done AS (
+        UPDATE taskq.tasks t SET state = 'canceled', finished_at = now()
+         WHERE t.queue_id = p_queue_id AND t.id = ANY(p_ids)
+           AND t.state IN ('scheduled', 'ready', 'retrying')
+        RETURNING 1)
+    SELECT count(*) INTO v_canceled FROM done;
+    WITH asked AS (
+        UPDATE taskq.tasks t SET cancel_requested = true
+         WHERE t.queue_id = p_queue_id AND t.id = ANY(p_ids)
+           AND t.state = 'running' AND NOT t.cancel_requested
+        RETURNING t.id)
+    SELECT coalesce(array_agg(a.id), '{}') INTO v_asked FROM asked a;
+    PERFORM pg_notify('taskq_cancel', i::text) FROM unnest(v_asked) i;
+    RETURN QUERY SELECT v_canceled, cardinality(v_asked), v_already, v_finished,
+                        v_wanted - v_found;
+END $$;
+
 -- FUNCTION: claim(integer, text, integer, double precision, boolean, smallint, timestamp with time zone, bigint)
 
 CREATE FUNCTION taskq.claim(p_queue_id integer, p_worker_id text, p_limit integer, p_lease_s double precision, p_promote boolean DEFAULT true, p_resume_priority smallint DEFAULT NULL::smallint, p_resume_at timestamp with time zone DEFAULT NULL::timestamp with time zone, p_resume_id bigint DEFAULT 0) RETURNS TABLE(id bigint, task_name text, payload jsonb, priority smallint, attempt integer, attempt_id uuid, max_attempts integer, timeout_s double precision, correlation_id text, idempotency_key text, created_at timestamp with time zone, run_at timestamp with time zone)
@@ -822,6 +864,16 @@ BEGIN
     RETURN v_queue;
 END $_$;
 
+-- FUNCTION: error_text(jsonb)
+
+CREATE FUNCTION taskq.error_text(p_error jsonb) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    AS $$
+    SELECT CASE WHEN jsonb_typeof(p_error) = 'object' AND p_error ? 'message'
+                THEN coalesce(p_error ->> 'type', 'Error') || ': ' || (p_error ->> 'message')
+                ELSE p_error #>> '{}' END
+$$;
+
 -- PROCEDURE: find_task_queue(bigint, integer)
 
 CREATE PROCEDURE taskq.find_task_queue(IN p_task_id bigint, INOUT p_queue_id integer)
@@ -934,6 +986,56 @@ BEGIN
                AND d.id < p_before_id
              ORDER BY d.id DESC
              LIMIT p_limit;
+    END IF;
+END $$;
+
+-- FUNCTION: list_tasks_by_error(integer, text, text, text, timestamp with time zone, timestamp with time zone, bigint, integer, text, integer)
+
+CREATE FUNCTION taskq.list_tasks_by_error(p_queue_id integer, p_state text, p_task_name text, p_correlation_id text, p_created_after timestamp with time zone, p_created_before timestamp with time zone, p_before_id bigint, p_limit integer, p_error text, p_walk integer) RETURNS TABLE(walked_to bigint, task taskq.task_details)
+    LANGUAGE plpgsql STABLE
+    SET plan_cache_mode TO 'force_custom_plan'
+    AS $$
+DECLARE
+    v_needle text := lower(p_error);
+    v_ids bigint[];
+    v_walked integer;
+    v_oldest bigint;
+BEGIN
+    PERFORM taskq.require_range('list_tasks_by_error', 'p_limit', p_limit, 1, 10000, 'tasks');
+    PERFORM taskq.require_range('list_tasks_by_error', 'p_walk', p_walk, 1, 1000000, 'tasks');
+    IF p_error IS NULL OR p_error = '' THEN
+        RAISE EXCEPTION 'list_tasks_by_error: p_error is empty: give the text to look for'
+            USING ERRCODE = 'TQ003';
+    END IF;
+    v_ids := ARRAY(
+        SELECT w.id FROM (
+            SELECT t.id, t.state, t.task_name, t.created_at, t.error FROM taskq.tasks t
+             WHERE t.queue_id = p_queue_id AND t.id < p_before_id
+               AND (p_correlation_id IS NULL OR t.correlation_id = p_correlation_id)
+             ORDER BY t.id DESC
+             LIMIT p_walk) w
+         WHERE w.error IS NOT NULL
+           AND (p_state IS NULL OR w.state = p_state)
+           AND (p_task_name IS NULL OR w.task_name = p_task_name)
+           AND w.created_at >= p_created_after AND w.created_at < p_created_before
+           AND strpos(lower(taskq.error_text(w.error)), v_needle) > 0
+         ORDER BY w.id DESC
+         LIMIT p_limit);
+    RETURN QUERY
+        SELECT NULL::bigint, d FROM taskq.task_details d
+         WHERE d.queue_id = p_queue_id AND d.id = ANY(v_ids)
+         ORDER BY d.id DESC;
+    IF cardinality(v_ids) < p_limit THEN
+        -- where the walk ended (an index-only range of at most p_walk entries)
+        SELECT count(*), min(w.id) INTO v_walked, v_oldest FROM (
+            SELECT t.id FROM taskq.tasks t
+             WHERE t.queue_id = p_queue_id AND t.id < p_before_id
+               AND (p_correlation_id IS NULL OR t.correlation_id = p_correlation_id)
+             ORDER BY t.id DESC
+             LIMIT p_walk) w;
+        IF v_walked = p_walk THEN
+            RETURN QUERY SELECT v_oldest, NULL::taskq.task_details;
+        END IF;
     END IF;
 END $$;
 

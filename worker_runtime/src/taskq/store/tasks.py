@@ -25,8 +25,11 @@ from taskq.models import (
     MAX_TASK_NAME,
     MAX_TIMEOUT_SECONDS,
     AttemptInfo,
+    BulkCancelResult,
+    BulkRetryResult,
     CancelResult,
     EnqueueResult,
+    ErrorSearch,
     ReplayResult,
     TaskInfo,
     TaskRequest,
@@ -367,6 +370,65 @@ async def list_tasks(
         limit,
     )
     return [_task_from_row(row) for row in rows]
+
+
+async def list_tasks_by_error(
+    db: Executor,
+    queue_id: int,
+    *,
+    error: str,
+    walk: int,
+    state: str | None,
+    task_name: str | None,
+    correlation_id: str | None,
+    created_after: datetime | None,
+    created_before: datetime | None,
+    before_id: int | None,
+    limit: int,
+) -> ErrorSearch:
+    """list_tasks' page, of tasks whose error text contains `error` (literally, any case),
+    reading at most `walk` tasks (taskq.list_tasks_by_error, migration 0031)."""
+    rows = await db.fetch(
+        query("list_tasks_by_error"),
+        queue_id,
+        state,
+        task_name,
+        correlation_id,
+        created_after if created_after is not None else _EARLIEST,
+        created_before if created_before is not None else _LATEST,
+        before_id if before_id is not None else _MAX_ID,
+        limit,
+        error,
+        walk,
+    )
+    tasks, walked_to = [], None
+    for row in rows:
+        data = dict(row)
+        end = data.pop("walked_to")
+        if end is not None:
+            walked_to = end
+        else:
+            tasks.append(_task_from_row(data))
+    return ErrorSearch(tasks, walked_to)
+
+
+async def cancel_many(db: Executor, queue_id: int, task_ids: Sequence[int]) -> BulkCancelResult:
+    """Cancel these tasks of the queue (at most 1,000: one transaction locks them all)."""
+    row = await db.fetchrow(query("cancel_many"), queue_id, list(task_ids))
+    assert row is not None
+    return BulkCancelResult(
+        row["canceled"], row["asked"], row["already"], row["finished"], row["missing"]
+    )
+
+
+async def retry_many(db: Executor, queue_id: int, task_ids: Sequence[int]) -> BulkRetryResult:
+    """Send those of these tasks that are dead back to ready; the others are left alone."""
+    row = await db.fetchrow(query("retry_many"), queue_id, list(task_ids))
+    assert row is not None
+    distinct = len(set(task_ids))
+    return BulkRetryResult(
+        row["replayed"], row["skipped"], distinct - row["replayed"] - row["skipped"]
+    )
 
 
 async def task_attempts(db: Executor, queue_id: int, task_id: int) -> list[AttemptInfo]:

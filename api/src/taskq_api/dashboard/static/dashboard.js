@@ -55,10 +55,18 @@ function startLive(indicator) {
 }
 
 // Listened for on the document, so that forms in parts swapped in later ask too.
+// A button's own question (data-confirm) wins over its form's; "{n}" and "{s}" become how many
+// tasks are ticked for the form, and a plural "s".
 function confirmBeforeSubmit(event) {
   const form = event.target;
   if (!form.matches("form[data-confirm]")) return;
-  if (!window.confirm(form.dataset.confirm)) {
+  let question = (event.submitter && event.submitter.dataset.confirm) || form.dataset.confirm;
+  if (question.includes("{n}")) {
+    const ticked = Array.from(form.elements).filter((e) => e.name === "ids" && e.checked).length;
+    if (ticked === 0) return; // nothing to ask about: the server says none is selected
+    question = question.replace("{n}", String(ticked)).replace("{s}", ticked === 1 ? "" : "s");
+  }
+  if (!window.confirm(question)) {
     event.preventDefault();
     return;
   }

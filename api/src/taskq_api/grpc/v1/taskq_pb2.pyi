@@ -386,6 +386,7 @@ class ListTasksRequest(_message.Message):
     CREATED_BEFORE_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     CURSOR_FIELD_NUMBER: _builtins.int
+    ERROR_CONTAINS_FIELD_NUMBER: _builtins.int
     queue: _builtins.str
     """NAMESPACE/NAME: a listing covers one queue."""
     state: Global___TaskState.ValueType
@@ -396,6 +397,10 @@ class ListTasksRequest(_message.Message):
     """Tasks per page, 1..500; 0: 100."""
     cursor: _builtins.str
     """The previous page's next_cursor, as it is; empty for the first page."""
+    error_contains: _builtins.str
+    """Only tasks whose last error's text ("Type: message") holds this, literally, in any
+    case. A page then reads at most 20,000 tasks and may end early (partial).
+    """
     @_builtins.property
     def created_after(self) -> _timestamp_pb2.Timestamp:
         """Created at or after, and before: a half-open window."""
@@ -413,17 +418,22 @@ class ListTasksRequest(_message.Message):
         created_before: _timestamp_pb2.Timestamp | None = ...,
         limit: _builtins.int = ...,
         cursor: _builtins.str = ...,
+        error_contains: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_correlation_id", b"_correlation_id", "_task_name", b"_task_name", "correlation_id", b"correlation_id", "created_after", b"created_after", "created_before", b"created_before", "task_name", b"task_name"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_correlation_id", b"_correlation_id", "_error_contains", b"_error_contains", "_task_name", b"_task_name", "correlation_id", b"correlation_id", "created_after", b"created_after", "created_before", b"created_before", "error_contains", b"error_contains", "task_name", b"task_name"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_correlation_id", b"_correlation_id", "_task_name", b"_task_name", "correlation_id", b"correlation_id", "created_after", b"created_after", "created_before", b"created_before", "cursor", b"cursor", "limit", b"limit", "queue", b"queue", "state", b"state", "task_name", b"task_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_correlation_id", b"_correlation_id", "_error_contains", b"_error_contains", "_task_name", b"_task_name", "correlation_id", b"correlation_id", "created_after", b"created_after", "created_before", b"created_before", "cursor", b"cursor", "error_contains", b"error_contains", "limit", b"limit", "queue", b"queue", "state", b"state", "task_name", b"task_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__correlation_id: _TypeAlias = _typing.Literal["correlation_id"]  # noqa: Y015
     _WhichOneofArgType__correlation_id: _TypeAlias = _typing.Literal["_correlation_id", b"_correlation_id"]  # noqa: Y015
+    _WhichOneofReturnType__error_contains: _TypeAlias = _typing.Literal["error_contains"]  # noqa: Y015
+    _WhichOneofArgType__error_contains: _TypeAlias = _typing.Literal["_error_contains", b"_error_contains"]  # noqa: Y015
     _WhichOneofReturnType__task_name: _TypeAlias = _typing.Literal["task_name"]  # noqa: Y015
     _WhichOneofArgType__task_name: _TypeAlias = _typing.Literal["_task_name", b"_task_name"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__correlation_id) -> _WhichOneofReturnType__correlation_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__error_contains) -> _WhichOneofReturnType__error_contains | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__task_name) -> _WhichOneofReturnType__task_name | None: ...
 
@@ -435,8 +445,13 @@ class ListTasksResponse(_message.Message):
 
     ITEMS_FIELD_NUMBER: _builtins.int
     NEXT_CURSOR_FIELD_NUMBER: _builtins.int
+    PARTIAL_FIELD_NUMBER: _builtins.int
     next_cursor: _builtins.str
     """Pass as `cursor` for the next page; empty on the last page."""
+    partial: _builtins.bool
+    """An error_contains page that read as many tasks as a page may before it was full: it
+    may hold fewer tasks than asked, and next_cursor goes on from where it stopped.
+    """
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___Task]:
         """Tasks without their attempt_history."""
@@ -446,10 +461,11 @@ class ListTasksResponse(_message.Message):
         *,
         items: _abc.Iterable[Global___Task] | None = ...,
         next_cursor: _builtins.str = ...,
+        partial: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_cursor", b"next_cursor"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_cursor", b"next_cursor", "partial", b"partial"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
