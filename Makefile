@@ -21,7 +21,8 @@ include $(wildcard mk/*.mk)
 .PHONY: help venv system lint trace-tools test test-fast schema proto dashboard-shots demo demo-queue bench bench-footprint bench-layout bench-recovery bench-kills bench-api bench-list bench-dashboard bench-operator bench-scale bench-backlog clean
 
 help:
-	@echo "make demo    local control plane + Postgres, the operator, tasks flowing, workers scaling,"
+	@echo "make demo    local control plane with a real node + Postgres, the chart's operator pod,"
+	@echo "             tasks flowing, worker pods scaling 0 -> N -> 0,"
 	@echo "             then a task submitted with curl and an API key, and its result read back"
 	@echo "make demo-queue  the queue core alone: Postgres, a few thousand tasks, one worker"
 	@echo "make test    lint, type-check, and run every test (unit, integration, e2e)"
@@ -87,7 +88,8 @@ dashboard-shots: venv system
 proto: venv
 	$(PY) -m devenv.protogen
 
-demo: venv system tools
+# Real pods: the node's tools too (root); examples/demo.py builds and imports the images itself.
+demo: venv system tools node-tools
 	$(PY) -m examples.demo
 
 # The queue core alone, without Kubernetes.

@@ -18,7 +18,9 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 class WebhookReceiver:
     """Serves in a thread; `events` holds the verified events, in arrival order."""
 
-    def __init__(self, secret: str, say: Any = print) -> None:
+    def __init__(self, secret: str, say: Any = print, host: str = "127.0.0.1") -> None:
+        """`host`: where it listens; the demo's is the real node's bridge address, where the
+        worker pods that deliver the callbacks reach it."""
         self.events: list[dict[str, Any]] = []
         self._arrived = threading.Condition()
         verifier = Webhook(secret)
@@ -49,8 +51,8 @@ class WebhookReceiver:
             def log_message(self, format: str, *args: Any) -> None:
                 """Quiet: the handler prints what matters."""
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._server = ThreadingHTTPServer((host, 0), Handler)
+        self.url = f"http://{host}:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def start(self) -> None:

@@ -4,7 +4,8 @@
 #   make terraform-tools        build/reuse tofu and the providers; write the mirror and CLI config
 #   make terraform-fmt          tofu fmt -check over every module and example
 #   make terraform-check        fmt, validate and `tofu test` (mock providers) where providers exist
-#   make terraform-apply-local  apply examples/local onto the local control plane, then destroy it
+#   make terraform-apply-local  apply examples/local onto the local control plane, then destroy it;
+#                               as root also modules/taskq with the operator on the real node
 #   make terraform-scan         checkov over terraform/ (and the chart, via chart-scan)
 #   make terraform-test         tests/packaging/test_terraform.py (all of the above but the scan)
 

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import secrets
 import time
@@ -100,24 +99,10 @@ def real_node(kubeconfig: Path) -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def bridge_ip(real_node: None, kubeconfig: Path) -> str:
-    """The node's InternalIP: its bridge's host address, where pods reach this machine."""
-    out = cluster.kubectl(
-        "get", "node", node.NODE_NAME, "-o",
-        "jsonpath={.status.addresses[?(@.type=='InternalIP')].address}",
-        kubeconfig=kubeconfig,
-    ).stdout.strip()
-    return str(ipaddress.ip_address(out))
+    return node.bridge_ip(kubeconfig)
 
 
 @pytest.fixture(scope="module")
 def pod_pg(bridge_ip: str) -> Iterator[LocalPostgres]:
-    """A throwaway PostgreSQL on 127.0.0.1 and on the bridge's host address, trusting the pod
-    range (the bridge is this machine's own, reachable from its pods only)."""
-    server = LocalPostgres.temporary(settings={"listen_addresses": f"127.0.0.1,{bridge_ip}"})
-    server.init()
-    pods = ipaddress.ip_network(f"{bridge_ip}/24", strict=False)
-    with (server.datadir / "pg_hba.conf").open("a", encoding="utf-8") as hba:
-        hba.write(f"host all all {pods} trust\n")
-    server.start()
-    yield server
-    server.destroy()
+    with node.pod_postgres(bridge_ip) as server:
+        yield server

@@ -8,6 +8,7 @@ is meant for it tolerates the taint and selects the label (``POD_PLACEMENT``).
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import shutil
 import subprocess
@@ -17,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from devenv.postgres import LocalPostgres
 
+from . import cluster
 from .cluster import REPO, STATE
 
 NODE_UP = REPO / "cluster" / "node-up.sh"
@@ -158,3 +161,29 @@ def running() -> Iterator[None]:
         if not already_running and not os.environ.get("TASKQ_KEEP_CLUSTER"):
             down = _run(NODE_DOWN, timeout=300)
             assert down.returncode == 0, f"cluster/node-down.sh failed:\n{_tail(down)}"
+
+
+def bridge_ip(kubeconfig: Path) -> str:
+    """The node's InternalIP: its bridge's host address, where pods reach this machine."""
+    out = cluster.kubectl(
+        "get", "node", NODE_NAME, "-o",
+        "jsonpath={.status.addresses[?(@.type=='InternalIP')].address}",
+        kubeconfig=kubeconfig,
+    ).stdout.strip()
+    return str(ipaddress.ip_address(out))
+
+
+@contextlib.contextmanager
+def pod_postgres(bridge: str) -> Iterator[LocalPostgres]:
+    """A throwaway PostgreSQL on 127.0.0.1 and on the bridge's host address, trusting the pod
+    range (the bridge is this machine's own, reachable from its pods only)."""
+    server = LocalPostgres.temporary(settings={"listen_addresses": f"127.0.0.1,{bridge}"})
+    server.init()
+    pods = ipaddress.ip_network(f"{bridge}/24", strict=False)
+    with (server.datadir / "pg_hba.conf").open("a", encoding="utf-8") as hba:
+        hba.write(f"host all all {pods} trust\n")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.destroy()

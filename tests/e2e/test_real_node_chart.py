@@ -437,3 +437,56 @@ async def test_a_rollout_restart_of_the_workers_loses_no_task(
     ), {i: [a.outcome for a in found] for i, found in attempts.items()}
     hosts = {t.result["host"] for t in tasks}
     assert hosts & before and hosts - before, (hosts, before)
+
+
+async def test_the_operator_pod_killed_a_new_one_converges(
+    release: Release, queue_client: taskq.Client
+) -> None:
+    """The operator pod force-deleted while its pool drains a backlog: the Deployment's new pod
+    becomes Ready and takes over (kopf resumes from the objects, no state of its own), a TaskQueue
+    made afterwards becomes Ready, and the pool goes back to zero once the queue drains. The
+    workers never notice: every task has exactly one attempt."""
+    kube = release.kube
+    old = operator_pod(kube)
+    old_name = old["metadata"]["name"]
+    ids = await two_workers_draining(kube, queue_client, "phoenix", 24, 5, [])
+    # The pool is a scaling one again: 0 to 2, so that the new operator must bring it to zero.
+    kube.run("patch", "workerpool", "phoenix", "--type=merge", "-p", json.dumps({
+        "spec": {"autoscaling": {
+            "minReplicas": 0, "maxReplicas": 2, "targetBacklogPerReplica": 4,
+            "scaleDownStabilizationSeconds": 5, "pollIntervalSeconds": 1,
+        }},
+    }))
+    killed_at = time.monotonic()
+    kube.run("delete", "pod", old_name, "--grace-period=0", "--force")
+    pending = [t for t in [await queue_client.get_task(i) for i in ids] if t.state != "succeeded"]
+    assert pending, "the queue drained before the operator pod was killed"
+
+    def new_operator() -> dict[str, Any] | None:
+        pods = [p for p in kube.pods(OPERATOR) if p["metadata"]["name"] != old_name]
+        return next((p for p in pods if is_ready(p)), None)
+
+    new = wait("a new operator pod Ready", new_operator, 180)
+    print(f"operator pod killed -> a new one Ready in {time.monotonic() - killed_at:.2f}s")
+    assert {p["metadata"]["name"] for p in kube.pods(OPERATOR)} == {new["metadata"]["name"]}
+    operator_pod_checks(kube, new)
+
+    kube.apply({
+        "apiVersion": "taskq.dev/v1alpha1",
+        "kind": "TaskQueue",
+        "metadata": {"name": "reborn"},
+        "spec": {"deletionPolicy": "Retain"},
+    })
+    wait("a TaskQueue made after the kill Ready",
+         lambda: (condition(kube.get("taskqueue", "reborn")) or {}).get("status") == "True", 120)
+
+    tasks = await all_succeeded(queue_client, ids, 240)
+    attempts = {t.id: [a.outcome for a in await queue_client.task_attempts(t.id)] for t in tasks}
+    assert all(found == ["succeeded"] for found in attempts.values()), attempts
+
+    def scaled_to_zero() -> bool:
+        spec = kube.get("deployment", "phoenix")["spec"]
+        return spec["replicas"] == 0 and not pool_pods(kube, "phoenix")
+
+    wait("the pool back to zero workers (scaled by the new operator)", scaled_to_zero, 120)
+    assert kube.get("workerpool", "phoenix")["status"]["desiredReplicas"] == 0

@@ -14,6 +14,10 @@ provider) are used too; a module whose providers are not all available gets `tof
   into a `tf-` namespace watched by nobody else, checks of what landed (the operator and API
   Deployments available, the API's Service named by the module's outputs, the DSN Secret written
   but absent from the state), then `tofu destroy`.
+- `tofu apply` of modules/taskq placing the operator on the real node (tests/e2e/node.py) with the
+  image imported there (`pull_policy = "Never"`, `node_selector`, `tolerations`): the operator pod
+  Running and Ready, reconciling a TaskQueue against a PostgreSQL on the bridge address; then
+  `tofu destroy`. Skipped without root, as the real node is.
 """
 
 from __future__ import annotations
@@ -25,13 +29,15 @@ import re
 import secrets
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e import cluster
+from tests.e2e import cluster, node
+from tests.e2e.operator import condition, install_crds
 
 REPO = Path(__file__).resolve().parents[2]
 TERRAFORM = REPO / "terraform"
@@ -294,3 +300,122 @@ def test_apply_and_destroy_on_the_local_cluster(tofu: Tofu, work: Path, kube: Pa
         ).returncode
         != 0
     )
+
+
+# A root module of the test's own: modules/taskq with the providers on the local kubeconfig.
+REAL_NODE_ROOT = """
+variable "kubeconfig" {
+  type = string
+}
+variable "namespace" {
+  type = string
+}
+variable "chart" {
+  type = string
+}
+variable "database_dsn" {
+  type      = string
+  sensitive = true
+  ephemeral = true
+}
+
+provider "kubernetes" {
+  config_path = var.kubeconfig
+}
+provider "helm" {
+  kubernetes = {
+    config_path = var.kubeconfig
+  }
+}
+
+module "taskq" {
+  source = "../modules/taskq"
+
+  namespace              = var.namespace
+  release_name           = var.namespace
+  chart                  = var.chart
+  image                  = { repository = "taskq-operator", tag = "0.1.0", pull_policy = "Never" }
+  node_selector          = { type = "real" }
+  tolerations = [
+    { key = "taskq.dev/real-node", operator = "Exists", effect = "NoSchedule" },
+  ]
+  crds_create            = false
+  create_database_secret = true
+  database_dsn           = var.database_dsn
+  values                 = { operator = { statusInterval = 1 } }
+  timeout                = 180
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def bridge(kube: Path) -> Iterator[str]:
+    """The real node, with the project's images imported; its bridge's host address."""
+    reason = node.unavailable()
+    if reason:
+        pytest.skip(f"real node skipped: {reason}")
+    with node.running():
+        yield node.bridge_ip(kube)
+
+
+def test_apply_places_a_running_operator_pod_on_the_real_node(
+    tofu: Tofu, work: Path, kube: Path, bridge: str
+) -> None:
+    ns = f"tf-{secrets.token_hex(3)}"
+    cwd = work / "real-node"
+    cwd.mkdir(exist_ok=True)
+    (cwd / "main.tf").write_text(REAL_NODE_ROOT)
+    install_crds(kube)
+    with node.pod_postgres(bridge) as pg:
+        args = [
+            f"-var=namespace={ns}",
+            f"-var=kubeconfig={kube}",
+            f"-var=chart={REPO / 'charts' / 'taskq'}",
+            f"-var=database_dsn=postgresql://postgres@{bridge}:{pg.port}/postgres",
+        ]
+        tofu(cwd, "init", "-backend=false")
+        started = time.monotonic()
+        try:
+            # helm (wait = true) returns once the operator's Deployment is available.
+            tofu(cwd, "apply", "-auto-approve", *args, timeout=300)
+            print(f"tofu apply -> operator pod Ready on the real node in "
+                  f"{time.monotonic() - started:.1f}s")
+            pods = _get(kube, ns, "pods", "-l", "app.kubernetes.io/component=operator")["items"]
+            assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
+            pod = pods[0]
+            assert pod["spec"]["nodeName"] == node.NODE_NAME
+            assert pod["status"]["phase"] == "Running"
+            assert {c["type"]: c["status"] for c in pod["status"]["conditions"]}["Ready"] == "True"
+            container = pod["spec"]["containers"][0]
+            assert (container["image"], container["imagePullPolicy"]) == (
+                node.OPERATOR_IMAGE, "Never"
+            )
+            status = pod["status"]["containerStatuses"][0]
+            assert status["ready"] and "running" in status["state"], status
+
+            # It reconciles: a TaskQueue in its namespace becomes Ready (the queue made in the
+            # database behind the Secret the module wrote).
+            cluster.kubectl("-n", ns, "apply", "-f", "-", kubeconfig=kube, input=json.dumps({
+                "apiVersion": "taskq.dev/v1alpha1",
+                "kind": "TaskQueue",
+                "metadata": {"name": "terraformed"},
+                "spec": {"deletionPolicy": "Retain"},
+            }))
+            deadline = time.monotonic() + 120
+            while (condition(_get(kube, ns, "taskqueue", "terraformed")) or {}).get(
+                "status"
+            ) != "True":
+                assert time.monotonic() < deadline, _get(kube, ns, "taskqueue", "terraformed")
+                time.sleep(0.5)
+        finally:
+            # The queue first, while its operator still runs to release the finalizer.
+            cluster.kubectl("-n", ns, "delete", "taskqueues", "--all", "--wait=true",
+                            "--timeout=90s", kubeconfig=kube, check=False)
+            destroyed = tofu(cwd, "destroy", "-auto-approve", *args, check=False, timeout=300)
+            if destroyed.returncode != 0:  # leave nothing behind on the shared cluster
+                cluster.kubectl("delete", "namespace", ns, "--wait=false", kubeconfig=kube,
+                                check=False)
+        assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
+    assert not cluster.kubectl(
+        "-n", ns, "get", "pods", "-o", "name", kubeconfig=kube, check=False
+    ).stdout.strip()

@@ -14,9 +14,31 @@ locals {
       database = { existingSecret = local.database_secret, secretKey = var.database_secret_key }
     },
     var.image == null ? {} : {
-      image = { repository = var.image.repository, tag = var.image.tag, digest = var.image.digest }
+      image = merge(
+        { repository = var.image.repository, tag = var.image.tag, digest = var.image.digest },
+        var.image.pull_policy == "" ? {} : { pullPolicy = var.image.pull_policy },
+      )
     },
+    local.placement,
     var.api == null ? {} : { api = local.api_values },
+  )
+
+  # Where the chart's pods run (the operator's; the API's too, through api_values). Unset
+  # toleration fields are left out rather than sent as nulls.
+  tolerations = [
+    for t in var.tolerations : {
+      for k, v in {
+        key               = t.key
+        operator          = t.operator
+        value             = t.value
+        effect            = t.effect
+        tolerationSeconds = t.toleration_seconds
+      } : k => v if v != null
+    }
+  ]
+  placement = merge(
+    length(var.node_selector) == 0 ? {} : { nodeSelector = var.node_selector },
+    length(local.tolerations) == 0 ? {} : { tolerations = local.tolerations },
   )
 
   api_values = var.api == null ? null : merge(
@@ -29,6 +51,7 @@ locals {
     var.api.image == null ? {} : {
       image = { repository = var.api.image.repository, tag = var.api.image.tag, digest = var.api.image.digest }
     },
+    local.placement,
     var.api.ingress_host == null ? {} : {
       ingress = {
         enabled   = true

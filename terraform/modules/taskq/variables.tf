@@ -52,11 +52,12 @@ variable "chart_version" {
 }
 
 variable "image" {
-  description = "The operator image. Null keeps the chart's defaults. `digest` (sha256:...) takes precedence over `tag`."
+  description = "The operator image. Null keeps the chart's defaults. `digest` (sha256:...) takes precedence over `tag`. `pull_policy` (Always, IfNotPresent or Never; empty: the chart's IfNotPresent): Never for an image imported into the nodes' runtime, where no registry is reachable."
   type = object({
-    repository = string
-    tag        = optional(string, "")
-    digest     = optional(string, "")
+    repository  = string
+    tag         = optional(string, "")
+    digest      = optional(string, "")
+    pull_policy = optional(string, "")
   })
   default = null
 
@@ -67,6 +68,48 @@ variable "image" {
   validation {
     condition     = var.image == null || try(var.image.digest == "" || can(regex("^sha256:[0-9a-f]{64}$", var.image.digest)), false)
     error_message = "image.digest must be empty or sha256: followed by 64 lowercase hex digits."
+  }
+  validation {
+    condition     = var.image == null || try(contains(["", "Always", "IfNotPresent", "Never"], var.image.pull_policy), false)
+    error_message = "image.pull_policy must be empty, Always, IfNotPresent or Never."
+  }
+}
+
+variable "node_selector" {
+  description = "Node labels the chart's pods (the operator's and, with `api`, the API server's) must match, as a pod's nodeSelector. Empty: the chart's default (none)."
+  type        = map(string)
+  default     = {}
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for k, v in var.node_selector : can(regex("^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-._A-Za-z0-9]{0,61}[A-Za-z0-9])?$", k)) && can(regex("^([A-Za-z0-9]([-._A-Za-z0-9]{0,61}[A-Za-z0-9])?)?$", v))])
+    error_message = "node_selector must map label keys ([prefix/]name) to label values (at most 63 characters of letters, digits, '-', '_', '.')."
+  }
+}
+
+variable "tolerations" {
+  description = "Tolerations of the chart's pods (the operator's and, with `api`, the API server's), as in a pod spec: `operator` Equal (with `value`) or Exists, `effect` NoSchedule, PreferNoSchedule, NoExecute or null (all), `toleration_seconds` for NoExecute. Empty: the chart's default (none)."
+  type = list(object({
+    key                = optional(string)
+    operator           = optional(string, "Equal")
+    value              = optional(string)
+    effect             = optional(string)
+    toleration_seconds = optional(number)
+  }))
+  default  = []
+  nullable = false
+
+  validation {
+    condition     = alltrue([for t in var.tolerations : contains(["Equal", "Exists"], t.operator) && (t.operator == "Exists" ? t.value == null : t.key != null)])
+    error_message = "tolerations: operator must be Equal (with a key) or Exists (without a value)."
+  }
+  validation {
+    condition     = alltrue([for t in var.tolerations : t.effect == null || contains(["NoSchedule", "PreferNoSchedule", "NoExecute"], coalesce(t.effect, "-"))])
+    error_message = "tolerations: effect must be NoSchedule, PreferNoSchedule, NoExecute or null."
+  }
+  validation {
+    condition     = alltrue([for t in var.tolerations : t.toleration_seconds == null || (t.effect == "NoExecute" && try(floor(t.toleration_seconds) == t.toleration_seconds, false))])
+    error_message = "tolerations: toleration_seconds is a whole number, and only for the NoExecute effect."
   }
 }
 

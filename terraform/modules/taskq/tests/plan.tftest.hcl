@@ -166,6 +166,30 @@ run "database_secret_image_and_values" {
   }
 }
 
+run "pull_policy_and_placement_on_a_tainted_node" {
+  command = plan
+
+  variables {
+    image         = { repository = "taskq-operator", tag = "0.1.0", pull_policy = "Never" }
+    node_selector = { type = "real" }
+    tolerations   = [{ key = "taskq.dev/real-node", operator = "Exists", effect = "NoSchedule" }]
+    api           = {}
+  }
+
+  assert {
+    condition     = yamldecode(helm_release.this.values[1]).image == { repository = "taskq-operator", tag = "0.1.0", digest = "", pullPolicy = "Never" }
+    error_message = "image.pull_policy not passed to the chart as image.pullPolicy"
+  }
+  assert {
+    condition     = yamldecode(helm_release.this.values[1]).nodeSelector == { type = "real" } && yamldecode(helm_release.this.values[1]).api.nodeSelector == { type = "real" }
+    error_message = "node_selector must place the operator and the API pods"
+  }
+  assert {
+    condition     = yamldecode(helm_release.this.values[1]).tolerations == [{ key = "taskq.dev/real-node", operator = "Exists", effect = "NoSchedule" }] && yamldecode(helm_release.this.values[1]).api.tolerations == yamldecode(helm_release.this.values[1]).tolerations
+    error_message = "tolerations must reach both pods, without the unset fields"
+  }
+}
+
 run "existing_secret_is_referenced_not_created" {
   command = plan
 
@@ -258,4 +282,28 @@ run "invalid_api_image_digest" {
     api = { image = { repository = "taskq-api", digest = "latest" } }
   }
   expect_failures = [var.api]
+}
+
+run "invalid_pull_policy" {
+  command = plan
+  variables {
+    image = { repository = "taskq-operator", pull_policy = "Sometimes" }
+  }
+  expect_failures = [var.image]
+}
+
+run "invalid_node_selector" {
+  command = plan
+  variables {
+    node_selector = { "not a label" = "x" }
+  }
+  expect_failures = [var.node_selector]
+}
+
+run "invalid_toleration" {
+  command = plan
+  variables {
+    tolerations = [{ key = "taskq.dev/real-node", operator = "Exists", value = "true", effect = "Sometimes" }]
+  }
+  expect_failures = [var.tolerations]
 }
