@@ -67,12 +67,26 @@ class Workers:
         self.processes.append(process)
         return process
 
-    def kill_one(self) -> None:
-        victim = random.choice([p for p in self.processes if p.poll() is None])
+    def kill(self, victim: subprocess.Popen[bytes]) -> None:
         victim.send_signal(signal.SIGKILL)
         victim.wait()
         self.killed_pids.add(victim.pid)
         self.processes.remove(victim)
+
+    async def holder(self, conn: Connection, ids: list[int]) -> subprocess.Popen[bytes] | None:
+        """A live process of the group holding one of the tasks (worker ids carry the pid),
+        once one does; None once every task succeeded."""
+        while True:
+            held = await conn.fetch(
+                "SELECT DISTINCT worker_id FROM taskq.tasks WHERE id = ANY($1) "
+                "AND state = 'running'", ids)
+            pids = {int(row["worker_id"].split(":")[1]) for row in held}
+            live = [p for p in self.processes if p.poll() is None and p.pid in pids]
+            if live:
+                return random.choice(live)
+            if await succeeded(conn, ids) == len(ids):
+                return None
+            await asyncio.sleep(0.05)
 
     def stop_all(self) -> None:
         for process in self.processes:
@@ -142,9 +156,13 @@ async def test_workers_killed_with_sigkill_lose_no_task(
     kills = 0
     with workers(dsn, queue.full_name, 2) as group:
         async with pool.acquire() as conn:
-            while kills < 6 and await succeeded(conn, ids) < len(ids):
+            while kills < 6:
                 await asyncio.sleep(0.5)
-                group.kill_one()
+                # a worker holding tasks: one just started may not have claimed yet
+                victim = await asyncio.wait_for(group.holder(conn, ids), 120)
+                if victim is None:
+                    break
+                group.kill(victim)
                 kills += 1
                 group.spawn()
         await wait_all_succeeded(dsn, ids)
