@@ -8,8 +8,10 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import pytest
 
 from taskq.client import BULK_BATCH, Client
+from taskq.errors import InvalidArgumentError
 from taskq.models import (
     BulkCancelResult,
     BulkRetryResult,
@@ -156,6 +158,13 @@ async def test_the_error_search_matches_text_literally_and_walks_a_bounded_numbe
     # exactly at the queue's first task cannot tell, and offers a next page, which is empty)
     assert (await search("card", walk=8)).walked_to is None
     assert (await search("card", walk=7)).walked_to == card
+    # bad input is refused by name, as list_tasks refuses it
+    with pytest.raises(InvalidArgumentError, match="'sleeping' must be one of") as refused:
+        await search("card", state="sleeping")
+    assert refused.value.field == "state"
+    with pytest.raises(InvalidArgumentError, match=r"0 must be 1\.\.") as refused:
+        await search("card", limit=0)
+    assert refused.value.field == "limit"
 
 
 async def test_bulk_cancel_and_retry_count_what_became_of_each_task(

@@ -128,6 +128,16 @@ async def create_pool(
     return pool
 
 
+def _check_page(limit: int, state: str | None) -> None:
+    """A page of a task listing: InvalidArgumentError naming the argument that cannot be."""
+    if not 1 <= limit <= MAX_LIST_LIMIT:
+        raise InvalidArgumentError("limit", f"{limit} must be 1..{MAX_LIST_LIMIT}")
+    if state is not None and state not in get_args(TaskState):
+        raise InvalidArgumentError(
+            "state", f"{state!r} must be one of {', '.join(get_args(TaskState))}"
+        )
+
+
 class Client:
     def __init__(self, pool: asyncpg.Pool, *, owns_pool: bool = False) -> None:
         self.pool = pool
@@ -463,12 +473,7 @@ class Client:
         `created_after` is inclusive, `created_before` exclusive. Page with `before_id`, the
         last id of the previous page. Each page walks the queue's primary key backwards from
         `before_id`, so a filter that few tasks match makes a long walk."""
-        if not 1 <= limit <= MAX_LIST_LIMIT:
-            raise InvalidArgumentError("limit", f"{limit} must be 1..{MAX_LIST_LIMIT}")
-        if state is not None and state not in get_args(TaskState):
-            raise InvalidArgumentError(
-                "state", f"{state!r} must be one of {', '.join(get_args(TaskState))}"
-            )
+        _check_page(limit, state)
         info = await self.get_queue(queue)
         with translated(queue):
             return await task_store.list_tasks(
@@ -501,8 +506,7 @@ class Client:
         `error`, literally and in any case. No index serves that, so a page reads at most
         `walk` tasks below `before_id`: when those fill no page, it ends early with
         `walked_to`, where the next page starts (ErrorSearch)."""
-        if not 1 <= limit <= MAX_LIST_LIMIT:
-            raise InvalidArgumentError("limit", f"{limit} must be 1..{MAX_LIST_LIMIT}")
+        _check_page(limit, state)
         info = await self.get_queue(queue)
         with translated(queue):
             return await task_store.list_tasks_by_error(
