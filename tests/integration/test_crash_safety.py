@@ -150,7 +150,9 @@ async def test_workers_killed_with_sigkill_lose_no_task(
     queue = await make_queue(**RESILIENT.model_dump())
     await pool.execute(RUNS_TABLE)
     results = await client.enqueue_many(
-        queue.full_name, [TaskRequest("record", {"sleep": 0.05}) for _ in range(3000)]
+        # long enough that a quiet machine's drain outlasts three kills of a worker holding
+        # tasks, each waiting for a replacement to claim: 2,000 x 0.15 s over 40 slots
+        queue.full_name, [TaskRequest("record", {"sleep": 0.15}) for _ in range(2000)]
     )
     ids = [r.id for r in results]
     kills = 0
@@ -180,8 +182,8 @@ async def test_workers_killed_with_sigkill_lose_no_task(
                 ids,
             )
         }
-    assert {row["state"]: row["n"] for row in states} == {"succeeded": 3000}
-    assert kills >= 3, "the drain ended before the workers were killed: make tasks longer"
+    assert {row["state"]: row["n"] for row in states} == {"succeeded": 2000}
+    assert kills >= 3, f"the drain ended after {kills} kills: make tasks longer"
     assert all(runs >= 1 for runs, _ in history.values()), "a task succeeded without running"
     for task_id, (runs, lost) in history.items():
         # each extra run follows an attempt lost with a killed worker
