@@ -16,10 +16,11 @@ import base64
 import binascii
 import math
 import re
-from collections.abc import AsyncGenerator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Final, TypeVar, get_args
 
 from taskq import tracing
@@ -442,7 +443,7 @@ class ApiService:
         queues, then one of each queue's counts, OVERVIEW_READS at once. A page bounds what one
         view costs whatever the number of queues (docs/dashboard.md)."""
         visible, page, next_after = await self._overview_page(key, namespace, after)
-        details = await _bounded([self._queue_details(info) for info in page])
+        details = await _bounded([partial(self._queue_details, info) for info in page])
         return Overview(
             namespaces=sorted({info.namespace for info in visible}),
             queues=details,
@@ -482,7 +483,7 @@ class ApiService:
         """throughput() of each queue of the overview's page (the same arguments), by queue
         name: for its charts."""
         _visible, page, _next = await self._overview_page(key, namespace, after)
-        hours = await _bounded([self._throughput.last_hour(info) for info in page])
+        hours = await _bounded([partial(self._throughput.last_hour, info) for info in page])
         return {info.full_name: hour for info, hour in zip(page, hours, strict=True)}
 
     async def wait(self, key: ApiKey, namespace: str, name: str) -> list[WaitMinute]:
@@ -614,14 +615,15 @@ class ApiService:
         )
 
 
-async def _bounded(reads: Sequence[Awaitable[_T]]) -> list[_T]:
+async def _bounded(reads: Sequence[Callable[[], Awaitable[_T]]]) -> list[_T]:
     """The reads' results in order, OVERVIEW_READS at a time (each on a connection of its
-    own): the rest of the server keeps connections meanwhile."""
+    own): the rest of the server keeps connections meanwhile. Each read is begun only when its
+    turn comes: a request cancelled meanwhile leaves no coroutine never awaited."""
     limit = asyncio.Semaphore(OVERVIEW_READS)
 
-    async def one(read: Awaitable[_T]) -> _T:
+    async def one(read: Callable[[], Awaitable[_T]]) -> _T:
         async with limit:
-            return await read
+            return await read()
 
     return list(await asyncio.gather(*(one(read) for read in reads)))
 
