@@ -7,6 +7,8 @@ from urllib.parse import parse_qs
 
 from starlette.requests import Request
 
+from taskq.errors import InvalidArgumentError
+
 # Largest form body: a replay of many selected dead letters is the longest (ids=N&...).
 MAX_FORM_BYTES = 256 * 1024
 _FORM_TYPE = "application/x-www-form-urlencoded"
@@ -26,6 +28,15 @@ class Form:
 
     def all(self, name: str) -> list[str]:
         return self._fields.get(name, [])
+
+    def task_ids(self, name: str = "ids") -> list[int]:
+        """The task ids posted as `name`; InvalidArgumentError names the one that is not."""
+        ids = []
+        for index, value in enumerate(self.all(name)):
+            if not value.isdigit():
+                raise InvalidArgumentError(f"{name}[{index}]", f"{value[:30]!r} is not a task id")
+            ids.append(int(value))
+        return ids
 
 
 async def read_form(request: Request) -> Form:

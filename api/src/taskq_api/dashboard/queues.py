@@ -67,21 +67,12 @@ async def resume(request: Request) -> Response:
     return done(request, _url(request, namespace, name), f"Resumed {namespace}/{name}.")
 
 
-def _ids(values: list[str]) -> list[int]:
-    ids = []
-    for index, value in enumerate(values):
-        if not value.isdigit():
-            raise InvalidArgumentError(f"ids[{index}]", f"{value[:30]!r} is not a task id")
-        ids.append(int(value))
-    return ids
-
-
 async def replay(request: Request) -> Response:
     found, form = await posted(request)
     namespace, name = _names(request)
     back = _url(request, namespace, name)
     every = form.get("all") == "yes"
-    ids = [] if every else _ids(form.all("ids"))
+    ids = [] if every else form.task_ids()
     if not every and not ids:
         raise InvalidArgumentError(
             "selection", "no dead letter is selected: tick the ones to replay, or use Replay all"

@@ -288,17 +288,11 @@ async def _bulk(request: Request, verb: str) -> Response:
 
 
 def _ids(form: Form) -> list[int]:
-    values = form.all("ids")
-    if not values:
+    if not form.all("ids"):
         raise InvalidArgumentError(
             "selection", "no task is selected: tick the tasks first, or act on all matching"
         )
-    ids = []
-    for index, value in enumerate(values):
-        if not value.isdigit():
-            raise InvalidArgumentError(f"ids[{index}]", f"{value[:30]!r} is not a task id")
-        ids.append(int(value))
-    return ids
+    return form.task_ids()
 
 
 def _field_message(error: InvalidArgumentError) -> str:
