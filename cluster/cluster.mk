@@ -3,7 +3,10 @@
 #   make tools          build (once per machine, cached by version outside the clone) kube-apiserver,
 #                       kube-controller-manager, kube-scheduler, kubectl, etcd, etcdctl, kwok;
 #                       quick no-op when cached. Binaries are symlinked into .state/bin/.
-#   make cluster-up     start it (idempotent); prints the kubeconfig path
+#   make cluster-up     start it (idempotent); prints the kubeconfig path. As root it starts the
+#                       real node too (node-up below; node-tools built on first use), so the
+#                       cluster has one node that runs pods; TASKQ_CLUSTER_NODE=0 leaves it out.
+#                       Not root: the control plane alone, and it says so
 #   make node-tools     build the real node's tools (kubelet, kube-proxy, containerd, runc, CNI
 #                       plugins, crictl; installs gcc, libseccomp-dev, socat, iptables, nftables
 #                       from Debian when missing)
@@ -48,8 +51,19 @@ node-tools: node-system
 	@$(CLUSTER_REPO_DIR)/tools/build.sh node >/dev/null
 	@$(CLUSTER_REPO_DIR)/cluster/pause-image.sh >/dev/null
 
+# The real node needs root (cgroups, a bridge, iptables): without it cluster-up starts the kwok
+# control plane alone and says why, rather than failing for what the kwok tiers do not need.
 cluster-up:
-	@$(CLUSTER_REPO_DIR)/cluster/up.sh
+	@case "$${TASKQ_CLUSTER_NODE:-1}" in 0|1) ;; *) \
+	  echo "cluster-up: TASKQ_CLUSTER_NODE=$${TASKQ_CLUSTER_NODE} is neither 0 (control plane only) nor 1 (with the real node, the default)"; exit 2;; esac; \
+	if [ "$${TASKQ_CLUSTER_NODE:-1}" = 0 ]; then \
+	  $(CLUSTER_REPO_DIR)/cluster/up.sh; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  $(MAKE) --no-print-directory node-up; \
+	else \
+	  $(CLUSTER_REPO_DIR)/cluster/up.sh && \
+	  echo "cluster-up: control plane only: the real node needs root (run make cluster-up as root; TASKQ_CLUSTER_NODE=0 skips it)"; \
+	fi
 
 node-up: node-tools
 	@$(CLUSTER_REPO_DIR)/cluster/node-up.sh

@@ -17,7 +17,7 @@ CALLS = {
                 " p_outcome => 'succeeded', p_ids => '{}', p_attempt_ids => '{}')",
     "heartbeat": "SELECT * FROM taskq.heartbeat(p_queue_id => $1, p_ids => '{}',"
                  " p_attempt_ids => '{}', p_progress => NULL, p_lease_s => 30)",
-    "worker_beat": "SELECT taskq.worker_beat('async-commit-test', 3, 1), $1::int",
+    "worker_beat": "SELECT rescued, $1::int FROM taskq.worker_beat('async-commit-test', 3, 1)",
 }
 
 

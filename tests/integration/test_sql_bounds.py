@@ -49,13 +49,13 @@ _GLOBAL_CALLS = [
      "SELECT taken FROM taskq.ask_turn('test_bounds', $2::float8 + 0 * $1)",
      MAX_PERIOD_SECONDS, True),
     ("worker_beat", "p_dead_after_s",
-     "SELECT taskq.worker_beat('test-bounds-' || $1::integer, $2::float8, 3600)",
+     "SELECT rescued FROM taskq.worker_beat('test-bounds-' || $1::integer, $2::float8, 3600)",
      MAX_PERIOD_SECONDS, True),
     ("worker_beat", "p_rescue_every_s",
-     "SELECT taskq.worker_beat('test-bounds-' || $1::integer, 3, $2::float8)",
+     "SELECT rescued FROM taskq.worker_beat('test-bounds-' || $1::integer, 3, $2::float8)",
      MAX_PERIOD_SECONDS, True),
     ("worker_beat", "p_beat_every_s",
-     "SELECT taskq.worker_beat('test-bounds-' || $1::integer, 3, 3600,"
+     "SELECT rescued FROM taskq.worker_beat('test-bounds-' || $1::integer, 3, 3600,"
      " p_beat_every_s => $2::float8)",
      MAX_PERIOD_SECONDS, True),
     ("rescue_dead_workers", "p_grace_s",
@@ -105,7 +105,7 @@ async def test_a_refused_dead_after_is_not_stored(pool: asyncpg.Pool) -> None:
     """A dead-after of 1e300 s used to be stored; every rescue_dead_workers after it failed
     with "timestamp out of range", for every worker of the database."""
     with pytest.raises(asyncpg.PostgresError, match="p_dead_after_s is 1e\\+300"):
-        await pool.fetchval("SELECT taskq.worker_beat('poison', 1e300, 86400)")
+        await pool.fetchval("SELECT rescued FROM taskq.worker_beat('poison', 1e300, 86400)")
     assert await pool.fetchval("SELECT count(*) FROM taskq.workers WHERE worker_id = 'poison'") == 0
     await pool.fetchval("SELECT taskq.rescue_dead_workers()")
     with pytest.raises(asyncpg.CheckViolationError, match="worker_dead_after_range"):

@@ -199,8 +199,9 @@ SELECT taskq.release_orphans(p_queue_id => $1, p_worker_id => $2, p_known => $3)
 
 -- name: worker_beat
 -- rescued: tasks of dead workers given back (when this period's rescue turn was this beat's);
--- pollers: the workers polling the least served of $4's queues (NULL: not counted yet)
-SELECT rescued, pollers
+-- pollers: the workers polling the least served of $4's queues (NULL: not counted yet);
+-- gone_queue_ids: those of $4 that no longer exist (dropped, perhaps provisioned again)
+SELECT rescued, pollers, gone_queue_ids
   FROM taskq.worker_beat(p_worker_id => $1, p_dead_after_s => $2, p_rescue_every_s => $3,
                          p_queue_ids => $4, p_beat_every_s => $5)
 

@@ -1834,7 +1834,7 @@ END $$;
 
 -- FUNCTION: worker_beat(text, double precision, double precision, integer[], double precision)
 
-CREATE FUNCTION taskq.worker_beat(p_worker_id text, p_dead_after_s double precision, p_rescue_every_s double precision, p_queue_ids integer[] DEFAULT NULL::integer[], p_beat_every_s double precision DEFAULT 1, OUT rescued integer, OUT pollers integer) RETURNS record
+CREATE FUNCTION taskq.worker_beat(p_worker_id text, p_dead_after_s double precision, p_rescue_every_s double precision, p_queue_ids integer[] DEFAULT NULL::integer[], p_beat_every_s double precision DEFAULT 1, OUT rescued integer, OUT pollers integer, OUT gone_queue_ids integer[]) RETURNS record
     LANGUAGE plpgsql
     AS $$
 DECLARE
@@ -1869,6 +1869,11 @@ BEGIN
     END IF;
     SELECT min(p.workers) INTO pollers FROM taskq.queue_pollers p
      WHERE p.queue_id = ANY(p_queue_ids);
+    -- queues dropped (and perhaps provisioned again under a new id) since the worker looked
+    -- them up: it follows them by name only when told, instead of looking every few seconds
+    SELECT coalesce(array_agg(b.id ORDER BY b.id), '{}') INTO gone_queue_ids
+      FROM unnest(p_queue_ids) AS b(id)
+     WHERE NOT EXISTS (SELECT FROM taskq.queues q WHERE q.id = b.id);
 END $$;
 
 -- FUNCTION: worker_gone(text)

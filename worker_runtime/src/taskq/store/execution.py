@@ -192,6 +192,7 @@ async def release_orphans(
 class Beaten:
     rescued: int  # tasks of dead workers given back (when this period's rescue turn was its own)
     pollers: int | None  # workers polling the least served of its queues; None: not counted yet
+    gone_queue_ids: list[int]  # of the queues it named, those that no longer exist
 
 
 async def worker_beat(
@@ -214,7 +215,7 @@ async def worker_beat(
         beat_every_s,
     )
     assert row is not None
-    return Beaten(row["rescued"], row["pollers"])
+    return Beaten(row["rescued"], row["pollers"], list(row["gone_queue_ids"]))
 
 
 async def worker_gone(db: Executor, worker_id: str) -> None:

@@ -42,10 +42,13 @@ class Beat:
         pool_mode: PoolMode,
         on_rescued: Callable[[int], None],
         queue_ids: Callable[[], Sequence[int]],
+        on_gone: Callable[[], None] = lambda: None,
     ) -> None:
         self._dsn = dsn
         self._queue_ids = queue_ids
         self._on_rescued = on_rescued
+        # called from the beat's thread when a queue it named no longer exists
+        self._on_gone = on_gone
         self._worker_id = worker_id
         self._deadline = deadline
         self._pool_mode = pool_mode
@@ -125,6 +128,8 @@ class Beat:
             self.last_ok_at = time.monotonic()
             self.covered_at = started
             self.pollers = beaten.pollers
+            if beaten.gone_queue_ids:
+                self._on_gone()
             if beaten.rescued:
                 self._on_rescued(beaten.rescued)
                 log.warning("gave back %d tasks of workers that stopped beating", beaten.rescued)

@@ -123,6 +123,8 @@ class Worker:
             poll_interval=settings.poll_interval,
         )
         self._progress = asyncio.Event()  # a slot freed, a claim returned, or a wake-up
+        self._running = asyncio.Event()  # an attempt began: the watchdog has something to watch
+        self._queues_gone = asyncio.Event()  # the beat found a queue of ours dropped
         self._beat: Beat | None = None
         self._claim_tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -197,6 +199,7 @@ class Worker:
                 self.settings.db_pool_mode,
                 lambda n: self.metrics.rescued("worker_died", n),
                 self._beaten_queue_ids,
+                self._on_queues_gone(asyncio.get_running_loop()),
             )
             if self._beat_with is None
             else None
@@ -256,6 +259,16 @@ class Worker:
         for sharer in list(self._beat_sharers):
             ids.update(sharer.queue_ids.copy().values())
         return sorted(ids)
+
+    def _on_queues_gone(self, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+        """What the beat's thread calls when a queue it named is gone: each worker sharing
+        the beat looks its queues up again, on its own loop."""
+
+        def gone() -> None:
+            for worker in (self, *self._beat_sharers):
+                loop.call_soon_threadsafe(worker._queues_gone.set)
+
+        return gone
 
     def _beat_covers_queues(self) -> bool:
         """Whether a beat naming this worker's queues is recorded. Claiming waits for it: a
@@ -493,6 +506,7 @@ class Worker:
             )
             return
         attempt.task = asyncio.create_task(self._attempt(attempt))
+        self._running.set()
 
     async def _attempt(self, attempt: Attempt) -> None:
         """The attempt's asyncio task: run it, then settle it (in the task itself: a done
@@ -663,8 +677,11 @@ class Worker:
     async def _watchdog_loop(self) -> None:
         """Stops attempts past their deadline. One sweep a tick instead of a timer per task:
         timers cost more than the tasks they guard at high throughput; a timeout fires up to
-        one tick late."""
+        one tick late. An idle worker does not tick: it waits for an attempt to begin."""
         while True:
+            if not self.attempts:
+                self._running.clear()
+                await self._running.wait()
             await asyncio.sleep(WATCHDOG_TICK)
             now = time.monotonic()
             for attempt in list(self.attempts.values()):
@@ -674,20 +691,23 @@ class Worker:
     # -- queue refresh -----------------------------------------------------------------------
 
     async def _refresh_loop(self) -> None:
+        """Looks the queues up by name when the beat reports one of them gone; while it stays
+        gone (the beat says so every second), at most once a maintenance interval."""
         outage = self._outages["queue refresh"]
-        retry_in: float | None = None
         while True:
-            # jitter spreads the lookups of many workers over the interval
+            await self._queues_gone.wait()
+            self._queues_gone.clear()
+            # jitter spreads the lookups of many workers of a dropped queue
             interval = self.settings.maintenance_interval * random.uniform(0.5, 1.5)  # noqa: S311
-            await asyncio.sleep(interval if retry_in is None else retry_in)
             try:
                 await self._refresh_queue_ids()
             except Exception as error:
                 self.metrics.db_error("queue refresh")
-                retry_in = min(interval, outage.failed(error))
+                self._queues_gone.set()  # not done: look again once the backoff has passed
+                await asyncio.sleep(min(interval, outage.failed(error)))
                 continue
             outage.succeeded()
-            retry_in = None
+            await asyncio.sleep(interval)
 
     async def _refresh_queue_ids(self) -> None:
         """A queue dropped and provisioned again gets a new id: follow it by name."""
