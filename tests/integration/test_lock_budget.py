@@ -245,7 +245,8 @@ async def test_a_dead_workers_tasks_are_rescued_from_its_own_queues(
         [claimed] = await execution.claim(conn, queue_id, "n7/q", "w-gone", 1, 3600.0)
         # its beat says where it claims; its silence, three seconds, makes it dead
         await conn.execute(
-            "SELECT rescued FROM taskq.worker_beat('w-gone', 3, 86400, ARRAY[$1::integer])", queue_id)
+            "SELECT rescued FROM taskq.worker_beat('w-gone', 3, 86400, ARRAY[$1::integer])",
+            queue_id)
         await conn.execute(
             "UPDATE taskq.workers SET beat_at = now() - interval '1 minute'"
             " WHERE worker_id = 'w-gone'")

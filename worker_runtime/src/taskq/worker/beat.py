@@ -5,11 +5,17 @@ period's rescue turn gives its running tasks back at once (taskq.rescue_dead_wor
 than after their lease. The beat runs on its own thread, event loop and connection so that a
 handler blocking the worker's event loop (sync code in an async handler) does not make a live
 worker look dead; a process that is really gone stops beating with it.
+
+Every Beat of a process shares that one thread and loop (each still has its own connection
+and row). A replica runs one worker, but a process running many (the scale benchmark's 250)
+had as many beat threads, and each socket call of the workers' loop then waited for the GIL
+behind them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import time
@@ -33,6 +39,25 @@ DEAD_AFTER = 3.0
 RESCUE_EVERY = 1.0  # seconds between rescues of dead workers' tasks, across all workers
 
 
+class _BeatLoop:
+    """The process's beat thread and its event loop, started on first use (and again in a
+    forked child, where the parent's thread does not exist)."""
+
+    _lock = threading.Lock()
+    _loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
+
+    @classmethod
+    def get(cls) -> asyncio.AbstractEventLoop:
+        with cls._lock:
+            if cls._loop is None or cls._thread is None or not cls._thread.is_alive():
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name="taskq-beat", daemon=True)
+                thread.start()
+                cls._loop, cls._thread = loop, thread
+            return cls._loop
+
+
 class Beat:
     def __init__(
         self,
@@ -52,7 +77,7 @@ class Beat:
         self._worker_id = worker_id
         self._deadline = deadline
         self._pool_mode = pool_mode
-        self._thread: threading.Thread | None = None
+        self._running: concurrent.futures.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._started = threading.Event()
@@ -64,16 +89,20 @@ class Beat:
         self.pollers: int | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._main, name="taskq-beat", daemon=True)
-        self._thread.start()
+        self._running = asyncio.run_coroutine_threadsafe(self._run(), _BeatLoop.get())
         self._started.wait()
 
     def stop(self, timeout: float) -> None:
         """Stop beating and delete this worker's row (it stopped cleanly)."""
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(timeout)
+        if self._running is not None:
+            try:
+                self._running.result(timeout)
+            except TimeoutError:
+                log.warning("the beat did not stop within %.0f s", timeout)
+            except Exception:
+                log.exception("the beat ended with an error")
 
     async def _connect(self) -> asyncpg.Connection:
         conn: asyncpg.Connection = await asyncpg.connect(
@@ -86,9 +115,6 @@ class Beat:
             # its beat sends the queue ids (integer[]): looked up in a transaction of its own
             await learn_types(conn)
         return conn
-
-    def _main(self) -> None:
-        asyncio.run(self._run())
 
     async def _run(self) -> None:
         self._loop = asyncio.get_running_loop()
