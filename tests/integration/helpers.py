@@ -71,13 +71,19 @@ async def queue_of(pool: asyncpg.Pool, task_id: int) -> int | None:
     """The id of the task's queue (None: no such task). Helpers address a task through its
     queue: a statement on taskq.tasks by id alone would lock every queue's partition and its
     indexes, which the test session's hundreds of queues turn into 'out of shared memory'
-    (migration 0021)."""
-    if task_id not in _task_queues:
-        queue_id = await task_store.find_task_queue(pool, task_id)
-        if queue_id is None:
-            return None
-        _task_queues[task_id] = queue_id
-    return _task_queues[task_id]
+    (migration 0021). A remembered queue is checked first (one partition): tests on servers
+    of their own reuse task ids, and a stale entry once sent a webhook test to another
+    server's queue ("last: None")."""
+    known = _task_queues.get(task_id)
+    if known is not None and await pool.fetchval(
+        "SELECT taskq.task_state(p_queue_id => $1, p_task_id => $2) IS NOT NULL", known, task_id
+    ):
+        return known
+    queue_id = await task_store.find_task_queue(pool, task_id)
+    if queue_id is None:
+        return None
+    _task_queues[task_id] = queue_id
+    return queue_id
 
 
 async def tasks_of(pool: asyncpg.Pool, task_id: int) -> str:
