@@ -266,7 +266,9 @@ class Worker:
 
         def gone() -> None:
             for worker in (self, *self._beat_sharers):
-                loop.call_soon_threadsafe(worker._queues_gone.set)
+                # a loop already closed has no worker left to tell; the beat must go on
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(worker._queues_gone.set)
 
         return gone
 
